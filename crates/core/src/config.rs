@@ -1,0 +1,445 @@
+//! Job configuration: defaults, then an optional TOML file, then the environment.
+//!
+//! Every value is validated after extraction; an invalid one is an error naming the
+//! environment variable, the key, the value given and what is allowed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Num, Value};
+use figment::{Figment, Provider};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every job environment variable.
+pub const ENV_PREFIX: &str = "DEPLOY_SCALE_TO_ZERO_";
+
+/// Idle windows shorter than this are raised to it: a shorter one would sleep apps between
+/// a deploy and their first real use.
+pub const IDLE_MINUTES_FLOOR: u32 = 5;
+
+/// The job configuration (DESIGN.md section 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Master switch; off means no I/O at all.
+    pub enabled: bool,
+    /// Minutes without activity before an app may be slept (floor 5).
+    pub idle_minutes: u32,
+    /// Seconds between ticks.
+    pub interval_seconds: u64,
+    /// Most apps slept per tick.
+    pub max_per_tick: u32,
+    /// Apps transitioned at once.
+    pub concurrency: usize,
+    /// Report what would be slept, write nothing.
+    pub dry_run: bool,
+    /// Replicas a wake restores when none were recorded.
+    pub default_wake_replicas: i32,
+    /// Namespaces never touched.
+    pub protected_namespaces: Vec<String>,
+    /// Scale failures in a row after which a tick stops early (blast radius).
+    pub max_consecutive_failures: u32,
+    /// Timeout of one Kubernetes request, in seconds.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            idle_minutes: 30,
+            interval_seconds: 120,
+            max_per_tick: 50,
+            concurrency: 4,
+            dry_run: false,
+            default_wake_replicas: 1,
+            protected_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
+                .map(String::from)
+                .to_vec(),
+            max_consecutive_failures: 5,
+            request_timeout_seconds: 10,
+        }
+    }
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A value outside what is allowed.
+    #[error("invalid {env} ({key}) = {value}: expected {allowed}")]
+    Invalid {
+        /// Configuration key (TOML).
+        key: &'static str,
+        /// Environment variable.
+        env: String,
+        /// The value given, as given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// A source could not be read (for example a TOML syntax error).
+    #[error("reading configuration: {0}")]
+    Source(String),
+}
+
+/// Something worth a WARN that does not stop startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning(pub String);
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const KEYS: [&str; 10] = [
+    "enabled",
+    "idle_minutes",
+    "interval_seconds",
+    "max_per_tick",
+    "concurrency",
+    "dry_run",
+    "default_wake_replicas",
+    "protected_namespaces",
+    "max_consecutive_failures",
+    "request_timeout_seconds",
+];
+
+impl Config {
+    /// Defaults, then `file` (TOML, if given; a missing file is an error), then the environment.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(Env::prefixed(ENV_PREFIX))
+    }
+
+    /// Loads from the standard sources, logging warnings.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_provider(Self::figment(file))
+    }
+
+    /// Extracts from any provider (a host's own figment), logging warnings.
+    pub fn from_provider(provider: impl Provider) -> Result<Self, ConfigError> {
+        let (config, warnings) = Self::extract(provider)?;
+        for w in &warnings {
+            tracing::warn!(warning = %w, "configuration adjusted");
+        }
+        Ok(config)
+    }
+
+    /// Extracts and validates, returning the warnings instead of logging them.
+    pub fn extract(provider: impl Provider) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        // Defaults first so a host figment that sets only some keys still extracts.
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(provider);
+        let mut warnings = Vec::new();
+
+        if let Ok(dict) = fig.data() {
+            for (_, keys) in dict {
+                for key in keys.keys() {
+                    if !KEYS.contains(&key.as_str()) {
+                        warnings.push(ConfigWarning(format!(
+                            "unknown configuration key {key:?} ({ENV_PREFIX}{}) ignored",
+                            key.to_uppercase()
+                        )));
+                    }
+                }
+            }
+        }
+
+        let mut idle_minutes = int(&fig, "idle_minutes", 0, u32::MAX.into(), "a whole number of minutes")?;
+        if idle_minutes < IDLE_MINUTES_FLOOR.into() {
+            warnings.push(ConfigWarning(format!(
+                "{ENV_PREFIX}IDLE_MINUTES = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}"
+            )));
+            idle_minutes = IDLE_MINUTES_FLOOR.into();
+        }
+
+        let config = Self {
+            enabled: boolean(&fig, "enabled")?,
+            idle_minutes: narrow(idle_minutes),
+            interval_seconds: narrow(int(&fig, "interval_seconds", 10, 86_400, "an integer from 10 to 86400 (seconds)")?),
+            max_per_tick: narrow(int(&fig, "max_per_tick", 1, 100_000, "an integer from 1 to 100000")?),
+            concurrency: narrow(int(&fig, "concurrency", 1, 64, "an integer from 1 to 64")?),
+            dry_run: boolean(&fig, "dry_run")?,
+            default_wake_replicas: narrow(int(&fig, "default_wake_replicas", 1, 10_000, "an integer from 1 to 10000")?),
+            protected_namespaces: list(&fig, "protected_namespaces")?,
+            max_consecutive_failures: narrow(int(&fig, "max_consecutive_failures", 1, 10_000, "an integer from 1 to 10000")?),
+            request_timeout_seconds: narrow(int(&fig, "request_timeout_seconds", 1, 300, "an integer from 1 to 300 (seconds)")?),
+        };
+        Ok((config, warnings))
+    }
+
+    /// The idle window.
+    pub fn idle_window(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.idle_minutes.into())
+    }
+
+    /// Time between ticks.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds)
+    }
+
+    /// Timeout of one Kubernetes request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// Whether the job must never touch `namespace`.
+    pub fn is_protected(&self, namespace: &str) -> bool {
+        self.protected_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+/// The range checks above guarantee the value fits.
+fn narrow<T: TryFrom<i128>>(v: i128) -> T {
+    T::try_from(v).unwrap_or_else(|_| unreachable!("value validated to fit"))
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_uppercase())
+}
+
+fn invalid(key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
+    ConfigError::Invalid { key, env: env_name(key), value: render(value), allowed }
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Char(_, c) => format!("{c:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => match n.to_f64() {
+            Some(f) if n.to_i128().is_none() => f.to_string(),
+            _ => n.to_i128().map(|i| i.to_string()).unwrap_or_default(),
+        },
+        Value::Empty(..) => "(empty)".into(),
+        Value::Dict(..) => "(a table)".into(),
+        Value::Array(..) => "(an array)".into(),
+    }
+}
+
+fn find(fig: &Figment, key: &'static str) -> Result<Value, ConfigError> {
+    fig.find_value(key).map_err(|e| ConfigError::Source(e.to_string()))
+}
+
+fn int(fig: &Figment, key: &'static str, min: i128, max: i128, allowed: &'static str) -> Result<i128, ConfigError> {
+    let value = find(fig, key)?;
+    let parsed = match &value {
+        Value::Num(_, n) => integral(n),
+        Value::String(_, s) => s.trim().parse::<i128>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(invalid(key, &value, allowed)),
+    }
+}
+
+fn integral(n: &Num) -> Option<i128> {
+    n.to_i128().or_else(|| {
+        let f = n.to_f64()?;
+        #[allow(clippy::cast_possible_truncation)] // only whole floats within i64 are taken
+        (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i128)
+    })
+}
+
+fn boolean(fig: &Figment, key: &'static str) -> Result<bool, ConfigError> {
+    let value = find(fig, key)?;
+    let parsed = match &value {
+        Value::Bool(_, b) => Some(*b),
+        Value::Num(_, n) => match n.to_i128() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Value::String(_, s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| invalid(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
+}
+
+fn list(fig: &Figment, key: &'static str) -> Result<Vec<String>, ConfigError> {
+    const ALLOWED: &str = "a comma-separated list of namespaces (DNS-1123 labels)";
+    let value = find(fig, key)?;
+    let items: Vec<String> = match &value {
+        Value::String(_, s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        Value::Array(_, vs) => vs
+            .iter()
+            .map(|v| v.as_str().map(|s| s.trim().to_owned()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid(key, &value, ALLOWED))?,
+        Value::Empty(..) => Vec::new(),
+        _ => return Err(invalid(key, &value, ALLOWED)),
+    };
+    if items.iter().any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err()) {
+        return Err(invalid(key, &value, ALLOWED));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load() -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        Config::extract(Config::figment(None))
+    }
+
+    #[test]
+    fn defaults() {
+        Jail::expect_with(|_| {
+            let (c, w) = load().unwrap();
+            assert_eq!(c, Config::default());
+            assert!(!c.enabled);
+            assert_eq!(c.idle_minutes, 30);
+            assert_eq!(c.interval_seconds, 120);
+            assert_eq!(c.max_per_tick, 50);
+            assert_eq!(c.concurrency, 4);
+            assert_eq!(c.default_wake_replicas, 1);
+            assert_eq!(c.protected_namespaces, ["kube-system", "kube-public", "kube-node-lease"]);
+            assert!(w.is_empty(), "{w:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn valid_overrides_from_env() {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "45");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "30");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "7");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "64");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_DRY_RUN", "yes");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS", "3");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", "ops, billing");
+            let (c, w) = load().unwrap();
+            assert!(c.enabled && c.dry_run);
+            assert_eq!(c.idle_minutes, 45);
+            assert_eq!(c.interval_seconds, 30);
+            assert_eq!(c.max_per_tick, 7);
+            assert_eq!(c.concurrency, 64);
+            assert_eq!(c.default_wake_replicas, 3);
+            assert_eq!(c.protected_namespaces, ["ops", "billing"]);
+            assert!(w.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn toml_file_then_env_wins() {
+        Jail::expect_with(|j| {
+            j.create_file("scaler.toml", "idle_minutes = 60\nconcurrency = 8\nprotected_namespaces = [\"a\", \"b\"]\n")?;
+            j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "2");
+            let (c, _) = Config::extract(Config::figment(Some(Path::new("scaler.toml")))).unwrap();
+            assert_eq!(c.idle_minutes, 60);
+            assert_eq!(c.concurrency, 2);
+            assert_eq!(c.protected_namespaces, ["a", "b"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn idle_minutes_below_floor_is_raised_with_a_warning() {
+        for given in ["0", "1", "4"] {
+            Jail::expect_with(|j| {
+                j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", given);
+                let (c, w) = load().unwrap();
+                assert_eq!(c.idle_minutes, 5);
+                assert_eq!(w.len(), 1);
+                assert!(w[0].0.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"), "{w:?}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "5");
+            let (c, w) = load().unwrap();
+            assert_eq!((c.idle_minutes, w.len()), (5, 0));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn idle_minutes_not_an_integer_names_the_variable_and_value() {
+        for given in ["abc", "1.5", "-3", "30m", "99999999999"] {
+            Jail::expect_with(|j| {
+                j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", given);
+                let err = load().unwrap_err().to_string();
+                assert!(err.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"), "{err}");
+                assert!(err.contains(given), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn bool_forms() {
+        let cases = [
+            ("true", true), ("TRUE", true), ("1", true), ("yes", true), ("on", true),
+            ("false", false), ("False", false), ("0", false), ("no", false), ("off", false),
+        ];
+        for (given, expected) in cases {
+            Jail::expect_with(|j| {
+                j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", given);
+                assert_eq!(load().unwrap().0.enabled, expected, "{given}");
+                Ok(())
+            });
+        }
+        for given in ["maybe", "2", "tru"] {
+            Jail::expect_with(|j| {
+                j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", given);
+                let err = load().unwrap_err().to_string();
+                assert!(err.contains("DEPLOY_SCALE_TO_ZERO_ENABLED") && err.contains(given), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_value_and_range() {
+        let cases = [
+            ("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "9", "10 to 86400"),
+            ("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "0", "1 to 100000"),
+            ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "0", "1 to 64"),
+            ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "65", "1 to 64"),
+            ("DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS", "0", "1 to 10000"),
+            ("DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES", "0", "1 to 10000"),
+            ("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", "Kube_System", "namespaces"),
+        ];
+        for (var, given, allowed) in cases {
+            Jail::expect_with(|j| {
+                j.set_env(var, given);
+                let err = load().unwrap_err().to_string();
+                assert!(err.contains(var) && err.contains(given) && err.contains(allowed), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLE", "true");
+            let (c, w) = load().unwrap();
+            assert!(!c.enabled);
+            assert!(w.iter().any(|w| w.0.contains("DEPLOY_SCALE_TO_ZERO_ENABLE")), "{w:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_host_figment_can_supply_values() {
+        let fig = Figment::new().merge(("enabled", true)).merge(("idle_minutes", 10));
+        let c = Config::from_provider(fig).unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.idle_minutes, 10);
+        assert_eq!(c.max_per_tick, 50);
+    }
+}

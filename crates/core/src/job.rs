@@ -1,0 +1,500 @@
+//! The tick (put idle apps to sleep) and wake protocols, written against the ports only.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::metrics;
+use crate::report::Planned;
+use crate::{
+    Candidate, Clock, Config, ConfirmOutcome, Error, Outcome, Result, Scaler, ScalerSource,
+    SkipReason, SleepState, StaleIntent, Store, Target, TargetError, TickReport, WakeReport,
+    WakeResult,
+};
+
+/// A `sleeping` intent older than this is a crash leftover. Far longer than one transition
+/// (three Kubernetes requests, each bounded by the request timeout), so a live transition
+/// of another instance is never mistaken for one.
+pub const STALE_INTENT_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How often a wake retries when its compare-and-set loses to a concurrent transition.
+const WAKE_ATTEMPTS: usize = 3;
+
+/// The idle-scaler job: owns its ports, runs ticks and wakes.
+pub struct Job {
+    config: Config,
+    store: Arc<dyn Store>,
+    scalers: Arc<dyn ScalerSource>,
+    clock: Arc<dyn Clock>,
+    last_success: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// How one candidate ended.
+enum Done {
+    Slept(Planned),
+    Skipped(SkipReason),
+    Failed,
+}
+
+impl Job {
+    /// A job over the given ports.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        scalers: Arc<dyn ScalerSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { config, store, scalers, clock, last_success: Mutex::new(None) }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// When the last tick completed without error (by the job's clock).
+    pub fn last_success(&self) -> Option<DateTime<Utc>> {
+        *self.last_success.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs ticks every `interval` until `shutdown` is cancelled. A failed tick is logged and
+    /// the loop goes on; on shutdown no new transition starts and in-flight ones finish.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.config.interval());
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            if let Err(e) = self.tick_until(&shutdown).await {
+                error!(error = %e, "tick failed; the next tick will retry");
+            }
+        }
+        info!("idle-scaler job stopped");
+    }
+
+    /// One tick (DESIGN.md section 3).
+    pub async fn tick(&self) -> Result<TickReport> {
+        self.tick_until(&CancellationToken::new()).await
+    }
+
+    /// One tick that starts no new transition once `shutdown` is cancelled.
+    pub async fn tick_until(&self, shutdown: &CancellationToken) -> Result<TickReport> {
+        let started = Instant::now();
+        if !self.config.enabled {
+            debug!("scale-to-zero disabled (DEPLOY_SCALE_TO_ZERO_ENABLED is off); tick skipped");
+            return Ok(TickReport { disabled: true, ..TickReport::default() });
+        }
+        if self.config.dry_run {
+            return self.plan().await;
+        }
+        let scaler = match self.scalers.scaler().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no Kubernetes client; tick skipped (fail-open), retrying next tick");
+                metrics::tick("no_scaler", started.elapsed(), self.clock.now());
+                return Ok(TickReport { no_scaler: true, ..TickReport::default() });
+            }
+        };
+        let mut report = TickReport::default();
+        let result = self.sleep_pass(scaler.as_ref(), shutdown, &mut report).await;
+        report.duration = started.elapsed();
+        let finished = self.clock.now();
+        match &result {
+            Ok(()) => {
+                metrics::tick("ok", report.duration, finished);
+                *self.last_success.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(finished);
+                let slept = report.outcome(Outcome::ScaledDown);
+                let failed = report.outcome(Outcome::ScaleFailed);
+                if slept + failed > 0 || !report.recovered.is_empty() || report.stopped_early {
+                    info!(
+                        candidates = report.candidates,
+                        scaled_down = slept,
+                        scale_failed = failed,
+                        skipped = report.skips.values().sum::<u64>(),
+                        stopped_early = report.stopped_early,
+                        took_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                        "tick done"
+                    );
+                } else {
+                    debug!(candidates = report.candidates, "tick done; nothing to sleep");
+                }
+            }
+            Err(e) => {
+                metrics::tick("error", report.duration, finished);
+                warn!(error = %e, "tick aborted");
+            }
+        }
+        result.map(|()| report)
+    }
+
+    /// A dry run: selects and derives targets as a tick would, writes nothing, calls no
+    /// Kubernetes API, and reports what a tick would try to sleep. Ignores the flag.
+    pub async fn plan(&self) -> Result<TickReport> {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let candidates = self
+            .store
+            .select_candidates(now, now - self.config.idle_window(), self.config.max_per_tick)
+            .await?;
+        let mut report =
+            TickReport { dry_run: true, candidates: candidates.len(), ..TickReport::default() };
+        for c in &candidates {
+            match self.target_of(c) {
+                Ok(target) => report.slept.push(Planned {
+                    id: c.id,
+                    target: target.to_string(),
+                    replicas: None,
+                }),
+                Err(reason) => *report.skips.entry(reason).or_default() += 1,
+            }
+        }
+        report.duration = started.elapsed();
+        info!(candidates = report.candidates, would_sleep = report.slept.len(), "dry run");
+        Ok(report)
+    }
+
+    async fn sleep_pass(
+        &self,
+        scaler: &dyn Scaler,
+        shutdown: &CancellationToken,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.recover(scaler, now, report).await?;
+
+        let idle_before = now - self.config.idle_window();
+        let candidates =
+            self.store.select_candidates(now, idle_before, self.config.max_per_tick).await?;
+        report.candidates = candidates.len();
+
+        let consecutive_failures = AtomicU32::new(0);
+        let stop = AtomicBool::new(false);
+        let done: Vec<Done> = futures::stream::iter(&candidates)
+            .map(|c| {
+                let (consecutive_failures, stop) = (&consecutive_failures, &stop);
+                async move {
+                    if shutdown.is_cancelled() {
+                        return Done::Skipped(SkipReason::ShuttingDown);
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return Done::Skipped(SkipReason::BlastRadius);
+                    }
+                    let done = self.sleep_one(scaler, c, idle_before, now).await;
+                    match done {
+                        Done::Failed => {
+                            let n = consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
+                            if n >= self.config.max_consecutive_failures
+                                && !stop.swap(true, Ordering::SeqCst)
+                            {
+                                error!(
+                                    failures = n,
+                                    "too many scale failures in a row; stopping this tick early"
+                                );
+                            }
+                        }
+                        Done::Slept(_) => consecutive_failures.store(0, Ordering::SeqCst),
+                        Done::Skipped(_) => {}
+                    }
+                    done
+                }
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+
+        report.stopped_early = stop.load(Ordering::SeqCst);
+        for d in done {
+            match d {
+                Done::Slept(p) => {
+                    metrics::outcome(Outcome::ScaledDown);
+                    *report.outcomes.entry(Outcome::ScaledDown).or_default() += 1;
+                    report.slept.push(p);
+                }
+                Done::Failed => {
+                    metrics::outcome(Outcome::ScaleFailed);
+                    *report.outcomes.entry(Outcome::ScaleFailed).or_default() += 1;
+                }
+                Done::Skipped(reason) => {
+                    metrics::skipped(reason);
+                    *report.skips.entry(reason).or_default() += 1;
+                }
+            }
+        }
+
+        match self.store.count_asleep().await {
+            Ok(n) => {
+                metrics::idle_apps(n);
+                report.idle_apps = Some(n);
+            }
+            Err(e) => warn!(error = %e, "could not sample the idle-apps gauge"),
+        }
+        Ok(())
+    }
+
+    /// The target of a candidate, or why it is skipped. Logs malformed ids.
+    fn target_of(&self, c: &Candidate) -> std::result::Result<Target, SkipReason> {
+        let target = match Target::parse(&c.provider_id) {
+            Ok(t) => t,
+            Err(TargetError::Foreign) => return Err(SkipReason::Foreign),
+            Err(TargetError::Malformed(why)) => {
+                warn!(deployment_id = %c.id, provider_id = %c.provider_id, reason = why,
+                    "malformed provider_id; skipped");
+                return Err(SkipReason::Malformed);
+            }
+        };
+        if self.config.is_protected(&target.namespace) {
+            debug!(deployment_id = %c.id, namespace = %target.namespace, "protected namespace; skipped");
+            return Err(SkipReason::ProtectedNamespace);
+        }
+        Ok(target)
+    }
+
+    async fn sleep_one(
+        &self,
+        scaler: &dyn Scaler,
+        c: &Candidate,
+        idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Done {
+        let target = match self.target_of(c) {
+            Ok(t) => t,
+            Err(reason) => return Done::Skipped(reason),
+        };
+        let id = c.id;
+        let scale = match scaler.get_scale(&target).await {
+            Ok(s) => s,
+            Err(Error::NotFound(_)) => {
+                info!(deployment_id = %id, target = %target, outcome = "not_found",
+                    "Deployment is gone; skipped");
+                return Done::Skipped(SkipReason::NotFound);
+            }
+            Err(e) => {
+                log_scale_error(id, &target, &e, "reading the scale failed");
+                return Done::Failed;
+            }
+        };
+        let restore = (scale.replicas > 0).then_some(scale.replicas);
+
+        // CAS 1: the database re-checks the whole predicate at the moment of the write.
+        match self.store.claim_sleep(id, c.last_activity_at, idle_before, restore, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!(deployment_id = %id, outcome = "raced", "row changed since selection; skipped");
+                return Done::Skipped(SkipReason::Raced);
+            }
+            Err(e) => {
+                warn!(deployment_id = %id, error = %e, "recording the sleep intent failed");
+                return Done::Failed;
+            }
+        }
+
+        // CAS 2: Kubernetes refuses the write if the Deployment changed since it was read.
+        if restore.is_some() {
+            if let Err(e) = scaler.set_replicas(&target, 0, Some(scale.resource_version)).await {
+                self.revert(id, now).await;
+                return match e {
+                    Error::Conflict(_) => {
+                        info!(deployment_id = %id, target = %target, outcome = "raced",
+                            "Deployment changed since read; sleep abandoned");
+                        Done::Skipped(SkipReason::Raced)
+                    }
+                    Error::NotFound(_) => {
+                        info!(deployment_id = %id, target = %target, outcome = "not_found",
+                            "Deployment is gone; skipped");
+                        Done::Skipped(SkipReason::NotFound)
+                    }
+                    e => {
+                        log_scale_error(id, &target, &e, "scaling to 0 failed; row reverted");
+                        Done::Failed
+                    }
+                };
+            }
+        }
+
+        match self.store.confirm_sleep(id, c.last_activity_at, now).await {
+            Ok(ConfirmOutcome::Confirmed) => {
+                info!(deployment_id = %id, target = %target, replicas_before = scale.replicas,
+                    outcome = "scaled_down", "app put to sleep");
+                Done::Slept(Planned { id, target: target.to_string(), replicas: Some(scale.replicas) })
+            }
+            Ok(ConfirmOutcome::NotSleeping) => {
+                // A wake won. Its scale-up can precede our scale-down when it wrote the same
+                // count (no new resourceVersion), so make sure the app is not left at 0.
+                if let Some(r) = restore {
+                    if matches!(self.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake) {
+                        self.ensure_running(scaler, &target, id, r).await;
+                    }
+                }
+                info!(deployment_id = %id, outcome = "raced", "a wake won the race; left awake");
+                Done::Skipped(SkipReason::Raced)
+            }
+            Ok(ConfirmOutcome::ActivityArrived) => {
+                let r = restore.unwrap_or(self.config.default_wake_replicas);
+                info!(deployment_id = %id, target = %target, replicas = r, outcome = "raced",
+                    "activity arrived during the sleep; restoring");
+                if let Err(e) = scaler.set_replicas(&target, r, None).await {
+                    // The row stays `sleeping`: recovery restores it once the intent is stale.
+                    log_scale_error(id, &target, &e, "restoring after a lost confirm failed");
+                    return Done::Failed;
+                }
+                self.revert(id, now).await;
+                Done::Skipped(SkipReason::Raced)
+            }
+            Err(e) => {
+                // The row stays `sleeping`; recovery settles it from what Kubernetes holds.
+                warn!(deployment_id = %id, error = %e, "confirming the sleep failed; recovery will settle it");
+                Done::Failed
+            }
+        }
+    }
+
+    async fn ensure_running(&self, scaler: &dyn Scaler, target: &Target, id: Uuid, replicas: i32) {
+        match scaler.get_scale(target).await {
+            Ok(s) if s.replicas == 0 => {
+                if let Err(e) = scaler.set_replicas(target, replicas, None).await {
+                    log_scale_error(id, target, &e, "restoring a woken app left at 0 failed");
+                }
+            }
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => log_scale_error(id, target, &e, "checking a woken app failed"),
+        }
+    }
+
+    async fn revert(&self, id: Uuid, now: DateTime<Utc>) {
+        if let Err(e) = self.store.revert_sleep(id, now).await {
+            // Left `sleeping`: recovery settles it after STALE_INTENT_AFTER.
+            error!(deployment_id = %id, error = %e, "reverting the sleep intent failed");
+        }
+    }
+
+    /// Step 3a: settles `sleeping` intents abandoned by a crash.
+    async fn recover(&self, scaler: &dyn Scaler, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+        let stale = self.store.stale_intents(now - STALE_INTENT_AFTER).await?;
+        for intent in &stale {
+            let result = self.recover_one(scaler, intent, now).await;
+            info!(deployment_id = %intent.id, result, "stale sleep intent recovered");
+            metrics::recovered(result);
+            *report.recovered.entry(result).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    async fn recover_one(&self, scaler: &dyn Scaler, intent: &StaleIntent, now: DateTime<Utc>) -> &'static str {
+        let id = intent.id;
+        let revert = |result: &'static str| async move {
+            match self.store.revert_sleep(id, now).await {
+                Ok(_) => result,
+                Err(e) => {
+                    warn!(deployment_id = %id, error = %e, "recovery could not revert the intent");
+                    "failed"
+                }
+            }
+        };
+        let Ok(target) = Target::parse(&intent.provider_id) else {
+            // Only valid targets are ever claimed; a changed provider_id has nothing at 0.
+            return revert("awake").await;
+        };
+        match scaler.get_scale(&target).await {
+            Ok(s) if s.replicas > 0 => revert("awake").await,
+            Ok(_) if intent.activity_after_intent() => {
+                let r = intent.replicas_before_sleep.unwrap_or(self.config.default_wake_replicas);
+                match scaler.set_replicas(&target, r, None).await {
+                    Ok(()) => revert("restored").await,
+                    Err(e) => {
+                        log_scale_error(id, &target, &e, "recovery could not restore the app");
+                        "failed"
+                    }
+                }
+            }
+            Ok(_) => match self.store.confirm_sleep(id, intent.last_activity_at, now).await {
+                Ok(ConfirmOutcome::Confirmed) => "asleep",
+                Ok(_) => "raced",
+                Err(e) => {
+                    warn!(deployment_id = %id, error = %e, "recovery could not confirm the sleep");
+                    "failed"
+                }
+            },
+            Err(Error::NotFound(_)) => revert("awake").await,
+            Err(e) => {
+                log_scale_error(id, &target, &e, "recovery could not read the scale");
+                "failed"
+            }
+        }
+    }
+
+    /// Wakes one app (DESIGN.md section 4).
+    pub async fn wake(&self, id: Uuid) -> Result<WakeReport> {
+        let started = Instant::now();
+        let result = self.wake_inner(id).await;
+        metrics::wake_duration(started.elapsed());
+        match &result {
+            Ok(r) if r.result == WakeResult::WokeUp => metrics::outcome(Outcome::WokeUp),
+            Ok(_) | Err(Error::UnknownDeployment(_)) => {}
+            Err(_) => metrics::outcome(Outcome::WakeFailed),
+        }
+        result
+    }
+
+    async fn wake_inner(&self, id: Uuid) -> Result<WakeReport> {
+        for _ in 0..WAKE_ATTEMPTS {
+            let row = self
+                .store
+                .get(id)
+                .await?
+                .ok_or(Error::UnknownDeployment(id))?;
+            let now = self.clock.now();
+            if row.sleep_state == SleepState::Awake {
+                if self.store.touch_awake(id, now).await? {
+                    info!(deployment_id = %id, "wake: already awake; activity bumped");
+                    return Ok(WakeReport { id, result: WakeResult::AlreadyAwake, replicas: None });
+                }
+                continue;
+            }
+            let target = Target::parse(&row.provider_id).map_err(|e| {
+                Error::Invalid(format!("deployment {id} has provider_id {:?}: {e}", row.provider_id))
+            })?;
+            let replicas = row
+                .replicas_before_sleep
+                .filter(|r| *r > 0)
+                .unwrap_or(self.config.default_wake_replicas);
+            let scaler = self.scalers.scaler().await?;
+            if let Err(e) = scaler.set_replicas(&target, replicas, None).await {
+                log_scale_error(id, &target, &e, "wake could not scale the app up; row left asleep");
+                return Err(e);
+            }
+            if self.store.finish_wake(id, row.sleep_state, now).await? {
+                info!(deployment_id = %id, target = %target, replicas, outcome = "woke_up", "app woken");
+                return Ok(WakeReport { id, result: WakeResult::WokeUp, replicas: Some(replicas) });
+            }
+            // The state moved (a tick confirmed, or another wake finished): look again.
+        }
+        Err(Error::Conflict(format!("deployment {id} kept changing during wake")))
+    }
+}
+
+fn log_scale_error(id: Uuid, target: &Target, e: &Error, what: &str) {
+    match e {
+        Error::Forbidden(_) => error!(deployment_id = %id, target = %target, error = %e,
+            "{what}: forbidden; check the RBAC for deployments/scale"),
+        _ => warn!(deployment_id = %id, target = %target, error = %e, "{what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

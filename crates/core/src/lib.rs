@@ -1,0 +1,27 @@
+//! Core of idle-scaler: the domain, the ports the adapters implement, configuration,
+//! the tick (put idle Deployments to sleep) and wake protocols, and the metric names.
+//!
+//! This crate performs no I/O of its own: everything reaches the outside world through
+//! [`Store`], [`Scaler`] (via [`ScalerSource`]) and [`Clock`].
+#![warn(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod job;
+pub mod metrics;
+mod model;
+mod ports;
+pub mod report;
+mod target;
+
+pub use config::{Config, ConfigError};
+pub use error::{Error, Result};
+pub use job::Job;
+pub use model::{Candidate, DeploymentRecord, SleepState, StaleIntent};
+pub use ports::{
+    Clock, ConfirmOutcome, FixedScaler, Scale, Scaler, ScalerSource, Store, SystemClock,
+};
+#[cfg(any(test, feature = "test-util"))]
+pub use ports::{MockClock, MockScaler, MockScalerSource, MockStore};
+pub use report::{Outcome, SkipReason, TickReport, WakeReport, WakeResult};
+pub use target::{Target, TargetError};

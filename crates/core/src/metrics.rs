@@ -1,0 +1,79 @@
+//! Metric names and emission. Every emission lives here; the binary installs the recorder.
+
+use std::time::Duration;
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::report::{Outcome, SkipReason};
+
+/// Counter of transitions, label `outcome` (the names the platform's dashboards use).
+pub const SCALED_TO_ZERO_TOTAL: &str = "instant_deploy_scaled_to_zero_total";
+/// Gauge of Deployments currently asleep.
+pub const IDLE_APPS: &str = "instant_deploy_idle_apps";
+/// Counter of candidates skipped, label `reason`.
+pub const SKIPPED_TOTAL: &str = "instant_deploy_scale_to_zero_skipped_total";
+/// Counter of crash leftovers recovered, label `result` (`awake`, `asleep`, `restored`).
+pub const RECOVERED_TOTAL: &str = "instant_deploy_scale_to_zero_recovered_total";
+/// Counter of ticks, label `result` (`ok`, `error`, `disabled`, `no_scaler`).
+pub const TICKS_TOTAL: &str = "instant_deploy_scale_to_zero_ticks_total";
+/// Histogram of tick duration in seconds.
+pub const TICK_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_tick_duration_seconds";
+/// Gauge: Unix time of the last tick that completed without error.
+pub const LAST_SUCCESS_TIMESTAMP: &str =
+    "instant_deploy_scale_to_zero_last_success_timestamp_seconds";
+/// Histogram of wake duration in seconds.
+pub const WAKE_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_wake_duration_seconds";
+
+/// Registers descriptions with the installed recorder.
+pub fn describe_metrics() {
+    describe_counter!(SCALED_TO_ZERO_TOTAL, "Sleep and wake transitions by outcome");
+    describe_gauge!(IDLE_APPS, "Deployments currently asleep (scaled to zero)");
+    describe_counter!(SKIPPED_TOTAL, "Idle candidates not slept, by reason");
+    describe_counter!(RECOVERED_TOTAL, "Stale sleeping intents recovered, by result");
+    describe_counter!(TICKS_TOTAL, "Ticks by result");
+    describe_histogram!(TICK_DURATION_SECONDS, Unit::Seconds, "Duration of one tick");
+    describe_gauge!(LAST_SUCCESS_TIMESTAMP, Unit::Seconds, "Unix time of the last successful tick");
+    describe_histogram!(WAKE_DURATION_SECONDS, Unit::Seconds, "Duration of one wake");
+}
+
+/// Makes every outcome and skip series exist at 0, so dashboards and alerts see them
+/// before the first event.
+pub fn prime() {
+    for outcome in Outcome::ALL {
+        counter!(SCALED_TO_ZERO_TOTAL, "outcome" => outcome.as_str()).absolute(0);
+    }
+    for reason in SkipReason::ALL {
+        counter!(SKIPPED_TOTAL, "reason" => reason.as_str()).absolute(0);
+    }
+    gauge!(IDLE_APPS).set(0.0);
+}
+
+pub(crate) fn outcome(outcome: Outcome) {
+    counter!(SCALED_TO_ZERO_TOTAL, "outcome" => outcome.as_str()).increment(1);
+}
+
+pub(crate) fn skipped(reason: SkipReason) {
+    counter!(SKIPPED_TOTAL, "reason" => reason.as_str()).increment(1);
+}
+
+pub(crate) fn recovered(result: &'static str) {
+    counter!(RECOVERED_TOTAL, "result" => result).increment(1);
+}
+
+pub(crate) fn idle_apps(count: i64) {
+    #[allow(clippy::cast_precision_loss)] // counts of apps are far below 2^52
+    gauge!(IDLE_APPS).set(count as f64);
+}
+
+pub(crate) fn tick(result: &'static str, took: Duration, finished_at: chrono::DateTime<chrono::Utc>) {
+    counter!(TICKS_TOTAL, "result" => result).increment(1);
+    histogram!(TICK_DURATION_SECONDS).record(took.as_secs_f64());
+    if result == "ok" {
+        #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
+        gauge!(LAST_SUCCESS_TIMESTAMP).set(finished_at.timestamp() as f64);
+    }
+}
+
+pub(crate) fn wake_duration(took: Duration) {
+    histogram!(WAKE_DURATION_SECONDS).record(took.as_secs_f64());
+}

@@ -1,0 +1,145 @@
+//! The ports: everything the protocols need from the outside world.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{Candidate, DeploymentRecord, Result, SleepState, StaleIntent, Target};
+
+/// Result of confirming a sleep (`sleeping -> asleep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// The row is now `asleep`.
+    Confirmed,
+    /// The row had left `sleeping` (a wake won the race) or is gone.
+    NotSleeping,
+    /// Still `sleeping`, but `last_activity_at` moved: activity arrived (a redeploy).
+    ActivityArrived,
+}
+
+/// The database side. Every transition is one compare-and-set: it returns `false`
+/// (or a non-`Confirmed` outcome) when the row no longer matches, and never errors for that.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Rows that are healthy, `awake`, not `always_on`, not expired at `now`, with
+    /// `last_activity_at <= idle_before`; oldest activity first, at most `limit`.
+    async fn select_candidates(
+        &self,
+        now: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Candidate>>;
+
+    /// CAS 1: `awake -> sleeping` recording `replicas` (None when already at 0), only if the
+    /// whole candidate predicate still holds at `now` and `last_activity_at` is still `seen_activity`.
+    async fn claim_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        replicas: Option<i32>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// `sleeping -> asleep`, only if `last_activity_at` is still `seen_activity`.
+    async fn confirm_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome>;
+
+    /// `sleeping -> awake`, clearing the restore count. False when the row is not `sleeping`.
+    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+
+    /// `sleeping` rows whose intent was written at or before `older_than`.
+    async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>>;
+
+    /// One row, or None.
+    async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>>;
+
+    /// Wake: `from -> awake` with `last_activity_at = now`, clearing the restore count.
+    /// False when the row is no longer in `from`.
+    async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Bumps `last_activity_at` of an `awake` row (a wake of an app that was up).
+    async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Rows `asleep` (and `sleeping`), for status.
+    async fn list_sleeping(&self) -> Result<Vec<DeploymentRecord>>;
+
+    /// Number of `asleep` rows: the idle-apps gauge.
+    async fn count_asleep(&self) -> Result<i64>;
+}
+
+/// A Deployment's scale subresource as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scale {
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `metadata.resourceVersion`: the precondition for CAS 2.
+    pub resource_version: String,
+}
+
+/// The Kubernetes side, through the `deployments/scale` subresource only.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Scaler: Send + Sync {
+    /// Reads the scale of a Deployment.
+    async fn get_scale(&self, target: &Target) -> Result<Scale>;
+
+    /// Sets `spec.replicas`. With `resource_version` the write is a compare-and-set:
+    /// `Error::Conflict` when the Deployment changed since that version.
+    async fn set_replicas(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<String>,
+    ) -> Result<()>;
+}
+
+/// Gives the tick a Kubernetes client, building it lazily so a cluster that is not reachable
+/// yet makes the job fail open and retry next tick.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait ScalerSource: Send + Sync {
+    /// The scaler, or why none is available now.
+    async fn scaler(&self) -> Result<Arc<dyn Scaler>>;
+}
+
+/// A [`ScalerSource`] that always has the same scaler.
+#[derive(Clone)]
+pub struct FixedScaler(pub Arc<dyn Scaler>);
+
+impl std::fmt::Debug for FixedScaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FixedScaler")
+    }
+}
+
+#[async_trait]
+impl ScalerSource for FixedScaler {
+    async fn scaler(&self) -> Result<Arc<dyn Scaler>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Time, injectable so tests and the demo can drive it.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,159 @@
+//! What a tick or a wake did.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Transitions counted in `instant_deploy_scaled_to_zero_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// An app was put to sleep.
+    ScaledDown,
+    /// An app was woken.
+    WokeUp,
+    /// A wake could not scale the app up; the row stays asleep for a retry.
+    WakeFailed,
+    /// A sleep could not scale the app down; the row was reverted to awake.
+    ScaleFailed,
+}
+
+impl Outcome {
+    /// Every outcome, for priming.
+    pub const ALL: [Outcome; 4] =
+        [Self::ScaledDown, Self::WokeUp, Self::WakeFailed, Self::ScaleFailed];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScaledDown => "scaled_down",
+            Self::WokeUp => "woke_up",
+            Self::WakeFailed => "wake_failed",
+            Self::ScaleFailed => "scale_failed",
+        }
+    }
+}
+
+/// Why an idle candidate was not slept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Another provider's app.
+    Foreign,
+    /// A `k8s:` id that names no valid Deployment.
+    Malformed,
+    /// In a protected namespace.
+    ProtectedNamespace,
+    /// The row or the Deployment changed under us (activity, wake, a person).
+    Raced,
+    /// The Deployment no longer exists.
+    NotFound,
+    /// Not attempted: the tick stopped early after too many failures in a row.
+    BlastRadius,
+    /// Not attempted: the job is shutting down.
+    ShuttingDown,
+}
+
+impl SkipReason {
+    /// Every reason, for priming.
+    pub const ALL: [SkipReason; 7] = [
+        Self::Foreign,
+        Self::Malformed,
+        Self::ProtectedNamespace,
+        Self::Raced,
+        Self::NotFound,
+        Self::BlastRadius,
+        Self::ShuttingDown,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Foreign => "foreign",
+            Self::Malformed => "malformed",
+            Self::ProtectedNamespace => "protected_namespace",
+            Self::Raced => "raced",
+            Self::NotFound => "not_found",
+            Self::BlastRadius => "blast_radius",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// One app the tick slept (or, in a dry run, would sleep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// Row id.
+    pub id: Uuid,
+    /// `namespace/name`.
+    pub target: String,
+    /// Replicas before sleep, when read (not in a dry run).
+    pub replicas: Option<i32>,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TickReport {
+    /// The flag was off: nothing was done.
+    pub disabled: bool,
+    /// No Kubernetes client: nothing was done (fail-open).
+    pub no_scaler: bool,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Candidates selected.
+    pub candidates: usize,
+    /// Counted outcomes (`scaled_down`, `scale_failed`).
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// Skips by reason.
+    pub skips: BTreeMap<SkipReason, u64>,
+    /// Stale intents recovered, by result (`awake`, `asleep`, `restored`, `failed`).
+    pub recovered: BTreeMap<&'static str, u64>,
+    /// The apps slept, or in a dry run the apps that would be.
+    pub slept: Vec<Planned>,
+    /// The tick stopped early after `max_consecutive_failures` scale failures.
+    pub stopped_early: bool,
+    /// Apps asleep after the tick, if the count could be read.
+    pub idle_apps: Option<i64>,
+    /// Wall time of the tick.
+    pub duration: Duration,
+}
+
+impl TickReport {
+    /// Count of one outcome.
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(&outcome).copied().unwrap_or(0)
+    }
+
+    /// Count of one skip reason.
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skips.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Count of one recovery result.
+    pub fn recovered(&self, result: &str) -> u64 {
+        self.recovered.get(result).copied().unwrap_or(0)
+    }
+}
+
+/// How a wake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WakeResult {
+    /// Scaled up and the row flipped to awake.
+    WokeUp,
+    /// The row was awake already; its activity was bumped.
+    AlreadyAwake,
+}
+
+/// What one wake did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WakeReport {
+    /// Row id.
+    pub id: Uuid,
+    /// How it ended.
+    pub result: WakeResult,
+    /// Replicas the app was set to (None when already awake).
+    pub replicas: Option<i32>,
+}

@@ -1,0 +1,1 @@
+//! Kubernetes scaler for idle-scaler.

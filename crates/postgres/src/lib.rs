@@ -1,0 +1,1 @@
+//! PostgreSQL store for idle-scaler.

@@ -1,0 +1,1 @@
+//! Fake Kubernetes API server (real HTTP on loopback).

@@ -1,0 +1,7 @@
+//! Test kit for idle-scaler: a fake Kubernetes API server speaking real HTTP, an in-memory
+//! `Store` with the PostgreSQL adapter's semantics, and fixtures. Tests, the demo and the
+//! benchmarks use it.
+#![warn(missing_docs)]
+
+pub mod fake_kube;
+pub mod memory;

@@ -1,0 +1,1 @@
+//! In-memory `Store` with the PostgreSQL adapter's semantics.
