@@ -148,7 +148,13 @@ impl Config {
             }
         }
 
-        let mut idle_minutes = int(&fig, "idle_minutes", 0, u32::MAX.into(), "a whole number of minutes")?;
+        let mut idle_minutes = int(
+            &fig,
+            "idle_minutes",
+            0,
+            u32::MAX.into(),
+            "a whole number of minutes",
+        )?;
         if idle_minutes < IDLE_MINUTES_FLOOR.into() {
             warnings.push(ConfigWarning(format!(
                 "{ENV_PREFIX}IDLE_MINUTES = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}"
@@ -159,14 +165,44 @@ impl Config {
         let config = Self {
             enabled: boolean(&fig, "enabled")?,
             idle_minutes: narrow(idle_minutes),
-            interval_seconds: narrow(int(&fig, "interval_seconds", 10, 86_400, "an integer from 10 to 86400 (seconds)")?),
-            max_per_tick: narrow(int(&fig, "max_per_tick", 1, 100_000, "an integer from 1 to 100000")?),
+            interval_seconds: narrow(int(
+                &fig,
+                "interval_seconds",
+                10,
+                86_400,
+                "an integer from 10 to 86400 (seconds)",
+            )?),
+            max_per_tick: narrow(int(
+                &fig,
+                "max_per_tick",
+                1,
+                100_000,
+                "an integer from 1 to 100000",
+            )?),
             concurrency: narrow(int(&fig, "concurrency", 1, 64, "an integer from 1 to 64")?),
             dry_run: boolean(&fig, "dry_run")?,
-            default_wake_replicas: narrow(int(&fig, "default_wake_replicas", 1, 10_000, "an integer from 1 to 10000")?),
+            default_wake_replicas: narrow(int(
+                &fig,
+                "default_wake_replicas",
+                1,
+                10_000,
+                "an integer from 1 to 10000",
+            )?),
             protected_namespaces: list(&fig, "protected_namespaces")?,
-            max_consecutive_failures: narrow(int(&fig, "max_consecutive_failures", 1, 10_000, "an integer from 1 to 10000")?),
-            request_timeout_seconds: narrow(int(&fig, "request_timeout_seconds", 1, 300, "an integer from 1 to 300 (seconds)")?),
+            max_consecutive_failures: narrow(int(
+                &fig,
+                "max_consecutive_failures",
+                1,
+                10_000,
+                "an integer from 1 to 10000",
+            )?),
+            request_timeout_seconds: narrow(int(
+                &fig,
+                "request_timeout_seconds",
+                1,
+                300,
+                "an integer from 1 to 300 (seconds)",
+            )?),
         };
         Ok((config, warnings))
     }
@@ -202,7 +238,12 @@ fn env_name(key: &str) -> String {
 }
 
 fn invalid(key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
-    ConfigError::Invalid { key, env: env_name(key), value: render(value), allowed }
+    ConfigError::Invalid {
+        key,
+        env: env_name(key),
+        value: render(value),
+        allowed,
+    }
 }
 
 fn render(value: &Value) -> String {
@@ -210,9 +251,10 @@ fn render(value: &Value) -> String {
         Value::String(_, s) => format!("{s:?}"),
         Value::Char(_, c) => format!("{c:?}"),
         Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => match n.to_f64() {
-            Some(f) if n.to_i128().is_none() => f.to_string(),
-            _ => n.to_i128().map(|i| i.to_string()).unwrap_or_default(),
+        Value::Num(_, n) => match (integral(n), n.to_f64()) {
+            (_, Some(f)) => f.to_string(),
+            (Some(i), None) => i.to_string(),
+            (None, None) => "(a number)".into(),
         },
         Value::Empty(..) => "(empty)".into(),
         Value::Dict(..) => "(a table)".into(),
@@ -221,10 +263,17 @@ fn render(value: &Value) -> String {
 }
 
 fn find(fig: &Figment, key: &'static str) -> Result<Value, ConfigError> {
-    fig.find_value(key).map_err(|e| ConfigError::Source(e.to_string()))
+    fig.find_value(key)
+        .map_err(|e| ConfigError::Source(e.to_string()))
 }
 
-fn int(fig: &Figment, key: &'static str, min: i128, max: i128, allowed: &'static str) -> Result<i128, ConfigError> {
+fn int(
+    fig: &Figment,
+    key: &'static str,
+    min: i128,
+    max: i128,
+    allowed: &'static str,
+) -> Result<i128, ConfigError> {
     let value = find(fig, key)?;
     let parsed = match &value {
         Value::Num(_, n) => integral(n),
@@ -238,18 +287,21 @@ fn int(fig: &Figment, key: &'static str, min: i128, max: i128, allowed: &'static
 }
 
 fn integral(n: &Num) -> Option<i128> {
-    n.to_i128().or_else(|| {
-        let f = n.to_f64()?;
-        #[allow(clippy::cast_possible_truncation)] // only whole floats within i64 are taken
-        (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i128)
-    })
+    let n = *n;
+    n.to_i128()
+        .or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok()))
+        .or_else(|| {
+            let f = n.to_f64()?;
+            #[allow(clippy::cast_possible_truncation)] // only whole floats within i64 are taken
+            (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i128)
+        })
 }
 
 fn boolean(fig: &Figment, key: &'static str) -> Result<bool, ConfigError> {
     let value = find(fig, key)?;
     let parsed = match &value {
         Value::Bool(_, b) => Some(*b),
-        Value::Num(_, n) => match n.to_i128() {
+        Value::Num(_, n) => match integral(n) {
             Some(1) => Some(true),
             Some(0) => Some(false),
             _ => None,
@@ -268,7 +320,11 @@ fn list(fig: &Figment, key: &'static str) -> Result<Vec<String>, ConfigError> {
     const ALLOWED: &str = "a comma-separated list of namespaces (DNS-1123 labels)";
     let value = find(fig, key)?;
     let items: Vec<String> = match &value {
-        Value::String(_, s) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        Value::String(_, s) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
         Value::Array(_, vs) => vs
             .iter()
             .map(|v| v.as_str().map(|s| s.trim().to_owned()))
@@ -277,13 +333,18 @@ fn list(fig: &Figment, key: &'static str) -> Result<Vec<String>, ConfigError> {
         Value::Empty(..) => Vec::new(),
         _ => return Err(invalid(key, &value, ALLOWED)),
     };
-    if items.iter().any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err()) {
+    if items
+        .iter()
+        .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
+    {
         return Err(invalid(key, &value, ALLOWED));
     }
     Ok(items)
 }
 
 #[cfg(test)]
+// figment::Jail fixes the closure's error type to figment::Error.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -303,7 +364,10 @@ mod tests {
             assert_eq!(c.max_per_tick, 50);
             assert_eq!(c.concurrency, 4);
             assert_eq!(c.default_wake_replicas, 1);
-            assert_eq!(c.protected_namespaces, ["kube-system", "kube-public", "kube-node-lease"]);
+            assert_eq!(
+                c.protected_namespaces,
+                ["kube-system", "kube-public", "kube-node-lease"]
+            );
             assert!(w.is_empty(), "{w:?}");
             Ok(())
         });
@@ -336,7 +400,10 @@ mod tests {
     #[test]
     fn toml_file_then_env_wins() {
         Jail::expect_with(|j| {
-            j.create_file("scaler.toml", "idle_minutes = 60\nconcurrency = 8\nprotected_namespaces = [\"a\", \"b\"]\n")?;
+            j.create_file(
+                "scaler.toml",
+                "idle_minutes = 60\nconcurrency = 8\nprotected_namespaces = [\"a\", \"b\"]\n",
+            )?;
             j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "2");
             let (c, _) = Config::extract(Config::figment(Some(Path::new("scaler.toml")))).unwrap();
             assert_eq!(c.idle_minutes, 60);
@@ -354,7 +421,10 @@ mod tests {
                 let (c, w) = load().unwrap();
                 assert_eq!(c.idle_minutes, 5);
                 assert_eq!(w.len(), 1);
-                assert!(w[0].0.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"), "{w:?}");
+                assert!(
+                    w[0].0.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"),
+                    "{w:?}"
+                );
                 Ok(())
             });
         }
@@ -382,8 +452,16 @@ mod tests {
     #[test]
     fn bool_forms() {
         let cases = [
-            ("true", true), ("TRUE", true), ("1", true), ("yes", true), ("on", true),
-            ("false", false), ("False", false), ("0", false), ("no", false), ("off", false),
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("no", false),
+            ("off", false),
         ];
         for (given, expected) in cases {
             Jail::expect_with(|j| {
@@ -396,7 +474,10 @@ mod tests {
             Jail::expect_with(|j| {
                 j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", given);
                 let err = load().unwrap_err().to_string();
-                assert!(err.contains("DEPLOY_SCALE_TO_ZERO_ENABLED") && err.contains(given), "{err}");
+                assert!(
+                    err.contains("DEPLOY_SCALE_TO_ZERO_ENABLED") && err.contains(given),
+                    "{err}"
+                );
                 Ok(())
             });
         }
@@ -409,15 +490,30 @@ mod tests {
             ("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "0", "1 to 100000"),
             ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "0", "1 to 64"),
             ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "65", "1 to 64"),
-            ("DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS", "0", "1 to 10000"),
-            ("DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES", "0", "1 to 10000"),
-            ("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", "Kube_System", "namespaces"),
+            (
+                "DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS",
+                "0",
+                "1 to 10000",
+            ),
+            (
+                "DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES",
+                "0",
+                "1 to 10000",
+            ),
+            (
+                "DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES",
+                "Kube_System",
+                "namespaces",
+            ),
         ];
         for (var, given, allowed) in cases {
             Jail::expect_with(|j| {
                 j.set_env(var, given);
                 let err = load().unwrap_err().to_string();
-                assert!(err.contains(var) && err.contains(given) && err.contains(allowed), "{err}");
+                assert!(
+                    err.contains(var) && err.contains(given) && err.contains(allowed),
+                    "{err}"
+                );
                 Ok(())
             });
         }
@@ -429,14 +525,20 @@ mod tests {
             j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLE", "true");
             let (c, w) = load().unwrap();
             assert!(!c.enabled);
-            assert!(w.iter().any(|w| w.0.contains("DEPLOY_SCALE_TO_ZERO_ENABLE")), "{w:?}");
+            assert!(
+                w.iter()
+                    .any(|w| w.0.contains("DEPLOY_SCALE_TO_ZERO_ENABLE")),
+                "{w:?}"
+            );
             Ok(())
         });
     }
 
     #[test]
     fn a_host_figment_can_supply_values() {
-        let fig = Figment::new().merge(("enabled", true)).merge(("idle_minutes", 10));
+        let fig = Figment::new()
+            .merge(("enabled", true))
+            .merge(("idle_minutes", 10));
         let c = Config::from_provider(fig).unwrap();
         assert!(c.enabled);
         assert_eq!(c.idle_minutes, 10);

@@ -37,8 +37,17 @@ pub struct Job {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
+}
+
+/// Stops a tick after too many scale failures in a row.
+#[derive(Default)]
+struct BlastRadius {
+    consecutive_failures: AtomicU32,
+    stop: AtomicBool,
 }
 
 /// How one candidate ended.
@@ -56,7 +65,13 @@ impl Job {
         scalers: Arc<dyn ScalerSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { config, store, scalers, clock, last_success: Mutex::new(None) }
+        Self {
+            config,
+            store,
+            scalers,
+            clock,
+            last_success: Mutex::new(None),
+        }
     }
 
     /// The configuration in force.
@@ -66,7 +81,10 @@ impl Job {
 
     /// When the last tick completed without error (by the job's clock).
     pub fn last_success(&self) -> Option<DateTime<Utc>> {
-        *self.last_success.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs ticks every `interval` until `shutdown` is cancelled. A failed tick is logged and
@@ -97,7 +115,10 @@ impl Job {
         let started = Instant::now();
         if !self.config.enabled {
             debug!("scale-to-zero disabled (DEPLOY_SCALE_TO_ZERO_ENABLED is off); tick skipped");
-            return Ok(TickReport { disabled: true, ..TickReport::default() });
+            return Ok(TickReport {
+                disabled: true,
+                ..TickReport::default()
+            });
         }
         if self.config.dry_run {
             return self.plan().await;
@@ -107,18 +128,25 @@ impl Job {
             Err(e) => {
                 warn!(error = %e, "no Kubernetes client; tick skipped (fail-open), retrying next tick");
                 metrics::tick("no_scaler", started.elapsed(), self.clock.now());
-                return Ok(TickReport { no_scaler: true, ..TickReport::default() });
+                return Ok(TickReport {
+                    no_scaler: true,
+                    ..TickReport::default()
+                });
             }
         };
         let mut report = TickReport::default();
-        let result = self.sleep_pass(scaler.as_ref(), shutdown, &mut report).await;
+        let result = self
+            .sleep_pass(scaler.as_ref(), shutdown, &mut report)
+            .await;
         report.duration = started.elapsed();
         let finished = self.clock.now();
         match &result {
             Ok(()) => {
                 metrics::tick("ok", report.duration, finished);
-                *self.last_success.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some(finished);
+                *self
+                    .last_success
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(finished);
                 let slept = report.outcome(Outcome::ScaledDown);
                 let failed = report.outcome(Outcome::ScaleFailed);
                 if slept + failed > 0 || !report.recovered.is_empty() || report.stopped_early {
@@ -132,7 +160,10 @@ impl Job {
                         "tick done"
                     );
                 } else {
-                    debug!(candidates = report.candidates, "tick done; nothing to sleep");
+                    debug!(
+                        candidates = report.candidates,
+                        "tick done; nothing to sleep"
+                    );
                 }
             }
             Err(e) => {
@@ -150,10 +181,17 @@ impl Job {
         let now = self.clock.now();
         let candidates = self
             .store
-            .select_candidates(now, now - self.config.idle_window(), self.config.max_per_tick)
+            .select_candidates(
+                now,
+                now - self.config.idle_window(),
+                self.config.max_per_tick,
+            )
             .await?;
-        let mut report =
-            TickReport { dry_run: true, candidates: candidates.len(), ..TickReport::default() };
+        let mut report = TickReport {
+            dry_run: true,
+            candidates: candidates.len(),
+            ..TickReport::default()
+        };
         for c in &candidates {
             match self.target_of(c) {
                 Ok(target) => report.slept.push(Planned {
@@ -165,7 +203,11 @@ impl Job {
             }
         }
         report.duration = started.elapsed();
-        info!(candidates = report.candidates, would_sleep = report.slept.len(), "dry run");
+        info!(
+            candidates = report.candidates,
+            would_sleep = report.slept.len(),
+            "dry run"
+        );
         Ok(report)
     }
 
@@ -179,46 +221,25 @@ impl Job {
         self.recover(scaler, now, report).await?;
 
         let idle_before = now - self.config.idle_window();
-        let candidates =
-            self.store.select_candidates(now, idle_before, self.config.max_per_tick).await?;
+        let candidates = self
+            .store
+            .select_candidates(now, idle_before, self.config.max_per_tick)
+            .await?;
         report.candidates = candidates.len();
 
-        let consecutive_failures = AtomicU32::new(0);
-        let stop = AtomicBool::new(false);
-        let done: Vec<Done> = futures::stream::iter(&candidates)
-            .map(|c| {
-                let (consecutive_failures, stop) = (&consecutive_failures, &stop);
-                async move {
-                    if shutdown.is_cancelled() {
-                        return Done::Skipped(SkipReason::ShuttingDown);
-                    }
-                    if stop.load(Ordering::SeqCst) {
-                        return Done::Skipped(SkipReason::BlastRadius);
-                    }
-                    let done = self.sleep_one(scaler, c, idle_before, now).await;
-                    match done {
-                        Done::Failed => {
-                            let n = consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
-                            if n >= self.config.max_consecutive_failures
-                                && !stop.swap(true, Ordering::SeqCst)
-                            {
-                                error!(
-                                    failures = n,
-                                    "too many scale failures in a row; stopping this tick early"
-                                );
-                            }
-                        }
-                        Done::Slept(_) => consecutive_failures.store(0, Ordering::SeqCst),
-                        Done::Skipped(_) => {}
-                    }
-                    done
-                }
-            })
+        let guard = BlastRadius::default();
+        // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
+        // (rustc's higher-ranked lifetime limitation), and hosts `tokio::spawn` it.
+        let attempts: Vec<_> = candidates
+            .iter()
+            .map(|c| self.attempt(scaler, c, idle_before, now, shutdown, &guard))
+            .collect();
+        let done: Vec<Done> = futures::stream::iter(attempts)
             .buffer_unordered(self.config.concurrency)
             .collect()
             .await;
 
-        report.stopped_early = stop.load(Ordering::SeqCst);
+        report.stopped_early = guard.stop.load(Ordering::SeqCst);
         for d in done {
             match d {
                 Done::Slept(p) => {
@@ -245,6 +266,40 @@ impl Job {
             Err(e) => warn!(error = %e, "could not sample the idle-apps gauge"),
         }
         Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        scaler: &dyn Scaler,
+        c: &Candidate,
+        idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+        guard: &BlastRadius,
+    ) -> Done {
+        if shutdown.is_cancelled() {
+            return Done::Skipped(SkipReason::ShuttingDown);
+        }
+        if guard.stop.load(Ordering::SeqCst) {
+            return Done::Skipped(SkipReason::BlastRadius);
+        }
+        let done = self.sleep_one(scaler, c, idle_before, now).await;
+        match done {
+            Done::Failed => {
+                let n = guard.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
+                if n >= self.config.max_consecutive_failures
+                    && !guard.stop.swap(true, Ordering::SeqCst)
+                {
+                    error!(
+                        failures = n,
+                        "too many scale failures in a row; stopping this tick early"
+                    );
+                }
+            }
+            Done::Slept(_) => guard.consecutive_failures.store(0, Ordering::SeqCst),
+            Done::Skipped(_) => {}
+        }
+        done
     }
 
     /// The target of a candidate, or why it is skipped. Logs malformed ids.
@@ -292,7 +347,11 @@ impl Job {
         let restore = (scale.replicas > 0).then_some(scale.replicas);
 
         // CAS 1: the database re-checks the whole predicate at the moment of the write.
-        match self.store.claim_sleep(id, c.last_activity_at, idle_before, restore, now).await {
+        match self
+            .store
+            .claim_sleep(id, c.last_activity_at, idle_before, restore, now)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 debug!(deployment_id = %id, outcome = "raced", "row changed since selection; skipped");
@@ -305,8 +364,12 @@ impl Job {
         }
 
         // CAS 2: Kubernetes refuses the write if the Deployment changed since it was read.
-        if restore.is_some() {
-            if let Err(e) = scaler.set_replicas(&target, 0, Some(scale.resource_version)).await {
+        if restore.is_some()
+            && let Err(e) = scaler
+                .set_replicas(&target, 0, Some(scale.resource_version))
+                .await
+        {
+            {
                 self.revert(id, now).await;
                 return match e {
                     Error::Conflict(_) => {
@@ -331,15 +394,19 @@ impl Job {
             Ok(ConfirmOutcome::Confirmed) => {
                 info!(deployment_id = %id, target = %target, replicas_before = scale.replicas,
                     outcome = "scaled_down", "app put to sleep");
-                Done::Slept(Planned { id, target: target.to_string(), replicas: Some(scale.replicas) })
+                Done::Slept(Planned {
+                    id,
+                    target: target.to_string(),
+                    replicas: Some(scale.replicas),
+                })
             }
             Ok(ConfirmOutcome::NotSleeping) => {
                 // A wake won. Its scale-up can precede our scale-down when it wrote the same
                 // count (no new resourceVersion), so make sure the app is not left at 0.
-                if let Some(r) = restore {
-                    if matches!(self.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake) {
-                        self.ensure_running(scaler, &target, id, r).await;
-                    }
+                if let Some(r) = restore
+                    && matches!(self.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake)
+                {
+                    self.ensure_running(scaler, &target, id, r).await;
                 }
                 info!(deployment_id = %id, outcome = "raced", "a wake won the race; left awake");
                 Done::Skipped(SkipReason::Raced)
@@ -384,7 +451,12 @@ impl Job {
     }
 
     /// Step 3a: settles `sleeping` intents abandoned by a crash.
-    async fn recover(&self, scaler: &dyn Scaler, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+    async fn recover(
+        &self,
+        scaler: &dyn Scaler,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
         let stale = self.store.stale_intents(now - STALE_INTENT_AFTER).await?;
         for intent in &stale {
             let result = self.recover_one(scaler, intent, now).await;
@@ -395,7 +467,12 @@ impl Job {
         Ok(())
     }
 
-    async fn recover_one(&self, scaler: &dyn Scaler, intent: &StaleIntent, now: DateTime<Utc>) -> &'static str {
+    async fn recover_one(
+        &self,
+        scaler: &dyn Scaler,
+        intent: &StaleIntent,
+        now: DateTime<Utc>,
+    ) -> &'static str {
         let id = intent.id;
         let revert = |result: &'static str| async move {
             match self.store.revert_sleep(id, now).await {
@@ -413,7 +490,9 @@ impl Job {
         match scaler.get_scale(&target).await {
             Ok(s) if s.replicas > 0 => revert("awake").await,
             Ok(_) if intent.activity_after_intent() => {
-                let r = intent.replicas_before_sleep.unwrap_or(self.config.default_wake_replicas);
+                let r = intent
+                    .replicas_before_sleep
+                    .unwrap_or(self.config.default_wake_replicas);
                 match scaler.set_replicas(&target, r, None).await {
                     Ok(()) => revert("restored").await,
                     Err(e) => {
@@ -422,7 +501,11 @@ impl Job {
                     }
                 }
             }
-            Ok(_) => match self.store.confirm_sleep(id, intent.last_activity_at, now).await {
+            Ok(_) => match self
+                .store
+                .confirm_sleep(id, intent.last_activity_at, now)
+                .await
+            {
                 Ok(ConfirmOutcome::Confirmed) => "asleep",
                 Ok(_) => "raced",
                 Err(e) => {
@@ -462,12 +545,19 @@ impl Job {
             if row.sleep_state == SleepState::Awake {
                 if self.store.touch_awake(id, now).await? {
                     info!(deployment_id = %id, "wake: already awake; activity bumped");
-                    return Ok(WakeReport { id, result: WakeResult::AlreadyAwake, replicas: None });
+                    return Ok(WakeReport {
+                        id,
+                        result: WakeResult::AlreadyAwake,
+                        replicas: None,
+                    });
                 }
                 continue;
             }
             let target = Target::parse(&row.provider_id).map_err(|e| {
-                Error::Invalid(format!("deployment {id} has provider_id {:?}: {e}", row.provider_id))
+                Error::Invalid(format!(
+                    "deployment {id} has provider_id {:?}: {e}",
+                    row.provider_id
+                ))
             })?;
             let replicas = row
                 .replicas_before_sleep
@@ -475,16 +565,27 @@ impl Job {
                 .unwrap_or(self.config.default_wake_replicas);
             let scaler = self.scalers.scaler().await?;
             if let Err(e) = scaler.set_replicas(&target, replicas, None).await {
-                log_scale_error(id, &target, &e, "wake could not scale the app up; row left asleep");
+                log_scale_error(
+                    id,
+                    &target,
+                    &e,
+                    "wake could not scale the app up; row left asleep",
+                );
                 return Err(e);
             }
             if self.store.finish_wake(id, row.sleep_state, now).await? {
                 info!(deployment_id = %id, target = %target, replicas, outcome = "woke_up", "app woken");
-                return Ok(WakeReport { id, result: WakeResult::WokeUp, replicas: Some(replicas) });
+                return Ok(WakeReport {
+                    id,
+                    result: WakeResult::WokeUp,
+                    replicas: Some(replicas),
+                });
             }
             // The state moved (a tick confirmed, or another wake finished): look again.
         }
-        Err(Error::Conflict(format!("deployment {id} kept changing during wake")))
+        Err(Error::Conflict(format!(
+            "deployment {id} kept changing during wake"
+        )))
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 
 use crate::report::{Outcome, SkipReason};
 
@@ -26,13 +28,23 @@ pub const WAKE_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_wake_durat
 
 /// Registers descriptions with the installed recorder.
 pub fn describe_metrics() {
-    describe_counter!(SCALED_TO_ZERO_TOTAL, "Sleep and wake transitions by outcome");
+    describe_counter!(
+        SCALED_TO_ZERO_TOTAL,
+        "Sleep and wake transitions by outcome"
+    );
     describe_gauge!(IDLE_APPS, "Deployments currently asleep (scaled to zero)");
     describe_counter!(SKIPPED_TOTAL, "Idle candidates not slept, by reason");
-    describe_counter!(RECOVERED_TOTAL, "Stale sleeping intents recovered, by result");
+    describe_counter!(
+        RECOVERED_TOTAL,
+        "Stale sleeping intents recovered, by result"
+    );
     describe_counter!(TICKS_TOTAL, "Ticks by result");
     describe_histogram!(TICK_DURATION_SECONDS, Unit::Seconds, "Duration of one tick");
-    describe_gauge!(LAST_SUCCESS_TIMESTAMP, Unit::Seconds, "Unix time of the last successful tick");
+    describe_gauge!(
+        LAST_SUCCESS_TIMESTAMP,
+        Unit::Seconds,
+        "Unix time of the last successful tick"
+    );
     describe_histogram!(WAKE_DURATION_SECONDS, Unit::Seconds, "Duration of one wake");
 }
 
@@ -65,7 +77,11 @@ pub(crate) fn idle_apps(count: i64) {
     gauge!(IDLE_APPS).set(count as f64);
 }
 
-pub(crate) fn tick(result: &'static str, took: Duration, finished_at: chrono::DateTime<chrono::Utc>) {
+pub(crate) fn tick(
+    result: &'static str,
+    took: Duration,
+    finished_at: chrono::DateTime<chrono::Utc>,
+) {
     counter!(TICKS_TOTAL, "result" => result).increment(1);
     histogram!(TICK_DURATION_SECONDS).record(took.as_secs_f64());
     if result == "ok" {

@@ -22,8 +22,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for priming.
-    pub const ALL: [Outcome; 4] =
-        [Self::ScaledDown, Self::WokeUp, Self::WakeFailed, Self::ScaleFailed];
+    pub const ALL: [Outcome; 4] = [
+        Self::ScaledDown,
+        Self::WokeUp,
+        Self::WakeFailed,
+        Self::ScaleFailed,
+    ];
 
     /// The metric label value.
     pub fn as_str(self) -> &'static str {

@@ -27,17 +27,24 @@ pub enum TargetError {
 impl Target {
     /// Parses `k8s:<namespace>/<deployment>`.
     pub fn parse(provider_id: &str) -> Result<Self, TargetError> {
-        let rest = provider_id.strip_prefix(SCHEME).ok_or(TargetError::Foreign)?;
-        let (namespace, name) = rest
-            .split_once('/')
-            .ok_or(TargetError::Malformed("expected k8s:<namespace>/<deployment>"))?;
+        let rest = provider_id
+            .strip_prefix(SCHEME)
+            .ok_or(TargetError::Foreign)?;
+        let (namespace, name) = rest.split_once('/').ok_or(TargetError::Malformed(
+            "expected k8s:<namespace>/<deployment>",
+        ))?;
         if !is_dns1123_label(namespace) {
             return Err(TargetError::Malformed("namespace is not a DNS-1123 label"));
         }
         if !is_dns1123_subdomain(name) {
-            return Err(TargetError::Malformed("deployment name is not a DNS-1123 subdomain"));
+            return Err(TargetError::Malformed(
+                "deployment name is not a DNS-1123 subdomain",
+            ));
         }
-        Ok(Self { namespace: namespace.to_owned(), name: name.to_owned() })
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
     }
 
     /// The `provider_id` naming this target.
@@ -57,7 +64,8 @@ fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -89,7 +97,14 @@ mod tests {
 
     #[test]
     fn foreign_ids_are_distinct_from_malformed() {
-        for id in ["", "fly:app", "K8S:apps/web", "k8s", "docker:web", "k8s-apps/web"] {
+        for id in [
+            "",
+            "fly:app",
+            "K8S:apps/web",
+            "k8s",
+            "docker:web",
+            "k8s-apps/web",
+        ] {
             assert_eq!(Target::parse(id), Err(TargetError::Foreign), "{id:?}");
         }
     }
@@ -119,14 +134,23 @@ mod tests {
             "k8s:äpps/web".into(),
         ];
         for id in cases {
-            assert!(matches!(Target::parse(&id), Err(TargetError::Malformed(_))), "{id:?}");
+            assert!(
+                matches!(Target::parse(&id), Err(TargetError::Malformed(_))),
+                "{id:?}"
+            );
         }
     }
 
     #[test]
     fn accepts_longest_valid_parts() {
         let ns = "a".repeat(63);
-        let name = format!("{}.{}.{}.{}", "b".repeat(63), "c".repeat(63), "d".repeat(63), "e".repeat(61));
+        let name = format!(
+            "{}.{}.{}.{}",
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63),
+            "e".repeat(61)
+        );
         assert_eq!(name.len(), 253);
         assert!(Target::parse(&format!("k8s:{ns}/{name}")).is_ok());
     }
