@@ -32,7 +32,7 @@ pub struct Job {
     store: Arc<dyn Store>,
     scalers: Arc<dyn ScalerSource>,
     clock: Arc<dyn Clock>,
-    last_success: Mutex<Option<DateTime<Utc>>>,
+    last_success: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -79,12 +79,20 @@ impl Job {
         &self.config
     }
 
-    /// When the last tick completed without error (by the job's clock).
-    pub fn last_success(&self) -> Option<DateTime<Utc>> {
+    /// When the last tick completed without error (a disabled tick counts: it did its job).
+    /// Monotonic, and read without the clock port so a disabled tick makes no call at all.
+    pub fn last_success(&self) -> Option<Instant> {
         *self
             .last_success
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark_success(&self) {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// Runs ticks every `interval` until `shutdown` is cancelled. A failed tick is logged and
@@ -115,13 +123,16 @@ impl Job {
         let started = Instant::now();
         if !self.config.enabled {
             debug!("scale-to-zero disabled (DEPLOY_SCALE_TO_ZERO_ENABLED is off); tick skipped");
+            self.mark_success();
             return Ok(TickReport {
                 disabled: true,
                 ..TickReport::default()
             });
         }
         if self.config.dry_run {
-            return self.plan().await;
+            let report = self.plan().await?;
+            self.mark_success();
+            return Ok(report);
         }
         let scaler = match self.scalers.scaler().await {
             Ok(s) => s,
@@ -143,10 +154,7 @@ impl Job {
         match &result {
             Ok(()) => {
                 metrics::tick("ok", report.duration, finished);
-                *self
-                    .last_success
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(finished);
+                self.mark_success();
                 let slept = report.outcome(Outcome::ScaledDown);
                 let failed = report.outcome(Outcome::ScaleFailed);
                 if slept + failed > 0 || !report.recovered.is_empty() || report.stopped_early {
