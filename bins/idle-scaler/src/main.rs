@@ -1,1 +1,5 @@
-fn main() {}
+//! The idle-scaler binary: see `idle-scaler --help`.
+
+fn main() -> std::process::ExitCode {
+    idle_scaler::main()
+}

@@ -3,5 +3,8 @@
 //! benchmarks use it.
 #![warn(missing_docs)]
 
+pub mod clock;
+pub mod contract;
 pub mod fake_kube;
+pub mod host;
 pub mod memory;

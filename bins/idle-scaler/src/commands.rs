@@ -1,0 +1,252 @@
+//! The subcommands.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use idle_scaler_core::{Job, Outcome, Store, SystemClock, TickReport};
+use idle_scaler_kube::LazyScalerSource;
+use idle_scaler_postgres::PgStore;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::logging;
+use crate::server::{self, AppState};
+use crate::settings::{Settings, redact_url};
+
+/// How long in-flight transitions may take after SIGTERM before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Connects now (the error names host and port, never the password).
+async fn connect(settings: &Settings) -> anyhow::Result<PgStore> {
+    Ok(PgStore::connect(settings.database_url()?).await?)
+}
+
+/// A pool that connects on first use, so a disabled job opens no connection at all.
+fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
+    let url = settings.database_url()?;
+    let options = PgConnectOptions::from_str(url).map_err(|_| {
+        anyhow::anyhow!(
+            "DATABASE_URL {} is not a valid PostgreSQL URL",
+            redact_url(url)
+        )
+    })?;
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
+    Ok(PgStore::from_pool(pool))
+}
+
+fn job(settings: &Settings, store: Arc<dyn Store>) -> Arc<Job> {
+    let scalers = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
+    Arc::new(Job::new(
+        settings.job.clone(),
+        store,
+        scalers,
+        Arc::new(SystemClock),
+    ))
+}
+
+fn start_logging(settings: &Settings) {
+    logging::init(settings.log_format);
+    for w in &settings.warnings {
+        warn!(warning = %w, "configuration adjusted");
+    }
+}
+
+/// `run`: the daemon.
+pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    let store: Arc<dyn Store> = if settings.job.enabled {
+        Arc::new(connect(&settings).await?)
+    } else {
+        info!("DEPLOY_SCALE_TO_ZERO_ENABLED is off: ticks do nothing; wake still works");
+        Arc::new(connect_lazy(&settings)?)
+    };
+    let job = job(&settings, store.clone());
+    let shutdown = CancellationToken::new();
+    let metrics = server::install_metrics(&shutdown)?;
+    let state = AppState {
+        job: job.clone(),
+        store,
+        metrics,
+        wake_token: settings.wake_token.as_deref().map(Arc::from),
+    };
+    let http_stop = CancellationToken::new();
+    let (_, http) = server::serve(settings.listen_addr, state, http_stop.clone()).await?;
+    info!(
+        enabled = settings.job.enabled,
+        dry_run = settings.job.dry_run,
+        interval_s = settings.job.interval_seconds,
+        idle_minutes = settings.job.idle_minutes,
+        "idle-scaler started"
+    );
+    let ticks = tokio::spawn({
+        let (job, shutdown) = (job.clone(), shutdown.clone());
+        async move { job.run(shutdown).await }
+    });
+
+    wait_for_signal().await?;
+    info!("shutdown requested: no new transitions; letting in-flight ones finish");
+    shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, ticks).await.is_err() {
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "in-flight transitions did not finish in time; exiting"
+        );
+    }
+    http_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    info!("idle-scaler stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+    }
+    Ok(())
+}
+
+/// `tick`: one tick; exit 1 when any scale-down failed.
+pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    let store: Arc<dyn Store> = if settings.job.enabled {
+        Arc::new(connect(&settings).await?)
+    } else {
+        Arc::new(connect_lazy(&settings)?)
+    };
+    let report = job(&settings, store).tick().await?;
+    print_summary(&report);
+    Ok(if report.outcome(Outcome::ScaleFailed) > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_summary(report: &TickReport) {
+    if report.disabled {
+        println!("disabled: DEPLOY_SCALE_TO_ZERO_ENABLED is off; nothing done");
+        return;
+    }
+    if report.no_scaler {
+        println!("no Kubernetes client: nothing done (fail-open)");
+        return;
+    }
+    println!(
+        "candidates={} scaled_down={} scale_failed={} stopped_early={} idle_apps={} took={}ms",
+        report.candidates,
+        report.outcome(Outcome::ScaledDown),
+        report.outcome(Outcome::ScaleFailed),
+        report.stopped_early,
+        report
+            .idle_apps
+            .map_or_else(|| "?".into(), |n| n.to_string()),
+        report.duration.as_millis(),
+    );
+    for (reason, n) in &report.skips {
+        println!("skipped {}={n}", reason.as_str());
+    }
+    for (result, n) in &report.recovered {
+        println!("recovered {result}={n}");
+    }
+}
+
+/// `plan`: a dry run.
+pub async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
+    let report = job(&settings, store).plan().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{:<36}  TARGET", "ID");
+        for p in &report.slept {
+            println!("{:<36}  {}", p.id, p.target);
+        }
+        println!(
+            "{} would be put to sleep ({} idle candidates)",
+            report.slept.len(),
+            report.candidates
+        );
+        for (reason, n) in &report.skips {
+            println!("skipped {}={n}", reason.as_str());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status`: apps asleep or mid-sleep.
+pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    let store = connect(&settings).await?;
+    let rows = store.list_sleeping().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<36}  {:<9}  {:<25}  {:<7}  TARGET",
+            "ID", "STATE", "SINCE", "RESTORE"
+        );
+        for r in &rows {
+            println!(
+                "{:<36}  {:<9}  {:<25}  {:<7}  {}",
+                r.id,
+                r.sleep_state.as_str(),
+                r.sleep_state_changed_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.replicas_before_sleep
+                    .map_or_else(|| "default".into(), |n| n.to_string()),
+                r.provider_id
+            );
+        }
+        println!("{} asleep or going to sleep", rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wake <id>`.
+pub async fn wake(settings: Settings, id: &str) -> anyhow::Result<ExitCode> {
+    let Ok(id) = Uuid::parse_str(id) else {
+        bail!(
+            "{id:?} is not a deployment id (expected a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427)"
+        );
+    };
+    start_logging(&settings);
+    let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
+    let report = job(&settings, store)
+        .wake(id)
+        .await
+        .with_context(|| format!("waking {id}"))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate`.
+pub async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    connect(&settings)
+        .await?
+        .migrate()
+        .await
+        .context("migrating the database")?;
+    println!("database schema up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `config`: the effective configuration, secrets redacted.
+pub fn config(settings: &Settings) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+    for w in &settings.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,96 @@
+//! The idle-scaler binary as a library: command line, daemon, HTTP endpoints and the demo.
+//! `main.rs` only calls [`main`].
+
+mod commands;
+mod demo;
+mod logging;
+mod server;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use settings::{Settings, redact_url};
+
+/// Puts idle Kubernetes Deployments to sleep (replicas=0) and wakes them again.
+#[derive(Debug, Parser)]
+#[command(name = "idle-scaler", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Optional TOML file with job settings (environment variables override it).
+    #[arg(long, global = true, env = "IDLE_SCALER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: tick every interval, serve /metrics, /healthz, /readyz and wake (default).
+    Run,
+    /// Run one tick now. Exits 1 when any scale-down failed.
+    Tick,
+    /// Dry run: list what a tick would put to sleep. Writes nothing.
+    Plan {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List apps asleep (or mid-sleep): id, target, since, restore count.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wake one app: restore its replica count and mark it awake.
+    Wake {
+        /// The deployment id (a UUID).
+        id: String,
+    },
+    /// Apply the database migrations (creates the reference `deployments` table).
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Run a self-contained demo: fake Kubernetes API, in-memory store, virtual clock.
+    Demo,
+}
+
+/// Parses the command line, runs the command and maps errors to a one-line message.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, the whole cause chain, no backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => commands::daemon(settings).await,
+        Command::Tick => commands::tick(settings).await,
+        Command::Plan { json } => commands::plan(settings, json).await,
+        Command::Status { json } => commands::status(settings, json).await,
+        Command::Wake { id } => commands::wake(settings, &id).await,
+        Command::Migrate => commands::migrate(settings).await,
+        Command::Config => commands::config(&settings),
+        Command::Demo => demo::run(settings).await,
+    }
+}

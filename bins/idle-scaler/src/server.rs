@@ -1,0 +1,172 @@
+//! HTTP: `/metrics`, `/healthz`, `/readyz` and `POST /v1/deployments/{id}/wake`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use idle_scaler_core::{Error, Job, Store};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+/// Installs the Prometheus recorder, describes and primes every series, and keeps the
+/// histograms drained. Returns the handle that renders `/metrics`.
+pub fn install_metrics(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus metrics recorder")?;
+    idle_scaler_core::metrics::describe_metrics();
+    idle_scaler_core::metrics::prime();
+    let (upkeep, token) = (handle.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                _ = every.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    Ok(handle)
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The job (wake and readiness).
+    pub job: Arc<Job>,
+    /// The store, pinged by `/readyz` when the job is enabled.
+    pub store: Arc<dyn Store>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Bearer token for wake; None disables the endpoint.
+    pub wake_token: Option<Arc<str>>,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/deployments/{id}/wake", post(wake))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves until `shutdown`, letting requests in flight finish.
+pub async fn serve(
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    info!(addr = %local, "serving /metrics, /healthz, /readyz and the wake endpoint");
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let config = state.job.config();
+    // Ticks run every interval; three missed in a row means the loop is stuck or failing.
+    let stale_after = config.interval() * 3;
+    let tick_ok = state
+        .job
+        .last_success()
+        .is_some_and(|at| at.elapsed() <= stale_after);
+    if !tick_ok {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": format!("no successful tick in the last {}s", stale_after.as_secs())})),
+        )
+            .into_response();
+    }
+    // With the flag off the job does no I/O at all, readiness included.
+    if config.enabled
+        && let Err(e) = state.store.count_asleep().await
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": format!("database unreachable: {e}")})),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn wake(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(expected) = state.wake_token.as_deref() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the wake endpoint is disabled: IDLE_SCALER_WAKE_TOKEN is not set",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a deployment id (a UUID)"),
+        );
+    };
+    match state.job.wake(id).await {
+        Ok(report) => (StatusCode::OK, Json(report)).into_response(),
+        Err(e @ Error::UnknownDeployment(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ (Error::Store(_) | Error::Conflict(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("wake failed, app left asleep: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,197 @@
+//! Everything the binary reads from its environment, validated at startup.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use idle_scaler_core::Config;
+use serde::Serialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The job configuration plus the binary's own settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// The job configuration (DESIGN.md section 5).
+    pub job: Config,
+    /// `DATABASE_URL`; secret (it may hold a password).
+    pub database_url: Option<String>,
+    /// `IDLE_SCALER_LISTEN_ADDR`.
+    pub listen_addr: SocketAddr,
+    /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
+    pub wake_token: Option<String>,
+    /// `IDLE_SCALER_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// Warnings to log once logging is up.
+    pub warnings: Vec<String>,
+}
+
+// Written by hand: the URL and the token must never reach a log line.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("job", &self.job)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("listen_addr", &self.listen_addr)
+            .field(
+                "wake_token",
+                &self.wake_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// Minimum wake token length below which a warning is logged.
+const WEAK_TOKEN_LEN: usize = 16;
+
+impl Settings {
+    /// Reads the job configuration (defaults, `file`, environment) and the binary's variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(path) = file
+            && !path.is_file()
+        {
+            bail!("configuration file {} does not exist", path.display());
+        }
+        let (job, warnings) = Config::extract(Config::figment(file))?;
+        let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
+
+        let database_url = non_empty_env("DATABASE_URL")?;
+        let listen_addr = match non_empty_env("IDLE_SCALER_LISTEN_ADDR")? {
+            None => SocketAddr::from(([0, 0, 0, 0], 9090)),
+            Some(v) => v.parse().with_context(|| {
+                format!(
+                    "invalid IDLE_SCALER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:9090"
+                )
+            })?,
+        };
+        let wake_token = non_empty_env("IDLE_SCALER_WAKE_TOKEN")?;
+        if wake_token
+            .as_ref()
+            .is_some_and(|t| t.len() < WEAK_TOKEN_LEN)
+        {
+            warnings.push(format!(
+                "IDLE_SCALER_WAKE_TOKEN is shorter than {WEAK_TOKEN_LEN} characters; use a long random token"
+            ));
+        }
+        let log_format = match non_empty_env("IDLE_SCALER_LOG_FORMAT")?.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                bail!("invalid IDLE_SCALER_LOG_FORMAT = {other:?}: expected text or json")
+            }
+        };
+        Ok(Self {
+            job,
+            database_url,
+            listen_addr,
+            wake_token,
+            log_format,
+            warnings,
+        })
+    }
+
+    /// `DATABASE_URL`, or an error saying the command needs it.
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database_url
+            .as_deref()
+            .context("DATABASE_URL is not set; this command needs the database (postgres://user@host:5432/db)")
+    }
+
+    /// The effective configuration with secrets redacted, for `idle-scaler config`.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "job": self.job,
+            "database_url": self.database_url.as_deref().map(redact_url),
+            "listen_addr": self.listen_addr.to_string(),
+            "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
+            "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
+            "log_format": self.log_format,
+        })
+    }
+}
+
+fn non_empty_env(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
+    }
+}
+
+/// The URL with its password replaced, for logs and `config` output.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable URL>".into();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                ":<redacted>"
+            } else {
+                ""
+            };
+            // Query parameters may carry a password too (`?password=`).
+            let tail = redact_query(tail);
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{}", redact_query(tail)),
+    }
+}
+
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/platform"),
+            "postgres://app:<redacted>@db:5432/platform"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/platform"),
+            "postgres://app@db/platform"
+        );
+        assert_eq!(
+            redact_url("postgres://db/platform?user=app&password=s3cret"),
+            "postgres://db/platform?user=app&password=<redacted>"
+        );
+        assert_eq!(
+            redact_url("postgres://a:p@ss@db:5432/x"),
+            "postgres://a:<redacted>@db:5432/x"
+        );
+        assert!(!redact_url("not a url s3cret").contains("s3cret"));
+    }
+}
