@@ -1,1 +1,379 @@
-//! PostgreSQL store for idle-scaler.
+//! PostgreSQL [`Store`] for idle-scaler.
+//!
+//! Every state transition is one conditional statement (`UPDATE ... WHERE <full predicate>
+//! RETURNING`): the compare-and-set is enforced by the database at the moment of the write,
+//! so two job instances on one database can never both claim a row, and a row that stopped
+//! matching (activity, pin, expiry, health) between selection and claim is never slept.
+//!
+//! Queries are runtime-checked (`sqlx::query`), so building needs no database; every query is
+//! exercised by the tests in `tests/`, which run against a real server.
+#![warn(missing_docs)]
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use idle_scaler_core::{
+    Candidate, ConfirmOutcome, DeploymentRecord, SleepState, StaleIntent, Store,
+};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use tracing::info;
+use uuid::Uuid;
+
+mod error;
+#[cfg(feature = "testkit")]
+mod host;
+mod queries;
+
+pub use error::{Error, Result};
+
+/// The embedded migrations (`crates/postgres/migrations/`). Each migration runs in a
+/// transaction, so a failure leaves nothing half-applied.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long [`PgStore::connect`] waits for the server, and how long a query waits for a
+/// pooled connection: a database that is down fails the command or the tick quickly instead
+/// of hanging it.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Rows per sleep state, for a status command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Rows `awake`.
+    pub awake: i64,
+    /// Rows `sleeping` (intent recorded, not confirmed).
+    pub sleeping: i64,
+    /// Rows `asleep`.
+    pub asleep: i64,
+}
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    // Written by hand so no connect option (the password among them) can ever be printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL), failing within [`DEFAULT_CONNECT_TIMEOUT`].
+    /// Errors name the host and port, never the password. Does not run migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_timeout(url, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// [`PgStore::connect`] with another bound for connecting (and for acquiring a pooled
+    /// connection afterwards).
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self> {
+        let password = error::password_of(url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
+            reason: error::redact(&e.to_string(), password.as_deref()),
+        })?;
+        let (host, port) = (options.get_host().to_owned(), options.get_port());
+        let connect_error = |reason: String| Error::Connect {
+            host: host.clone(),
+            port,
+            timeout,
+            reason: error::redact(&reason, password.as_deref()),
+        };
+        // One probe connection first: the pool retries a refused connection until its
+        // deadline and then reports only "timed out"; the probe keeps the real cause
+        // (refused, authentication, unknown database) for the message.
+        let probe = tokio::time::timeout(timeout, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        // Closing is a courtesy to the server; a failure here changes nothing for us.
+        let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        info!(host = %host, port, "connected to PostgreSQL");
+        Ok(Self { pool })
+    }
+
+    /// A store over a pool the host already has.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for a host that shares it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations. A pre-existing `deployments` table that lacks what the
+    /// store needs gives [`Error::IncompatibleSchema`] naming each problem.
+    pub async fn migrate(&self) -> Result<()> {
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => {
+                info!(
+                    migrations = MIGRATOR.iter().count(),
+                    "database schema up to date"
+                );
+                Ok(())
+            }
+            Err(e) => Err(Error::from_migrate(e)),
+        }
+    }
+
+    /// Rows per sleep state (a status command's summary).
+    pub async fn state_counts(&self) -> Result<StateCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(queries::STATE_COUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("state_counts"))?;
+        let mut counts = StateCounts::default();
+        for (state, n) in rows {
+            match SleepState::parse(&state) {
+                Some(SleepState::Awake) => counts.awake = n,
+                Some(SleepState::Sleeping) => counts.sleeping = n,
+                Some(SleepState::Asleep) => counts.asleep = n,
+                None => return Err(Error::Corrupt(format!("unknown sleep_state {state:?}"))),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn fetch_record(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
+        let row: Option<Row> = sqlx::query_as(queries::GET)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("get"))?;
+        row.map(Row::into_record).transpose()
+    }
+}
+
+/// A `deployments` row as selected by [`queries::COLUMNS`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    id: Uuid,
+    provider_id: String,
+    status: String,
+    always_on: bool,
+    expires_at: Option<DateTime<Utc>>,
+    last_activity_at: DateTime<Utc>,
+    sleep_state: String,
+    sleep_state_changed_at: DateTime<Utc>,
+    replicas_before_sleep: Option<i32>,
+}
+
+impl Row {
+    pub(crate) fn into_record(self) -> Result<DeploymentRecord> {
+        let sleep_state = SleepState::parse(&self.sleep_state).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "row {} has sleep_state {:?}",
+                self.id, self.sleep_state
+            ))
+        })?;
+        Ok(DeploymentRecord {
+            id: self.id,
+            provider_id: self.provider_id,
+            status: self.status,
+            always_on: self.always_on,
+            expires_at: self.expires_at,
+            last_activity_at: self.last_activity_at,
+            sleep_state,
+            sleep_state_changed_at: self.sleep_state_changed_at,
+            replicas_before_sleep: self.replicas_before_sleep,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn select_candidates(
+        &self,
+        now: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<Candidate>> {
+        let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(queries::SELECT_CANDIDATES)
+            .bind(now)
+            .bind(idle_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("select_candidates"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, provider_id, last_activity_at)| Candidate {
+                id,
+                provider_id,
+                last_activity_at,
+            })
+            .collect())
+    }
+
+    async fn claim_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        replicas: Option<i32>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let claimed = sqlx::query(queries::CLAIM_SLEEP)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(idle_before)
+            .bind(replicas)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("claim_sleep"))?;
+        Ok(claimed.is_some())
+    }
+
+    async fn confirm_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<ConfirmOutcome> {
+        let confirmed = sqlx::query(queries::CONFIRM_SLEEP)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("confirm_sleep"))?;
+        if confirmed.is_some() {
+            return Ok(ConfirmOutcome::Confirmed);
+        }
+        // The CAS failed; why decides what the tick does next. Still `sleeping` means only the
+        // activity stamp moved (a redeploy): the tick must undo. Anything else: a wake won.
+        let state: Option<(String,)> = sqlx::query_as(queries::SLEEP_STATE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("confirm_sleep"))?;
+        Ok(match state {
+            Some((s,)) if s == SleepState::Sleeping.as_str() => ConfirmOutcome::ActivityArrived,
+            _ => ConfirmOutcome::NotSleeping,
+        })
+    }
+
+    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let reverted = sqlx::query(queries::REVERT_SLEEP)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("revert_sleep"))?;
+        Ok(reverted.is_some())
+    }
+
+    async fn stale_intents(
+        &self,
+        older_than: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<Vec<StaleIntent>> {
+        type R = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i32>);
+        let rows: Vec<R> = sqlx::query_as(queries::STALE_INTENTS)
+            .bind(older_than)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("stale_intents"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    id,
+                    provider_id,
+                    last_activity_at,
+                    sleep_state_changed_at,
+                    replicas_before_sleep,
+                )| {
+                    StaleIntent {
+                        id,
+                        provider_id,
+                        last_activity_at,
+                        sleep_state_changed_at,
+                        replicas_before_sleep,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn get(&self, id: Uuid) -> idle_scaler_core::Result<Option<DeploymentRecord>> {
+        Ok(self.fetch_record(id).await?)
+    }
+
+    async fn finish_wake(
+        &self,
+        id: Uuid,
+        from: SleepState,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let woke = sqlx::query(queries::FINISH_WAKE)
+            .bind(id)
+            .bind(from.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("finish_wake"))?;
+        Ok(woke.is_some())
+    }
+
+    async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let touched = sqlx::query(queries::TOUCH_AWAKE)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("touch_awake"))?;
+        Ok(touched.is_some())
+    }
+
+    async fn list_sleeping(&self) -> idle_scaler_core::Result<Vec<DeploymentRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(queries::LIST_SLEEPING)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("list_sleeping"))?;
+        Ok(rows
+            .into_iter()
+            .map(Row::into_record)
+            .collect::<Result<_>>()?)
+    }
+
+    async fn count_asleep(&self) -> idle_scaler_core::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(queries::COUNT_ASLEEP)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::query("count_asleep"))?;
+        Ok(n)
+    }
+}
+
+impl Error {
+    fn from_migrate(e: MigrateError) -> Self {
+        let db_error = match &e {
+            MigrateError::Execute(sqlx::Error::Database(d))
+            | MigrateError::ExecuteMigration(sqlx::Error::Database(d), _) => Some(d),
+            _ => None,
+        };
+        // 42P16 invalid_table_definition: raised by the migration's own check of a
+        // pre-existing `deployments` table, with the list of problems as the message.
+        if let Some(d) = db_error
+            && d.code().as_deref() == Some("42P16")
+        {
+            return Error::IncompatibleSchema(d.message().to_owned());
+        }
+        Error::Migrate(e.to_string())
+    }
+}

@@ -1,0 +1,114 @@
+//! `HostOps` for `PgStore` (feature `testkit`): what the host platform does to its rows, for
+//! the contract suite, the PG tests and the binary's demo.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use idle_scaler_core::{DeploymentRecord, Result, SleepState};
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use uuid::Uuid;
+
+use crate::queries::host as q;
+use crate::{Error, PgStore, Row};
+
+impl PgStore {
+    async fn host_update<'a, T>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        id: Uuid,
+        value: T,
+    ) -> Result<bool>
+    where
+        T: sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'a,
+    {
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(value)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Error::query(op))?;
+        Ok(done.is_some())
+    }
+}
+
+#[async_trait]
+impl HostOps for PgStore {
+    async fn insert(&self, row: NewDeployment) -> Result<Uuid> {
+        sqlx::query(q::INSERT)
+            .bind(row.id)
+            .bind(row.provider_id)
+            .bind(row.status)
+            .bind(row.always_on)
+            .bind(row.expires_at)
+            .bind(row.last_activity_at)
+            .bind(row.sleep_state.as_str())
+            .bind(row.sleep_state_changed_at)
+            .bind(row.replicas_before_sleep)
+            .execute(self.pool())
+            .await
+            .map_err(Error::query("insert"))?;
+        Ok(row.id)
+    }
+
+    async fn bump_activity(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+        self.host_update("bump_activity", q::BUMP_ACTIVITY, id, at)
+            .await
+    }
+
+    async fn set_always_on(&self, id: Uuid, on: bool) -> Result<bool> {
+        self.host_update("set_always_on", q::SET_ALWAYS_ON, id, on)
+            .await
+    }
+
+    async fn set_expires_at(&self, id: Uuid, at: Option<DateTime<Utc>>) -> Result<bool> {
+        self.host_update("set_expires_at", q::SET_EXPIRES_AT, id, at)
+            .await
+    }
+
+    async fn set_status(&self, id: Uuid, status: &str) -> Result<bool> {
+        self.host_update("set_status", q::SET_STATUS, id, status.to_owned())
+            .await
+    }
+
+    async fn set_sleep_state(
+        &self,
+        id: Uuid,
+        state: SleepState,
+        changed_at: DateTime<Utc>,
+        replicas: Option<i32>,
+    ) -> Result<bool> {
+        let done = sqlx::query(q::SET_SLEEP_STATE)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(changed_at)
+            .bind(replicas)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Error::query("set_sleep_state"))?;
+        Ok(done.is_some())
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query(q::DELETE)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Error::query("delete"))?;
+        Ok(done.is_some())
+    }
+
+    async fn read(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
+        Ok(self.fetch_record(id).await?)
+    }
+
+    async fn rows(&self) -> Result<Vec<DeploymentRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(q::LIST)
+            .fetch_all(self.pool())
+            .await
+            .map_err(Error::query("rows"))?;
+        Ok(rows
+            .into_iter()
+            .map(Row::into_record)
+            .collect::<crate::Result<_>>()?)
+    }
+}

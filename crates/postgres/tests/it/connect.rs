@@ -1,0 +1,100 @@
+//! Bad input: an unreachable or silent server fails within the bound, naming host and port and
+//! never the password; a bad URL does not echo the password either.
+
+use std::time::{Duration, Instant};
+
+use idle_scaler_core::Store;
+use idle_scaler_postgres::{DEFAULT_CONNECT_TIMEOUT, Error, PgStore};
+use sqlx::PgPool;
+
+#[tokio::test]
+async fn unreachable_server_fails_fast_naming_host_and_port_not_password() {
+    let started = Instant::now();
+    let err = PgStore::connect("postgres://u:secret@127.0.0.1:1/db")
+        .await
+        .expect_err("port 1 is closed");
+    assert!(
+        started.elapsed() <= DEFAULT_CONNECT_TIMEOUT + Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1"), "{msg}");
+    assert!(!msg.contains("secret"), "{msg}");
+    assert!(!format!("{err:?}").contains("secret"));
+    assert!(matches!(err, Error::Connect { port: 1, .. }), "{err:?}");
+    // The core sees it as the backend being unavailable.
+    let core: idle_scaler_core::Error = err.into();
+    assert!(
+        matches!(core, idle_scaler_core::Error::Unavailable(_)),
+        "{core:?}"
+    );
+}
+
+/// A server that accepts TCP and never answers (a hung proxy, a black-holed route) is the
+/// case the bound is for: the connect must give up at the timeout, not hang.
+#[tokio::test]
+async fn silent_server_fails_at_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let bound = Duration::from_millis(500);
+    let started = Instant::now();
+    let url = format!("postgres://u:hunter2@127.0.0.1:{port}/db");
+    let err = PgStore::connect_with_timeout(&url, bound)
+        .await
+        .expect_err("nothing answers");
+    let took = started.elapsed();
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(2),
+        "took {took:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    holder.abort();
+}
+
+#[tokio::test]
+async fn invalid_url_does_not_echo_the_password() {
+    let err = PgStore::connect("postgres://u:secret@127.0.0.1:notaport/db")
+        .await
+        .expect_err("bad port");
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn connect_to_a_live_server_works(pool: PgPool) {
+    // The test database's own options, turned back into a URL.
+    let opts = pool.connect_options();
+    let db = opts.get_database().expect("test database name");
+    let url = format!(
+        "postgres://{}@{}:{}/{db}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port()
+    );
+    let store = PgStore::connect(&url).await.expect("connect");
+    assert_eq!(store.count_asleep().await.expect("count"), 0);
+    assert!(!format!("{store:?}").contains("postgres://"));
+    store.pool().close().await;
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn a_lost_database_is_unavailable_to_the_core(pool: PgPool) {
+    let store = PgStore::from_pool(pool.clone());
+    pool.close().await;
+    let err = store.count_asleep().await.expect_err("pool closed");
+    assert!(
+        matches!(err, idle_scaler_core::Error::Unavailable(_)),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,123 @@
+//! `sql/host-integration.sql` applied to a host table shaped like the reference one minus the
+//! sleep columns (plus columns of the host's own): the migration then accepts the table, old
+//! rows are awake, and the whole `Store` contract holds on it.
+
+use chrono::Utc;
+use idle_scaler_core::{SleepState, Store};
+use idle_scaler_postgres::PgStore;
+use idle_scaler_testkit::contract;
+use idle_scaler_testkit::host::HostOps;
+use sqlx::PgPool;
+
+const HOST_SCRIPT: &str = include_str!("../../sql/host-integration.sql");
+
+/// The host's table before integration: the reference columns the platform owns, plus its
+/// own (`name`, `created_at`), without always_on/expires_at (a platform with no pinning or
+/// expiry yet) and without the sleep columns.
+const HOST_TABLE: &str = "CREATE TABLE deployments (
+    id               uuid        PRIMARY KEY,
+    name             text        NOT NULL,
+    provider_id      text        NOT NULL,
+    status           text        NOT NULL,
+    last_activity_at timestamptz NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+)";
+
+async fn integrated(pool: PgPool) -> PgStore {
+    sqlx::raw_sql(HOST_TABLE)
+        .execute(&pool)
+        .await
+        .expect("host table");
+    sqlx::raw_sql(HOST_SCRIPT)
+        .execute(&pool)
+        .await
+        .expect("host-integration.sql");
+    let store = PgStore::from_pool(pool);
+    store
+        .migrate()
+        .await
+        .expect("the migration accepts an integrated host table");
+    store
+}
+
+#[sqlx::test(migrations = false)]
+async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
+    sqlx::raw_sql(HOST_TABLE)
+        .execute(&pool)
+        .await
+        .expect("host table");
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO deployments (id, name, provider_id, status, last_activity_at) \
+         VALUES ($1, 'web', 'k8s:apps/web', 'healthy', now() - interval '2 hours')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .expect("existing row");
+
+    // Before the script the migration refuses the table, naming what is missing.
+    let err = PgStore::from_pool(pool.clone())
+        .migrate()
+        .await
+        .expect_err("not integrated yet");
+    assert!(
+        err.to_string().contains("column sleep_state is missing"),
+        "{err}"
+    );
+
+    for _ in 0..2 {
+        sqlx::raw_sql(HOST_SCRIPT)
+            .execute(&pool)
+            .await
+            .expect("host-integration.sql");
+    }
+    let store = PgStore::from_pool(pool.clone());
+    store.migrate().await.expect("migrate");
+
+    let row = store.get(id).await.expect("get").expect("row kept");
+    assert_eq!(row.sleep_state, SleepState::Awake);
+    assert!(!row.always_on);
+    assert_eq!(row.replicas_before_sleep, None);
+    let now = Utc::now();
+    let found = store
+        .select_candidates(now, now - chrono::Duration::minutes(30), 50)
+        .await
+        .expect("select");
+    assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(store.rows().await.expect("rows").len(), 1);
+
+    let name: String = sqlx::query_scalar("SELECT name FROM deployments WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("host column untouched");
+    assert_eq!(name, "web");
+}
+
+/// The host's inserts name only its own columns; the contract suite's fixtures insert every
+/// reference column, so fill the host's extra NOT NULL column with a default for them.
+async fn integrated_for_fixtures(pool: PgPool) -> PgStore {
+    let store = integrated(pool).await;
+    sqlx::query("ALTER TABLE deployments ALTER COLUMN name SET DEFAULT 'fixture'")
+        .execute(store.pool())
+        .await
+        .expect("default for the host column");
+    store
+}
+
+macro_rules! integrated_case {
+    ($($name:ident),* $(,)?) => {
+        mod contract_on_integrated_host_table {
+            use super::*;
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: PgPool) {
+                    contract::$name(&integrated_for_fixtures(pool).await).await;
+                }
+            )*
+        }
+    };
+}
+
+idle_scaler_testkit::contract_cases!(integrated_case);

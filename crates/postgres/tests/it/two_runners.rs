@@ -1,0 +1,171 @@
+//! Two job instances with separate pools on one database, ticking at the same time over the
+//! same 200 idle apps: each app is slept exactly once and nothing is left half-done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use idle_scaler_core::{
+    Config, Error, FixedScaler, Job, Outcome, Result, Scale, Scaler, SleepState, Store,
+    SystemClock, Target,
+};
+use idle_scaler_postgres::PgStore;
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+const APPS: usize = 200;
+const REPLICAS: i32 = 3;
+
+/// One cluster shared by both runners: replicas and a resourceVersion per Deployment, with the
+/// API server's compare-and-set on `resourceVersion`, and every write recorded.
+#[derive(Default)]
+struct RecordingScaler {
+    deployments: Mutex<HashMap<Target, (i32, u64)>>,
+    writes: Mutex<Vec<(Target, i32)>>,
+}
+
+impl RecordingScaler {
+    fn writes(&self) -> Vec<(Target, i32)> {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Scaler for RecordingScaler {
+    async fn get_scale(&self, target: &Target) -> Result<Scale> {
+        let deployments = self
+            .deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (replicas, version) = deployments
+            .get(target)
+            .ok_or_else(|| Error::NotFound(target.to_string()))?;
+        Ok(Scale {
+            replicas: *replicas,
+            resource_version: version.to_string(),
+        })
+    }
+
+    async fn set_replicas(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<String>,
+    ) -> Result<()> {
+        let mut deployments = self
+            .deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (current, version) = deployments
+            .get_mut(target)
+            .ok_or_else(|| Error::NotFound(target.to_string()))?;
+        if resource_version.is_some_and(|rv| rv != version.to_string()) {
+            return Err(Error::Conflict(target.to_string()));
+        }
+        *current = replicas;
+        *version += 1;
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((target.clone(), replicas));
+        Ok(())
+    }
+}
+
+fn job(store: PgStore, scaler: &Arc<RecordingScaler>) -> Job {
+    let config = Config {
+        enabled: true,
+        max_per_tick: 500,
+        concurrency: 4,
+        ..Config::default()
+    };
+    Job::new(
+        config,
+        Arc::new(store),
+        Arc::new(FixedScaler(scaler.clone())),
+        Arc::new(SystemClock),
+    )
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn two_runners_sleep_each_app_exactly_once(
+    pool_options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool_a = pool_options
+        .clone()
+        .connect_with(connect.clone())
+        .await
+        .expect("pool a");
+    let pool_b = pool_options.connect_with(connect).await.expect("pool b");
+    let (store_a, store_b) = (
+        PgStore::from_pool(pool_a.clone()),
+        PgStore::from_pool(pool_b.clone()),
+    );
+
+    let scaler = Arc::new(RecordingScaler::default());
+    let long_ago = Utc::now() - Duration::hours(3);
+    for i in 0..APPS {
+        let name = format!("app-{i:03}");
+        store_a
+            .insert(NewDeployment::k8s("apps", &name, long_ago))
+            .await
+            .expect("insert");
+        scaler
+            .deployments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                Target {
+                    namespace: "apps".into(),
+                    name,
+                },
+                (REPLICAS, 1),
+            );
+    }
+
+    let (a, b) = (job(store_a.clone(), &scaler), job(store_b, &scaler));
+    let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    let (ra, rb) = (ra.expect("tick a"), rb.expect("tick b"));
+
+    let slept = ra.outcome(Outcome::ScaledDown) + rb.outcome(Outcome::ScaledDown);
+    assert_eq!(slept, APPS as u64, "a: {ra:?}\nb: {rb:?}");
+    assert_eq!(
+        ra.outcome(Outcome::ScaleFailed) + rb.outcome(Outcome::ScaleFailed),
+        0
+    );
+
+    // Each Deployment set to 0 exactly once, and nothing else written.
+    let writes = scaler.writes();
+    assert_eq!(writes.len(), APPS, "{writes:?}");
+    let mut per_target: HashMap<&Target, usize> = HashMap::new();
+    for (target, replicas) in &writes {
+        assert_eq!(*replicas, 0, "unexpected write {target}={replicas}");
+        *per_target.entry(target).or_default() += 1;
+    }
+    assert_eq!(per_target.len(), APPS);
+    assert!(per_target.values().all(|n| *n == 1));
+
+    // Every row asleep with its restore count; none left `sleeping`.
+    let rows = store_a.rows().await.expect("rows");
+    assert_eq!(rows.len(), APPS);
+    for row in &rows {
+        assert_eq!(row.sleep_state, SleepState::Asleep, "{row:?}");
+        assert_eq!(row.replicas_before_sleep, Some(REPLICAS));
+    }
+    assert_eq!(store_a.count_asleep().await.expect("count"), APPS as i64);
+    assert!(
+        store_a
+            .stale_intents(Utc::now() + Duration::days(1))
+            .await
+            .expect("stale")
+            .is_empty()
+    );
+
+    pool_a.close().await;
+    pool_b.close().await;
+}
