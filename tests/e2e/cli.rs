@@ -1,0 +1,179 @@
+//! Command-line behaviour: bad input, secrets, the demo.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::support::{Daemon, command, database_url, http, run};
+
+fn assert_one_line_error(out: &crate::support::Output, needle: &str) {
+    assert_ne!(
+        out.code,
+        Some(0),
+        "expected failure:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.code.is_some(), "killed by a signal:\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("backtrace"),
+        "{}",
+        out.stderr
+    );
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(needle),
+        "first line {first:?} should name {needle:?}; stderr:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn unknown_flag_is_a_short_error() {
+    let out = run(command(&["tick", "--frobnicate"]));
+    assert_eq!(out.code, Some(2));
+    assert_one_line_error(&out, "--frobnicate");
+}
+
+#[test]
+fn invalid_environment_values_name_variable_and_value() {
+    let cases = [
+        (
+            "DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES",
+            "ten",
+            "DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES",
+        ),
+        (
+            "DEPLOY_SCALE_TO_ZERO_CONCURRENCY",
+            "100",
+            "DEPLOY_SCALE_TO_ZERO_CONCURRENCY",
+        ),
+        (
+            "DEPLOY_SCALE_TO_ZERO_ENABLED",
+            "perhaps",
+            "DEPLOY_SCALE_TO_ZERO_ENABLED",
+        ),
+        (
+            "IDLE_SCALER_LISTEN_ADDR",
+            "nine-thousand",
+            "IDLE_SCALER_LISTEN_ADDR",
+        ),
+        ("IDLE_SCALER_LOG_FORMAT", "xml", "IDLE_SCALER_LOG_FORMAT"),
+    ];
+    for (var, value, needle) in cases {
+        let mut cmd = command(&["config"]);
+        cmd.env(var, value);
+        let out = run(cmd);
+        assert_eq!(out.code, Some(1), "{var}={value}: {}", out.stderr);
+        assert_one_line_error(&out, needle);
+        assert!(out.stderr.contains(value), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn unreachable_database_names_host_and_port_not_the_password() {
+    let mut cmd = command(&["status"]);
+    cmd.env(
+        "DATABASE_URL",
+        "postgres://app:hunter2secret@127.0.0.1:1/platform",
+    );
+    let started = std::time::Instant::now();
+    let out = run(cmd);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_one_line_error(&out, "127.0.0.1");
+    assert!(out.stderr.contains('1'), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2secret") && !out.stdout.contains("hunter2secret"));
+}
+
+#[test]
+fn missing_database_url_is_named() {
+    let out = run(command(&["status"]));
+    assert_one_line_error(&out, "DATABASE_URL");
+}
+
+#[test]
+fn malformed_id_is_rejected_before_any_connection() {
+    let mut cmd = command(&["wake", "not-a-uuid"]);
+    cmd.env("DATABASE_URL", "postgres://app@127.0.0.1:1/platform");
+    let out = run(cmd);
+    assert_one_line_error(&out, "not-a-uuid");
+}
+
+#[test]
+fn config_redacts_secrets() {
+    let mut cmd = command(&["config"]);
+    cmd.env(
+        "DATABASE_URL",
+        "postgres://app:hunter2secret@db.internal:5432/platform",
+    )
+    .env("IDLE_SCALER_WAKE_TOKEN", "tok-very-secret-0123456789")
+    .env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "2");
+    let out = run(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        !all.contains("hunter2secret") && !all.contains("tok-very-secret"),
+        "{all}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["database_url"],
+        "postgres://app:<redacted>@db.internal:5432/platform"
+    );
+    assert_eq!(v["job"]["idle_minutes"], 5);
+    assert!(out.stderr.contains("below the floor"), "{}", out.stderr);
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn secrets_never_reach_the_logs(_: PgPoolOptions, opts: PgConnectOptions) {
+    const PASSWORD: &str = "pw-Zq81-never-log-me";
+    const TOKEN: &str = "tok-Zq81-never-log-me";
+    let fake = idle_scaler_testkit::fake_kube::FakeApiServer::start().await;
+    let (_dir, kc) = crate::support::kubeconfig(&fake.url());
+    let mut cmd = command(&["run"]);
+    cmd.env("DATABASE_URL", database_url(&opts, Some(PASSWORD)))
+        .env("KUBECONFIG", &kc)
+        .env("IDLE_SCALER_WAKE_TOKEN", TOKEN)
+        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true")
+        .env("RUST_LOG", "trace");
+    let mut daemon = Daemon::start(cmd).await;
+    let id = uuid::Uuid::new_v4();
+    http(
+        daemon.addr,
+        "POST",
+        &format!("/v1/deployments/{id}/wake"),
+        Some("wrong"),
+    )
+    .await;
+    http(
+        daemon.addr,
+        "POST",
+        &format!("/v1/deployments/{id}/wake"),
+        Some(TOKEN),
+    )
+    .await;
+    http(daemon.addr, "GET", "/readyz", None).await;
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+    let logs = daemon.output();
+    assert!(logs.lines().count() > 5, "expected trace logs:\n{logs}");
+    assert!(!logs.contains(PASSWORD), "password leaked:\n{logs}");
+    assert!(!logs.contains(TOKEN), "token leaked:\n{logs}");
+}
+
+#[test]
+fn demo_runs_to_completion_with_nothing_installed() {
+    let mut cmd = command(&["demo"]);
+    cmd.env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0");
+    let started = std::time::Instant::now();
+    let out = run(cmd);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(out.stdout.contains("HTTP 200"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("instant_deploy_scaled_to_zero_total{outcome=\"scaled_down\"} 17"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("app put to sleep"), "{}", out.stderr);
+}

@@ -1,0 +1,280 @@
+//! The daemon against PostgreSQL and the fake API server.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use idle_scaler_core::SleepState;
+use idle_scaler_postgres::PgStore;
+use idle_scaler_testkit::fake_kube::{FakeApiServer, Fault};
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::support::{Daemon, command, database_url, eventually, http, kubeconfig};
+
+const TOKEN: &str = "e2e-wake-token-0123456789";
+
+async fn setup(opts: &PgConnectOptions) -> (PgStore, FakeApiServer) {
+    let pool: PgPool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .expect("connect");
+    (PgStore::from_pool(pool), FakeApiServer::start().await)
+}
+
+fn daemon_cmd(db: &str, kubeconfig: &std::path::Path, enabled: bool) -> std::process::Command {
+    let mut cmd = command(&["run"]);
+    cmd.env("DATABASE_URL", db)
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_ENABLED",
+            if enabled { "true" } else { "false" },
+        )
+        .env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "10")
+        .env("IDLE_SCALER_WAKE_TOKEN", TOKEN)
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+async fn state(store: &PgStore, id: uuid::Uuid) -> SleepState {
+    store
+        .read(id)
+        .await
+        .expect("read")
+        .expect("row")
+        .sleep_state
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn flag_off_sends_no_request_to_kubernetes(_: PgPoolOptions, opts: PgConnectOptions) {
+    let (store, fake) = setup(&opts).await;
+    fake.create_deployment("apps", "web", 2);
+    let id = store
+        .insert(NewDeployment::k8s(
+            "apps",
+            "web",
+            Utc::now() - chrono::Duration::hours(3),
+        ))
+        .await
+        .unwrap();
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut daemon = Daemon::start(daemon_cmd(&database_url(&opts, None), &kc, false)).await;
+    // The first tick runs at start; readiness turns green once it has.
+    eventually(Duration::from_secs(20), "/readyz", || async {
+        (http(daemon.addr, "GET", "/readyz", None).await.0 == 200).then_some(())
+    })
+    .await;
+    let (code, metrics) = http(daemon.addr, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    for outcome in ["scaled_down", "woke_up", "wake_failed", "scale_failed"] {
+        let series = format!("instant_deploy_scaled_to_zero_total{{outcome=\"{outcome}\"}} 0");
+        assert!(
+            metrics.contains(&series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+    assert!(
+        fake.requests().is_empty(),
+        "requests: {:?}",
+        fake.requests()
+    );
+    assert_eq!(state(&store, id).await, SleepState::Awake);
+    assert_eq!(fake.replicas("apps", "web"), Some(2));
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn idle_app_is_slept_and_an_http_wake_restores_the_exact_count(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (store, fake) = setup(&opts).await;
+    fake.create_deployment("apps", "web", 3);
+    fake.create_deployment("apps", "busy", 2);
+    let idle = store
+        .insert(NewDeployment::k8s(
+            "apps",
+            "web",
+            Utc::now() - chrono::Duration::hours(3),
+        ))
+        .await
+        .unwrap();
+    let busy = store
+        .insert(NewDeployment::k8s(
+            "apps",
+            "busy",
+            Utc::now() - chrono::Duration::minutes(1),
+        ))
+        .await
+        .unwrap();
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut daemon = Daemon::start(daemon_cmd(&database_url(&opts, None), &kc, true)).await;
+
+    eventually(Duration::from_secs(20), "the idle app asleep", || async {
+        (state(&store, idle).await == SleepState::Asleep).then_some(())
+    })
+    .await;
+    assert_eq!(fake.replicas("apps", "web"), Some(0));
+    assert_eq!(
+        store
+            .read(idle)
+            .await
+            .unwrap()
+            .unwrap()
+            .replicas_before_sleep,
+        Some(3)
+    );
+    assert_eq!(state(&store, busy).await, SleepState::Awake);
+    assert_eq!(fake.replicas("apps", "busy"), Some(2));
+
+    let path = format!("/v1/deployments/{idle}/wake");
+    assert_eq!(http(daemon.addr, "POST", &path, None).await.0, 401);
+    assert_eq!(
+        http(daemon.addr, "POST", &path, Some("wrong-token-wrong-token"))
+            .await
+            .0,
+        401
+    );
+    let unknown = format!("/v1/deployments/{}/wake", uuid::Uuid::new_v4());
+    assert_eq!(
+        http(daemon.addr, "POST", &unknown, Some(TOKEN)).await.0,
+        404
+    );
+    assert_eq!(
+        fake.replicas("apps", "web"),
+        Some(0),
+        "a refused wake must not scale"
+    );
+
+    let (code, body) = http(daemon.addr, "POST", &path, Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["result"], "woke_up");
+    assert_eq!(v["replicas"], 3);
+    assert_eq!(fake.replicas("apps", "web"), Some(3));
+    let row = store.read(idle).await.unwrap().unwrap();
+    assert_eq!(row.sleep_state, SleepState::Awake);
+    assert!(row.last_activity_at > Utc::now() - chrono::Duration::minutes(1));
+
+    let (_, metrics) = http(daemon.addr, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("instant_deploy_scaled_to_zero_total{outcome=\"scaled_down\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("instant_deploy_scaled_to_zero_total{outcome=\"woke_up\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn sigterm_during_a_slow_transition_exits_cleanly_and_leaves_nothing_sleeping(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (store, fake) = setup(&opts).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let name = format!("web-{i}");
+        fake.create_deployment("apps", &name, 2);
+        ids.push(
+            store
+                .insert(NewDeployment::k8s(
+                    "apps",
+                    &name,
+                    Utc::now() - chrono::Duration::hours(3),
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    // Each Kubernetes request takes 1.5 s, so SIGTERM lands mid-transition.
+    fake.set_latency(Duration::from_millis(1500));
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut cmd = daemon_cmd(&database_url(&opts, None), &kc, true);
+    cmd.env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "1");
+    let mut daemon = Daemon::start(cmd).await;
+    eventually(Duration::from_secs(20), "a sleep intent", || async {
+        let rows = store.rows().await.unwrap();
+        rows.iter()
+            .any(|r| r.sleep_state == SleepState::Sleeping)
+            .then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    fake.set_latency(Duration::ZERO);
+
+    // In-flight transitions finished; none left half-done, and apps match their rows.
+    for id in &ids {
+        let row = store.read(*id).await.unwrap().unwrap();
+        assert_ne!(row.sleep_state, SleepState::Sleeping, "{row:?}");
+    }
+    assert!(
+        ids.len()
+            > store
+                .rows()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.sleep_state == SleepState::Asleep)
+                .count(),
+        "shutdown should have stopped the tick before every app was slept"
+    );
+
+    // The next start (one tick) finds nothing to recover and keeps rows and apps agreeing.
+    let mut tick = command(&["tick"]);
+    tick.env("DATABASE_URL", database_url(&opts, None))
+        .env("KUBECONFIG", &kc)
+        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let out = crate::support::run_async(tick).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    for (i, id) in ids.iter().enumerate() {
+        let row = store.read(*id).await.unwrap().unwrap();
+        let replicas = fake.replicas("apps", &format!("web-{i}")).unwrap();
+        assert_eq!(row.sleep_state, SleepState::Asleep);
+        assert_eq!(replicas, 0, "{row:?}");
+    }
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn kubernetes_unreachable_is_fail_open(_: PgPoolOptions, opts: PgConnectOptions) {
+    let (store, fake) = setup(&opts).await;
+    fake.create_deployment("apps", "web", 1);
+    let id = store
+        .insert(NewDeployment::k8s(
+            "apps",
+            "web",
+            Utc::now() - chrono::Duration::hours(3),
+        ))
+        .await
+        .unwrap();
+    fake.inject(Fault::drop_connection().times(1000));
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut cmd = command(&["tick"]);
+    cmd.env("DATABASE_URL", database_url(&opts, None))
+        .env("KUBECONFIG", &kc)
+        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let out = crate::support::run_async(cmd).await;
+    // The scale read fails: counted as a failure, the row untouched, the process fine.
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("scale_failed=1"), "{}", out.stdout);
+    assert_eq!(state(&store, id).await, SleepState::Awake);
+
+    // No kubeconfig at all: a WARN, exit 0, no database writes.
+    let mut cmd = command(&["tick"]);
+    cmd.env("DATABASE_URL", database_url(&opts, None))
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let out = crate::support::run_async(cmd).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("no Kubernetes client"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("WARN"), "{}", out.stderr);
+    assert_eq!(state(&store, id).await, SleepState::Awake);
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the built `idle-scaler` binary against PostgreSQL and the fake
+//! Kubernetes API server, over real HTTP, with real signals.
+
+mod cli;
+mod daemon;
+mod support;
