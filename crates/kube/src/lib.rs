@@ -1,1 +1,309 @@
-//! Kubernetes scaler for idle-scaler.
+//! Kubernetes [`Scaler`] for idle-scaler, over kube-rs and the `deployments/scale` subresource.
+//!
+//! [`KubeScaler`] reads and writes only `apps/v1` `deployments/scale` (RBAC: `get`, `patch` on
+//! `deployments/scale`), writes as field manager [`FIELD_MANAGER`], and bounds every request by
+//! a timeout. Kubernetes errors become the core's domain outcomes (DESIGN.md section 7):
+//!
+//! | Kubernetes | core |
+//! |---|---|
+//! | 404 | [`CoreError::NotFound`] |
+//! | 409 | [`CoreError::Conflict`] |
+//! | 401, 403 | [`CoreError::Forbidden`] |
+//! | 400, 422, other 4xx | [`CoreError::Invalid`] |
+//! | 429, 5xx, connect failure, dropped connection, timeout | [`CoreError::Unavailable`] |
+//!
+//! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
+//! cluster that cannot be reached makes the job fail open instead of failing the host.
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idle_scaler_core::{Error as CoreError, Scale, Scaler, ScalerSource, Target};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// The field manager every write is recorded under (`metadata.managedFields`).
+pub const FIELD_MANAGER: &str = "idle-scaler";
+
+/// Default per-request timeout: long enough for a loaded apiserver, short enough that a
+/// tick with a hung connection still ends well within its interval.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a Kubernetes client could not be built. The caller turns it into fail-open
+/// (`idle_scaler_core::Error::Unavailable` via `From`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No configuration found: not in a cluster, no `KUBECONFIG`, no `~/.kube/config`.
+    #[error("no Kubernetes configuration found (in-cluster, KUBECONFIG, ~/.kube/config): {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The explicit API server URL does not parse.
+    #[error("invalid Kubernetes API server URL {url:?}: {source}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    /// The configuration was found but the client could not be built from it (TLS, auth).
+    #[error("building the Kubernetes client failed: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for CoreError {
+    fn from(e: Error) -> Self {
+        // A client that cannot be built now may be buildable later (a mounted token
+        // appearing, a kubeconfig fixed): the job treats it as an outage and fails open.
+        CoreError::Unavailable(e.to_string())
+    }
+}
+
+/// The Kubernetes [`Scaler`]: `deployments/scale` through a kube [`kube::Client`].
+#[derive(Clone)]
+pub struct KubeScaler {
+    client: kube::Client,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KubeScaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeScaler")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeScaler {
+    /// A scaler over an existing client; every request is bounded by `timeout`.
+    pub fn new(client: kube::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    /// A scaler talking to the API server at `url` without credentials (plain `http://`
+    /// in tests and the demo). Must be called inside a Tokio runtime (kube spawns the
+    /// client's request buffer).
+    pub fn from_url(url: &str, timeout: Duration) -> Result<Self> {
+        let uri: http::Uri = url.parse().map_err(|source| Error::Url {
+            url: url.to_owned(),
+            source,
+        })?;
+        let mut config = kube::Config::new(uri);
+        config.connect_timeout = Some(timeout);
+        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        Ok(Self::new(client, timeout))
+    }
+
+    /// A scaler from the usual sources (`KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account). The error means "no cluster now": fail open and retry later.
+    pub async fn infer(timeout: Duration) -> Result<Self> {
+        let mut config = kube::Config::infer().await.map_err(Error::Infer)?;
+        config.connect_timeout = Some(timeout);
+        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        Ok(Self::new(client, timeout))
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn api(&self, target: &Target) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &target.namespace)
+    }
+
+    /// Runs one request under the timeout and maps its error.
+    async fn call<T>(
+        &self,
+        target: &Target,
+        op: &'static str,
+        fut: impl Future<Output = kube::Result<T>>,
+    ) -> idle_scaler_core::Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(map_error(target, op, e)),
+            Err(_) => Err(CoreError::Unavailable(format!(
+                "{op} {target}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// The merge patch a write sends. With `resource_version` the API server applies it only
+/// if the Deployment is still at that version (409 otherwise): this is the sleep's CAS 2.
+fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Value {
+    match resource_version {
+        Some(rv) => serde_json::json!({
+            "metadata": { "resourceVersion": rv },
+            "spec": { "replicas": replicas },
+        }),
+        None => serde_json::json!({ "spec": { "replicas": replicas } }),
+    }
+}
+
+/// Kubernetes error -> core outcome (DESIGN.md section 7).
+fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
+    let what = format!("{op} {target}");
+    match e {
+        kube::Error::Api(s) => {
+            let detail = format!("{what}: {} ({})", s.message, s.reason);
+            // A body that parsed as a Status without a code (a proxy's `{}`) still has a
+            // reason or nothing; the reason helpers check both.
+            match s.code {
+                404 => CoreError::NotFound(detail),
+                409 => CoreError::Conflict(detail),
+                401 | 403 => CoreError::Forbidden(detail),
+                429 => CoreError::Unavailable(detail),
+                400..=499 => CoreError::Invalid(detail),
+                _ if s.is_not_found() => CoreError::NotFound(detail),
+                _ if s.is_conflict() => CoreError::Conflict(detail),
+                _ if s.is_forbidden() => CoreError::Forbidden(detail),
+                _ if s.is_invalid() => CoreError::Invalid(detail),
+                // 5xx and anything unrecognised: the API server is not serving us now.
+                _ => CoreError::Unavailable(format!("{what}: HTTP {}: {}", s.code, s.message)),
+            }
+        }
+        // Connect refused, TLS failure, dropped connection, unreadable body: transport.
+        other => CoreError::Unavailable(format!("{what}: {other}")),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Scaler for KubeScaler {
+    async fn get_scale(&self, target: &Target) -> idle_scaler_core::Result<Scale> {
+        let started = Instant::now();
+        let api = self.api(target);
+        let scale = self
+            .call(target, "get scale", api.get_scale(&target.name))
+            .await?;
+        // `spec.replicas` is omitempty in the API: absent means 0.
+        let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let resource_version = scale.metadata.resource_version.ok_or_else(|| {
+            // Without it the sleep could not be a compare-and-set: refuse rather than
+            // write unconditionally.
+            CoreError::Invalid(format!(
+                "get scale {target}: the Scale has no resourceVersion"
+            ))
+        })?;
+        debug!(namespace = %target.namespace, name = %target.name, replicas,
+            resource_version = %resource_version, took_ms = millis(started.elapsed()), "read scale");
+        Ok(Scale {
+            replicas,
+            resource_version,
+        })
+    }
+
+    async fn set_replicas(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<String>,
+    ) -> idle_scaler_core::Result<()> {
+        let started = Instant::now();
+        let api = self.api(target);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(scale_patch(replicas, resource_version.as_deref()));
+        let result = self
+            .call(
+                target,
+                "patch scale",
+                api.patch_scale(&target.name, &params, &patch),
+            )
+            .await;
+        match &result {
+            Ok(_) => debug!(namespace = %target.namespace, name = %target.name, replicas,
+                precondition = resource_version.as_deref().unwrap_or(""),
+                took_ms = millis(started.elapsed()), "set replicas"),
+            Err(e) => debug!(namespace = %target.namespace, name = %target.name, replicas,
+                error = %e, took_ms = millis(started.elapsed()), "set replicas failed"),
+        }
+        result.map(|_| ())
+    }
+}
+
+/// Builds a [`KubeScaler`]; boxed so [`LazyScalerSource`] can hold any way of building one.
+pub type BuildScaler =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<KubeScaler>> + Send>> + Send + Sync>;
+
+/// A [`ScalerSource`] that builds the client on first use and keeps it once built. A failed
+/// build is [`CoreError::Unavailable`] (the tick fails open) and is retried on the next call.
+pub struct LazyScalerSource {
+    build: BuildScaler,
+    scaler: OnceCell<Arc<dyn Scaler>>,
+}
+
+impl std::fmt::Debug for LazyScalerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyScalerSource")
+            .field("built", &self.scaler.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyScalerSource {
+    /// A source that builds with `build` until it succeeds once.
+    pub fn new(build: BuildScaler) -> Self {
+        Self {
+            build,
+            scaler: OnceCell::new(),
+        }
+    }
+
+    /// A source that infers the configuration ([`KubeScaler::infer`]).
+    pub fn infer(timeout: Duration) -> Self {
+        Self::new(Box::new(move || Box::pin(KubeScaler::infer(timeout))))
+    }
+
+    /// A source for an explicit API server URL ([`KubeScaler::from_url`]).
+    pub fn from_url(url: impl Into<String>, timeout: Duration) -> Self {
+        let url: String = url.into();
+        Self::new(Box::new(move || {
+            let url = url.clone();
+            Box::pin(async move { KubeScaler::from_url(&url, timeout) })
+        }))
+    }
+
+    /// Whether a client has been built.
+    pub fn is_built(&self) -> bool {
+        self.scaler.initialized()
+    }
+}
+
+#[async_trait]
+impl ScalerSource for LazyScalerSource {
+    async fn scaler(&self) -> idle_scaler_core::Result<Arc<dyn Scaler>> {
+        // `get_or_try_init` leaves the cell empty on error, so the next tick tries again.
+        self.scaler
+            .get_or_try_init(|| async {
+                match (self.build)().await {
+                    Ok(s) => Ok(Arc::new(s) as Arc<dyn Scaler>),
+                    Err(e) => {
+                        warn!(error = %e, "no Kubernetes client yet; will retry");
+                        Err(CoreError::from(e))
+                    }
+                }
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

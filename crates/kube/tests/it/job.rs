@@ -1,0 +1,119 @@
+//! The real core `Job` sleeps a Deployment on the fake, end to end through the adapter.
+
+use std::sync::Arc;
+
+use chrono::{Duration as Age, Utc};
+use idle_scaler_core::{
+    Candidate, Config, ConfirmOutcome, FixedScaler, Job, MockStore, Outcome, SystemClock,
+};
+use mockall::predicate::{always, eq};
+use uuid::Uuid;
+
+use super::*;
+
+#[tokio::test]
+async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
+    let (fake, scaler) = setup(3, TIMEOUT).await;
+    let id = Uuid::new_v4();
+    let seen = Utc::now() - Age::hours(2);
+
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .times(1)
+        .returning(move |_, _, _| {
+            Ok(vec![Candidate {
+                id,
+                provider_id: "k8s:apps/web".into(),
+                last_activity_at: seen,
+            }])
+        });
+    // CAS 1 records the replica count read from the fake.
+    store
+        .expect_claim_sleep()
+        .with(eq(id), eq(seen), always(), eq(Some(3)), always())
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .with(eq(id), eq(seen), always())
+        .times(1)
+        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+    store.expect_count_asleep().returning(|| Ok(1));
+
+    let config = Config {
+        enabled: true,
+        ..Config::default()
+    };
+    let job = Job::new(
+        config,
+        Arc::new(store),
+        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(SystemClock),
+    );
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
+    assert_eq!(fake.replicas("apps", "web"), Some(0));
+    let patch = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .expect("a PATCH");
+    assert!(
+        patch.json()["metadata"]["resourceVersion"].is_string(),
+        "CAS 2 carried a precondition"
+    );
+}
+
+#[tokio::test]
+async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() {
+    let (fake, scaler) = setup(3, TIMEOUT).await;
+    let id = Uuid::new_v4();
+    let seen = Utc::now() - Age::hours(2);
+    // A person scales the app between the adapter's read and its write: CAS 1 (the store
+    // claim) runs exactly there, so the mock store changes the fake at that moment.
+    let fake = Arc::new(fake);
+    let during_claim = fake.clone();
+
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_select_candidates().returning(move |_, _, _| {
+        Ok(vec![Candidate {
+            id,
+            provider_id: "k8s:apps/web".into(),
+            last_activity_at: seen,
+        }])
+    });
+    store
+        .expect_claim_sleep()
+        .times(1)
+        .returning(move |_, _, _, _, _| {
+            during_claim.scale_externally("apps", "web", 4);
+            Ok(true)
+        });
+    store
+        .expect_revert_sleep()
+        .with(eq(id), always())
+        .times(1)
+        .returning(|_, _| Ok(true));
+    store.expect_confirm_sleep().never();
+    store.expect_count_asleep().returning(|| Ok(0));
+
+    let job = Job::new(
+        Config {
+            enabled: true,
+            ..Config::default()
+        },
+        Arc::new(store),
+        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(SystemClock),
+    );
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 0, "{report:?}");
+    assert_eq!(
+        fake.replicas("apps", "web"),
+        Some(4),
+        "the person's count stands"
+    );
+}

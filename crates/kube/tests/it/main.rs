@@ -1,0 +1,29 @@
+//! The adapter over real HTTP against the fake API server (one test binary, a module per topic).
+
+mod errors;
+mod job;
+mod scale;
+
+use std::time::Duration;
+
+use idle_scaler_core::Target;
+use idle_scaler_kube::KubeScaler;
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+
+/// Generous: only the timeout tests rely on a timeout firing, and they set their own.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn web() -> Target {
+    Target {
+        namespace: "apps".into(),
+        name: "web".into(),
+    }
+}
+
+/// A fake with `apps/web` at `replicas`, and a scaler pointed at it.
+async fn setup(replicas: i32, timeout: Duration) -> (FakeApiServer, KubeScaler) {
+    let fake = FakeApiServer::start().await;
+    fake.create_deployment("apps", "web", replicas);
+    let scaler = KubeScaler::from_url(&fake.url(), timeout).expect("scaler for the fake");
+    (fake, scaler)
+}

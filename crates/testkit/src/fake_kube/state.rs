@@ -1,0 +1,581 @@
+//! The fake's objects and their API semantics: Deployments as JSON, the `autoscaling/v1`
+//! Scale view of them, `resourceVersion` preconditions and the apiserver's `Status` errors.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// An API error: the HTTP code and the `Status` body the real apiserver sends with it.
+#[derive(Debug, Clone)]
+pub(super) struct ApiError {
+    pub code: u16,
+    pub body: Value,
+}
+
+/// A `Status` failure shaped like the apiserver's (`details` omitted when `Null`).
+pub(super) fn status(
+    code: u16,
+    reason: &str,
+    message: impl Into<String>,
+    details: Value,
+) -> ApiError {
+    let mut body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message.into(),
+        "reason": reason,
+        "code": code,
+    });
+    if !details.is_null() {
+        body["details"] = details;
+    }
+    ApiError { code, body }
+}
+
+/// The `reason` the apiserver gives with a code (`k8s.io/apimachinery` `StatusReason`).
+pub(super) fn reason_for(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        406 => "NotAcceptable",
+        409 => "Conflict",
+        410 => "Expired",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
+    }
+}
+
+fn deployment_details(name: &str) -> Value {
+    json!({ "name": name, "group": "apps", "kind": "deployments" })
+}
+
+pub(super) fn not_found(name: &str) -> ApiError {
+    status(
+        404,
+        "NotFound",
+        format!("deployments.apps \"{name}\" not found"),
+        deployment_details(name),
+    )
+}
+
+fn conflict(name: &str) -> ApiError {
+    status(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been \
+             modified; please apply your changes to the latest version and try again"
+        ),
+        deployment_details(name),
+    )
+}
+
+fn already_exists(name: &str) -> ApiError {
+    status(
+        409,
+        "AlreadyExists",
+        format!("deployments.apps \"{name}\" already exists"),
+        deployment_details(name),
+    )
+}
+
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+    status(400, "BadRequest", message, Value::Null)
+}
+
+/// 422 with one cause, as field validation reports it.
+fn invalid(kind: &str, group: &str, name: &str, field: &str, detail: &str) -> ApiError {
+    let group_suffix = if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
+    };
+    status(
+        422,
+        "Invalid",
+        format!("{kind}{group_suffix} \"{name}\" is invalid: {field}: {detail}"),
+        json!({
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [{ "reason": "FieldValueInvalid", "message": detail, "field": field }],
+        }),
+    )
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn replicas_of(d: &Value) -> i64 {
+    d["spec"]["replicas"].as_i64().unwrap_or(0)
+}
+
+/// `matchLabels` as the label selector string a Scale's status carries.
+fn selector_string(d: &Value) -> String {
+    d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// The fake pretends the Deployment controller converges at once, so `status` follows
+/// `spec` in the same write (one `resourceVersion`), zero counts omitted as the API does.
+fn sync_status(d: &mut Value) {
+    let n = replicas_of(d);
+    let mut status = json!({ "observedGeneration": d["metadata"]["generation"].clone() });
+    if n > 0 {
+        for k in [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ] {
+            status[k] = json!(n);
+        }
+    }
+    d["status"] = status;
+}
+
+/// The fake cluster's objects.
+#[derive(Debug, Default)]
+pub(super) struct Objects {
+    deployments: BTreeMap<(String, String), Value>,
+    /// Like etcd's revision: one counter for the whole store, bumped by every effective write.
+    revision: u64,
+    uids: u64,
+}
+
+impl Objects {
+    fn next_revision(&mut self) -> String {
+        self.revision += 1;
+        self.revision.to_string()
+    }
+
+    /// The list `resourceVersion`.
+    pub fn revision(&self) -> String {
+        self.revision.to_string()
+    }
+
+    fn key(ns: &str, name: &str) -> (String, String) {
+        (ns.to_owned(), name.to_owned())
+    }
+
+    /// A Deployment in the shape `kubectl create deployment` produces.
+    pub fn template(ns: &str, name: &str, replicas: i32) -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": name, "namespace": ns, "labels": { "app": name } },
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": { "app": name } },
+                "template": {
+                    "metadata": { "labels": { "app": name } },
+                    "spec": { "containers": [{ "name": "app", "image": "registry.invalid/app:1" }] },
+                },
+            },
+        })
+    }
+
+    /// `POST .../deployments`: validates, fills server-set metadata, stores.
+    pub fn create(&mut self, ns: &str, mut d: Value) -> Result<Value, ApiError> {
+        if !d.is_object() {
+            return Err(bad_request(
+                "the body of the request must be a Deployment object",
+            ));
+        }
+        if let Some(kind) = d["kind"].as_str()
+            && kind != "Deployment"
+        {
+            return Err(bad_request(format!(
+                "the kind {kind:?} does not match Deployment"
+            )));
+        }
+        let Some(name) = d["metadata"]["name"].as_str().map(str::to_owned) else {
+            return Err(invalid(
+                "Deployment",
+                "apps",
+                "",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
+        };
+        match d["metadata"]["namespace"].as_str() {
+            Some(body_ns) if body_ns != ns => {
+                return Err(bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        if self.deployments.contains_key(&Self::key(ns, &name)) {
+            return Err(already_exists(&name));
+        }
+        if !d["spec"]["selector"].is_object() {
+            return Err(invalid(
+                "Deployment",
+                "apps",
+                &name,
+                "spec.selector",
+                "Required value",
+            ));
+        }
+        if d["spec"]["replicas"].is_null() {
+            d["spec"]["replicas"] = json!(1);
+        }
+        if replicas_of(&d) < 0 {
+            return Err(invalid(
+                "Deployment",
+                "apps",
+                &name,
+                "spec.replicas",
+                &format!(
+                    "Invalid value: {}: must be greater than or equal to 0",
+                    replicas_of(&d)
+                ),
+            ));
+        }
+        self.uids += 1;
+        let rv = self.next_revision();
+        d["apiVersion"] = json!("apps/v1");
+        d["kind"] = json!("Deployment");
+        let meta = &mut d["metadata"];
+        meta["namespace"] = json!(ns);
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012x}", self.uids));
+        meta["resourceVersion"] = json!(rv);
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!(timestamp(Utc::now()));
+        sync_status(&mut d);
+        self.deployments.insert(Self::key(ns, &name), d.clone());
+        Ok(d)
+    }
+
+    pub fn get(&self, ns: &str, name: &str) -> Result<&Value, ApiError> {
+        self.deployments
+            .get(&Self::key(ns, name))
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Deployments of one namespace, or of all with `None`, in name order.
+    pub fn list(&self, ns: Option<&str>) -> Vec<&Value> {
+        self.deployments
+            .iter()
+            .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    /// `DELETE`: gone at once (no finalizers, no cascading).
+    pub fn delete(&mut self, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let d = self
+            .deployments
+            .remove(&Self::key(ns, name))
+            .ok_or_else(|| not_found(name))?;
+        // A delete is a write: the store's revision moves on.
+        self.next_revision();
+        Ok(json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": { "name": name, "group": "apps", "kind": "deployments", "uid": d["metadata"]["uid"] },
+        }))
+    }
+
+    /// The `autoscaling/v1` Scale of a Deployment.
+    pub fn scale(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let d = self.get(ns, name)?;
+        let m = &d["metadata"];
+        let mut spec = json!({});
+        // `spec.replicas` is omitempty in the Go type: a Deployment at 0 has `spec: {}`.
+        if replicas_of(d) != 0 {
+            spec["replicas"] = json!(replicas_of(d));
+        }
+        Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": m["name"],
+                "namespace": m["namespace"],
+                "uid": m["uid"],
+                "resourceVersion": m["resourceVersion"],
+                "creationTimestamp": m["creationTimestamp"],
+            },
+            "spec": spec,
+            "status": {
+                "replicas": d["status"]["replicas"].as_i64().unwrap_or(0),
+                "selector": selector_string(d),
+            },
+        }))
+    }
+
+    /// `PUT .../scale` (and every patch once applied): the new Scale's `resourceVersion`, when
+    /// set, is a precondition; a write that changes nothing keeps the `resourceVersion`.
+    pub fn write_scale(&mut self, ns: &str, name: &str, new: &Value) -> Result<Value, ApiError> {
+        let current = self.get(ns, name)?;
+        if let Some(kind) = new["kind"].as_str()
+            && kind != "Scale"
+        {
+            return Err(bad_request(format!(
+                "the kind {kind:?} of the body is not Scale"
+            )));
+        }
+        if let Some(body_name) = new["metadata"]["name"].as_str()
+            && body_name != name
+        {
+            return Err(bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let replicas = match &new["spec"]["replicas"] {
+            Value::Null => 0,
+            v => v
+                .as_i64()
+                .filter(|r| i32::try_from(*r).is_ok())
+                .ok_or_else(|| {
+                    bad_request(format!("unable to decode spec.replicas {v}: not an int32"))
+                })?,
+        };
+        if replicas < 0 {
+            return Err(invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                "spec.replicas",
+                &format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+            ));
+        }
+        match new["metadata"]["resourceVersion"].as_str() {
+            Some(rv)
+                if !rv.is_empty()
+                    && Some(rv) != current["metadata"]["resourceVersion"].as_str() =>
+            {
+                return Err(conflict(name));
+            }
+            _ => {}
+        }
+        if replicas == replicas_of(current) {
+            return self.scale(ns, name);
+        }
+        self.set_replicas_unchecked(ns, name, replicas);
+        self.scale(ns, name)
+    }
+
+    /// An effective spec write: new `resourceVersion`, next `generation`, status converged.
+    fn set_replicas_unchecked(&mut self, ns: &str, name: &str, replicas: i64) -> Option<String> {
+        let rv = self.next_revision();
+        let d = self.deployments.get_mut(&Self::key(ns, name))?;
+        d["spec"]["replicas"] = json!(replicas);
+        let generation = d["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        d["metadata"]["generation"] = json!(generation);
+        d["metadata"]["resourceVersion"] = json!(rv.clone());
+        sync_status(d);
+        Some(rv)
+    }
+
+    /// Creates, or sets the replicas of an existing Deployment (a person's `kubectl scale`).
+    pub fn upsert(&mut self, ns: &str, name: &str, replicas: i32) -> String {
+        if self.deployments.contains_key(&Self::key(ns, name)) {
+            self.scale_externally(ns, name, replicas)
+                .unwrap_or_default()
+        } else {
+            let d = self
+                .create(ns, Self::template(ns, name, replicas))
+                .unwrap_or_else(|e| {
+                    panic!("fake API server: creating {ns}/{name} failed: {}", e.body)
+                });
+            d["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }
+
+    /// Sets replicas without precondition; a no-op keeps the `resourceVersion`.
+    pub fn scale_externally(&mut self, ns: &str, name: &str, replicas: i32) -> Option<String> {
+        let d = self.deployments.get(&Self::key(ns, name))?;
+        if replicas_of(d) == i64::from(replicas) {
+            return d["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+        }
+        self.set_replicas_unchecked(ns, name, i64::from(replicas))
+    }
+
+    /// A redeploy: the pod template changes (an annotation), replicas stay.
+    pub fn redeploy(&mut self, ns: &str, name: &str) -> Option<String> {
+        let rv = self.next_revision();
+        let d = self.deployments.get_mut(&Self::key(ns, name))?;
+        d["spec"]["template"]["metadata"]["annotations"]["idle-scaler.test/restartedAt"] =
+            json!(timestamp(Utc::now()));
+        let generation = d["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        d["metadata"]["generation"] = json!(generation);
+        d["metadata"]["resourceVersion"] = json!(rv.clone());
+        sync_status(d);
+        Some(rv)
+    }
+
+    pub fn replicas(&self, ns: &str, name: &str) -> Option<i32> {
+        self.deployments
+            .get(&Self::key(ns, name))
+            .and_then(|d| i32::try_from(replicas_of(d)).ok())
+    }
+
+    pub fn resource_version(&self, ns: &str, name: &str) -> Option<String> {
+        self.deployments
+            .get(&Self::key(ns, name))
+            .and_then(|d| d["metadata"]["resourceVersion"].as_str().map(str::to_owned))
+    }
+}
+
+/// kubectl's `HumanDuration`, enough for the AGE column.
+fn human_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..600 if secs % 60 != 0 => format!("{}m{}s", secs / 60, secs % 60),
+        120..10800 => format!("{}m", secs / 60),
+        10800..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// The `meta.k8s.io/v1` Table kubectl asks for on `get` (server-side printing), with the
+/// apiserver's Deployment columns.
+pub(super) fn deployment_table(items: &[&Value], list_rv: &str) -> Value {
+    let col = |name: &str, ty: &str, format: &str, priority: i32| json!({ "name": name, "type": ty, "format": format, "description": "", "priority": priority });
+    let now = Utc::now();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|d| {
+            let m = &d["metadata"];
+            let age = m["creationTimestamp"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or_else(
+                    || "<unknown>".to_owned(),
+                    |t| human_age((now - t.with_timezone(&Utc)).num_seconds()),
+                );
+            let status = &d["status"];
+            let n = |k: &str| status[k].as_i64().unwrap_or(0);
+            let containers = d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let join = |k: &str| {
+                containers
+                    .iter()
+                    .filter_map(|c| c[k].as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            json!({
+                "cells": [
+                    m["name"],
+                    format!("{}/{}", n("readyReplicas"), replicas_of(d)),
+                    n("updatedReplicas"),
+                    n("availableReplicas"),
+                    age,
+                    join("name"),
+                    join("image"),
+                    selector_string(d),
+                ],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": m,
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": list_rv },
+        "columnDefinitions": [
+            col("Name", "string", "name", 0),
+            col("Ready", "string", "", 0),
+            col("Up-to-date", "integer", "", 0),
+            col("Available", "integer", "", 0),
+            col("Age", "string", "", 0),
+            col("Containers", "string", "", 1),
+            col("Images", "string", "", 1),
+            col("Selector", "string", "", 1),
+        ],
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_writes_follow_the_apiserver() {
+        let mut o = Objects::default();
+        let rv1 = o.upsert("apps", "web", 2);
+        let s = o.scale("apps", "web").unwrap();
+        assert_eq!(s["spec"]["replicas"], 2);
+        assert_eq!(s["metadata"]["resourceVersion"], rv1.as_str());
+
+        // No-op keeps the version; a stale version is a conflict even for a no-op.
+        o.write_scale("apps", "web", &json!({"spec": {"replicas": 2}}))
+            .unwrap();
+        assert_eq!(o.resource_version("apps", "web").unwrap(), rv1);
+        let e = o
+            .write_scale(
+                "apps",
+                "web",
+                &json!({"metadata": {"resourceVersion": "999"}, "spec": {"replicas": 2}}),
+            )
+            .unwrap_err();
+        assert_eq!((e.code, e.body["reason"].as_str()), (409, Some("Conflict")));
+
+        let s = o
+            .write_scale(
+                "apps",
+                "web",
+                &json!({"metadata": {"resourceVersion": rv1}, "spec": {"replicas": 0}}),
+            )
+            .unwrap();
+        assert_eq!(
+            s["spec"],
+            json!({}),
+            "replicas 0 is omitted like the Go omitempty"
+        );
+        assert_ne!(o.resource_version("apps", "web").unwrap(), rv1);
+
+        let e = o
+            .write_scale("apps", "web", &json!({"spec": {"replicas": -1}}))
+            .unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(e.body["details"]["kind"], "Scale");
+        let e = o
+            .write_scale("apps", "nope", &json!({"spec": {"replicas": 1}}))
+            .unwrap_err();
+        assert_eq!(e.body["message"], "deployments.apps \"nope\" not found");
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(200), "3m20s");
+        assert_eq!(human_age(900), "15m");
+        assert_eq!(human_age(4 * 3600), "4h");
+    }
+}
