@@ -165,6 +165,17 @@ async fn idle_app_is_slept_and_an_http_wake_restores_the_exact_count(
         metrics.contains("instant_deploy_scaled_to_zero_total{outcome=\"woke_up\"} 1"),
         "{metrics}"
     );
+    assert!(metrics.contains("instant_deploy_idle_apps 0"), "{metrics}");
+    // Real histograms (buckets), so the dashboard's histogram_quantile works across instances.
+    for h in [
+        "tick_duration_seconds_bucket",
+        "wake_duration_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(&format!("instant_deploy_scale_to_zero_{h}")),
+            "{metrics}"
+        );
+    }
     assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
 }
 

@@ -22,7 +22,13 @@ use uuid::Uuid;
 /// Installs the Prometheus recorder, describes and primes every series, and keeps the
 /// histograms drained. Returns the handle that renders `/metrics`.
 pub fn install_metrics(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
+    // Buckets make the duration histograms real Prometheus histograms (aggregatable across
+    // instances) instead of the exporter's default summaries.
     let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ])
+        .context("configuring histogram buckets")?
         .install_recorder()
         .context("installing the Prometheus metrics recorder")?;
     idle_scaler_core::metrics::describe_metrics();

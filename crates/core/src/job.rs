@@ -266,14 +266,22 @@ impl Job {
             }
         }
 
+        report.idle_apps = self.sample_idle_apps().await;
+        Ok(())
+    }
+
+    /// Step 6: sets the idle-apps gauge. A failure is a WARN, never a failed tick or wake.
+    async fn sample_idle_apps(&self) -> Option<i64> {
         match self.store.count_asleep().await {
             Ok(n) => {
                 metrics::idle_apps(n);
-                report.idle_apps = Some(n);
+                Some(n)
             }
-            Err(e) => warn!(error = %e, "could not sample the idle-apps gauge"),
+            Err(e) => {
+                warn!(error = %e, "could not sample the idle-apps gauge");
+                None
+            }
         }
-        Ok(())
     }
 
     async fn attempt(
@@ -535,7 +543,11 @@ impl Job {
         let result = self.wake_inner(id).await;
         metrics::wake_duration(started.elapsed());
         match &result {
-            Ok(r) if r.result == WakeResult::WokeUp => metrics::outcome(Outcome::WokeUp),
+            Ok(r) if r.result == WakeResult::WokeUp => {
+                metrics::outcome(Outcome::WokeUp);
+                // Keep the gauge true between ticks: dashboards watch apps waking.
+                self.sample_idle_apps().await;
+            }
             Ok(_) | Err(Error::UnknownDeployment(_)) => {}
             Err(_) => metrics::outcome(Outcome::WakeFailed),
         }

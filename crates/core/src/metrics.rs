@@ -26,6 +26,18 @@ pub const LAST_SUCCESS_TIMESTAMP: &str =
 /// Histogram of wake duration in seconds.
 pub const WAKE_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_wake_duration_seconds";
 
+/// Every metric name this crate emits.
+pub const NAMES: [&str; 8] = [
+    SCALED_TO_ZERO_TOTAL,
+    IDLE_APPS,
+    SKIPPED_TOTAL,
+    RECOVERED_TOTAL,
+    TICKS_TOTAL,
+    TICK_DURATION_SECONDS,
+    LAST_SUCCESS_TIMESTAMP,
+    WAKE_DURATION_SECONDS,
+];
+
 /// Registers descriptions with the installed recorder.
 pub fn describe_metrics() {
     describe_counter!(

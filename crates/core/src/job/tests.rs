@@ -727,6 +727,7 @@ fn wake_restores_the_exact_count() {
         .with(eq(id), eq(SleepState::Asleep), eq(t0()))
         .times(1)
         .returning(|_, _, _| Ok(true));
+    store.expect_count_asleep().times(1).returning(|| Ok(4));
     let mut scaler = MockScaler::new();
     scaler
         .expect_set_replicas()
@@ -740,6 +741,8 @@ fn wake_restores_the_exact_count() {
         (WakeResult::WokeUp, Some(5))
     );
     assert_eq!(outcome(&snap, "woke_up"), 1);
+    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(4.0));
+    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(4.0));
 }
 
 #[tokio::test]
@@ -750,6 +753,7 @@ async fn wake_without_a_recorded_count_uses_the_default() {
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
     store.expect_finish_wake().returning(|_, _, _| Ok(true));
+    store.expect_count_asleep().returning(|| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_set_replicas()
@@ -831,6 +835,7 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         .with(eq(id), eq(SleepState::Asleep), eq(t0()))
         .times(1)
         .returning(|_, _, _| Ok(true));
+    store.expect_count_asleep().returning(|| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_set_replicas()
