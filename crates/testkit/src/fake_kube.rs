@@ -140,6 +140,9 @@ pub struct RecordedRequest {
     pub accept: Option<String>,
     /// The body as text (lossy UTF-8).
     pub body: String,
+    /// The HTTP status answered; `None` while in flight and for a dropped connection.
+    pub status: Option<u16>,
+    seq: u64,
 }
 
 impl RecordedRequest {
@@ -160,6 +163,8 @@ impl RecordedRequest {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Numbers requests so an answer finds its log entry after `clear_requests`.
+    seq: u64,
     objects: Objects,
     latency: Duration,
     faults: Vec<Fault>,
@@ -373,11 +378,18 @@ async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> R
         content_type: header(header::CONTENT_TYPE),
         accept: header(header::ACCEPT),
         body: String::from_utf8_lossy(&body).into_owned(),
+        status: None,
+        seq: 0,
     };
 
-    let (delay, action) = {
+    let (delay, action, seq) = {
         let mut st = shared.lock();
-        st.requests.push(recorded.clone());
+        st.seq += 1;
+        let seq = st.seq;
+        st.requests.push(RecordedRequest {
+            seq,
+            ..recorded.clone()
+        });
         let mut delay = st.latency;
         let mut action = None;
         for f in &mut st.faults {
@@ -394,13 +406,13 @@ async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> R
             f.times -= 1;
         }
         st.faults.retain(|f| f.times > 0);
-        (delay, action)
+        (delay, action, seq)
     };
     if !delay.is_zero() {
         // Injected latency: the fake plays a slow apiserver; this is the thing under test.
         tokio::time::sleep(delay).await;
     }
-    match action {
+    let response = match action {
         Some(FaultAction::DropConnection) => {
             drop_now.notify_one();
             // Never answer: the connection task drops this future with the connection.
@@ -417,7 +429,12 @@ async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> R
             ))
         }
         Some(FaultAction::Latency(_)) | None => route(shared, &parts.method, &recorded, &body),
+    };
+    let mut st = shared.lock();
+    if let Some(r) = st.requests.iter_mut().rev().find(|r| r.seq == seq) {
+        r.status = Some(response.status().as_u16());
     }
+    response
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
@@ -480,6 +497,7 @@ fn route(shared: &Shared, method: &Method, req: &RecordedRequest, body: &[u8]) -
         ["version"] if get => json_response(StatusCode::OK, &discovery::version()),
         ["api"] if get => json_response(StatusCode::OK, &discovery::core_versions(&shared.address)),
         ["api", "v1"] if get => json_response(StatusCode::OK, &discovery::core_v1()),
+        ["api", "v1", "namespaces", ns] if get => ok(shared.lock().objects.namespace(ns)),
         ["apis"] if get => json_response(StatusCode::OK, &discovery::groups()),
         ["apis", group] if get => discovery::group_doc(group)
             .map_or_else(path_not_found, |g| json_response(StatusCode::OK, &g)),

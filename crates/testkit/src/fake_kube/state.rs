@@ -1,7 +1,7 @@
 //! The fake's objects and their API semantics: Deployments as JSON, the `autoscaling/v1`
 //! Scale view of them, `resourceVersion` preconditions and the apiserver's `Status` errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -157,6 +157,9 @@ fn sync_status(d: &mut Value) {
 #[derive(Debug, Default)]
 pub(super) struct Objects {
     deployments: BTreeMap<(String, String), Value>,
+    /// Namespaces that ever held a Deployment (beyond the built-in ones): kubectl asks for
+    /// the namespace after a 404 to tell "no such object" from "no such namespace".
+    namespaces: BTreeSet<String>,
     /// Like etcd's revision: one counter for the whole store, bumped by every effective write.
     revision: u64,
     uids: u64,
@@ -263,8 +266,29 @@ impl Objects {
         meta["generation"] = json!(1);
         meta["creationTimestamp"] = json!(timestamp(Utc::now()));
         sync_status(&mut d);
+        self.namespaces.insert(ns.to_owned());
         self.deployments.insert(Self::key(ns, &name), d.clone());
         Ok(d)
+    }
+
+    /// A `v1` Namespace: the built-in ones and every namespace a Deployment was created in.
+    pub fn namespace(&self, name: &str) -> Result<Value, ApiError> {
+        const BUILT_IN: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+        if !BUILT_IN.contains(&name) && !self.namespaces.contains(name) {
+            return Err(status(
+                404,
+                "NotFound",
+                format!("namespaces \"{name}\" not found"),
+                json!({ "name": name, "kind": "namespaces" }),
+            ));
+        }
+        Ok(json!({
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } },
+            "spec": { "finalizers": ["kubernetes"] },
+            "status": { "phase": "Active" },
+        }))
     }
 
     pub fn get(&self, ns: &str, name: &str) -> Result<&Value, ApiError> {
