@@ -26,7 +26,7 @@ use uuid::Uuid;
 mod error;
 #[cfg(feature = "testkit")]
 mod host;
-mod queries;
+pub mod queries;
 
 pub use error::{Error, Result};
 

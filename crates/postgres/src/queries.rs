@@ -1,4 +1,4 @@
-//! Every statement the store runs. Each transition is ONE conditional `UPDATE ... RETURNING`:
+//! Every statement the store runs (public so a host or the benchmark can `EXPLAIN` them). Each transition is ONE conditional `UPDATE ... RETURNING`:
 //! the `WHERE` clause is the whole compare-and-set, evaluated by PostgreSQL on the row version
 //! current at the write (under READ COMMITTED a concurrent writer's commit is re-checked
 //! against it), so no process-side check can go stale between read and write.
@@ -14,7 +14,7 @@ macro_rules! columns {
 /// $1 now, $2 idle_before, $3 limit. The predicate's first three terms are exactly the partial
 /// index's `WHERE`, so the planner walks `deployments_sleep_candidates_idx` in order and stops
 /// after `limit` rows.
-pub(crate) const SELECT_CANDIDATES: &str = "\
+pub const SELECT_CANDIDATES: &str = "\
     SELECT id, provider_id, last_activity_at FROM deployments \
     WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
       AND (expires_at IS NULL OR expires_at > $1) \
@@ -24,7 +24,7 @@ pub(crate) const SELECT_CANDIDATES: &str = "\
 
 /// CAS 1. $1 id, $2 seen activity, $3 idle_before, $4 replicas (NULL when at 0), $5 now.
 /// Re-checks the whole candidate predicate, plus that activity is exactly what was selected.
-pub(crate) const CLAIM_SLEEP: &str = "\
+pub const CLAIM_SLEEP: &str = "\
     UPDATE deployments \
     SET sleep_state = 'sleeping', sleep_state_changed_at = $5, replicas_before_sleep = $4 \
     WHERE id = $1 \
@@ -34,33 +34,33 @@ pub(crate) const CLAIM_SLEEP: &str = "\
     RETURNING id";
 
 /// $1 id, $2 seen activity, $3 now. Keeps `replicas_before_sleep` for the wake.
-pub(crate) const CONFIRM_SLEEP: &str = "\
+pub const CONFIRM_SLEEP: &str = "\
     UPDATE deployments SET sleep_state = 'asleep', sleep_state_changed_at = $3 \
     WHERE id = $1 AND sleep_state = 'sleeping' AND last_activity_at = $2 \
     RETURNING id";
 
 /// $1 id.
-pub(crate) const SLEEP_STATE: &str = "SELECT sleep_state FROM deployments WHERE id = $1";
+pub const SLEEP_STATE: &str = "SELECT sleep_state FROM deployments WHERE id = $1";
 
 /// $1 id, $2 now.
-pub(crate) const REVERT_SLEEP: &str = "\
+pub const REVERT_SLEEP: &str = "\
     UPDATE deployments \
     SET sleep_state = 'awake', sleep_state_changed_at = $2, replicas_before_sleep = NULL \
     WHERE id = $1 AND sleep_state = 'sleeping' \
     RETURNING id";
 
 /// $1 older_than. Served by `deployments_sleep_state_idx`.
-pub(crate) const STALE_INTENTS: &str = "\
+pub const STALE_INTENTS: &str = "\
     SELECT id, provider_id, last_activity_at, sleep_state_changed_at, replicas_before_sleep \
     FROM deployments \
     WHERE sleep_state = 'sleeping' AND sleep_state_changed_at <= $1 \
     ORDER BY sleep_state_changed_at, id";
 
 /// $1 id.
-pub(crate) const GET: &str = concat!("SELECT ", columns!(), " FROM deployments WHERE id = $1");
+pub const GET: &str = concat!("SELECT ", columns!(), " FROM deployments WHERE id = $1");
 
 /// $1 id, $2 from state, $3 now. The state change time moves only when the state does.
-pub(crate) const FINISH_WAKE: &str = "\
+pub const FINISH_WAKE: &str = "\
     UPDATE deployments \
     SET sleep_state = 'awake', last_activity_at = $3, replicas_before_sleep = NULL, \
         sleep_state_changed_at = CASE WHEN sleep_state = 'awake' \
@@ -69,25 +69,23 @@ pub(crate) const FINISH_WAKE: &str = "\
     RETURNING id";
 
 /// $1 id, $2 now.
-pub(crate) const TOUCH_AWAKE: &str = "\
+pub const TOUCH_AWAKE: &str = "\
     UPDATE deployments SET last_activity_at = $2 \
     WHERE id = $1 AND sleep_state = 'awake' \
     RETURNING id";
 
 /// Served by `deployments_sleep_state_idx`.
-pub(crate) const LIST_SLEEPING: &str = concat!(
+pub const LIST_SLEEPING: &str = concat!(
     "SELECT ",
     columns!(),
     " FROM deployments WHERE sleep_state <> 'awake' ORDER BY sleep_state_changed_at, id"
 );
 
 /// Served by `deployments_sleep_state_idx` (an index-only scan once the table is vacuumed).
-pub(crate) const COUNT_ASLEEP: &str =
-    "SELECT count(*) FROM deployments WHERE sleep_state = 'asleep'";
+pub const COUNT_ASLEEP: &str = "SELECT count(*) FROM deployments WHERE sleep_state = 'asleep'";
 
 /// A status summary; scans the table, so it is for commands, not for the tick.
-pub(crate) const STATE_COUNTS: &str =
-    "SELECT sleep_state, count(*) FROM deployments GROUP BY sleep_state";
+pub const STATE_COUNTS: &str = "SELECT sleep_state, count(*) FROM deployments GROUP BY sleep_state";
 
 #[cfg(feature = "testkit")]
 pub(crate) mod host {
