@@ -41,7 +41,60 @@ pub struct Config {
     pub max_consecutive_failures: u32,
     /// Timeout of one Kubernetes request, in seconds.
     pub request_timeout_seconds: u64,
+    /// Where the tick learns about real traffic (`none`: the activity stamp only).
+    pub activity_source: ActivitySourceKind,
+    /// What a candidate whose traffic is unknown (source failed, no data) gets.
+    pub activity_unknown: UnknownActivity,
+    /// Base URL of the Prometheus HTTP API (`http://host:port[/prefix]`).
+    pub prometheus_url: String,
+    /// PromQL template; see [`PROMETHEUS_QUERY_PLACEHOLDERS`] and [`DEFAULT_PROMETHEUS_QUERY`].
+    pub prometheus_query: String,
+    /// Result label carrying the namespace.
+    pub prometheus_namespace_label: String,
+    /// Result label carrying the name the Deployment is matched by (the Ingress name by default).
+    pub prometheus_name_label: String,
+    /// Timeout of one Prometheus query, in seconds.
+    pub prometheus_timeout_seconds: u64,
 }
+
+/// Where the tick learns about real traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivitySourceKind {
+    /// No traffic signal: idleness is the database's `last_activity_at` only.
+    None,
+    /// Prometheus metrics (the ingress controller's request counters).
+    Prometheus,
+}
+
+/// What a candidate whose traffic is unknown gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownActivity {
+    /// Not slept (skip reason `activity_unknown`): a source outage never sleeps an app.
+    KeepAwake,
+    /// Judged by `last_activity_at` alone, as with no source.
+    Sleep,
+}
+
+/// The placeholders a Prometheus query template may use. `{namespaces}` and `{names}` become
+/// regex alternations of the batch's namespaces and names (escaped; PromQL anchors `=~`),
+/// `{window}` the lookback (the idle window) as a PromQL duration such as `1800s`.
+pub const PROMETHEUS_QUERY_PLACEHOLDERS: [&str; 3] = ["namespaces", "names", "window"];
+
+/// The default template, for ingress-nginx. Per `(namespace, ingress)`: the time of the latest
+/// 30 s step at which `nginx_ingress_controller_requests` grew over the preceding 2 minutes,
+/// within the window; `0` when the ingress has current series but no such growth (known quiet);
+/// no sample when it has no current series (unknown). Requests to Ingress rules whose *path*
+/// is `/healthz`, `/readyz` or `/livez` do not count (the label is the rule's path, not the
+/// request URI; kubelet probes never pass through the ingress at all).
+pub const DEFAULT_PROMETHEUS_QUERY: &str = concat!(
+    "max by (namespace, ingress) (max_over_time((timestamp(sum by (namespace, ingress) (",
+    "increase(nginx_ingress_controller_requests{namespace=~\"{namespaces}\", ",
+    "ingress=~\"{names}\", path!~\"/healthz|/readyz|/livez\"}[2m])) > 0))[{window}:30s])) ",
+    "or max by (namespace, ingress) (0 * nginx_ingress_controller_requests",
+    "{namespace=~\"{namespaces}\", ingress=~\"{names}\"})"
+);
 
 impl Default for Config {
     fn default() -> Self {
@@ -58,6 +111,13 @@ impl Default for Config {
                 .to_vec(),
             max_consecutive_failures: 5,
             request_timeout_seconds: 10,
+            activity_source: ActivitySourceKind::None,
+            activity_unknown: UnknownActivity::KeepAwake,
+            prometheus_url: String::new(),
+            prometheus_query: DEFAULT_PROMETHEUS_QUERY.to_owned(),
+            prometheus_namespace_label: "namespace".to_owned(),
+            prometheus_name_label: "ingress".to_owned(),
+            prometheus_timeout_seconds: 5,
         }
     }
 }
@@ -92,7 +152,7 @@ impl std::fmt::Display for ConfigWarning {
     }
 }
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 17] = [
     "enabled",
     "idle_minutes",
     "interval_seconds",
@@ -103,6 +163,13 @@ const KEYS: [&str; 10] = [
     "protected_namespaces",
     "max_consecutive_failures",
     "request_timeout_seconds",
+    "activity_source",
+    "activity_unknown",
+    "prometheus_url",
+    "prometheus_query",
+    "prometheus_namespace_label",
+    "prometheus_name_label",
+    "prometheus_timeout_seconds",
 ];
 
 impl Config {
@@ -203,7 +270,37 @@ impl Config {
                 300,
                 "an integer from 1 to 300 (seconds)",
             )?),
+            activity_source: choice(
+                &fig,
+                "activity_source",
+                &[
+                    ("none", ActivitySourceKind::None),
+                    ("prometheus", ActivitySourceKind::Prometheus),
+                ],
+                "none or prometheus",
+            )?,
+            activity_unknown: choice(
+                &fig,
+                "activity_unknown",
+                &[
+                    ("keep_awake", UnknownActivity::KeepAwake),
+                    ("sleep", UnknownActivity::Sleep),
+                ],
+                "keep_awake or sleep",
+            )?,
+            prometheus_url: string(&fig, "prometheus_url")?,
+            prometheus_query: string(&fig, "prometheus_query")?,
+            prometheus_namespace_label: label_name(&fig, "prometheus_namespace_label")?,
+            prometheus_name_label: label_name(&fig, "prometheus_name_label")?,
+            prometheus_timeout_seconds: narrow(int(
+                &fig,
+                "prometheus_timeout_seconds",
+                1,
+                60,
+                "an integer from 1 to 60 (seconds)",
+            )?),
         };
+        config.check_prometheus(&fig)?;
         Ok((config, warnings))
     }
 
@@ -226,6 +323,57 @@ impl Config {
     pub fn is_protected(&self, namespace: &str) -> bool {
         self.protected_namespaces.iter().any(|n| n == namespace)
     }
+
+    /// Timeout of one Prometheus query.
+    pub fn prometheus_timeout(&self) -> Duration {
+        Duration::from_secs(self.prometheus_timeout_seconds)
+    }
+
+    /// The URL and template matter only with `activity_source = prometheus`, and are checked
+    /// then, so a host that never uses Prometheus is not held to them.
+    fn check_prometheus(&self, fig: &Figment) -> Result<(), ConfigError> {
+        if self.activity_source != ActivitySourceKind::Prometheus {
+            return Ok(());
+        }
+        let url = self.prometheus_url.trim();
+        let authority = url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        // Plain HTTP only (the in-cluster Service); credentials in the URL would reach the
+        // `config` output and logs, so they are refused rather than redacted.
+        if authority
+            .is_none_or(|a| a.is_empty() || a.contains('@') || a.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "prometheus_url",
+                &find(fig, "prometheus_url")?,
+                "an http:// URL with a host and no credentials, e.g. http://prometheus.monitoring:9090 \
+                 (required with DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE=prometheus; https is not supported)",
+            ));
+        }
+        let query = self.prometheus_query.trim();
+        let unknown = placeholders(query)
+            .find(|p| !PROMETHEUS_QUERY_PLACEHOLDERS.contains(p))
+            .map(str::to_owned);
+        if query.is_empty() || unknown.is_some() {
+            return Err(invalid(
+                "prometheus_query",
+                &find(fig, "prometheus_query")?,
+                "a PromQL template using only the placeholders {namespaces}, {names} and {window}",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `{identifier}` placeholders of a query template. PromQL's own braces always hold a
+/// matcher (`{a="b"}`) or nothing, never a bare identifier, so they are not mistaken for one.
+pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template.split('{').skip(1).filter_map(|rest| {
+        let (inner, _) = rest.split_once('}')?;
+        (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .then_some(inner)
+    })
 }
 
 /// The range checks above guarantee the value fits.
@@ -314,6 +462,45 @@ fn boolean(fig: &Figment, key: &'static str) -> Result<bool, ConfigError> {
         _ => None,
     };
     parsed.ok_or_else(|| invalid(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
+}
+
+fn choice<T: Copy>(
+    fig: &Figment,
+    key: &'static str,
+    options: &[(&str, T)],
+    allowed: &'static str,
+) -> Result<T, ConfigError> {
+    let value = find(fig, key)?;
+    let given = value.as_str().map(|s| s.trim().to_ascii_lowercase());
+    options
+        .iter()
+        .find(|(name, _)| given.as_deref() == Some(*name))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| invalid(key, &value, allowed))
+}
+
+fn string(fig: &Figment, key: &'static str) -> Result<String, ConfigError> {
+    let value = find(fig, key)?;
+    match &value {
+        Value::String(_, s) => Ok(s.trim().to_owned()),
+        Value::Empty(..) => Ok(String::new()),
+        _ => Err(invalid(key, &value, "a string")),
+    }
+}
+
+fn label_name(fig: &Figment, key: &'static str) -> Result<String, ConfigError> {
+    const ALLOWED: &str = "a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)";
+    let name = string(fig, key)?;
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(invalid(key, &find(fig, key)?, ALLOWED))
+    }
 }
 
 fn list(fig: &Figment, key: &'static str) -> Result<Vec<String>, ConfigError> {
@@ -532,6 +719,197 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn activity_source_defaults_to_none_and_keep_awake() {
+        Jail::expect_with(|_| {
+            let (c, _) = load().unwrap();
+            assert_eq!(c.activity_source, ActivitySourceKind::None);
+            assert_eq!(c.activity_unknown, UnknownActivity::KeepAwake);
+            assert_eq!(c.prometheus_query, DEFAULT_PROMETHEUS_QUERY);
+            assert_eq!(
+                (
+                    c.prometheus_namespace_label.as_str(),
+                    c.prometheus_name_label.as_str()
+                ),
+                ("namespace", "ingress")
+            );
+            assert_eq!(c.prometheus_timeout(), Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn prometheus_settings_from_env() {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "Prometheus");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN", "sleep");
+            j.set_env(
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "http://prometheus.monitoring:9090/prom",
+            );
+            j.set_env(
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+                "max by (exported_namespace, service) (my_requests{service=~\"{names}\"}[{window}])",
+            );
+            j.set_env(
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAMESPACE_LABEL",
+                "exported_namespace",
+            );
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL", "service");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS", "12");
+            let (c, w) = load().unwrap();
+            assert_eq!(c.activity_source, ActivitySourceKind::Prometheus);
+            assert_eq!(c.activity_unknown, UnknownActivity::Sleep);
+            assert_eq!(c.prometheus_url, "http://prometheus.monitoring:9090/prom");
+            assert!(c.prometheus_query.starts_with("max by (exported_namespace"));
+            assert_eq!(c.prometheus_namespace_label, "exported_namespace");
+            assert_eq!(c.prometheus_name_label, "service");
+            assert_eq!(c.prometheus_timeout_seconds, 12);
+            assert!(w.is_empty(), "no unknown-key warning: {w:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_multi_line_template_from_toml() {
+        Jail::expect_with(|j| {
+            j.create_file(
+                "scaler.toml",
+                "activity_source = \"prometheus\"\nprometheus_url = \"http://127.0.0.1:9090\"\n\
+                 prometheus_query = '''\nsum by (namespace, ingress) (\n  rate(x{ingress=~\"{names}\"}[{window}])\n)\n'''\n",
+            )?;
+            let (c, w) = Config::extract(Config::figment(Some(Path::new("scaler.toml")))).unwrap();
+            assert!(
+                c.prometheus_query.starts_with("sum by"),
+                "{:?}",
+                c.prometheus_query
+            );
+            assert!(w.is_empty(), "{w:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
+        let prometheus = ("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus");
+        let url = ("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "http://prom:9090");
+        // (other variables set, the variable, its value, a part of what is allowed)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+        let cases: [Case; 11] = [
+            (
+                &[],
+                "DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE",
+                "datadog",
+                "none or prometheus",
+            ),
+            (
+                &[],
+                "DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN",
+                "ignore",
+                "keep_awake or sleep",
+            ),
+            (
+                &[prometheus],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "",
+                "http:// URL",
+            ),
+            (
+                &[prometheus],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "https://prom",
+                "https is not supported",
+            ),
+            (
+                &[prometheus],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "prom:9090",
+                "http:// URL",
+            ),
+            (
+                &[prometheus],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "http://u:secret@prom",
+                "no credentials",
+            ),
+            (
+                &[prometheus],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+                "http:///x",
+                "with a host",
+            ),
+            (
+                &[prometheus, url],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+                "up{job=~\"{namespace}\"}",
+                "{namespaces}, {names} and {window}",
+            ),
+            (
+                &[prometheus, url],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+                " ",
+                "PromQL template",
+            ),
+            (
+                &[],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL",
+                "0ingress",
+                "label name",
+            ),
+            (
+                &[],
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS",
+                "61",
+                "1 to 60",
+            ),
+        ];
+        for (env, var, given, allowed) in cases {
+            Jail::expect_with(|j| {
+                for (k, v) in env {
+                    j.set_env(k, v);
+                }
+                j.set_env(var, given);
+                let err = load().unwrap_err().to_string();
+                assert!(
+                    // Strings are quoted in the message, so look for the part without quotes.
+                    err.contains(var)
+                        && err.contains(given.trim().split('"').next().unwrap_or_default())
+                        && err.contains(allowed),
+                    "{var}={given:?}: {err}"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn prometheus_url_and_query_are_not_checked_without_the_source() {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "https://prom");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY", "{bogus}");
+            assert!(load().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn placeholders_are_bare_identifiers_in_braces_only() {
+        let found: Vec<_> = placeholders(DEFAULT_PROMETHEUS_QUERY).collect();
+        assert!(
+            found
+                .iter()
+                .all(|p| PROMETHEUS_QUERY_PLACEHOLDERS.contains(p)),
+            "{found:?}"
+        );
+        for p in PROMETHEUS_QUERY_PLACEHOLDERS {
+            assert!(found.contains(&p), "the default uses {{{p}}}");
+        }
+        assert_eq!(
+            placeholders("a{b=\"c\"} {} {x_1} {y").collect::<Vec<_>>(),
+            ["x_1"]
+        );
     }
 
     #[test]

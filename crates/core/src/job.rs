@@ -1,5 +1,6 @@
 //! The tick (put idle apps to sleep) and wake protocols, written against the ports only.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::config::{ActivitySourceKind, UnknownActivity};
 use crate::metrics;
 use crate::report::Planned;
 use crate::{
-    Candidate, Clock, Config, ConfirmOutcome, Error, Outcome, Result, Scaler, ScalerSource,
-    SkipReason, SleepState, StaleIntent, Store, Target, TargetError, TickReport, WakeReport,
-    WakeResult,
+    ActivitySource, Candidate, Clock, Config, ConfirmOutcome, Error, Outcome, Result, Scaler,
+    ScalerSource, SkipReason, SleepState, StaleIntent, Store, Target, TargetError, TickReport,
+    Traffic, WakeReport, WakeResult,
 };
 
 /// A `sleeping` intent older than this is a crash leftover. Far longer than one transition
@@ -32,6 +34,7 @@ pub struct Job {
     store: Arc<dyn Store>,
     scalers: Arc<dyn ScalerSource>,
     clock: Arc<dyn Clock>,
+    activity: Option<Arc<dyn ActivitySource>>,
     last_success: Mutex<Option<Instant>>,
 }
 
@@ -48,6 +51,27 @@ impl std::fmt::Debug for Job {
 struct BlastRadius {
     consecutive_failures: AtomicU32,
     stop: AtomicBool,
+}
+
+/// The activity source's answer for one tick's candidates.
+enum TrafficAnswer {
+    /// No source configured: idleness is the activity stamp alone (the behaviour without one).
+    NotConsulted,
+    /// The source answered; a target it did not mention has no data.
+    Answered(HashMap<Target, Traffic>),
+    /// The source failed: every candidate's traffic is unknown.
+    Failed,
+}
+
+/// What the traffic check decided for one candidate, before any Kubernetes call.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Go on with the sleep protocol.
+    Proceed,
+    /// Traffic inside the idle window, last seen at this time: record it and keep the app up.
+    RecentTraffic(DateTime<Utc>),
+    /// Traffic unknown and the policy keeps such apps up.
+    KeepUnknown,
 }
 
 /// How one candidate ended.
@@ -70,8 +94,18 @@ impl Job {
             store,
             scalers,
             clock,
+            activity: None,
             last_success: Mutex::new(None),
         }
+    }
+
+    /// Consults `source` before sleeping: an app with traffic inside the idle window stays up
+    /// (and the traffic is recorded in its row), one whose traffic is unknown is handled by
+    /// `activity_unknown`. Without a source the tick judges by `last_activity_at` alone.
+    #[must_use]
+    pub fn with_activity_source(mut self, source: Arc<dyn ActivitySource>) -> Self {
+        self.activity = Some(source);
+        self
     }
 
     /// The configuration in force.
@@ -187,21 +221,27 @@ impl Job {
     pub async fn plan(&self) -> Result<TickReport> {
         let started = Instant::now();
         let now = self.clock.now();
+        let idle_before = now - self.config.idle_window();
         let candidates = self
             .store
-            .select_candidates(
-                now,
-                now - self.config.idle_window(),
-                self.config.max_per_tick,
-            )
+            .select_candidates(now, idle_before, self.config.max_per_tick)
             .await?;
         let mut report = TickReport {
             dry_run: true,
             candidates: candidates.len(),
             ..TickReport::default()
         };
-        for c in &candidates {
-            match self.target_of(c) {
+        // The source is a read, so a dry run asks it too and reports the same skips a tick
+        // would, without recording the traffic.
+        let answer = self.ask_traffic(&candidates, now).await;
+        let verdicts = self.verdicts(&candidates, &answer, idle_before, now);
+        for (c, verdict) in candidates.iter().zip(verdicts) {
+            let planned = self.target_of(c).and_then(|target| match verdict {
+                Verdict::Proceed => Ok(target),
+                Verdict::RecentTraffic(_) => Err(SkipReason::RecentTraffic),
+                Verdict::KeepUnknown => Err(SkipReason::ActivityUnknown),
+            });
+            match planned {
                 Ok(target) => report.slept.push(Planned {
                     id: c.id,
                     target: target.to_string(),
@@ -235,12 +275,21 @@ impl Job {
             .await?;
         report.candidates = candidates.len();
 
+        // One batched question for all candidates, before any of them is read or claimed.
+        let answer = if shutdown.is_cancelled() {
+            TrafficAnswer::NotConsulted // nothing will be attempted anyway
+        } else {
+            self.ask_traffic(&candidates, now).await
+        };
+        let verdicts = self.verdicts(&candidates, &answer, idle_before, now);
+
         let guard = BlastRadius::default();
         // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
         // (rustc's higher-ranked lifetime limitation), and hosts `tokio::spawn` it.
         let attempts: Vec<_> = candidates
             .iter()
-            .map(|c| self.attempt(scaler, c, idle_before, now, shutdown, &guard))
+            .zip(verdicts)
+            .map(|(c, v)| self.attempt(scaler, c, v, idle_before, now, shutdown, &guard))
             .collect();
         let done: Vec<Done> = futures::stream::iter(attempts)
             .buffer_unordered(self.config.concurrency)
@@ -284,10 +333,122 @@ impl Job {
         }
     }
 
+    /// Asks the activity source about the candidates' targets (once per tick). A failure is
+    /// a WARN and a metric, never a failed tick.
+    async fn ask_traffic(&self, candidates: &[Candidate], now: DateTime<Utc>) -> TrafficAnswer {
+        let Some(source) = &self.activity else {
+            if self.config.activity_source == ActivitySourceKind::None || candidates.is_empty() {
+                return TrafficAnswer::NotConsulted;
+            }
+            // A host that configured a source but did not attach one must not silently get
+            // stamp-only idleness: that would sleep busy apps.
+            warn!(activity_source = ?self.config.activity_source, candidates = candidates.len(),
+                "an activity source is configured but none is attached to the job; traffic unknown");
+            metrics::activity_source_error();
+            return TrafficAnswer::Failed;
+        };
+        let mut targets: Vec<Target> = candidates
+            .iter()
+            .filter_map(|c| self.sleepable_target(c))
+            .collect();
+        targets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        targets.dedup();
+        if targets.is_empty() {
+            return TrafficAnswer::Answered(HashMap::new());
+        }
+        match source
+            .traffic(&targets, self.config.idle_window(), now)
+            .await
+        {
+            Ok(seen) => TrafficAnswer::Answered(seen),
+            Err(e) => {
+                warn!(error = %e, targets = targets.len(), policy = ?self.config.activity_unknown,
+                    "activity source failed; traffic of this tick's candidates is unknown");
+                metrics::activity_source_error();
+                TrafficAnswer::Failed
+            }
+        }
+    }
+
+    /// The verdict per candidate (same order). Counts and WARNs unknown traffic once per tick.
+    fn verdicts(
+        &self,
+        candidates: &[Candidate],
+        answer: &TrafficAnswer,
+        idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<Verdict> {
+        let seen = match answer {
+            TrafficAnswer::NotConsulted => return vec![Verdict::Proceed; candidates.len()],
+            TrafficAnswer::Answered(seen) => Some(seen),
+            TrafficAnswer::Failed => None,
+        };
+        let unknown = match self.config.activity_unknown {
+            UnknownActivity::KeepAwake => Verdict::KeepUnknown,
+            UnknownActivity::Sleep => Verdict::Proceed,
+        };
+        let mut no_data: Vec<String> = Vec::new();
+        let mut source_error = 0_u64;
+        let verdicts = candidates
+            .iter()
+            .map(|c| {
+                // Invalid and protected targets are skipped by `target_of` later.
+                let Some(target) = self.sleepable_target(c) else {
+                    return Verdict::Proceed;
+                };
+                let Some(seen) = seen else {
+                    source_error += 1;
+                    return unknown;
+                };
+                match seen.get(&target) {
+                    // A source clock ahead of ours must not stamp the row in the future.
+                    Some(Traffic::LastSeen(at)) if *at > idle_before => {
+                        Verdict::RecentTraffic((*at).min(now))
+                    }
+                    // Traffic before the window does not make the app less idle.
+                    Some(Traffic::LastSeen(_) | Traffic::Quiet) => Verdict::Proceed,
+                    None => {
+                        debug!(deployment_id = %c.id, target = %target, "activity source has no data");
+                        no_data.push(target.to_string());
+                        unknown
+                    }
+                }
+            })
+            .collect();
+        if source_error > 0 {
+            metrics::activity_unknown("source_error", source_error);
+        }
+        if !no_data.is_empty() {
+            metrics::activity_unknown("no_data", no_data.len() as u64);
+            let mut sample = no_data
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",");
+            if no_data.len() > 5 {
+                sample.push_str(",...");
+            }
+            warn!(candidates = no_data.len(), targets = %sample, policy = ?self.config.activity_unknown,
+                "the activity source has no data for some idle candidates (pin background workers with always_on)");
+        }
+        verdicts
+    }
+
+    /// The candidate's target when it is ours and not protected, without logging: the
+    /// logging `target_of` runs once per candidate later.
+    fn sleepable_target(&self, c: &Candidate) -> Option<Target> {
+        Target::parse(&c.provider_id)
+            .ok()
+            .filter(|t| !self.config.is_protected(&t.namespace))
+    }
+
+    #[allow(clippy::too_many_arguments)] // the tick's shared state, passed down rather than stored
     async fn attempt(
         &self,
         scaler: &dyn Scaler,
         c: &Candidate,
+        verdict: Verdict,
         idle_before: DateTime<Utc>,
         now: DateTime<Utc>,
         shutdown: &CancellationToken,
@@ -299,7 +460,7 @@ impl Job {
         if guard.stop.load(Ordering::SeqCst) {
             return Done::Skipped(SkipReason::BlastRadius);
         }
-        let done = self.sleep_one(scaler, c, idle_before, now).await;
+        let done = self.sleep_one(scaler, c, verdict, idle_before, now).await;
         match done {
             Done::Failed => {
                 let n = guard.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
@@ -340,6 +501,7 @@ impl Job {
         &self,
         scaler: &dyn Scaler,
         c: &Candidate,
+        verdict: Verdict,
         idle_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Done {
@@ -348,6 +510,25 @@ impl Job {
             Err(reason) => return Done::Skipped(reason),
         };
         let id = c.id;
+        match verdict {
+            Verdict::Proceed => {}
+            Verdict::RecentTraffic(at) => {
+                // Recorded so the row, `status` and the next plan agree on why it stayed up,
+                // and so it is not selected again before it has been idle a whole window.
+                if let Err(e) = self.store.record_traffic(id, at).await {
+                    warn!(deployment_id = %id, target = %target, error = %e,
+                        "recording the traffic failed; the app stays up and is checked again next tick");
+                }
+                debug!(deployment_id = %id, target = %target, last_traffic_at = %at,
+                    outcome = "recent_traffic", "serving traffic; kept awake");
+                return Done::Skipped(SkipReason::RecentTraffic);
+            }
+            Verdict::KeepUnknown => {
+                debug!(deployment_id = %id, target = %target, outcome = "activity_unknown",
+                    "traffic unknown; kept awake (DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN=keep_awake)");
+                return Done::Skipped(SkipReason::ActivityUnknown);
+            }
+        }
         let scale = match scaler.get_scale(&target).await {
             Ok(s) => s,
             Err(Error::NotFound(_)) => {

@@ -2,7 +2,8 @@
 //! the tick (put idle Deployments to sleep) and wake protocols, and the metric names.
 //!
 //! This crate performs no I/O of its own: everything reaches the outside world through
-//! [`Store`], [`Scaler`] (via [`ScalerSource`]) and [`Clock`].
+//! [`Store`], [`Scaler`] (via [`ScalerSource`]), [`Clock`] and, optionally,
+//! [`ActivitySource`].
 #![warn(missing_docs)]
 
 pub mod config;
@@ -14,14 +15,15 @@ mod ports;
 pub mod report;
 mod target;
 
-pub use config::{Config, ConfigError};
+pub use config::{ActivitySourceKind, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Result};
 pub use job::Job;
 pub use model::{Candidate, DeploymentRecord, SleepState, StaleIntent};
 pub use ports::{
-    Clock, ConfirmOutcome, FixedScaler, Scale, Scaler, ScalerSource, Store, SystemClock,
+    ActivitySource, Clock, ConfirmOutcome, FixedScaler, Scale, Scaler, ScalerSource, Store,
+    SystemClock, Traffic,
 };
 #[cfg(any(test, feature = "test-util"))]
-pub use ports::{MockClock, MockScaler, MockScalerSource, MockStore};
+pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, MockStore};
 pub use report::{Outcome, SkipReason, TickReport, WakeReport, WakeResult};
 pub use target::{Target, TargetError};

@@ -26,8 +26,15 @@ pub const LAST_SUCCESS_TIMESTAMP: &str =
 /// Histogram of wake duration in seconds.
 pub const WAKE_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_wake_duration_seconds";
 
+/// Counter of activity-source queries that failed (unreachable, timeout, bad answer).
+pub const ACTIVITY_SOURCE_ERRORS_TOTAL: &str =
+    "instant_deploy_scale_to_zero_activity_source_errors_total";
+/// Counter of idle candidates whose traffic was unknown, label `cause` (`source_error`,
+/// `no_data`), whatever the policy then did with them.
+pub const ACTIVITY_UNKNOWN_TOTAL: &str = "instant_deploy_scale_to_zero_activity_unknown_total";
+
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 10] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     SKIPPED_TOTAL,
@@ -36,7 +43,12 @@ pub const NAMES: [&str; 8] = [
     TICK_DURATION_SECONDS,
     LAST_SUCCESS_TIMESTAMP,
     WAKE_DURATION_SECONDS,
+    ACTIVITY_SOURCE_ERRORS_TOTAL,
+    ACTIVITY_UNKNOWN_TOTAL,
 ];
+
+/// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
+pub const ACTIVITY_UNKNOWN_CAUSES: [&str; 2] = ["source_error", "no_data"];
 
 /// Registers descriptions with the installed recorder.
 pub fn describe_metrics() {
@@ -58,6 +70,14 @@ pub fn describe_metrics() {
         "Unix time of the last successful tick"
     );
     describe_histogram!(WAKE_DURATION_SECONDS, Unit::Seconds, "Duration of one wake");
+    describe_counter!(
+        ACTIVITY_SOURCE_ERRORS_TOTAL,
+        "Activity-source queries that failed (the candidates' traffic was unknown)"
+    );
+    describe_counter!(
+        ACTIVITY_UNKNOWN_TOTAL,
+        "Idle candidates whose traffic was unknown, by cause"
+    );
 }
 
 /// Makes every outcome and skip series exist at 0, so dashboards and alerts see them
@@ -69,7 +89,19 @@ pub fn prime() {
     for reason in SkipReason::ALL {
         counter!(SKIPPED_TOTAL, "reason" => reason.as_str()).absolute(0);
     }
+    counter!(ACTIVITY_SOURCE_ERRORS_TOTAL).absolute(0);
+    for cause in ACTIVITY_UNKNOWN_CAUSES {
+        counter!(ACTIVITY_UNKNOWN_TOTAL, "cause" => cause).absolute(0);
+    }
     gauge!(IDLE_APPS).set(0.0);
+}
+
+pub(crate) fn activity_source_error() {
+    counter!(ACTIVITY_SOURCE_ERRORS_TOTAL).increment(1);
+}
+
+pub(crate) fn activity_unknown(cause: &'static str, candidates: u64) {
+    counter!(ACTIVITY_UNKNOWN_TOTAL, "cause" => cause).increment(candidates);
 }
 
 pub(crate) fn outcome(outcome: Outcome) {

@@ -1,5 +1,6 @@
 //! The ports: everything the protocols need from the outside world.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,6 +69,11 @@ pub trait Store: Send + Sync {
     /// Bumps `last_activity_at` of an `awake` row (a wake of an app that was up).
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 
+    /// Records traffic an [`ActivitySource`] saw: `last_activity_at = GREATEST(last_activity_at,
+    /// at)`, only while the row is `awake` (never moves a stamp back, never touches a row in
+    /// the sleep protocol). False when the row is missing or not `awake`.
+    async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+
     /// Rows `asleep` (and `sleeping`), for status.
     async fn list_sleeping(&self) -> Result<Vec<DeploymentRecord>>;
 
@@ -125,6 +131,33 @@ impl ScalerSource for FixedScaler {
     async fn scaler(&self) -> Result<Arc<dyn Scaler>> {
         Ok(self.0.clone())
     }
+}
+
+/// What an [`ActivitySource`] saw of one target's traffic within the lookback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// Real traffic; the latest seen at this time. Sources with a coarse resolution report
+    /// a time at or after the real last request, never before it (a later time only keeps
+    /// the app up longer).
+    LastSeen(DateTime<Utc>),
+    /// The source has current data for the target and saw no traffic in the lookback.
+    Quiet,
+}
+
+/// Where the tick learns whether an idle-looking app is in fact serving requests
+/// (for example Prometheus metrics of the ingress controller).
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait ActivitySource: Send + Sync {
+    /// One batched question for a tick's candidates: what each target saw within
+    /// `lookback` before `at`. A target missing from the answer is unknown (the source has
+    /// no data for it). An unreachable source or a timeout is `Error::Unavailable`.
+    async fn traffic(
+        &self,
+        targets: &[Target],
+        lookback: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<HashMap<Target, Traffic>>;
 }
 
 /// Time, injectable so tests and the demo can drive it.

@@ -58,11 +58,16 @@ pub enum SkipReason {
     BlastRadius,
     /// Not attempted: the job is shutting down.
     ShuttingDown,
+    /// The activity source saw traffic inside the idle window (recorded in the row).
+    RecentTraffic,
+    /// The activity source failed or had no data for the app, and the policy
+    /// (`activity_unknown = keep_awake`) keeps such apps up.
+    ActivityUnknown,
 }
 
 impl SkipReason {
     /// Every reason, for priming.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 9] = [
         Self::Foreign,
         Self::Malformed,
         Self::ProtectedNamespace,
@@ -70,6 +75,8 @@ impl SkipReason {
         Self::NotFound,
         Self::BlastRadius,
         Self::ShuttingDown,
+        Self::RecentTraffic,
+        Self::ActivityUnknown,
     ];
 
     /// The metric label value.
@@ -82,6 +89,8 @@ impl SkipReason {
             Self::NotFound => "not_found",
             Self::BlastRadius => "blast_radius",
             Self::ShuttingDown => "shutting_down",
+            Self::RecentTraffic => "recent_traffic",
+            Self::ActivityUnknown => "activity_unknown",
         }
     }
 }

@@ -340,6 +340,16 @@ impl Store for PgStore {
         Ok(touched.is_some())
     }
 
+    async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let recorded = sqlx::query(queries::RECORD_TRAFFIC)
+            .bind(id)
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("record_traffic"))?;
+        Ok(recorded.is_some())
+    }
+
     async fn list_sleeping(&self) -> idle_scaler_core::Result<Vec<DeploymentRecord>> {
         let rows: Vec<Row> = sqlx::query_as(queries::LIST_SLEEPING)
             .fetch_all(&self.pool)

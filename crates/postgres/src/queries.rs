@@ -74,6 +74,14 @@ pub const TOUCH_AWAKE: &str = "\
     WHERE id = $1 AND sleep_state = 'awake' \
     RETURNING id";
 
+/// $1 id, $2 when an activity source last saw traffic. `GREATEST`: a lagging source or a
+/// second instance never moves the stamp back; only `awake` rows, so a row inside the sleep
+/// protocol is left to its compare-and-sets.
+pub const RECORD_TRAFFIC: &str = "\
+    UPDATE deployments SET last_activity_at = GREATEST(last_activity_at, $2) \
+    WHERE id = $1 AND sleep_state = 'awake' \
+    RETURNING id";
+
 /// Served by `deployments_sleep_state_idx`.
 pub const LIST_SLEEPING: &str = concat!(
     "SELECT ",

@@ -39,6 +39,7 @@ macro_rules! contract_cases {
             stale_intents_are_old_sleeping_rows,
             finish_wake_is_a_cas_on_state,
             touch_awake_only_when_awake,
+            record_traffic_moves_activity_forward_only_while_awake,
             count_asleep_counts_asleep_only,
             list_sleeping_lists_sleeping_and_asleep,
             host_ops_change_what_they_say,
@@ -575,6 +576,62 @@ pub async fn touch_awake_only_when_awake<S: Store + HostOps>(s: &S) {
         assert_eq!((r.last_activity_at, r.sleep_state), (old, state));
     }
     assert!(!s.touch_awake(Uuid::new_v4(), now()).await.expect("touch"));
+}
+
+/// Traffic seen by an activity source: moves `last_activity_at` forward (never back) on an
+/// `awake` row only, touches nothing else, and makes a claim with the old stamp lose.
+pub async fn record_traffic_moves_activity_forward_only_while_awake<S: Store + HostOps>(s: &S) {
+    let awake = idle(s, "awake", 60).await;
+    let seen = row(s, awake).await;
+    let traffic = now() - mins(10) + Duration::nanoseconds(1_500);
+    assert!(s.record_traffic(awake, traffic).await.expect("record"));
+    let r = row(s, awake).await;
+    let micros = now() - mins(10) + Duration::microseconds(1);
+    assert_eq!(r.last_activity_at, micros, "stored as timestamptz keeps it");
+    assert_eq!(
+        (
+            r.sleep_state,
+            r.sleep_state_changed_at,
+            r.replicas_before_sleep
+        ),
+        (
+            seen.sleep_state,
+            seen.sleep_state_changed_at,
+            seen.replicas_before_sleep
+        )
+    );
+    assert!(candidate_ids(s, 10).await.is_empty(), "no longer idle");
+    assert!(
+        !s.claim_sleep(awake, seen.last_activity_at, idle_before(), Some(1), now())
+            .await
+            .expect("claim"),
+        "a claim with the stamp seen before the traffic loses"
+    );
+
+    // Older traffic (a lagging source, a second instance) never moves the stamp back.
+    assert!(
+        s.record_traffic(awake, now() - mins(50))
+            .await
+            .expect("record")
+    );
+    assert_eq!(row(s, awake).await.last_activity_at, micros);
+
+    let old = now() - mins(60);
+    for state in [SleepState::Sleeping, SleepState::Asleep] {
+        let id = insert(
+            s,
+            NewDeployment::k8s("apps", state.as_str(), old).sleep_state(state, old, Some(1)),
+        )
+        .await;
+        assert!(!s.record_traffic(id, now()).await.expect("record"));
+        let r = row(s, id).await;
+        assert_eq!((r.last_activity_at, r.sleep_state), (old, state));
+    }
+    assert!(
+        !s.record_traffic(Uuid::new_v4(), now())
+            .await
+            .expect("record")
+    );
 }
 
 /// The gauge: `asleep` rows only.

@@ -31,6 +31,7 @@ pub enum StoreMethod {
     Get,
     FinishWake,
     TouchAwake,
+    RecordTraffic,
     ListSleeping,
     CountAsleep,
 }
@@ -254,6 +255,17 @@ impl Store for MemoryStore {
         match state.rows.get_mut(&id) {
             Some(row) if row.sleep_state == SleepState::Awake => {
                 row.last_activity_at = ts(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::RecordTraffic)?;
+        match state.rows.get_mut(&id) {
+            Some(row) if row.sleep_state == SleepState::Awake => {
+                row.last_activity_at = row.last_activity_at.max(ts(at));
                 Ok(true)
             }
             _ => Ok(false),

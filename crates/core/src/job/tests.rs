@@ -910,3 +910,5 @@ async fn a_failed_tick_does_not_stop_the_loop() {
     handle.await.unwrap();
     assert!(job.last_success().is_some());
 }
+
+mod traffic;
