@@ -566,24 +566,28 @@ impl Job {
                 .set_replicas(&target, 0, Some(scale.resource_version))
                 .await
         {
-            {
-                self.revert(id, now).await;
-                return match e {
-                    Error::Conflict(_) => {
-                        info!(deployment_id = %id, target = %target, outcome = "raced",
-                            "Deployment changed since read; sleep abandoned");
-                        Done::Skipped(SkipReason::Raced)
+            match e {
+                Error::Conflict(_) => {
+                    self.revert(id, now).await;
+                    info!(deployment_id = %id, target = %target, outcome = "raced",
+                        "Deployment changed since read; sleep abandoned");
+                    return Done::Skipped(SkipReason::Raced);
+                }
+                Error::NotFound(_) => {
+                    self.revert(id, now).await;
+                    info!(deployment_id = %id, target = %target, outcome = "not_found",
+                        "Deployment is gone; skipped");
+                    return Done::Skipped(SkipReason::NotFound);
+                }
+                e => {
+                    if let Some(done) = self
+                        .after_failed_scale_down(scaler, &target, id, now, &e)
+                        .await
+                    {
+                        return done;
                     }
-                    Error::NotFound(_) => {
-                        info!(deployment_id = %id, target = %target, outcome = "not_found",
-                            "Deployment is gone; skipped");
-                        Done::Skipped(SkipReason::NotFound)
-                    }
-                    e => {
-                        log_scale_error(id, &target, &e, "scaling to 0 failed; row reverted");
-                        Done::Failed
-                    }
-                };
+                    // It took effect: go on and confirm, as if it had answered.
+                }
             }
         }
 
@@ -624,6 +628,50 @@ impl Job {
                 // The row stays `sleeping`; recovery settles it from what Kubernetes holds.
                 warn!(deployment_id = %id, error = %e, "confirming the sleep failed; recovery will settle it");
                 Done::Failed
+            }
+        }
+    }
+
+    /// A scale-down that failed with anything but 409/404 (a timeout, a dropped connection,
+    /// a 5xx) may still have been applied. Reverting the row blindly would leave the app at 0
+    /// under an `awake` row, which nothing repairs, so read it back first: above 0, revert
+    /// (`Some(Failed)`); at 0, the sleep happened (`None`: confirm it); gone, revert
+    /// (`not_found`); unreadable, leave the intent for recovery, which settles it from what
+    /// Kubernetes holds once it is stale.
+    async fn after_failed_scale_down(
+        &self,
+        scaler: &dyn Scaler,
+        target: &Target,
+        id: Uuid,
+        now: DateTime<Utc>,
+        e: &Error,
+    ) -> Option<Done> {
+        match scaler.get_scale(target).await {
+            Ok(s) if s.replicas == 0 => {
+                warn!(deployment_id = %id, target = %target, error = %e,
+                    "scaling to 0 reported an error but took effect; confirming the sleep");
+                None
+            }
+            Ok(_) => {
+                self.revert(id, now).await;
+                log_scale_error(id, target, e, "scaling to 0 failed; row reverted");
+                Some(Done::Failed)
+            }
+            Err(Error::NotFound(_)) => {
+                self.revert(id, now).await;
+                info!(deployment_id = %id, target = %target, outcome = "not_found",
+                    "Deployment is gone; skipped");
+                Some(Done::Skipped(SkipReason::NotFound))
+            }
+            Err(read) => {
+                log_scale_error(id, target, e, "scaling to 0 failed");
+                log_scale_error(
+                    id,
+                    target,
+                    &read,
+                    "and reading the scale back failed; the intent stays for recovery",
+                );
+                Some(Done::Failed)
             }
         }
     }
@@ -671,46 +719,49 @@ impl Job {
         now: DateTime<Utc>,
     ) -> &'static str {
         let id = intent.id;
-        let revert = |result: &'static str| async move {
-            match self.store.revert_sleep(id, now).await {
-                Ok(_) => result,
+        // Every write is a compare-and-set on this very intent (its change time): two
+        // instances may recover the same leftover, and the row may meanwhile hold a new intent
+        // of a live transition, which must not be undone.
+        let settle = |to: SleepState, result: &'static str| async move {
+            match self
+                .store
+                .settle_intent(id, intent.sleep_state_changed_at, to, now)
+                .await
+            {
+                Ok(true) => result,
+                Ok(false) => "raced",
                 Err(e) => {
-                    warn!(deployment_id = %id, error = %e, "recovery could not revert the intent");
+                    warn!(deployment_id = %id, error = %e, "recovery could not settle the intent");
                     "failed"
                 }
             }
         };
         let Ok(target) = Target::parse(&intent.provider_id) else {
             // Only valid targets are ever claimed; a changed provider_id has nothing at 0.
-            return revert("awake").await;
+            return settle(SleepState::Awake, "awake").await;
         };
         match scaler.get_scale(&target).await {
-            Ok(s) if s.replicas > 0 => revert("awake").await,
-            Ok(_) if intent.activity_after_intent() => {
+            Ok(s) if s.replicas > 0 => settle(SleepState::Awake, "awake").await,
+            Ok(s) if intent.activity_after_intent() => {
                 let r = intent
                     .replicas_before_sleep
                     .unwrap_or(self.config.default_wake_replicas);
-                match scaler.set_replicas(&target, r, None).await {
-                    Ok(()) => revert("restored").await,
+                // Conditional on the version read: if anything touched the Deployment since
+                // (a live transition, a person), leave it to the next tick.
+                match scaler
+                    .set_replicas(&target, r, Some(s.resource_version))
+                    .await
+                {
+                    Ok(()) => settle(SleepState::Awake, "restored").await,
+                    Err(Error::Conflict(_)) => "raced",
                     Err(e) => {
                         log_scale_error(id, &target, &e, "recovery could not restore the app");
                         "failed"
                     }
                 }
             }
-            Ok(_) => match self
-                .store
-                .confirm_sleep(id, intent.last_activity_at, now)
-                .await
-            {
-                Ok(ConfirmOutcome::Confirmed) => "asleep",
-                Ok(_) => "raced",
-                Err(e) => {
-                    warn!(deployment_id = %id, error = %e, "recovery could not confirm the sleep");
-                    "failed"
-                }
-            },
-            Err(Error::NotFound(_)) => revert("awake").await,
+            Ok(_) => settle(SleepState::Asleep, "asleep").await,
+            Err(Error::NotFound(_)) => settle(SleepState::Awake, "awake").await,
             Err(e) => {
                 log_scale_error(id, &target, &e, "recovery could not read the scale");
                 "failed"
@@ -754,6 +805,21 @@ impl Job {
                 }
                 continue;
             }
+            if row.sleep_state == SleepState::Sleeping
+                && row.sleep_state_changed_at > now - STALE_INTENT_AFTER
+            {
+                // A tick is between its intent and its confirm. Its scale-down carries a
+                // resourceVersion that a wake's scale-up does not change when the count is
+                // still up (a no-op write), so finishing the wake now could report success
+                // and then see the app put to 0, with the row already `awake` (and, should
+                // that tick die there, left so). Let the transition finish; a retry then
+                // finds the row `asleep` (or `awake`). A stale intent is a dead transition:
+                // waking it is safe.
+                info!(deployment_id = %id, "wake: a sleep is in progress; retry");
+                return Err(Error::Conflict(format!(
+                    "deployment {id} is being put to sleep right now; retry the wake"
+                )));
+            }
             let target = Target::parse(&row.provider_id).map_err(|e| {
                 Error::Invalid(format!(
                     "deployment {id} has provider_id {:?}: {e}",
@@ -774,7 +840,20 @@ impl Job {
                 );
                 return Err(e);
             }
-            if self.store.finish_wake(id, row.sleep_state, now).await? {
+            let finished = if row.sleep_state == SleepState::Sleeping {
+                // A stale intent (a fresh one was declined above). `finish_wake` compares the
+                // state only, and recovery may have settled this intent and a tick claimed the
+                // row anew meanwhile: a wake landing on that live intent would report success
+                // just before its scale-down. So settle this very intent, then bump activity
+                // as a wake does; if a tick claimed the row in between, look again.
+                self.store
+                    .settle_intent(id, row.sleep_state_changed_at, SleepState::Awake, now)
+                    .await?
+                    && self.store.touch_awake(id, now).await?
+            } else {
+                self.store.finish_wake(id, row.sleep_state, now).await?
+            };
+            if finished {
                 info!(deployment_id = %id, target = %target, replicas, outcome = "woke_up", "app woken");
                 return Ok(WakeReport {
                     id,

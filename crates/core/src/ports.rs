@@ -56,6 +56,19 @@ pub trait Store: Send + Sync {
     /// `sleeping -> awake`, clearing the restore count. False when the row is not `sleeping`.
     async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 
+    /// Recovery: settles one stale intent, `sleeping -> to` (`awake`, clearing the restore
+    /// count, or `asleep`), only if the row still holds that very intent (its
+    /// `sleep_state_changed_at` is still `intent_at`) and, for `asleep`, no activity arrived
+    /// after it. False otherwise: another instance settled it, or the row now holds a new
+    /// intent of a live transition, which recovery must never undo.
+    async fn settle_intent(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        to: SleepState,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
     /// `sleeping` rows whose intent was written at or before `older_than`.
     async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>>;
 

@@ -278,6 +278,24 @@ impl Store for PgStore {
         Ok(reverted.is_some())
     }
 
+    async fn settle_intent(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        to: SleepState,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let settled = sqlx::query(queries::SETTLE_INTENT)
+            .bind(id)
+            .bind(intent_at)
+            .bind(to.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("settle_intent"))?;
+        Ok(settled.is_some())
+    }
+
     async fn stale_intents(
         &self,
         older_than: DateTime<Utc>,

@@ -49,6 +49,17 @@ pub const REVERT_SLEEP: &str = "\
     WHERE id = $1 AND sleep_state = 'sleeping' \
     RETURNING id";
 
+/// $1 id, $2 the intent's `sleep_state_changed_at`, $3 target state (`awake`/`asleep`), $4 now.
+/// Recovery's compare-and-set on the very intent it read: a new intent of a live transition
+/// has another change time and is left alone.
+pub const SETTLE_INTENT: &str = "\
+    UPDATE deployments \
+    SET sleep_state = $3, sleep_state_changed_at = $4, \
+        replicas_before_sleep = CASE WHEN $3 = 'awake' THEN NULL ELSE replicas_before_sleep END \
+    WHERE id = $1 AND sleep_state = 'sleeping' AND sleep_state_changed_at = $2 \
+      AND ($3 = 'awake' OR last_activity_at <= sleep_state_changed_at) \
+    RETURNING id";
+
 /// $1 older_than. Served by `deployments_sleep_state_idx`.
 pub const STALE_INTENTS: &str = "\
     SELECT id, provider_id, last_activity_at, sleep_state_changed_at, replicas_before_sleep \

@@ -27,6 +27,7 @@ pub enum StoreMethod {
     ClaimSleep,
     ConfirmSleep,
     RevertSleep,
+    SettleIntent,
     StaleIntents,
     Get,
     FinishWake,
@@ -202,6 +203,32 @@ impl Store for MemoryStore {
                 row.sleep_state = SleepState::Awake;
                 row.sleep_state_changed_at = ts(now);
                 row.replicas_before_sleep = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn settle_intent(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        to: SleepState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::SettleIntent)?;
+        match state.rows.get_mut(&id) {
+            Some(row)
+                if row.sleep_state == SleepState::Sleeping
+                    && row.sleep_state_changed_at == ts(intent_at)
+                    && (to == SleepState::Awake
+                        || row.last_activity_at <= row.sleep_state_changed_at) =>
+            {
+                row.sleep_state = to;
+                row.sleep_state_changed_at = ts(now);
+                if to == SleepState::Awake {
+                    row.replicas_before_sleep = None;
+                }
                 Ok(true)
             }
             _ => Ok(false),

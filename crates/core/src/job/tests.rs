@@ -487,11 +487,15 @@ fn recovery(
 
 #[test]
 fn stale_intent_with_the_app_running_goes_back_to_awake() {
-    let report = recovery(stale(false), 2, |store, scaler| {
+    let intent = stale(false);
+    let (id, at) = (intent.id, intent.sleep_state_changed_at);
+    let report = recovery(intent, 2, |store, scaler| {
         store
-            .expect_revert_sleep()
+            .expect_settle_intent()
+            .with(eq(id), eq(at), eq(SleepState::Awake), eq(t0()))
             .times(1)
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _, _| Ok(true));
+        store.expect_revert_sleep().times(0);
         store.expect_confirm_sleep().times(0);
         scaler.expect_set_replicas().times(0);
     });
@@ -501,13 +505,14 @@ fn stale_intent_with_the_app_running_goes_back_to_awake() {
 #[test]
 fn stale_intent_with_the_app_at_zero_is_confirmed_asleep() {
     let intent = stale(false);
-    let (id, activity) = (intent.id, intent.last_activity_at);
+    let (id, at) = (intent.id, intent.sleep_state_changed_at);
     let report = recovery(intent, 0, |store, scaler| {
         store
-            .expect_confirm_sleep()
-            .with(eq(id), eq(activity), eq(t0()))
+            .expect_settle_intent()
+            .with(eq(id), eq(at), eq(SleepState::Asleep), eq(t0()))
             .times(1)
-            .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+            .returning(|_, _, _, _| Ok(true));
+        store.expect_confirm_sleep().times(0);
         store.expect_revert_sleep().times(0);
         scaler.expect_set_replicas().times(0);
     });
@@ -519,16 +524,94 @@ fn stale_intent_with_later_activity_is_restored_and_awake() {
     let report = recovery(stale(true), 0, |store, scaler| {
         store.expect_confirm_sleep().times(0);
         store
-            .expect_revert_sleep()
+            .expect_settle_intent()
+            .withf(|_, _, to, _| *to == SleepState::Awake)
             .times(1)
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _, _| Ok(true));
+        // Conditional on the version read, so a live transition that touched it since wins.
         scaler
             .expect_set_replicas()
-            .with(eq(web()), eq(2), eq(None))
+            .with(eq(web()), eq(2), eq(Some("5".to_owned())))
             .times(1)
             .returning(|_, _, _| Ok(()));
     });
     assert_eq!(report.recovered("restored"), 1);
+}
+
+/// Found by the simulation: two instances recover the same leftover; one reverts it and a
+/// tick claims the row anew. The other's write must not undo that live intent: it is a
+/// compare-and-set on the intent's change time, which the store refuses.
+#[test]
+fn recovery_never_settles_an_intent_other_than_the_one_it_read() {
+    let report = recovery(stale(false), 2, |store, scaler| {
+        store
+            .expect_settle_intent()
+            .times(1)
+            .returning(|_, _, _, _| Ok(false));
+        store.expect_revert_sleep().times(0);
+        scaler.expect_set_replicas().times(0);
+    });
+    assert_eq!(report.recovered("raced"), 1);
+    assert_eq!(report.recovered("awake"), 0);
+}
+
+/// Found by the simulation: a scale-down that timed out after the apiserver applied it.
+/// Reverting blindly left the app at 0 under an `awake` row, which nothing repairs; the
+/// tick reads it back and confirms the sleep instead.
+#[tokio::test]
+async fn a_scale_down_that_failed_but_took_effect_is_confirmed_not_reverted() {
+    let mut store = store_with(vec![candidate("k8s:apps/web")], 1);
+    store
+        .expect_claim_sleep()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    store.expect_revert_sleep().times(0);
+    store
+        .expect_confirm_sleep()
+        .times(1)
+        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+    let mut scaler = MockScaler::new();
+    let mut reads = 0;
+    scaler.expect_get_scale().times(2).returning(move |_| {
+        reads += 1;
+        Ok(scale(if reads == 1 { 3 } else { 0 }, "7"))
+    });
+    scaler
+        .expect_set_replicas()
+        .times(1)
+        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+    let report = job(enabled(), store, scaler).tick().await.unwrap();
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1);
+    assert_eq!(report.outcome(Outcome::ScaleFailed), 0);
+}
+
+/// When the read-back fails too, the intent stays `sleeping` for recovery, which settles it
+/// from what Kubernetes holds: never `awake` over an app that may be at 0.
+#[tokio::test]
+async fn a_failed_scale_down_that_cannot_be_read_back_leaves_the_intent() {
+    let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
+    store
+        .expect_claim_sleep()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    store.expect_revert_sleep().times(0);
+    store.expect_confirm_sleep().times(0);
+    let mut scaler = MockScaler::new();
+    let mut reads = 0;
+    scaler.expect_get_scale().times(2).returning(move |_| {
+        reads += 1;
+        if reads == 1 {
+            Ok(scale(3, "7"))
+        } else {
+            Err(Error::Unavailable("connection refused".into()))
+        }
+    });
+    scaler
+        .expect_set_replicas()
+        .times(1)
+        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+    let report = job(enabled(), store, scaler).tick().await.unwrap();
+    assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
 }
 
 #[test]
@@ -606,9 +689,10 @@ async fn blast_radius_stops_the_tick_after_consecutive_failures() {
         .times(3)
         .returning(|_, _| Ok(true));
     let mut scaler = MockScaler::new();
+    // Each failure is read back (still at 1: it did not take effect) before the revert.
     scaler
         .expect_get_scale()
-        .times(3)
+        .times(6)
         .returning(|_| Ok(scale(1, "1")));
     scaler
         .expect_set_replicas()
@@ -826,10 +910,13 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         };
         Ok(Some(record(id, state, Some(3))))
     });
+    // The stale intent it read is settled by the tick meanwhile: the compare-and-set on that
+    // intent fails, and the retry wakes the row from `asleep`.
     store
-        .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Sleeping), eq(t0()))
-        .returning(|_, _, _| Ok(false));
+        .expect_settle_intent()
+        .with(eq(id), eq(seen()), eq(SleepState::Awake), eq(t0()))
+        .times(1)
+        .returning(|_, _, _, _| Ok(false));
     store
         .expect_finish_wake()
         .with(eq(id), eq(SleepState::Asleep), eq(t0()))
@@ -846,6 +933,26 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         wake_job(store, scaler).wake(id).await.unwrap().result,
         WakeResult::WokeUp
     );
+}
+
+/// Found by the simulation: a wake of a row whose sleep is in flight (a fresh intent) wrote
+/// the same count (a no-op, so the tick's resourceVersion stayed valid), flipped the row to
+/// `awake` and reported success; the tick's scale-down then landed. The wake now declines
+/// until the transition settles (a retryable conflict) and touches nothing.
+#[test]
+fn wake_of_a_row_whose_sleep_is_in_flight_is_a_retryable_conflict() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store.expect_get().returning(move |_| {
+        let mut row = record(id, SleepState::Sleeping, Some(3));
+        row.sleep_state_changed_at = t0() - chrono::Duration::seconds(2);
+        Ok(Some(row))
+    });
+    store.expect_finish_wake().times(0);
+    let mut scaler = MockScaler::new();
+    scaler.expect_set_replicas().times(0);
+    let (result, _) = recorded(wake_job(store, scaler).wake(id));
+    assert!(matches!(result, Err(Error::Conflict(_))), "{result:?}");
 }
 
 #[test]
