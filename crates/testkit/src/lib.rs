@@ -8,3 +8,4 @@ pub mod contract;
 pub mod fake_kube;
 pub mod host;
 pub mod memory;
+pub mod sim;

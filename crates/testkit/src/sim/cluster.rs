@@ -1,0 +1,221 @@
+//! A simulated cluster: Deployments reduced to what the scale subresource shows (replicas and
+//! `resourceVersion`), with the apiserver's semantics and no HTTP, so a simulation can step it
+//! synchronously. The HTTP fake ([`crate::fake_kube`]) keeps whole objects as JSON behind a
+//! server; this is the same contract at the level of the [`Scaler`] port:
+//!
+//! - a read of a missing Deployment is `NotFound`, and so is a write;
+//! - a write with a `resourceVersion` that is not the current one is `Conflict` (409);
+//! - an effective write bumps the `resourceVersion` (one revision counter for the whole store,
+//!   like etcd); a write that changes nothing keeps it, as the apiserver skips no-op updates;
+//! - a negative count is `Invalid` (422).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use idle_scaler_core::{Error, Result, Scale, Scaler, Target};
+
+/// What the scale subresource shows of a Deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimDeployment {
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `metadata.resourceVersion`.
+    pub resource_version: u64,
+}
+
+/// Keyed by (namespace, name): `Target` has no order, and map order must be deterministic.
+fn key(t: &Target) -> (String, String) {
+    (t.namespace.clone(), t.name.clone())
+}
+
+#[derive(Debug, Default)]
+struct State {
+    deployments: BTreeMap<(String, String), SimDeployment>,
+    revision: u64,
+}
+
+/// The simulated cluster. Also a [`Scaler`] by itself.
+#[derive(Debug, Default)]
+pub struct SimCluster {
+    state: Mutex<State>,
+}
+
+impl SimCluster {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every write replaces whole values: a panic elsewhere leaves the map consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The Deployment, if it exists.
+    pub fn get(&self, target: &Target) -> Option<SimDeployment> {
+        self.lock().deployments.get(&key(target)).copied()
+    }
+
+    /// Creates the Deployment with `replicas`, or sets its replicas without a precondition
+    /// (a person with `kubectl scale`, an HPA, the host's deploy). True when anything changed.
+    pub fn apply(&self, target: &Target, replicas: i32) -> bool {
+        let mut s = self.lock();
+        let current = s.deployments.get(&key(target)).map(|d| d.replicas);
+        if current == Some(replicas) {
+            return false;
+        }
+        s.revision += 1;
+        let resource_version = s.revision;
+        s.deployments.insert(
+            key(target),
+            SimDeployment {
+                replicas,
+                resource_version,
+            },
+        );
+        true
+    }
+
+    /// A redeploy: the pod template changes, replicas stay, the `resourceVersion` moves.
+    pub fn redeploy(&self, target: &Target) -> bool {
+        let mut s = self.lock();
+        s.revision += 1;
+        let rv = s.revision;
+        match s.deployments.get_mut(&key(target)) {
+            Some(d) => {
+                d.resource_version = rv;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes the Deployment; false when it did not exist.
+    pub fn delete(&self, target: &Target) -> bool {
+        let mut s = self.lock();
+        s.revision += 1;
+        s.deployments.remove(&key(target)).is_some()
+    }
+
+    /// An update of the scale subresource, as the apiserver decides it. `Ok(true)` when the
+    /// count changed, `Ok(false)` for a no-op (the `resourceVersion` stays).
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` on a stale `resource_version`, `Invalid` for a negative count.
+    pub fn set_scale(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<&str>,
+    ) -> Result<bool> {
+        let mut s = self.lock();
+        let Some(current) = s.deployments.get(&key(target)).copied() else {
+            return Err(Error::NotFound(format!(
+                "deployments.apps {:?}",
+                target.name
+            )));
+        };
+        if resource_version.is_some_and(|rv| rv != current.resource_version.to_string()) {
+            return Err(Error::Conflict(format!(
+                "deployments.apps {:?}: the object has been modified",
+                target.name
+            )));
+        }
+        if replicas < 0 {
+            return Err(Error::Invalid(format!(
+                "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            )));
+        }
+        if current.replicas == replicas {
+            return Ok(false);
+        }
+        s.revision += 1;
+        let resource_version = s.revision;
+        s.deployments.insert(
+            key(target),
+            SimDeployment {
+                replicas,
+                resource_version,
+            },
+        );
+        Ok(true)
+    }
+
+    /// The scale as `GET .../scale` shows it.
+    ///
+    /// # Errors
+    /// `NotFound` when the Deployment does not exist.
+    pub fn scale(&self, target: &Target) -> Result<Scale> {
+        self.get(target)
+            .map(|d| Scale {
+                replicas: d.replicas,
+                resource_version: d.resource_version.to_string(),
+            })
+            .ok_or_else(|| Error::NotFound(format!("deployments.apps {:?}", target.name)))
+    }
+}
+
+#[async_trait]
+impl Scaler for SimCluster {
+    async fn get_scale(&self, target: &Target) -> Result<Scale> {
+        self.scale(target)
+    }
+
+    async fn set_replicas(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<String>,
+    ) -> Result<()> {
+        self.set_scale(target, replicas, resource_version.as_deref())
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> Target {
+        Target {
+            namespace: "apps".into(),
+            name: "web".into(),
+        }
+    }
+
+    #[test]
+    fn resource_version_semantics() {
+        let c = SimCluster::new();
+        assert!(matches!(c.scale(&web()), Err(Error::NotFound(_))));
+        assert!(c.apply(&web(), 3));
+        let s = c.scale(&web()).expect("exists");
+        assert_eq!(s.replicas, 3);
+        // A no-op keeps the version; the old version still works as a precondition.
+        assert!(!c.set_scale(&web(), 3, None).expect("no-op"));
+        assert_eq!(c.scale(&web()).expect("exists"), s);
+        assert!(
+            c.set_scale(&web(), 0, Some(&s.resource_version))
+                .expect("cas")
+        );
+        // Now stale.
+        assert!(matches!(
+            c.set_scale(&web(), 2, Some(&s.resource_version)),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            c.set_scale(&web(), -1, None),
+            Err(Error::Invalid(_))
+        ));
+        let before = c.scale(&web()).expect("exists");
+        assert!(c.redeploy(&web()));
+        let after = c.scale(&web()).expect("exists");
+        assert_eq!(after.replicas, before.replicas);
+        assert_ne!(after.resource_version, before.resource_version);
+        assert!(c.delete(&web()));
+        assert!(matches!(
+            c.set_scale(&web(), 1, None),
+            Err(Error::NotFound(_))
+        ));
+    }
+}

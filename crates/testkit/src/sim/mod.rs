@@ -1,0 +1,226 @@
+//! Deterministic simulation of the sleep and wake protocols: the real [`idle_scaler_core::Job`]
+//! over the in-memory store ([`crate::memory::MemoryStore`]) and a simulated cluster
+//! ([`SimCluster`]), driven one port call at a time by a seeded scheduler.
+//!
+//! # What a step is
+//!
+//! Each step does one of: start a tick of job instance A or B (two runners on one database);
+//! start a wake of a random app (two wake slots, so wakes race each other too); let one waiting
+//! port call of an operation in flight through; crash an operation between two calls (its
+//! future is dropped, leaving whatever it half did); a host event (redeploy = activity bump
+//! and a new `resourceVersion`, pin/unpin, expiry set in the past or future or cleared, status
+//! `healthy`/`failed`, Deployment deleted or recreated); a person or an HPA scaling a
+//! Deployment (0..=4 replicas, no precondition); or the clock moving (1 s to 10 min).
+//!
+//! Every granted port call may be given a fault: fail before its effect (500, connection
+//! reset), fail after it (the write committed or was applied, the answer was lost: a timeout),
+//! or never return (the process died before or after the effect; the operation is dropped).
+//! An operation still in flight when the clock would pass 4 minutes after its start is killed
+//! the same way: a real transition is bounded by its request timeouts, far below
+//! [`STALE_INTENT_AFTER`](idle_scaler_core::job::STALE_INTENT_AFTER) (5 min), which is what
+//! lets recovery treat an older intent as dead.
+//!
+//! Everything is a function of the seed: the PRNG is ours, maps are ordered, ids come from the
+//! seed, the clock is manual and operations are polled by hand in a fixed order.
+//!
+//! # The invariants, as checked (DESIGN.md section 8)
+//!
+//! Every effect of a port call is recorded with the row or Deployment as it was just before
+//! (the "log"), and checked in the step it happens:
+//!
+//! - **2** At every successful claim (`awake -> sleeping`), the row just before the write was
+//!   healthy, awake, not pinned, not expired at the tick's `now`, idle before the window, and
+//!   its activity stamp equalled the one this tick selected it with. At every confirm
+//!   (`sleeping -> asleep`, by the tick or by recovery), the row was `sleeping`, with the stamp
+//!   the confirm carried and no activity after its intent
+//!   (`last_activity_at <= sleep_state_changed_at`).
+//! - **5** A claim never succeeds while another live operation holds that row's intent; a
+//!   tick writes replicas 0 only for a row whose live intent it holds, and only onto a
+//!   Deployment above 0 (never a double sleep); no operation confirms, reverts or settles an
+//!   intent that another live operation holds (no fighting: recovery only touches dead
+//!   intents).
+//! - **4** When a wake reports `woke_up` with `n` replicas: `n > 0`, `n` is the row's restore
+//!   count as the wake read it (or `default_wake_replicas`), the row is `awake`, and the
+//!   Deployment is at `n` unless it is gone or someone outside the job wrote it since.
+//! - **3** When a *clean* tick completes (one that ran to its end with no fault injected in
+//!   any of its own calls): no Deployment is at 0 while its row is `awake` if that 0 was
+//!   written by an operation that had ended (completed or crashed) before the clean tick
+//!   started; and no row is still `sleeping` with an intent that was stale when two successive
+//!   clean ticks started (one is not enough: host activity can land between recovery's read
+//!   and its write, and the next tick then restores). A 0 written from outside the job is not
+//!   the job's to undo and is exempt.
+//! - **6** (also checked) a tick with no fault injected never fails.
+//!
+//! At the end every operation is dropped, faults stop, the clock moves past the stale
+//! threshold, and one tick runs: then no row may be `sleeping` and no job-written 0 may sit
+//! under an `awake` row, and a fault-free wake of every `asleep` app must succeed (checked
+//! as above).
+
+mod cluster;
+mod ports;
+mod rng;
+mod world;
+
+pub use cluster::{SimCluster, SimDeployment};
+pub use rng::Rng;
+
+/// One simulated world.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Everything follows from it.
+    pub seed: u64,
+    /// Scheduler steps before the final settling.
+    pub steps: u64,
+    /// Rows (and Deployments): three that must be skipped (foreign, malformed, protected),
+    /// the rest sleepable.
+    pub apps: usize,
+    /// Per mille of port calls that fail before their effect (and, for writes, as often
+    /// after it).
+    pub fault_per_mille: u64,
+    /// Per mille of port calls in which the process dies.
+    pub crash_per_mille: u64,
+}
+
+impl SimConfig {
+    /// A world from `seed` running `steps` steps, with the default mix.
+    pub fn new(seed: u64, steps: u64) -> Self {
+        Self {
+            seed,
+            steps,
+            apps: 10,
+            fault_per_mille: 40,
+            crash_per_mille: 15,
+        }
+    }
+}
+
+/// What a run did (the figures docs/reliability.md reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // Counters named after what they count.
+pub struct SimReport {
+    pub seed: u64,
+    pub steps: u64,
+    pub port_calls: u64,
+    pub ticks_started: u64,
+    pub ticks_completed: u64,
+    pub clean_ticks: u64,
+    pub wakes_started: u64,
+    pub wakes_completed: u64,
+    pub wakes_failed: u64,
+    pub woke_up: u64,
+    pub claims: u64,
+    pub scaled_down: u64,
+    pub scale_failed: u64,
+    pub recovered: u64,
+    pub settled: u64,
+    pub wakes_over_live_intent: u64,
+    pub faults_before: u64,
+    pub faults_after: u64,
+    pub crashes: u64,
+    pub killed_slow: u64,
+    pub host_events: u64,
+    pub external_scalings: u64,
+    pub deletions: u64,
+    pub clock_advances: u64,
+    pub invariant_checks: u64,
+}
+
+impl SimReport {
+    /// Adds another run's counters (the seed is kept).
+    pub fn add(&mut self, o: &Self) {
+        macro_rules! sum {
+            ($($f:ident),*) => { $( self.$f += o.$f; )* };
+        }
+        sum!(
+            steps,
+            port_calls,
+            ticks_started,
+            ticks_completed,
+            clean_ticks,
+            wakes_started,
+            wakes_completed,
+            wakes_failed,
+            woke_up,
+            claims,
+            scaled_down,
+            scale_failed,
+            recovered,
+            settled,
+            wakes_over_live_intent,
+            faults_before,
+            faults_after,
+            crashes,
+            killed_slow,
+            host_events,
+            external_scalings,
+            deletions,
+            clock_advances,
+            invariant_checks
+        );
+    }
+}
+
+/// An invariant violated: everything needed to reproduce it.
+#[derive(Debug, Clone)]
+pub struct SimFailure {
+    /// The world's seed.
+    pub seed: u64,
+    /// The step at which the violation was seen.
+    pub step: u64,
+    /// Which invariant of DESIGN.md section 8 (0: the harness itself).
+    pub invariant: u8,
+    /// What was seen.
+    pub message: String,
+    /// The last steps and effects before it.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "invariant {} violated at step {} of seed {}: {}",
+            self.invariant, self.step, self.seed, self.message
+        )?;
+        writeln!(
+            f,
+            "reproduce: IDLE_SCALER_SIM_SEED={} IDLE_SCALER_SIM_STEPS={} cargo test -p idle-scaler-testkit --test sim",
+            self.seed, self.step
+        )?;
+        writeln!(f, "last steps:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one world to its end.
+///
+/// # Errors
+/// The first invariant violation, with the seed and step that reproduce it.
+pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
+    // The job reads `tokio::time::Instant` for durations; a runtime context makes that work
+    // the same with and without tokio's `test-util`. Nothing is spawned on it: every
+    // operation is polled by the scheduler.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let _guard = rt.enter();
+    let mut world = poll_now(world::World::new(config.clone()));
+    poll_now(world.run())?;
+    Ok(world.report)
+}
+
+/// Polls a future that never waits on anything outside the simulation (the scheduler polls
+/// operations itself), so it is ready at once.
+fn poll_now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("simulation harness awaited something external"),
+    }
+}

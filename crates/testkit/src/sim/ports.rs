@@ -1,0 +1,486 @@
+//! The simulation's view of the ports: every `Store` and `Scaler` call of an operation waits at
+//! a gate until the scheduler grants it, so the scheduler interleaves operations one port call
+//! at a time and decides, per call, whether it fails, fails after its effect (the response is
+//! lost), or never completes (the process died there).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use idle_scaler_core::{
+    Candidate, ConfirmOutcome, DeploymentRecord, Error, Result, Scale, Scaler, SleepState,
+    StaleIntent, Store, Target,
+};
+use uuid::Uuid;
+
+use super::cluster::{SimCluster, SimDeployment};
+use crate::host::HostOps;
+use crate::memory::MemoryStore;
+
+/// An operation (one tick or one wake) in the simulation.
+pub(super) type OpId = u64;
+
+/// A port call, as the gate sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Call {
+    Select,
+    Claim,
+    Confirm,
+    Revert,
+    Settle,
+    Stale,
+    Get,
+    FinishWake,
+    TouchAwake,
+    ListSleeping,
+    CountAsleep,
+    RecordTraffic,
+    GetScale,
+    SetReplicas,
+}
+
+impl Call {
+    /// Writes can fail after their effect (the commit happened, the answer was lost).
+    pub(super) fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::Claim
+                | Self::Confirm
+                | Self::Revert
+                | Self::Settle
+                | Self::FinishWake
+                | Self::TouchAwake
+                | Self::RecordTraffic
+                | Self::SetReplicas
+        )
+    }
+
+    pub(super) fn is_kube(self) -> bool {
+        matches!(self, Self::GetScale | Self::SetReplicas)
+    }
+}
+
+/// What happens to a granted call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// Served normally.
+    None,
+    /// Fails without effect (connection refused, 500, a timeout before the write).
+    ErrBefore,
+    /// Takes effect, then fails (the response was lost: a timeout after the commit).
+    ErrAfter,
+    /// The process dies before the call reaches the other side.
+    CrashBefore,
+    /// The process dies after the call took effect, before it learns the answer.
+    CrashAfter,
+}
+
+/// What the operations did, recorded at the moment of each effect, with the row or the
+/// Deployment as it was just before: the invariants are checked against this log.
+#[derive(Debug, Clone)]
+pub(super) enum Event {
+    Selected {
+        op: OpId,
+        found: Vec<(Uuid, DateTime<Utc>)>,
+    },
+    Claim {
+        op: OpId,
+        id: Uuid,
+        seen: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        before: Option<DeploymentRecord>,
+        won: bool,
+    },
+    Confirm {
+        op: OpId,
+        id: Uuid,
+        seen: DateTime<Utc>,
+        before: Option<DeploymentRecord>,
+        outcome: ConfirmOutcome,
+    },
+    Revert {
+        op: OpId,
+        id: Uuid,
+        done: bool,
+    },
+    Settle {
+        op: OpId,
+        id: Uuid,
+        to: SleepState,
+        before: Option<DeploymentRecord>,
+        done: bool,
+    },
+    FinishWake {
+        op: OpId,
+        id: Uuid,
+        from: SleepState,
+        done: bool,
+    },
+    Read {
+        op: OpId,
+        row: Option<DeploymentRecord>,
+    },
+    Scaled {
+        op: OpId,
+        target: Target,
+        replicas: i32,
+        before: Option<SimDeployment>,
+    },
+}
+
+struct Waiter {
+    op: OpId,
+    call: Call,
+    waker: Waker,
+}
+
+/// Shared between the scheduler and every port of every operation.
+#[derive(Default)]
+pub(super) struct Gates {
+    waiting: BTreeMap<u64, Waiter>,
+    granted: Option<(u64, Fault)>,
+    next_waiter: u64,
+    /// Operations a crash fault hit: the scheduler drops their future.
+    pub(super) crashed: Vec<OpId>,
+    /// Effects since the scheduler last looked.
+    pub(super) events: Vec<Event>,
+}
+
+/// The lock around [`Gates`].
+#[derive(Clone, Default)]
+pub(super) struct Shared(Arc<Mutex<Gates>>);
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Gates> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The calls of `op` waiting at their gate, in the order they arrived.
+    pub(super) fn waiting(&self, op: OpId) -> Vec<(u64, Call)> {
+        self.lock()
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.op == op)
+            .map(|(id, w)| (*id, w.call))
+            .collect()
+    }
+
+    /// Lets waiter `id` through with `fault`, waking the task it belongs to.
+    pub(super) fn grant(&self, id: u64, fault: Fault) {
+        let mut g = self.lock();
+        g.granted = Some((id, fault));
+        if let Some(w) = g.waiting.get(&id) {
+            w.waker.wake_by_ref();
+        }
+    }
+
+    /// True while a grant has not been taken (a harness bug if it outlives a poll).
+    pub(super) fn grant_pending(&self) -> bool {
+        self.lock().granted.is_some()
+    }
+
+    /// Forgets the waiters of a dropped operation (their gates are dropped with it).
+    pub(super) fn forget(&self, op: OpId) {
+        self.lock().waiting.retain(|_, w| w.op != op);
+    }
+}
+
+struct Gate {
+    shared: Shared,
+    op: OpId,
+    call: Call,
+    id: Option<u64>,
+}
+
+impl Future for Gate {
+    type Output = Fault;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fault> {
+        let shared = self.shared.clone();
+        let mut g = shared.lock();
+        let id = *self.id.get_or_insert_with(|| {
+            g.next_waiter += 1;
+            g.next_waiter
+        });
+        if let Some((granted, fault)) = g.granted
+            && granted == id
+        {
+            g.granted = None;
+            g.waiting.remove(&id);
+            return Poll::Ready(fault);
+        }
+        let (op, call) = (self.op, self.call);
+        g.waiting.insert(
+            id,
+            Waiter {
+                op,
+                call,
+                waker: cx.waker().clone(),
+            },
+        );
+        Poll::Pending
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.shared.lock().waiting.remove(&id);
+        }
+    }
+}
+
+/// The `Store` and `Scaler` of one operation.
+#[derive(Clone)]
+pub(super) struct SimPorts {
+    pub(super) shared: Shared,
+    pub(super) op: OpId,
+    pub(super) store: MemoryStore,
+    pub(super) cluster: Arc<SimCluster>,
+}
+
+impl std::fmt::Debug for SimPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPorts").field("op", &self.op).finish()
+    }
+}
+
+impl SimPorts {
+    async fn enter(&self, call: Call) -> Result<Fault> {
+        let fault = Gate {
+            shared: self.shared.clone(),
+            op: self.op,
+            call,
+            id: None,
+        }
+        .await;
+        match fault {
+            Fault::ErrBefore if call.is_kube() => Err(Error::Unavailable(
+                "injected: 500 Internal Server Error".into(),
+            )),
+            Fault::ErrBefore => Err(Error::Store("injected: connection reset".into())),
+            Fault::CrashBefore => self.hang().await,
+            Fault::None | Fault::ErrAfter | Fault::CrashAfter => Ok(fault),
+        }
+    }
+
+    async fn leave<T>(&self, fault: Fault, result: Result<T>) -> Result<T> {
+        match fault {
+            Fault::ErrAfter => Err(Error::Unavailable(
+                "injected: timed out after the request was sent".into(),
+            )),
+            Fault::CrashAfter => self.hang().await,
+            _ => result,
+        }
+    }
+
+    /// The process died here: this call never returns.
+    async fn hang<T>(&self) -> T {
+        self.shared.lock().crashed.push(self.op);
+        std::future::pending().await
+    }
+
+    fn record(&self, event: Event) {
+        self.shared.lock().events.push(event);
+    }
+
+    async fn row(&self, id: Uuid) -> Option<DeploymentRecord> {
+        self.store.read(id).await.ok().flatten()
+    }
+}
+
+#[async_trait]
+impl Store for SimPorts {
+    async fn select_candidates(
+        &self,
+        now: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Candidate>> {
+        let f = self.enter(Call::Select).await?;
+        let r = self.store.select_candidates(now, idle_before, limit).await;
+        if let Ok(found) = &r {
+            self.record(Event::Selected {
+                op: self.op,
+                found: found.iter().map(|c| (c.id, c.last_activity_at)).collect(),
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn claim_sleep(
+        &self,
+        id: Uuid,
+        seen: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        replicas: Option<i32>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let f = self.enter(Call::Claim).await?;
+        let before = self.row(id).await;
+        let r = self
+            .store
+            .claim_sleep(id, seen, idle_before, replicas, now)
+            .await;
+        if let Ok(won) = &r {
+            self.record(Event::Claim {
+                op: self.op,
+                id,
+                seen,
+                idle_before,
+                now,
+                before,
+                won: *won,
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn confirm_sleep(
+        &self,
+        id: Uuid,
+        seen: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ConfirmOutcome> {
+        let f = self.enter(Call::Confirm).await?;
+        let before = self.row(id).await;
+        let r = self.store.confirm_sleep(id, seen, now).await;
+        if let Ok(outcome) = &r {
+            self.record(Event::Confirm {
+                op: self.op,
+                id,
+                seen,
+                before,
+                outcome: *outcome,
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let f = self.enter(Call::Revert).await?;
+        let r = self.store.revert_sleep(id, now).await;
+        if let Ok(done) = &r {
+            self.record(Event::Revert {
+                op: self.op,
+                id,
+                done: *done,
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn settle_intent(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        to: SleepState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let f = self.enter(Call::Settle).await?;
+        let before = self.row(id).await;
+        let r = self.store.settle_intent(id, intent_at, to, now).await;
+        if let Ok(done) = &r {
+            self.record(Event::Settle {
+                op: self.op,
+                id,
+                to,
+                before,
+                done: *done,
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>> {
+        let f = self.enter(Call::Stale).await?;
+        let r = self.store.stale_intents(older_than).await;
+        self.leave(f, r).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
+        let f = self.enter(Call::Get).await?;
+        let r = self.store.get(id).await;
+        if let Ok(row) = &r {
+            self.record(Event::Read {
+                op: self.op,
+                row: row.clone(),
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool> {
+        let f = self.enter(Call::FinishWake).await?;
+        let r = self.store.finish_wake(id, from, now).await;
+        if let Ok(done) = &r {
+            self.record(Event::FinishWake {
+                op: self.op,
+                id,
+                from,
+                done: *done,
+            });
+        }
+        self.leave(f, r).await
+    }
+
+    async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let f = self.enter(Call::TouchAwake).await?;
+        let r = self.store.touch_awake(id, now).await;
+        self.leave(f, r).await
+    }
+
+    async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+        let f = self.enter(Call::RecordTraffic).await?;
+        let r = self.store.record_traffic(id, at).await;
+        self.leave(f, r).await
+    }
+
+    async fn list_sleeping(&self) -> Result<Vec<DeploymentRecord>> {
+        let f = self.enter(Call::ListSleeping).await?;
+        let r = self.store.list_sleeping().await;
+        self.leave(f, r).await
+    }
+
+    async fn count_asleep(&self) -> Result<i64> {
+        let f = self.enter(Call::CountAsleep).await?;
+        let r = self.store.count_asleep().await;
+        self.leave(f, r).await
+    }
+}
+
+#[async_trait]
+impl Scaler for SimPorts {
+    async fn get_scale(&self, target: &Target) -> Result<Scale> {
+        let f = self.enter(Call::GetScale).await?;
+        let r = self.cluster.scale(target);
+        self.leave(f, r).await
+    }
+
+    async fn set_replicas(
+        &self,
+        target: &Target,
+        replicas: i32,
+        resource_version: Option<String>,
+    ) -> Result<()> {
+        let f = self.enter(Call::SetReplicas).await?;
+        let before = self.cluster.get(target);
+        let r = self
+            .cluster
+            .set_scale(target, replicas, resource_version.as_deref());
+        if r.is_ok() {
+            self.record(Event::Scaled {
+                op: self.op,
+                target: target.clone(),
+                replicas,
+                before,
+            });
+        }
+        self.leave(f, r.map(|_| ())).await
+    }
+}
