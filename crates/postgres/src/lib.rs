@@ -39,6 +39,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// of hanging it.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest one statement of the store may run (set as the session's `statement_timeout`): a
+/// row lock the host holds, or a stuck server, fails the tick instead of hanging it forever.
+/// Migrations lift it, since building an index on a large table may take longer.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Rows per sleep state, for a status command.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateCounts {
@@ -77,9 +82,7 @@ impl PgStore {
     /// connection afterwards).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self> {
         let password = error::password_of(url);
-        let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
-            reason: error::redact(&e.to_string(), password.as_deref()),
-        })?;
+        let options = options(url)?;
         let (host, port) = (options.get_host().to_owned(), options.get_port());
         let connect_error = |reason: String| Error::Connect {
             host: host.clone(),
@@ -105,6 +108,15 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// A store whose pool connects on first use, so creating it does no I/O at all (the
+    /// binary uses it while the job is disabled). Only the URL is checked now.
+    pub fn connect_lazy(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .connect_lazy_with(options(url)?);
+        Ok(Self { pool })
+    }
+
     /// A store over a pool the host already has.
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
@@ -118,7 +130,21 @@ impl PgStore {
     /// Applies the embedded migrations. A pre-existing `deployments` table that lacks what the
     /// store needs gives [`Error::IncompatibleSchema`] naming each problem.
     pub async fn migrate(&self) -> Result<()> {
-        match MIGRATOR.run(&self.pool).await {
+        let mut conn = self.pool.acquire().await.map_err(Error::query("migrate"))?;
+        // Index builds on a large host table may outlast STATEMENT_TIMEOUT; this session only.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::query("migrate"))?;
+        let result = MIGRATOR.run(&mut *conn).await;
+        // The connection goes back to the pool: restore the bound for later queries.
+        let reset = sqlx::query("RESET statement_timeout")
+            .execute(&mut *conn)
+            .await;
+        if reset.is_err() {
+            conn.detach();
+        }
+        match result {
             Ok(()) => {
                 info!(
                     migrations = MIGRATOR.iter().count(),
@@ -404,4 +430,14 @@ impl Error {
         }
         Error::Migrate(e.to_string())
     }
+}
+
+/// Parses `url` (never echoing its password) and sets the session's statement timeout.
+fn options(url: &str) -> Result<PgConnectOptions> {
+    let password = error::password_of(url);
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
+        reason: error::redact(&e.to_string(), password.as_deref()),
+    })?;
+    let timeout = format!("{}ms", STATEMENT_TIMEOUT.as_millis());
+    Ok(options.options([("statement_timeout", timeout.as_str())]))
 }

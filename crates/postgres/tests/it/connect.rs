@@ -98,3 +98,39 @@ async fn a_lost_database_is_unavailable_to_the_core(pool: PgPool) {
         "{err:?}"
     );
 }
+
+async fn statement_timeout(store: &PgStore) -> String {
+    sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .expect("show")
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn statements_are_bounded_and_migrations_are_not(pool: PgPool) {
+    let opts = pool.connect_options();
+    let db = opts.get_database().expect("test database name");
+    let url = format!(
+        "postgres://{}@{}:{}/{db}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port()
+    );
+    for store in [
+        PgStore::connect(&url).await.expect("connect"),
+        PgStore::connect_lazy(&url).expect("lazy"),
+    ] {
+        // A row lock held by the host fails the tick after this, rather than hanging it.
+        assert_eq!(statement_timeout(&store).await, "30s");
+        store.migrate().await.expect("migrate");
+        // The migration's unbounded session setting does not leak back into the pool.
+        assert_eq!(statement_timeout(&store).await, "30s");
+        store.pool().close().await;
+    }
+}
+
+#[test]
+fn lazy_store_checks_the_url_without_echoing_the_password() {
+    let err = PgStore::connect_lazy("postgres://app:secret@[bad").expect_err("bad URL");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
