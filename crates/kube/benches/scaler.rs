@@ -119,6 +119,27 @@ async fn main() {
             percentile(&took, 0.99).as_secs_f64() * 1e3,
         );
     }
+    // Where the gap to the limit goes: the adapter's own cost (no injected latency) and what
+    // the fake's injected 5 ms really lasts (the Tokio timer has millisecond granularity and
+    // rounds a sleep up).
+    for i in first..first + SLEEPS_PER_WORKER {
+        fake.create_deployment("bench", &format!("app-{i}"), 2);
+    }
+    let (wall, _) = run(&scaler, 1, first, SLEEPS_PER_WORKER).await;
+    first += SLEEPS_PER_WORKER;
+    #[allow(clippy::cast_precision_loss)]
+    let per_sleep = wall.as_secs_f64() * 1e3 / SLEEPS_PER_WORKER as f64;
+    let mut timer = Duration::ZERO;
+    for _ in 0..SLEEPS_PER_WORKER {
+        let started = Instant::now();
+        tokio::time::sleep(LATENCY).await;
+        timer += started.elapsed();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let timer_ms = timer.as_secs_f64() * 1e3 / SLEEPS_PER_WORKER as f64;
+    println!("without injected latency, concurrency 1: {per_sleep:.2} ms per sleep (2 requests)");
+    println!("tokio::time::sleep(5 ms) inside the fake lasts {timer_ms:.2} ms on average");
+
     // Every Deployment must really be at 0: a benchmark of writes that failed would be a lie.
     let asleep = (0..first)
         .filter(|i| fake.replicas("bench", &format!("app-{i}")) == Some(0))
