@@ -563,7 +563,7 @@ impl Job {
         // CAS 2: Kubernetes refuses the write if the Deployment changed since it was read.
         if restore.is_some()
             && let Err(e) = scaler
-                .set_replicas(&target, 0, Some(scale.resource_version))
+                .set_replicas(&target, 0, Some(scale.resource_version.clone()))
                 .await
         {
             match e {
@@ -581,7 +581,14 @@ impl Job {
                 }
                 e => {
                     if let Some(done) = self
-                        .after_failed_scale_down(scaler, &target, id, now, &e)
+                        .after_failed_scale_down(
+                            scaler,
+                            &target,
+                            id,
+                            now,
+                            &scale.resource_version,
+                            &e,
+                        )
                         .await
                     {
                         return done;
@@ -633,17 +640,20 @@ impl Job {
     }
 
     /// A scale-down that failed with anything but 409/404 (a timeout, a dropped connection,
-    /// a 5xx) may still have been applied. Reverting the row blindly would leave the app at 0
-    /// under an `awake` row, which nothing repairs, so read it back first: above 0, revert
-    /// (`Some(Failed)`); at 0, the sleep happened (`None`: confirm it); gone, revert
-    /// (`not_found`); unreadable, leave the intent for recovery, which settles it from what
-    /// Kubernetes holds once it is stale.
+    /// a 5xx) may have been applied, or may still be: a request the client gave up on can
+    /// land later. Reverting blindly would leave the app at 0 under an `awake` row, which
+    /// nothing repairs. So read it back: at 0, the sleep happened (`None`: confirm it); moved
+    /// to another version, our precondition can never match again, so revert; gone, revert
+    /// (`not_found`); same version still above 0, or unreadable, the write may yet land:
+    /// leave the intent to recovery, which settles it from what Kubernetes holds once the
+    /// intent is stale (long after any request could still be in flight).
     async fn after_failed_scale_down(
         &self,
         scaler: &dyn Scaler,
         target: &Target,
         id: Uuid,
         now: DateTime<Utc>,
+        precondition: &str,
         e: &Error,
     ) -> Option<Done> {
         match scaler.get_scale(target).await {
@@ -652,9 +662,18 @@ impl Job {
                     "scaling to 0 reported an error but took effect; confirming the sleep");
                 None
             }
-            Ok(_) => {
+            Ok(s) if s.resource_version != precondition => {
                 self.revert(id, now).await;
                 log_scale_error(id, target, e, "scaling to 0 failed; row reverted");
+                Some(Done::Failed)
+            }
+            Ok(_) => {
+                log_scale_error(
+                    id,
+                    target,
+                    e,
+                    "scaling to 0 failed and may still be applied; the intent stays for recovery",
+                );
                 Some(Done::Failed)
             }
             Err(Error::NotFound(_)) => {

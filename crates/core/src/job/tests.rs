@@ -276,7 +276,12 @@ fn sleep_fails_with(err: fn() -> Error) -> (TickReport, Snapshot) {
         .returning(|_, _| Ok(true));
     store.expect_confirm_sleep().times(0);
     let mut scaler = MockScaler::new();
-    scaler.expect_get_scale().returning(|_| Ok(scale(2, "1")));
+    // After a failure the tick reads back: another version, so the write cannot land later.
+    let mut version = 0;
+    scaler.expect_get_scale().returning(move |_| {
+        version += 1;
+        Ok(scale(2, &version.to_string()))
+    });
     scaler
         .expect_set_replicas()
         .times(1)
@@ -585,6 +590,31 @@ async fn a_scale_down_that_failed_but_took_effect_is_confirmed_not_reverted() {
     assert_eq!(report.outcome(Outcome::ScaleFailed), 0);
 }
 
+/// A request the client gave up on may still be applied later: while the Deployment is at
+/// the version the scale-down was conditioned on, the intent stays for recovery rather than
+/// an `awake` row that the late write would leave over an app at 0.
+#[tokio::test]
+async fn a_failed_scale_down_that_may_still_land_leaves_the_intent() {
+    let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
+    store
+        .expect_claim_sleep()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    store.expect_revert_sleep().times(0);
+    store.expect_confirm_sleep().times(0);
+    let mut scaler = MockScaler::new();
+    scaler
+        .expect_get_scale()
+        .times(2)
+        .returning(|_| Ok(scale(3, "7")));
+    scaler
+        .expect_set_replicas()
+        .times(1)
+        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+    let report = job(enabled(), store, scaler).tick().await.unwrap();
+    assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
+}
+
 /// When the read-back fails too, the intent stays `sleeping` for recovery, which settles it
 /// from what Kubernetes holds: never `awake` over an app that may be at 0.
 #[tokio::test]
@@ -689,11 +719,13 @@ async fn blast_radius_stops_the_tick_after_consecutive_failures() {
         .times(3)
         .returning(|_, _| Ok(true));
     let mut scaler = MockScaler::new();
-    // Each failure is read back (still at 1: it did not take effect) before the revert.
-    scaler
-        .expect_get_scale()
-        .times(6)
-        .returning(|_| Ok(scale(1, "1")));
+    // Each failure is read back before the revert: still at 1 but at another version, so
+    // the failed write can never land.
+    let mut reads = 0;
+    scaler.expect_get_scale().times(6).returning(move |_| {
+        reads += 1;
+        Ok(scale(1, if reads % 2 == 1 { "1" } else { "2" }))
+    });
     scaler
         .expect_set_replicas()
         .times(3)
@@ -727,7 +759,12 @@ async fn one_failure_does_not_stop_the_others() {
         .times(3)
         .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
     let mut scaler = MockScaler::new();
-    scaler.expect_get_scale().returning(|_| Ok(scale(1, "1")));
+    // Every read sees a new version, so the failed write is known never to land: reverted.
+    let mut version = 0;
+    scaler.expect_get_scale().returning(move |_| {
+        version += 1;
+        Ok(scale(1, &version.to_string()))
+    });
     scaler.expect_set_replicas().returning(|t, _, _| {
         if t.name == "web-2" {
             Err(Error::Unavailable("500".into()))

@@ -14,7 +14,10 @@
 //!
 //! Every granted port call may be given a fault: fail before its effect (500, connection
 //! reset), fail after it (the write committed or was applied, the answer was lost: a timeout),
-//! or never return (the process died before or after the effect; the operation is dropped).
+//! time out while the apiserver still holds the request (a Kubernetes write that lands, or is
+//! lost, at a later step, its precondition checked then; never after the clock next moves,
+//! as the apiserver's own timeout bounds it), or never return (the process died before or
+//! after the effect; the operation is dropped).
 //! An operation still in flight when the clock would pass 4 minutes after its start is killed
 //! the same way: a real transition is bounded by its request timeouts, far below
 //! [`STALE_INTENT_AFTER`](idle_scaler_core::job::STALE_INTENT_AFTER) (5 min), which is what
@@ -116,6 +119,8 @@ pub struct SimReport {
     pub wakes_over_live_intent: u64,
     pub faults_before: u64,
     pub faults_after: u64,
+    pub faults_delayed: u64,
+    pub delayed_landed: u64,
     pub crashes: u64,
     pub killed_slow: u64,
     pub host_events: u64,
@@ -149,6 +154,8 @@ impl SimReport {
             wakes_over_live_intent,
             faults_before,
             faults_after,
+            faults_delayed,
+            delayed_landed,
             crashes,
             killed_slow,
             host_events,

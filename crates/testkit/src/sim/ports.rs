@@ -77,6 +77,18 @@ pub(super) enum Fault {
     CrashBefore,
     /// The process dies after the call took effect, before it learns the answer.
     CrashAfter,
+    /// Kubernetes writes only: the client times out now, but the request is still in the
+    /// apiserver and may be applied later (with its precondition checked then).
+    Delayed,
+}
+
+/// A write the apiserver still holds after its client gave up.
+#[derive(Debug, Clone)]
+pub(super) struct DelayedWrite {
+    pub(super) op: OpId,
+    pub(super) target: Target,
+    pub(super) replicas: i32,
+    pub(super) resource_version: Option<String>,
 }
 
 /// What the operations did, recorded at the moment of each effect, with the row or the
@@ -149,6 +161,8 @@ pub(super) struct Gates {
     pub(super) crashed: Vec<OpId>,
     /// Effects since the scheduler last looked.
     pub(super) events: Vec<Event>,
+    /// Kubernetes writes still in flight after their client timed out.
+    pub(super) delayed: Vec<DelayedWrite>,
 }
 
 /// The lock around [`Gates`].
@@ -265,7 +279,7 @@ impl SimPorts {
             )),
             Fault::ErrBefore => Err(Error::Store("injected: connection reset".into())),
             Fault::CrashBefore => self.hang().await,
-            Fault::None | Fault::ErrAfter | Fault::CrashAfter => Ok(fault),
+            Fault::None | Fault::ErrAfter | Fault::CrashAfter | Fault::Delayed => Ok(fault),
         }
     }
 
@@ -469,6 +483,17 @@ impl Scaler for SimPorts {
         resource_version: Option<String>,
     ) -> Result<()> {
         let f = self.enter(Call::SetReplicas).await?;
+        if f == Fault::Delayed {
+            self.shared.lock().delayed.push(DelayedWrite {
+                op: self.op,
+                target: target.clone(),
+                replicas,
+                resource_version,
+            });
+            return Err(Error::Unavailable(
+                "injected: timed out; the request may still be applied".into(),
+            ));
+        }
         let before = self.cluster.get(target);
         let r = self
             .cluster

@@ -16,7 +16,7 @@ use idle_scaler_core::{
 use uuid::Uuid;
 
 use super::cluster::SimCluster;
-use super::ports::{Call, Event, Fault, OpId, Shared, SimPorts};
+use super::ports::{Call, DelayedWrite, Event, Fault, OpId, Shared, SimPorts};
 use super::rng::Rng;
 use super::{SimConfig, SimFailure, SimReport};
 use crate::clock::ManualClock;
@@ -96,13 +96,16 @@ pub(super) struct World {
     by_target: BTreeMap<String, Uuid>,
     ops: BTreeMap<OpId, Op>,
     ended: BTreeMap<OpId, Ended>,
+    /// What each operation was, kept after it ends (a delayed write can land later).
+    kinds: BTreeMap<OpId, Kind>,
     next_op: OpId,
     /// Which operation holds the `sleeping` intent of a row.
     claims: BTreeMap<Uuid, OpId>,
     /// Keyed by `namespace/name`.
     last_writer: BTreeMap<String, Writer>,
     /// Rows still `sleeping` after a clean tick that should have recovered them.
-    strikes: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
+    /// (intent change time, strikes, step of the last strike).
+    strikes: BTreeMap<Uuid, (DateTime<Utc>, u32, u64)>,
     faults_on: bool,
     step: u64,
     trace: VecDeque<String>,
@@ -173,6 +176,7 @@ impl World {
             by_target,
             ops: BTreeMap::new(),
             ended: BTreeMap::new(),
+            kinds: BTreeMap::new(),
             next_op: 0,
             claims: BTreeMap::new(),
             last_writer,
@@ -236,6 +240,9 @@ impl World {
     }
 
     async fn act(&mut self) -> std::result::Result<(), SimFailure> {
+        if !self.shared.lock().delayed.is_empty() && self.rng.percent(15) {
+            return self.land_delayed(false);
+        }
         let in_flight: Vec<OpId> = self.ops.keys().copied().collect();
         // With nothing in flight, advancing or crashing an operation is not possible: draw
         // among the other actions.
@@ -279,6 +286,7 @@ impl World {
         let op = self.next_op;
         let job = self.job(op);
         self.report.ticks_started += 1;
+        self.kinds.insert(op, Kind::Tick(instance));
         self.log(format!("op {op}: tick of instance {instance} starts"));
         self.ops.insert(
             op,
@@ -307,6 +315,7 @@ impl World {
         let op = self.next_op;
         let job = self.job(op);
         self.report.wakes_started += 1;
+        self.kinds.insert(op, Kind::Wake(slot, id));
         self.log(format!("op {op}: wake {id} starts"));
         self.ops.insert(
             op,
@@ -339,6 +348,7 @@ impl World {
             match fault {
                 Fault::ErrBefore => self.report.faults_before += 1,
                 Fault::ErrAfter => self.report.faults_after += 1,
+                Fault::Delayed => self.report.faults_delayed += 1,
                 _ => self.report.crashes += 1,
             }
         }
@@ -356,7 +366,11 @@ impl World {
         if self.rng.per_mille(p) {
             Fault::ErrBefore
         } else if call.is_write() && self.rng.per_mille(p) {
-            Fault::ErrAfter
+            if call == Call::SetReplicas && self.rng.percent(50) {
+                Fault::Delayed
+            } else {
+                Fault::ErrAfter
+            }
         } else if self.rng.per_mille(self.cfg.crash_per_mille) {
             if call.is_write() && self.rng.percent(50) {
                 Fault::CrashAfter
@@ -536,7 +550,59 @@ impl World {
         self.check()
     }
 
+    /// Lands (or, at random, loses) the oldest delayed write; with `all`, every one of them:
+    /// the apiserver's own timeout means none outlives a minute, so none survives a clock
+    /// advance.
+    fn land_delayed(&mut self, all: bool) -> std::result::Result<(), SimFailure> {
+        loop {
+            let next = {
+                let mut g = self.shared.lock();
+                if g.delayed.is_empty() {
+                    None
+                } else {
+                    Some(g.delayed.remove(0))
+                }
+            };
+            let Some(DelayedWrite {
+                op,
+                target,
+                replicas,
+                resource_version,
+            }) = next
+            else {
+                break;
+            };
+            if self.rng.percent(30) {
+                self.log(format!(
+                    "delayed write of op {op} ({target}={replicas}) lost"
+                ));
+            } else {
+                let before = self.cluster.get(&target);
+                let r = self
+                    .cluster
+                    .set_scale(&target, replicas, resource_version.as_deref());
+                self.log(format!(
+                    "delayed write of op {op} ({target}={replicas}) lands: {r:?}"
+                ));
+                self.report.delayed_landed += u64::from(r.is_ok());
+                if r.is_ok() {
+                    self.on_event(Event::Scaled {
+                        op,
+                        target,
+                        replicas,
+                        before,
+                    })?;
+                }
+            }
+            if !all {
+                break;
+            }
+        }
+        self.check()
+    }
+
     fn advance_clock(&mut self) -> std::result::Result<(), SimFailure> {
+        self.land_delayed(true)?;
         let secs = match self.rng.below(100) {
             0..=59 => self.rng.range(1, 30),
             60..=94 => self.rng.range(30, 240),
@@ -705,10 +771,7 @@ impl World {
                 before,
             } => {
                 self.last_writer.insert(target.to_string(), Writer::Op(op));
-                let is_tick = self
-                    .ops
-                    .get(&op)
-                    .is_some_and(|o| matches!(o.kind, Kind::Tick(_)));
+                let is_tick = matches!(self.kinds.get(&op), Some(Kind::Tick(_)));
                 if replicas == 0 {
                     if !is_tick {
                         return Err(self.fail(4, format!("wake op {op} scaled {target} to 0")));
@@ -852,8 +915,12 @@ impl World {
                         .is_some_and(|e| e.step < tick.started_step)
                 })
             {
+                // Successive ticks: one that ran alongside the tick of the last strike saw
+                // the same moment, and the same interleaving may have beaten both.
                 let strikes = match self.strikes.get(&app.id) {
-                    Some((at, n)) if *at == row.sleep_state_changed_at => n + 1,
+                    Some((at, n, last)) if *at == row.sleep_state_changed_at => {
+                        if tick.started_step > *last { n + 1 } else { *n }
+                    }
                     _ => 1,
                 };
                 if strikes >= 2 {
@@ -865,7 +932,13 @@ impl World {
                         ),
                     ));
                 }
-                seen.insert(app.id, (row.sleep_state_changed_at, strikes));
+                let last =
+                    if strikes == 1 || self.strikes.get(&app.id).is_some_and(|s| s.1 < strikes) {
+                        self.step
+                    } else {
+                        self.strikes.get(&app.id).map_or(self.step, |s| s.2)
+                    };
+                seen.insert(app.id, (row.sleep_state_changed_at, strikes, last));
             }
         }
         self.strikes = seen;
@@ -883,6 +956,7 @@ impl World {
             self.end(op);
         }
         self.faults_on = false;
+        self.land_delayed(true)?;
         self.clock
             .advance(STALE_INTENT_AFTER + Duration::minutes(1));
         self.start_tick(0)?;
