@@ -1,22 +1,21 @@
 //! The subcommands.
 
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use idle_scaler_core::{Job, Outcome, Store, SystemClock, TickReport};
+use idle_scaler_core::{ActivitySourceKind, Job, Outcome, Store, SystemClock, TickReport};
 use idle_scaler_kube::LazyScalerSource;
 use idle_scaler_postgres::PgStore;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use idle_scaler_prometheus::{PrometheusSource, Settings as PrometheusSettings};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::logging;
 use crate::server::{self, AppState};
-use crate::settings::{Settings, redact_url};
+use crate::settings::Settings;
 
 /// How long in-flight transitions may take after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -28,27 +27,22 @@ async fn connect(settings: &Settings) -> anyhow::Result<PgStore> {
 
 /// A pool that connects on first use, so a disabled job opens no connection at all.
 fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
-    let url = settings.database_url()?;
-    let options = PgConnectOptions::from_str(url).map_err(|_| {
-        anyhow::anyhow!(
-            "DATABASE_URL {} is not a valid PostgreSQL URL",
-            redact_url(url)
-        )
-    })?;
-    let pool = PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
-    Ok(PgStore::from_pool(pool))
+    Ok(PgStore::connect_lazy(settings.database_url()?)?)
 }
 
-fn job(settings: &Settings, store: Arc<dyn Store>) -> Arc<Job> {
+fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
     let scalers = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
-    Arc::new(Job::new(
-        settings.job.clone(),
-        store,
-        scalers,
-        Arc::new(SystemClock),
-    ))
+    let job = Job::new(settings.job.clone(), store, scalers, Arc::new(SystemClock));
+    Ok(Arc::new(match settings.job.activity_source {
+        ActivitySourceKind::None => job,
+        ActivitySourceKind::Prometheus => {
+            // Builds no connection: an unreachable Prometheus shows up per tick as unknown
+            // traffic (apps kept awake), never as a failed start.
+            let source = PrometheusSource::new(PrometheusSettings::from_config(&settings.job))
+                .context("building the Prometheus activity source")?;
+            job.with_activity_source(Arc::new(source))
+        }
+    }))
 }
 
 fn start_logging(settings: &Settings) {
@@ -67,7 +61,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         info!("DEPLOY_SCALE_TO_ZERO_ENABLED is off: ticks do nothing; wake still works");
         Arc::new(connect_lazy(&settings)?)
     };
-    let job = job(&settings, store.clone());
+    let job = job(&settings, store.clone())?;
     let shutdown = CancellationToken::new();
     let metrics = server::install_metrics(&shutdown)?;
     let state = AppState {
@@ -83,6 +77,8 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         dry_run = settings.job.dry_run,
         interval_s = settings.job.interval_seconds,
         idle_minutes = settings.job.idle_minutes,
+        activity_source = ?settings.job.activity_source,
+        activity_unknown = ?settings.job.activity_unknown,
         "idle-scaler started"
     );
     let ticks = tokio::spawn({
@@ -123,7 +119,7 @@ pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
     } else {
         Arc::new(connect_lazy(&settings)?)
     };
-    let report = job(&settings, store).tick().await?;
+    let report = job(&settings, store)?.tick().await?;
     print_summary(&report);
     Ok(if report.outcome(Outcome::ScaleFailed) > 0 {
         ExitCode::from(1)
@@ -164,7 +160,7 @@ fn print_summary(report: &TickReport) {
 pub async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
     let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
-    let report = job(&settings, store).plan().await?;
+    let report = job(&settings, store)?.plan().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -222,7 +218,7 @@ pub async fn wake(settings: Settings, id: &str) -> anyhow::Result<ExitCode> {
     };
     start_logging(&settings);
     let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
-    let report = job(&settings, store)
+    let report = job(&settings, store)?
         .wake(id)
         .await
         .with_context(|| format!("waking {id}"))?;
