@@ -174,6 +174,8 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Requests whose handler is running (delayed, or waiting to be dropped).
+    in_flight: std::sync::atomic::AtomicUsize,
     /// `host:port`, for `/api`'s `serverAddressByClientCIDRs`.
     address: String,
 }
@@ -215,6 +217,7 @@ impl FakeApiServer {
             .unwrap_or_else(|e| panic!("fake API server: no local address: {e}"));
         let shared = Arc::new(Shared {
             state: Mutex::default(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             address: addr.to_string(),
         });
         let shutdown = CancellationToken::new();
@@ -311,6 +314,14 @@ impl FakeApiServer {
         self.shared.lock().requests.clone()
     }
 
+    /// Requests received and neither answered nor dropped yet: 0 once a delayed request
+    /// the client gave up on has been served (or cancelled with its connection).
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
@@ -358,7 +369,20 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
 
 type Body = Full<Bytes>;
 
+/// Counts a running handler; dropped with it, also when its connection is torn down.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> Response<Body> {
+    shared
+        .in_flight
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _in_flight = InFlight(&shared.in_flight);
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),

@@ -1,6 +1,7 @@
 //! `PgStore` against a real PostgreSQL (`DATABASE_URL`); `#[sqlx::test]` gives each test a
 //! fresh database. One binary, one module per topic.
 
+mod chaos;
 mod connect;
 mod contract;
 mod host_integration;
