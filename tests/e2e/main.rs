@@ -4,5 +4,6 @@
 mod activity;
 mod artifacts;
 mod cli;
+mod crash;
 mod daemon;
 mod support;
