@@ -4,6 +4,7 @@
 mod chaos;
 mod connect;
 mod contract;
+mod db_faults;
 mod host_integration;
 mod migrate;
 mod races;
