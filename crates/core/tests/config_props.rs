@@ -1,0 +1,128 @@
+//! Property tests of configuration loading: any value of any variable never panics, and
+//! either loads or gives an error that names that variable (DESIGN.md section 5: every
+//! invalid value is a startup error naming the key). `provider_id` parsing has its own
+//! property tests next to the parser (`target.rs`).
+
+use figment::Jail;
+use idle_scaler_core::{Config, ConfigError};
+use proptest::prelude::*;
+
+/// Every variable the configuration reads (`DEPLOY_SCALE_TO_ZERO_` + the key in capitals).
+const VARIABLES: [&str; 17] = [
+    "DEPLOY_SCALE_TO_ZERO_ENABLED",
+    "DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES",
+    "DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS",
+    "DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK",
+    "DEPLOY_SCALE_TO_ZERO_CONCURRENCY",
+    "DEPLOY_SCALE_TO_ZERO_DRY_RUN",
+    "DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS",
+    "DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES",
+    "DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES",
+    "DEPLOY_SCALE_TO_ZERO_REQUEST_TIMEOUT_SECONDS",
+    "DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE",
+    "DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN",
+    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAMESPACE_LABEL",
+    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL",
+    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS",
+];
+
+/// Values a person or a templating mistake could put there: numbers of every size and sign,
+/// booleans in every spelling, figment's own syntax (arrays, tables, quoted strings), lists,
+/// URLs, and arbitrary printable text.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        (-5i64..400).prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| f.to_string()),
+        prop::sample::select(vec![
+            "",
+            " ",
+            "true",
+            "false",
+            "TRUE",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "1",
+            "0",
+            "-0",
+            "1e3",
+            "0x10",
+            "NaN",
+            "inf",
+            "[]",
+            "[1, 2]",
+            "{}",
+            "{a = 1}",
+            "\"quoted\"",
+            "'x'",
+            ",",
+            ",,",
+            "a,,b",
+            "kube-system,apps",
+            "none",
+            "prometheus",
+            "keep_awake",
+            "sleep",
+            "http://127.0.0.1:9090",
+            "http://",
+            "ftp://x",
+            "{namespaces}",
+            "{names}{window}",
+        ])
+        .prop_map(str::to_owned),
+        "[ -~]{0,40}",
+        "\\PC{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_value_of_any_variable_loads_or_names_the_variable(
+        variable in prop::sample::select(VARIABLES.to_vec()),
+        value in value(),
+    ) {
+        // Jail: a private environment and working directory, restored afterwards.
+        let mut outcome = None;
+        Jail::expect_with(|jail| {
+            jail.set_env(variable, &value);
+            outcome = Some(Config::load(None));
+            Ok(())
+        });
+        match outcome.expect("ran") {
+            Ok(_) => {}
+            Err(e @ ConfigError::Invalid { .. }) => {
+                prop_assert!(
+                    e.to_string().contains(variable),
+                    "{variable}={value:?} gave an error not naming it: {e}"
+                );
+            }
+            Err(e) => {
+                prop_assert!(
+                    e.to_string().contains(variable)
+                        || e.to_string().to_lowercase().contains(
+                            &variable["DEPLOY_SCALE_TO_ZERO_".len()..].to_lowercase()
+                        ),
+                    "{variable}={value:?} gave an error naming neither variable nor key: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn all_variables_at_once_never_panic(values in prop::collection::vec(value(), VARIABLES.len())) {
+        Jail::expect_with(|jail| {
+            for (variable, value) in VARIABLES.iter().zip(&values) {
+                jail.set_env(variable, value);
+            }
+            let _ = Config::load(None);
+            Ok(())
+        });
+    }
+}
