@@ -184,6 +184,7 @@ impl Config {
 
     /// Loads from the standard sources, logging warnings.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        refuse_values_figment_panics_on()?;
         Self::from_provider(Self::figment(file))
     }
 
@@ -379,6 +380,34 @@ pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
 /// The range checks above guarantee the value fits.
 fn narrow<T: TryFrom<i128>>(v: i128) -> T {
     T::try_from(v).unwrap_or_else(|_| unreachable!("value validated to fit"))
+}
+
+/// figment 0.10 panics on a quoted string with a non-ASCII character before a backslash (its
+/// unescaping slices the string at a char index taken as a byte index). Found by the property
+/// tests (`tests/config_props.rs`). A typo in a variable must be a startup error naming it,
+/// never a panic, so values mixing a quote, a backslash and non-ASCII text are refused before
+/// figment sees them (a superset of what panics; none of these settings needs such a value).
+fn refuse_values_figment_panics_on() -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        if value.contains('"') && value.contains('\\') && !value.is_ascii() {
+            let key = KEYS
+                .iter()
+                .find(|k| env_name(k) == name)
+                .copied()
+                .unwrap_or("unknown");
+            return Err(ConfigError::Invalid {
+                key,
+                env: name.to_owned(),
+                value: value.into_owned(),
+                allowed: "a value without a backslash and a quote around non-ASCII text",
+            });
+        }
+    }
+    Ok(())
 }
 
 fn env_name(key: &str) -> String {

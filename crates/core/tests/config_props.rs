@@ -2,6 +2,8 @@
 //! either loads or gives an error that names that variable (DESIGN.md section 5: every
 //! invalid value is a startup error naming the key). `provider_id` parsing has its own
 //! property tests next to the parser (`target.rs`).
+// figment::Jail fixes the closure's error type to figment::Error, which is large.
+#![allow(clippy::result_large_err)]
 
 use figment::Jail;
 use idle_scaler_core::{Config, ConfigError};
@@ -78,6 +80,23 @@ fn value() -> impl Strategy<Value = String> {
         "[ -~]{0,40}",
         "\\PC{0,40}",
     ]
+}
+
+/// The input that made figment panic: a quoted value with non-ASCII text before a backslash.
+#[test]
+fn a_quoted_non_ascii_value_with_a_backslash_is_an_error_not_a_panic() {
+    let mut outcome = None;
+    Jail::expect_with(|jail| {
+        jail.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL", "\"é\\n\"");
+        outcome = Some(Config::load(None));
+        Ok(())
+    });
+    let e = outcome.expect("ran").expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL"),
+        "{e}"
+    );
 }
 
 proptest! {
