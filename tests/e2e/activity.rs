@@ -1,32 +1,16 @@
 //! The binary with the Prometheus activity source configured (issue 7): an unreachable
 //! Prometheus sleeps nothing, through the real wiring of `tick` and `plan`.
 
-use chrono::Utc;
 use idle_scaler_core::SleepState;
-use idle_scaler_postgres::PgStore;
-use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use idle_scaler_testkit::host::HostOps;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::support::{command, database_url, kubeconfig, run_async};
+use crate::support::{database_url, idle_app, job_command, kubeconfig, run_async, setup};
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn an_unreachable_prometheus_sleeps_nothing(_: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .expect("connect");
-    let store = PgStore::from_pool(pool);
-    let fake = FakeApiServer::start().await;
-    fake.create_deployment("apps", "web", 2);
-    let id = store
-        .insert(NewDeployment::k8s(
-            "apps",
-            "web",
-            Utc::now() - chrono::Duration::hours(3),
-        ))
-        .await
-        .expect("insert");
+    let (store, fake) = setup(&opts).await;
+    let id = idle_app(&store, &fake, "web", 2).await;
     let (_dir, kc) = kubeconfig(&fake.url());
     // Nothing listens on the port once the listener is dropped.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,11 +18,8 @@ async fn an_unreachable_prometheus_sleeps_nothing(_: PgPoolOptions, opts: PgConn
         .expect("a free port");
 
     for args in [&["plan"][..], &["tick"][..]] {
-        let mut cmd = command(args);
-        cmd.env("DATABASE_URL", database_url(&opts, None))
-            .env("KUBECONFIG", &kc)
-            .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true")
-            .env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus")
+        let mut cmd = job_command(args, &database_url(&opts, None), &kc);
+        cmd.env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus")
             .env(
                 "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
                 format!("http://{dead}"),

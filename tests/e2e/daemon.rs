@@ -5,34 +5,25 @@ use std::time::Duration;
 use chrono::Utc;
 use idle_scaler_core::SleepState;
 use idle_scaler_postgres::PgStore;
-use idle_scaler_testkit::fake_kube::{FakeApiServer, Fault};
+use idle_scaler_testkit::fake_kube::Fault;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::support::{Daemon, command, database_url, eventually, http, kubeconfig};
+use crate::support::{
+    Daemon, database_url, eventually, http, idle_app, job_command, kubeconfig, setup,
+};
 
 const TOKEN: &str = "e2e-wake-token-0123456789";
 
-async fn setup(opts: &PgConnectOptions) -> (PgStore, FakeApiServer) {
-    let pool: PgPool = PgPoolOptions::new()
-        .connect_with(opts.clone())
-        .await
-        .expect("connect");
-    (PgStore::from_pool(pool), FakeApiServer::start().await)
-}
-
 fn daemon_cmd(db: &str, kubeconfig: &std::path::Path, enabled: bool) -> std::process::Command {
-    let mut cmd = command(&["run"]);
-    cmd.env("DATABASE_URL", db)
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "DEPLOY_SCALE_TO_ZERO_ENABLED",
-            if enabled { "true" } else { "false" },
-        )
-        .env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "10")
-        .env("IDLE_SCALER_WAKE_TOKEN", TOKEN)
-        .env("RUST_LOG", "info");
+    let mut cmd = job_command(&["run"], db, kubeconfig);
+    cmd.env(
+        "DEPLOY_SCALE_TO_ZERO_ENABLED",
+        if enabled { "true" } else { "false" },
+    )
+    .env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "10")
+    .env("IDLE_SCALER_WAKE_TOKEN", TOKEN)
+    .env("RUST_LOG", "info");
     cmd
 }
 
@@ -48,15 +39,7 @@ async fn state(store: &PgStore, id: uuid::Uuid) -> SleepState {
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn flag_off_sends_no_request_to_kubernetes(_: PgPoolOptions, opts: PgConnectOptions) {
     let (store, fake) = setup(&opts).await;
-    fake.create_deployment("apps", "web", 2);
-    let id = store
-        .insert(NewDeployment::k8s(
-            "apps",
-            "web",
-            Utc::now() - chrono::Duration::hours(3),
-        ))
-        .await
-        .unwrap();
+    let id = idle_app(&store, &fake, "web", 2).await;
     let (_dir, kc) = kubeconfig(&fake.url());
     let mut daemon = Daemon::start(daemon_cmd(&database_url(&opts, None), &kc, false)).await;
     // The first tick runs at start; readiness turns green once it has.
@@ -187,18 +170,7 @@ async fn sigterm_during_a_slow_transition_exits_cleanly_and_leaves_nothing_sleep
     let (store, fake) = setup(&opts).await;
     let mut ids = Vec::new();
     for i in 0..4 {
-        let name = format!("web-{i}");
-        fake.create_deployment("apps", &name, 2);
-        ids.push(
-            store
-                .insert(NewDeployment::k8s(
-                    "apps",
-                    &name,
-                    Utc::now() - chrono::Duration::hours(3),
-                ))
-                .await
-                .unwrap(),
-        );
+        ids.push(idle_app(&store, &fake, &format!("web-{i}"), 2).await);
     }
     // Each Kubernetes request takes 1.5 s, so SIGTERM lands mid-transition.
     fake.set_latency(Duration::from_millis(1500));
@@ -236,10 +208,7 @@ async fn sigterm_during_a_slow_transition_exits_cleanly_and_leaves_nothing_sleep
     );
 
     // The next start (one tick) finds nothing to recover and keeps rows and apps agreeing.
-    let mut tick = command(&["tick"]);
-    tick.env("DATABASE_URL", database_url(&opts, None))
-        .env("KUBECONFIG", &kc)
-        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let tick = job_command(&["tick"], &database_url(&opts, None), &kc);
     let out = crate::support::run_async(tick).await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     for (i, id) in ids.iter().enumerate() {
@@ -253,21 +222,10 @@ async fn sigterm_during_a_slow_transition_exits_cleanly_and_leaves_nothing_sleep
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn kubernetes_unreachable_is_fail_open(_: PgPoolOptions, opts: PgConnectOptions) {
     let (store, fake) = setup(&opts).await;
-    fake.create_deployment("apps", "web", 1);
-    let id = store
-        .insert(NewDeployment::k8s(
-            "apps",
-            "web",
-            Utc::now() - chrono::Duration::hours(3),
-        ))
-        .await
-        .unwrap();
+    let id = idle_app(&store, &fake, "web", 1).await;
     fake.inject(Fault::drop_connection().times(1000));
     let (_dir, kc) = kubeconfig(&fake.url());
-    let mut cmd = command(&["tick"]);
-    cmd.env("DATABASE_URL", database_url(&opts, None))
-        .env("KUBECONFIG", &kc)
-        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let cmd = job_command(&["tick"], &database_url(&opts, None), &kc);
     let out = crate::support::run_async(cmd).await;
     // The scale read fails: counted as a failure, the row untouched, the process fine.
     assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
@@ -275,10 +233,8 @@ async fn kubernetes_unreachable_is_fail_open(_: PgPoolOptions, opts: PgConnectOp
     assert_eq!(state(&store, id).await, SleepState::Awake);
 
     // No kubeconfig at all: a WARN, exit 0, no database writes.
-    let mut cmd = command(&["tick"]);
-    cmd.env("DATABASE_URL", database_url(&opts, None))
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    let no_config = std::path::Path::new("/nonexistent/kubeconfig");
+    let cmd = job_command(&["tick"], &database_url(&opts, None), no_config);
     let out = crate::support::run_async(cmd).await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(

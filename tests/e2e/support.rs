@@ -7,8 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgConnectOptions;
+use chrono::Utc;
+use idle_scaler_postgres::PgStore;
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idle-scaler");
 
@@ -23,6 +28,34 @@ pub fn database_url(opts: &PgConnectOptions, password: Option<&str>) -> String {
         opts.get_port(),
         opts.get_database().unwrap_or("postgres")
     )
+}
+
+/// A store over the test database and a fresh fake API server.
+pub async fn setup(opts: &PgConnectOptions) -> (PgStore, FakeApiServer) {
+    let pool = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .expect("connect");
+    (PgStore::from_pool(pool), FakeApiServer::start().await)
+}
+
+/// Deployment `apps/<name>` at `replicas` on the fake, and its row, idle for three hours.
+pub async fn idle_app(store: &PgStore, fake: &FakeApiServer, name: &str, replicas: i32) -> Uuid {
+    fake.create_deployment("apps", name, replicas);
+    let three_hours_ago = Utc::now() - chrono::Duration::hours(3);
+    store
+        .insert(NewDeployment::k8s("apps", name, three_hours_ago))
+        .await
+        .expect("insert")
+}
+
+/// `idle-scaler <args>` with the job enabled, against `db` and the cluster of `kubeconfig`.
+pub fn job_command(args: &[&str], db: &str, kubeconfig: &std::path::Path) -> Command {
+    let mut cmd = command(args);
+    cmd.env("DATABASE_URL", db)
+        .env("KUBECONFIG", kubeconfig)
+        .env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+    cmd
 }
 
 /// A kubeconfig pointing at `url`, in a temp dir kept alive by the returned guard.
