@@ -30,9 +30,25 @@ fn assert_one_line_error(out: &crate::support::Output, needle: &str) {
 
 #[test]
 fn unknown_flag_is_a_short_error() {
-    let out = run(command(&["tick", "--frobnicate"]));
-    assert_eq!(out.code, Some(2));
-    assert_one_line_error(&out, "--frobnicate");
+    let cases = [
+        (&["tick", "--frobnicate"][..], "--frobnicate"),
+        (&["snooze"], "snooze"),
+        (&["wake"], "<ID>"),
+    ];
+    for (args, needle) in cases {
+        let out = run(command(args));
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert_one_line_error(&out, needle);
+        assert_eq!(
+            out.stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let help = run(command(&["--help"]));
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("Usage"), "{}", help.stdout);
 }
 
 #[test]
