@@ -71,17 +71,21 @@ async fn invalid_url_does_not_echo_the_password() {
     assert!(!err.to_string().contains("secret"), "{err}");
 }
 
-#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
-async fn connect_to_a_live_server_works(pool: PgPool) {
-    // The test database's own options, turned back into a URL.
+/// The test database's own options, turned back into a URL.
+fn url_of(pool: &PgPool) -> String {
     let opts = pool.connect_options();
     let db = opts.get_database().expect("test database name");
-    let url = format!(
+    format!(
         "postgres://{}@{}:{}/{db}",
         opts.get_username(),
         opts.get_host(),
         opts.get_port()
-    );
+    )
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn connect_to_a_live_server_works(pool: PgPool) {
+    let url = url_of(&pool);
     let store = PgStore::connect(&url).await.expect("connect");
     assert_eq!(store.count_asleep().await.expect("count"), 0);
     assert!(!format!("{store:?}").contains("postgres://"));
@@ -108,14 +112,7 @@ async fn statement_timeout(store: &PgStore) -> String {
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn statements_are_bounded_and_migrations_are_not(pool: PgPool) {
-    let opts = pool.connect_options();
-    let db = opts.get_database().expect("test database name");
-    let url = format!(
-        "postgres://{}@{}:{}/{db}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port()
-    );
+    let url = url_of(&pool);
     for store in [
         PgStore::connect(&url).await.expect("connect"),
         PgStore::connect_lazy(&url).expect("lazy"),
