@@ -239,12 +239,15 @@ async fn seed(
             let name = format!("{kind}-{i:02}");
             let activity = if kind == "busy" { recent } else { long_idle };
             let replicas = i32::try_from(i % 3 + 1).unwrap_or(1);
-            let mut row = NewDeployment::k8s(namespace, &name, activity);
+            let mut row = if kind == "foreign" {
+                NewDeployment::new(format!("fly:{name}"), activity)
+            } else {
+                NewDeployment::k8s(namespace, &name, activity)
+            };
             match kind {
                 "pinned" => row = row.always_on(true),
                 "expired" => row = row.expires_at(t0 - chrono::Duration::hours(1)),
                 "unhealthy" => row = row.status("failed"),
-                "foreign" => row.provider_id = format!("fly:{name}"),
                 _ => {}
             }
             if kind != "deleted" {

@@ -34,6 +34,7 @@ impl PgStore {
 #[async_trait]
 impl HostOps for PgStore {
     async fn insert(&self, row: NewDeployment) -> Result<Uuid> {
+        let row = row.into_record();
         sqlx::query(q::INSERT)
             .bind(row.id)
             .bind(row.provider_id)

@@ -9,34 +9,23 @@ use chrono::{DateTime, Utc};
 use idle_scaler_core::{DeploymentRecord, Result, SleepState};
 use uuid::Uuid;
 
-/// A row to insert. Defaults: a fresh id, `healthy`, `awake`, not pinned, no expiry, state
-/// changed at the activity time, no restore count.
+/// A row to insert: a builder over the row type itself. Defaults: a fresh id, `healthy`,
+/// `awake`, not pinned, no expiry, state changed at the activity time, no restore count.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDeployment {
-    /// Row id.
-    pub id: Uuid,
-    /// `k8s:<namespace>/<name>` for this scaler.
-    pub provider_id: String,
-    /// Only `healthy` rows may be slept.
-    pub status: String,
-    /// Pinned.
-    pub always_on: bool,
-    /// Expiry, if any.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Last deploy, redeploy or wake.
-    pub last_activity_at: DateTime<Utc>,
-    /// Sleep protocol state.
-    pub sleep_state: SleepState,
-    /// When the state last changed.
-    pub sleep_state_changed_at: DateTime<Utc>,
-    /// The count a wake restores.
-    pub replicas_before_sleep: Option<i32>,
+pub struct NewDeployment(DeploymentRecord);
+
+impl std::ops::Deref for NewDeployment {
+    type Target = DeploymentRecord;
+
+    fn deref(&self) -> &DeploymentRecord {
+        &self.0
+    }
 }
 
 impl NewDeployment {
     /// A healthy, awake app at `provider_id`, last active at `last_activity_at`.
     pub fn new(provider_id: impl Into<String>, last_activity_at: DateTime<Utc>) -> Self {
-        Self {
+        Self(DeploymentRecord {
             id: Uuid::new_v4(),
             provider_id: provider_id.into(),
             status: "healthy".to_owned(),
@@ -46,7 +35,12 @@ impl NewDeployment {
             sleep_state: SleepState::Awake,
             sleep_state_changed_at: last_activity_at,
             replicas_before_sleep: None,
-        }
+        })
+    }
+
+    /// The row as it will be stored.
+    pub fn into_record(self) -> DeploymentRecord {
+        self.0
     }
 
     /// An app running as Deployment `name` in `namespace` (`k8s:<namespace>/<name>`).
@@ -57,28 +51,28 @@ impl NewDeployment {
     /// With this id.
     #[must_use]
     pub fn id(mut self, id: Uuid) -> Self {
-        self.id = id;
+        self.0.id = id;
         self
     }
 
     /// With this status (only `healthy` may be slept).
     #[must_use]
     pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = status.into();
+        self.0.status = status.into();
         self
     }
 
     /// Pinned (or not).
     #[must_use]
     pub fn always_on(mut self, on: bool) -> Self {
-        self.always_on = on;
+        self.0.always_on = on;
         self
     }
 
     /// Expiring at `at`.
     #[must_use]
     pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
-        self.expires_at = Some(at);
+        self.0.expires_at = Some(at);
         self
     }
 
@@ -91,9 +85,9 @@ impl NewDeployment {
         changed_at: DateTime<Utc>,
         replicas: Option<i32>,
     ) -> Self {
-        self.sleep_state = state;
-        self.sleep_state_changed_at = changed_at;
-        self.replicas_before_sleep = replicas;
+        self.0.sleep_state = state;
+        self.0.sleep_state_changed_at = changed_at;
+        self.0.replicas_before_sleep = replicas;
         self
     }
 }

@@ -332,19 +332,14 @@ impl HostOps for MemoryStore {
                 row.id
             )));
         }
-        let record = DeploymentRecord {
-            id: row.id,
-            provider_id: row.provider_id,
-            status: row.status,
-            always_on: row.always_on,
-            expires_at: row.expires_at.map(ts),
-            last_activity_at: ts(row.last_activity_at),
-            sleep_state: row.sleep_state,
-            sleep_state_changed_at: ts(row.sleep_state_changed_at),
-            replicas_before_sleep: row.replicas_before_sleep,
-        };
-        state.rows.insert(row.id, record);
-        Ok(row.id)
+        let mut record = row.into_record();
+        // As PostgreSQL stores them: microseconds.
+        record.expires_at = record.expires_at.map(ts);
+        record.last_activity_at = ts(record.last_activity_at);
+        record.sleep_state_changed_at = ts(record.sleep_state_changed_at);
+        let id = record.id;
+        state.rows.insert(id, record);
+        Ok(id)
     }
 
     async fn bump_activity(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
