@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use idle_scaler_core::{Config, FixedScaler, Job, Outcome, SleepState, Store, TickReport};
+use idle_scaler_core::{Config, FixedScalerSource, Job, Outcome, SleepState, Store, TickReport};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::PgStore;
 use idle_scaler_testkit::clock::ManualClock;
@@ -80,7 +80,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let job = Arc::new(Job::new(
         config,
         store.clone(),
-        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
         Arc::new(clock.clone()),
     ));
 

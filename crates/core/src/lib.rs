@@ -20,10 +20,10 @@ pub use error::{Error, Result};
 pub use job::Job;
 pub use model::{Candidate, DeploymentRecord, SleepState, StaleIntent};
 pub use ports::{
-    ActivitySource, Clock, ConfirmOutcome, FixedScaler, Scale, Scaler, ScalerSource, Store,
+    ActivitySource, Clock, ConfirmOutcome, FixedScalerSource, Scale, Scaler, ScalerSource, Store,
     SystemClock, Traffic,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, MockStore};
-pub use report::{Outcome, SkipReason, TickReport, WakeReport, WakeResult};
+pub use report::{Outcome, Recovery, SkipReason, SleptApp, TickReport, WakeReport, WakeResult};
 pub use target::{Target, TargetError};

@@ -112,8 +112,8 @@ pub(crate) fn skipped(reason: SkipReason) {
     counter!(SKIPPED_TOTAL, "reason" => reason.as_str()).increment(1);
 }
 
-pub(crate) fn recovered(result: &'static str) {
-    counter!(RECOVERED_TOTAL, "result" => result).increment(1);
+pub(crate) fn recovered(result: crate::report::Recovery) {
+    counter!(RECOVERED_TOTAL, "result" => result.as_str()).increment(1);
 }
 
 pub(crate) fn idle_apps(count: i64) {

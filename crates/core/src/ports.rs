@@ -112,11 +112,11 @@ pub trait Scaler: Send + Sync {
 
     /// Sets `spec.replicas`. With `resource_version` the write is a compare-and-set:
     /// `Error::Conflict` when the Deployment changed since that version.
-    async fn set_replicas(
+    async fn set_replicas<'a>(
         &self,
         target: &Target,
         replicas: i32,
-        resource_version: Option<String>,
+        resource_version: Option<&'a str>,
     ) -> Result<()>;
 }
 
@@ -131,16 +131,16 @@ pub trait ScalerSource: Send + Sync {
 
 /// A [`ScalerSource`] that always has the same scaler.
 #[derive(Clone)]
-pub struct FixedScaler(pub Arc<dyn Scaler>);
+pub struct FixedScalerSource(pub Arc<dyn Scaler>);
 
-impl std::fmt::Debug for FixedScaler {
+impl std::fmt::Debug for FixedScalerSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FixedScaler")
+        f.write_str("FixedScalerSource")
     }
 }
 
 #[async_trait]
-impl ScalerSource for FixedScaler {
+impl ScalerSource for FixedScalerSource {
     async fn scaler(&self) -> Result<Arc<dyn Scaler>> {
         Ok(self.0.clone())
     }

@@ -95,9 +95,44 @@ impl SkipReason {
     }
 }
 
+/// How recovery settled one stale `sleeping` intent (label `result` of the recovered counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// The app was running: the row went back to `awake`.
+    Awake,
+    /// The app was at 0: the sleep is confirmed, the row `asleep`.
+    Asleep,
+    /// The app was at 0 but activity arrived after the intent: restored, row `awake`.
+    Restored,
+    /// Another instance or a live transition changed the row (or the Deployment) first.
+    Raced,
+    /// The store or Kubernetes failed; the next tick tries again.
+    Failed,
+}
+
+impl Recovery {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Awake => "awake",
+            Self::Asleep => "asleep",
+            Self::Restored => "restored",
+            Self::Raced => "raced",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One app the tick slept (or, in a dry run, would sleep).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Planned {
+pub struct SleptApp {
     /// Row id.
     pub id: Uuid,
     /// `namespace/name`.
@@ -121,10 +156,10 @@ pub struct TickReport {
     pub outcomes: BTreeMap<Outcome, u64>,
     /// Skips by reason.
     pub skips: BTreeMap<SkipReason, u64>,
-    /// Stale intents recovered, by result (`awake`, `asleep`, `restored`, `failed`).
-    pub recovered: BTreeMap<&'static str, u64>,
+    /// Stale intents recovered, by result.
+    pub recovered: BTreeMap<Recovery, u64>,
     /// The apps slept, or in a dry run the apps that would be.
-    pub slept: Vec<Planned>,
+    pub slept: Vec<SleptApp>,
     /// The tick stopped early after `max_consecutive_failures` scale failures.
     pub stopped_early: bool,
     /// Apps asleep after the tick, if the count could be read.
@@ -145,8 +180,8 @@ impl TickReport {
     }
 
     /// Count of one recovery result.
-    pub fn recovered(&self, result: &str) -> u64 {
-        self.recovered.get(result).copied().unwrap_or(0)
+    pub fn recovered(&self, result: Recovery) -> u64 {
+        self.recovered.get(&result).copied().unwrap_or(0)
     }
 }
 

@@ -35,7 +35,7 @@ async fn sleep_one(scaler: &KubeScaler, t: &Target) -> Duration {
     let started = Instant::now();
     let scale = scaler.get_scale(t).await.expect("get_scale");
     scaler
-        .set_replicas(t, 0, Some(scale.resource_version))
+        .set_replicas(t, 0, Some(&scale.resource_version))
         .await
         .expect("set_replicas");
     started.elapsed()

@@ -207,11 +207,11 @@ impl Scaler for KubeScaler {
         })
     }
 
-    async fn set_replicas(
+    async fn set_replicas<'a>(
         &self,
         target: &Target,
         replicas: i32,
-        resource_version: Option<String>,
+        resource_version: Option<&'a str>,
     ) -> idle_scaler_core::Result<()> {
         let started = Instant::now();
         let api = self.api(target);
@@ -219,7 +219,7 @@ impl Scaler for KubeScaler {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        let patch = Patch::Merge(scale_patch(replicas, resource_version.as_deref()));
+        let patch = Patch::Merge(scale_patch(replicas, resource_version));
         let result = self
             .call(
                 target,
@@ -229,7 +229,7 @@ impl Scaler for KubeScaler {
             .await;
         match &result {
             Ok(_) => debug!(namespace = %target.namespace, name = %target.name, replicas,
-                precondition = resource_version.as_deref().unwrap_or(""),
+                precondition = resource_version.unwrap_or(""),
                 took_ms = millis(started.elapsed()), "set replicas"),
             Err(e) => debug!(namespace = %target.namespace, name = %target.name, replicas,
                 error = %e, took_ms = millis(started.elapsed()), "set replicas failed"),

@@ -151,7 +151,7 @@ async fn sleep_is_a_merge_patch_of_the_scale_with_the_resource_version_as_precon
     let server = tokio::spawn(async move {
         serve_one(&mut h, response(200, &scale_json(None, Some("43")))).await
     });
-    s.set_replicas(&target(), 0, Some("42".into()))
+    s.set_replicas(&target(), 0, Some("42"))
         .await
         .expect("scaled");
     let seen = server.await.expect("server task");
@@ -206,7 +206,7 @@ async fn a_stale_precondition_is_a_conflict() {
     });
     let server = tokio::spawn(async move { serve_one(&mut h, response(409, &status)).await });
     let err = s
-        .set_replicas(&target(), 0, Some("41".into()))
+        .set_replicas(&target(), 0, Some("41"))
         .await
         .expect_err("conflict");
     assert!(
@@ -238,7 +238,7 @@ async fn a_request_without_answer_times_out_as_unavailable() {
     });
     let started = tokio::time::Instant::now();
     let err = s
-        .set_replicas(&target(), 0, Some("1".into()))
+        .set_replicas(&target(), 0, Some("1"))
         .await
         .expect_err("timeout");
     assert!(

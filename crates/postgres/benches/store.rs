@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use idle_scaler_core::{
-    Config, Error, FixedScaler, Job, Result, Scale, Scaler, Store, SystemClock, Target,
+    Config, Error, FixedScalerSource, Job, Result, Scale, Scaler, Store, SystemClock, Target,
 };
 use idle_scaler_postgres::{PgStore, queries};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -44,7 +44,7 @@ impl Scaler for NeverCalled {
         self.0.fetch_add(1, Ordering::SeqCst);
         Err(Error::Invalid(format!("idle tick touched {target}")))
     }
-    async fn set_replicas(&self, target: &Target, _: i32, _: Option<String>) -> Result<()> {
+    async fn set_replicas<'a>(&self, target: &Target, _: i32, _: Option<&'a str>) -> Result<()> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Err(Error::Invalid(format!("idle tick touched {target}")))
     }
@@ -249,7 +249,7 @@ async fn main() {
     let job = Job::new(
         config,
         Arc::new(store.clone()),
-        Arc::new(FixedScaler(scaler.clone())),
+        Arc::new(FixedScalerSource(scaler.clone())),
         Arc::new(SystemClock),
     );
     let s = measure(|| async {

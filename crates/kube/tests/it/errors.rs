@@ -22,7 +22,7 @@ async fn missing_deployment_is_not_found_on_read_and_write() {
     assert_kind(&scaler.get_scale(&gone).await.expect_err("404"), "NotFound");
     assert_kind(
         &scaler
-            .set_replicas(&gone, 0, Some("1".into()))
+            .set_replicas(&gone, 0, Some("1"))
             .await
             .expect_err("404"),
         "NotFound",
@@ -39,7 +39,7 @@ async fn a_deployment_deleted_after_the_read_is_not_found() {
     let scale = scaler.get_scale(&web()).await.expect("scale");
     assert!(fake.delete_deployment("apps", "web"));
     let err = scaler
-        .set_replicas(&web(), 0, Some(scale.resource_version))
+        .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect_err("gone");
     assert_kind(&err, "NotFound");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{Duration as Age, Utc};
 use idle_scaler_core::{
-    Candidate, Config, ConfirmOutcome, FixedScaler, Job, MockStore, Outcome, SystemClock,
+    Candidate, Config, ConfirmOutcome, FixedScalerSource, Job, MockStore, Outcome, SystemClock,
 };
 use mockall::predicate::{always, eq};
 use uuid::Uuid;
@@ -49,7 +49,7 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
     let job = Job::new(
         config,
         Arc::new(store),
-        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
         Arc::new(SystemClock),
     );
     let report = job.tick().await.expect("tick");
@@ -106,7 +106,7 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
             ..Config::default()
         },
         Arc::new(store),
-        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
         Arc::new(SystemClock),
     );
     let report = job.tick().await.expect("tick");

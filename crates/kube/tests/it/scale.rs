@@ -15,7 +15,7 @@ async fn sleep_reads_then_writes_with_the_read_version() {
     );
 
     scaler
-        .set_replicas(&web(), 0, Some(scale.resource_version.clone()))
+        .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect("slept");
     assert_eq!(fake.replicas("apps", "web"), Some(0));
@@ -60,7 +60,7 @@ async fn a_change_between_read_and_write_is_a_conflict_and_nothing_is_written() 
     // A person scales up in between (the HPA, a deploy).
     fake.scale_externally("apps", "web", 5);
     let err = scaler
-        .set_replicas(&web(), 0, Some(scale.resource_version))
+        .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect_err("stale");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
@@ -73,7 +73,7 @@ async fn a_redeploy_between_read_and_write_is_a_conflict() {
     let scale = scaler.get_scale(&web()).await.expect("scale");
     fake.redeploy("apps", "web");
     let err = scaler
-        .set_replicas(&web(), 0, Some(scale.resource_version))
+        .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect_err("stale");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");

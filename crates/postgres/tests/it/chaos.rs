@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Config, Error, FixedScaler, Job, Outcome, SleepState, TickReport, WakeResult,
+    Config, Error, FixedScalerSource, Job, Outcome, SleepState, TickReport, WakeResult,
 };
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::PgStore;
@@ -40,7 +40,7 @@ fn job(store: PgStore, fake: &FakeApiServer, clock: &ManualClock) -> Job {
     Job::new(
         config,
         Arc::new(store),
-        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
         Arc::new(clock.clone()),
     )
 }
@@ -81,7 +81,7 @@ impl Seen {
                     *self.outcomes.entry(o).or_default() += n;
                 }
                 for (k, n) in r.recovered {
-                    *self.recovered.entry(k.to_owned()).or_default() += n;
+                    *self.recovered.entry(k.as_str().to_owned()).or_default() += n;
                 }
             }
             Err(_) => self.failed_ticks += 1,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use idle_scaler_core::{
-    Config, Error, FixedScaler, Job, Outcome, Result, Scale, Scaler, SleepState, Store,
+    Config, Error, FixedScalerSource, Job, Outcome, Result, Scale, Scaler, SleepState, Store,
     SystemClock, Target,
 };
 use idle_scaler_postgres::PgStore;
@@ -50,11 +50,11 @@ impl Scaler for RecordingScaler {
         })
     }
 
-    async fn set_replicas(
+    async fn set_replicas<'a>(
         &self,
         target: &Target,
         replicas: i32,
-        resource_version: Option<String>,
+        resource_version: Option<&'a str>,
     ) -> Result<()> {
         let mut deployments = self
             .deployments
@@ -86,7 +86,7 @@ fn job(store: PgStore, scaler: &Arc<RecordingScaler>) -> Job {
     Job::new(
         config,
         Arc::new(store),
-        Arc::new(FixedScaler(scaler.clone())),
+        Arc::new(FixedScalerSource(scaler.clone())),
         Arc::new(SystemClock),
     )
 }

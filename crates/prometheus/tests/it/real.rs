@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use idle_scaler_core::config::DEFAULT_PROMETHEUS_QUERY;
 use idle_scaler_core::{
-    ActivitySource, Config, Error, FixedScaler, Job, MockScaler, Scale, SkipReason, Store,
+    ActivitySource, Config, Error, FixedScalerSource, Job, MockScaler, Scale, SkipReason, Store,
     SystemClock, Target, Traffic,
 };
 use idle_scaler_prometheus::{PrometheusSource, Settings};
@@ -300,7 +300,7 @@ async fn a_tick_keeps_the_busy_app_records_its_traffic_and_sleeps_the_quiet_one(
             ..Config::default()
         },
         Arc::new(store.clone()),
-        Arc::new(FixedScaler(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
         Arc::new(SystemClock),
     )
     .with_activity_source(source);

@@ -162,13 +162,13 @@ impl Scaler for SimCluster {
         self.scale(target)
     }
 
-    async fn set_replicas(
+    async fn set_replicas<'a>(
         &self,
         target: &Target,
         replicas: i32,
-        resource_version: Option<String>,
+        resource_version: Option<&'a str>,
     ) -> Result<()> {
-        self.set_scale(target, replicas, resource_version.as_deref())
+        self.set_scale(target, replicas, resource_version)
             .map(|_| ())
     }
 }

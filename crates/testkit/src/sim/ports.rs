@@ -476,11 +476,11 @@ impl Scaler for SimPorts {
         self.leave(f, r).await
     }
 
-    async fn set_replicas(
+    async fn set_replicas<'a>(
         &self,
         target: &Target,
         replicas: i32,
-        resource_version: Option<String>,
+        resource_version: Option<&'a str>,
     ) -> Result<()> {
         let f = self.enter(Call::SetReplicas).await?;
         if f == Fault::Delayed {
@@ -488,16 +488,14 @@ impl Scaler for SimPorts {
                 op: self.op,
                 target: target.clone(),
                 replicas,
-                resource_version,
+                resource_version: resource_version.map(str::to_owned),
             });
             return Err(Error::Unavailable(
                 "injected: timed out; the request may still be applied".into(),
             ));
         }
         let before = self.cluster.get(target);
-        let r = self
-            .cluster
-            .set_scale(target, replicas, resource_version.as_deref());
+        let r = self.cluster.set_scale(target, replicas, resource_version);
         if r.is_ok() {
             self.record(Event::Scaled {
                 op: self.op,

@@ -10,8 +10,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Clock, Config, ConfirmOutcome, DeploymentRecord, FixedScaler, Job, Outcome, Result, SleepState,
-    Target, TickReport, WakeReport, WakeResult,
+    Clock, Config, ConfirmOutcome, DeploymentRecord, FixedScalerSource, Job, Outcome, Result,
+    SleepState, Target, TickReport, WakeReport, WakeResult,
 };
 use uuid::Uuid;
 
@@ -219,7 +219,7 @@ impl World {
         Arc::new(Job::new(
             self.config.clone(),
             ports.clone(),
-            Arc::new(FixedScaler(ports)),
+            Arc::new(FixedScalerSource(ports)),
             Arc::new(self.clock.clone()),
         ))
     }

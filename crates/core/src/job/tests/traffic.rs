@@ -60,7 +60,7 @@ fn expect_one_sleep(store: &mut MockStore, scaler: &mut MockScaler) {
         .returning(|_| Ok(scale(2, "5")));
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(0), eq(Some("5".to_string())))
+        .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("5"))
         .times(1)
         .returning(|_, _, _| Ok(()));
 }
@@ -379,7 +379,7 @@ async fn shutdown_asks_no_question() {
         MockScaler::new(),
         MockActivitySource::new(),
     )
-    .tick_until(&token)
+    .tick_with_shutdown(&token)
     .await
     .unwrap();
     assert_eq!(report.skipped(SkipReason::ShuttingDown), 1);
@@ -426,7 +426,7 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
     assert_eq!(report.skipped(SkipReason::ActivityUnknown), 1);
     assert_eq!(
         report.slept,
-        vec![Planned {
+        vec![SleptApp {
             id: quiet_id,
             target: "apps/web".into(),
             replicas: None

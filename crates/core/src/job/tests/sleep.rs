@@ -1,193 +1,6 @@
-//! Unit tests of the tick and wake protocols over mocked ports.
-
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-
-use chrono::{DateTime, TimeZone, Utc};
-use metrics_util::CompositeKey;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use mockall::predicate::eq;
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+//! The sleep path: selection, claim, scale-down, confirm, blast radius, dry run.
 
 use super::*;
-use crate::report::Planned;
-use crate::{
-    Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScaler, MockClock, MockScaler,
-    MockScalerSource, MockStore, Scale, SkipReason, SleepState, StaleIntent, Target, WakeResult,
-};
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-}
-
-fn seen() -> DateTime<Utc> {
-    t0() - chrono::Duration::hours(2)
-}
-
-fn idle_before() -> DateTime<Utc> {
-    t0() - chrono::Duration::minutes(30)
-}
-
-fn enabled() -> Config {
-    Config {
-        enabled: true,
-        ..Config::default()
-    }
-}
-
-fn clock() -> Arc<MockClock> {
-    let mut c = MockClock::new();
-    c.expect_now().return_const(t0());
-    Arc::new(c)
-}
-
-fn job(config: Config, store: MockStore, scaler: MockScaler) -> Job {
-    Job::new(
-        config,
-        Arc::new(store),
-        Arc::new(FixedScaler(Arc::new(scaler))),
-        clock(),
-    )
-}
-
-fn candidate(provider_id: &str) -> Candidate {
-    Candidate {
-        id: Uuid::new_v4(),
-        provider_id: provider_id.into(),
-        last_activity_at: seen(),
-    }
-}
-
-fn web() -> Target {
-    Target {
-        namespace: "apps".into(),
-        name: "web".into(),
-    }
-}
-
-fn scale(replicas: i32, rv: &str) -> Scale {
-    Scale {
-        replicas,
-        resource_version: rv.into(),
-    }
-}
-
-fn record(id: Uuid, state: SleepState, replicas: Option<i32>) -> DeploymentRecord {
-    DeploymentRecord {
-        id,
-        provider_id: "k8s:apps/web".into(),
-        status: "healthy".into(),
-        always_on: false,
-        expires_at: None,
-        last_activity_at: seen(),
-        sleep_state: state,
-        sleep_state_changed_at: seen(),
-        replicas_before_sleep: replicas,
-    }
-}
-
-/// A store that selects `candidates`, has no stale intents and counts `asleep` rows.
-fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
-    let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
-    store
-        .expect_select_candidates()
-        .return_once(move |_, _, _| Ok(candidates));
-    store.expect_count_asleep().returning(move || Ok(asleep));
-    store
-}
-
-type Snapshot = Vec<(
-    CompositeKey,
-    Option<::metrics::Unit>,
-    Option<::metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// Runs `f` on a current-thread runtime with a local metrics recorder.
-fn recorded<F: Future>(f: F) -> (F::Output, Snapshot) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let out = ::metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    });
-    (out, snapshotter.snapshot().into_vec())
-}
-
-fn counter(s: &Snapshot, name: &str, label: (&str, &str)) -> Option<u64> {
-    s.iter().find_map(|(k, _, _, v)| {
-        let key = k.key();
-        let matches = key.name() == name
-            && key
-                .labels()
-                .any(|l| l.key() == label.0 && l.value() == label.1);
-        match v {
-            DebugValue::Counter(n) if matches => Some(*n),
-            _ => None,
-        }
-    })
-}
-
-fn outcome(s: &Snapshot, outcome: &str) -> u64 {
-    counter(
-        s,
-        crate::metrics::SCALED_TO_ZERO_TOTAL,
-        ("outcome", outcome),
-    )
-    .unwrap_or(0)
-}
-
-fn gauge(s: &Snapshot, name: &str) -> Option<f64> {
-    s.iter().find_map(|(k, _, _, v)| match v {
-        DebugValue::Gauge(g) if k.key().name() == name => Some(g.into_inner()),
-        _ => None,
-    })
-}
-
-#[tokio::test]
-async fn flag_off_makes_no_call_on_any_port() {
-    // Mocks without expectations panic on any call.
-    let job = Job::new(
-        Config::default(),
-        Arc::new(MockStore::new()),
-        Arc::new(MockScalerSource::new()),
-        Arc::new(MockClock::new()),
-    );
-    let report = job.tick().await.unwrap();
-    assert!(report.disabled);
-    assert_eq!(report.candidates, 0);
-}
-
-#[test]
-fn no_scaler_is_fail_open_without_store_calls() {
-    let mut source = MockScalerSource::new();
-    source
-        .expect_scaler()
-        .times(1)
-        .returning(|| Err(Error::Unavailable("no kubeconfig".into())));
-    let job = Job::new(
-        enabled(),
-        Arc::new(MockStore::new()),
-        Arc::new(source),
-        clock(),
-    );
-    let (report, snap) = recorded(job.tick());
-    let report = report.unwrap();
-    assert!(report.no_scaler);
-    assert_eq!(outcome(&snap, "scale_failed"), 0);
-    assert_eq!(
-        counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "no_scaler")),
-        Some(1)
-    );
-}
 
 #[test]
 fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
@@ -211,7 +24,7 @@ fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
         .returning(|_| Ok(scale(3, "7")));
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(0), eq(Some("7".to_string())))
+        .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("7"))
         .times(1)
         .returning(|_, _, _| Ok(()));
     let job = job(enabled(), store, scaler);
@@ -220,7 +33,7 @@ fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
     assert_eq!(report.outcome(Outcome::ScaledDown), 1);
     assert_eq!(
         report.slept,
-        vec![Planned {
+        vec![SleptApp {
             id,
             target: "apps/web".into(),
             replicas: Some(3)
@@ -370,7 +183,7 @@ fn confirm_lost(
     });
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(0), eq(Some("7".into())))
+        .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("7"))
         .times(1)
         .returning(|_, _, _| Ok(()));
     (store, scaler)
@@ -381,7 +194,7 @@ async fn confirm_lost_to_a_wake_is_raced_and_leaves_the_woken_app_alone() {
     let (store, mut scaler) = confirm_lost(ConfirmOutcome::NotSleeping, SleepState::Awake, 3);
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(3), eq(None))
+        .withf(|t, r, rv| *t == web() && *r == 3 && rv.is_none())
         .times(0);
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.skipped(SkipReason::Raced), 1);
@@ -395,7 +208,7 @@ async fn confirm_lost_to_a_same_count_wake_restores_the_app_left_at_zero() {
     let (store, mut scaler) = confirm_lost(ConfirmOutcome::NotSleeping, SleepState::Awake, 0);
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(3), eq(None))
+        .withf(|t, r, rv| *t == web() && *r == 3 && rv.is_none())
         .times(1)
         .returning(|_, _, _| Ok(()));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
@@ -419,12 +232,12 @@ async fn activity_during_the_sleep_restores_and_reverts() {
     scaler.expect_get_scale().returning(|_| Ok(scale(4, "7")));
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(0), eq(Some("7".into())))
+        .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("7"))
         .times(1)
         .returning(|_, _, _| Ok(()));
     scaler
         .expect_set_replicas()
-        .with(eq(web()), eq(4), eq(None))
+        .withf(|t, r, rv| *t == web() && *r == 4 && rv.is_none())
         .times(1)
         .returning(|_, _, _| Ok(()));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
@@ -449,115 +262,6 @@ fn deployment_already_at_zero_is_recorded_asleep_without_a_restore_count() {
     let (report, snap) = recorded(job(enabled(), store, scaler).tick());
     assert_eq!(report.unwrap().outcome(Outcome::ScaledDown), 1);
     assert_eq!(outcome(&snap, "scaled_down"), 1);
-}
-
-fn stale(activity_after: bool) -> StaleIntent {
-    let changed = t0() - chrono::Duration::minutes(10);
-    StaleIntent {
-        id: Uuid::new_v4(),
-        provider_id: "k8s:apps/web".into(),
-        last_activity_at: if activity_after {
-            changed + chrono::Duration::minutes(1)
-        } else {
-            seen()
-        },
-        sleep_state_changed_at: changed,
-        replicas_before_sleep: Some(2),
-    }
-}
-
-fn recovery(
-    intent: StaleIntent,
-    replicas_now: i32,
-    configure: impl FnOnce(&mut MockStore, &mut MockScaler),
-) -> TickReport {
-    let mut store = MockStore::new();
-    store
-        .expect_stale_intents()
-        .with(eq(t0() - STALE_INTENT_AFTER))
-        .times(1)
-        .return_once(move |_| Ok(vec![intent]));
-    store
-        .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    let mut scaler = MockScaler::new();
-    scaler
-        .expect_get_scale()
-        .returning(move |_| Ok(scale(replicas_now, "5")));
-    configure(&mut store, &mut scaler);
-    let (report, _) = recorded(job(enabled(), store, scaler).tick());
-    report.unwrap()
-}
-
-#[test]
-fn stale_intent_with_the_app_running_goes_back_to_awake() {
-    let intent = stale(false);
-    let (id, at) = (intent.id, intent.sleep_state_changed_at);
-    let report = recovery(intent, 2, |store, scaler| {
-        store
-            .expect_settle_intent()
-            .with(eq(id), eq(at), eq(SleepState::Awake), eq(t0()))
-            .times(1)
-            .returning(|_, _, _, _| Ok(true));
-        store.expect_revert_sleep().times(0);
-        store.expect_confirm_sleep().times(0);
-        scaler.expect_set_replicas().times(0);
-    });
-    assert_eq!(report.recovered("awake"), 1);
-}
-
-#[test]
-fn stale_intent_with_the_app_at_zero_is_confirmed_asleep() {
-    let intent = stale(false);
-    let (id, at) = (intent.id, intent.sleep_state_changed_at);
-    let report = recovery(intent, 0, |store, scaler| {
-        store
-            .expect_settle_intent()
-            .with(eq(id), eq(at), eq(SleepState::Asleep), eq(t0()))
-            .times(1)
-            .returning(|_, _, _, _| Ok(true));
-        store.expect_confirm_sleep().times(0);
-        store.expect_revert_sleep().times(0);
-        scaler.expect_set_replicas().times(0);
-    });
-    assert_eq!(report.recovered("asleep"), 1);
-}
-
-#[test]
-fn stale_intent_with_later_activity_is_restored_and_awake() {
-    let report = recovery(stale(true), 0, |store, scaler| {
-        store.expect_confirm_sleep().times(0);
-        store
-            .expect_settle_intent()
-            .withf(|_, _, to, _| *to == SleepState::Awake)
-            .times(1)
-            .returning(|_, _, _, _| Ok(true));
-        // Conditional on the version read, so a live transition that touched it since wins.
-        scaler
-            .expect_set_replicas()
-            .with(eq(web()), eq(2), eq(Some("5".to_owned())))
-            .times(1)
-            .returning(|_, _, _| Ok(()));
-    });
-    assert_eq!(report.recovered("restored"), 1);
-}
-
-/// Found by the simulation: two instances recover the same leftover; one reverts it and a
-/// tick claims the row anew. The other's write must not undo that live intent: it is a
-/// compare-and-set on the intent's change time, which the store refuses.
-#[test]
-fn recovery_never_settles_an_intent_other_than_the_one_it_read() {
-    let report = recovery(stale(false), 2, |store, scaler| {
-        store
-            .expect_settle_intent()
-            .times(1)
-            .returning(|_, _, _, _| Ok(false));
-        store.expect_revert_sleep().times(0);
-        scaler.expect_set_replicas().times(0);
-    });
-    assert_eq!(report.recovered("raced"), 1);
-    assert_eq!(report.recovered("awake"), 0);
 }
 
 /// Found by the simulation: a scale-down that timed out after the apiserver applied it.
@@ -787,7 +491,7 @@ async fn shutdown_starts_no_new_transition() {
     let token = CancellationToken::new();
     token.cancel();
     let report = job(enabled(), store, MockScaler::new())
-        .tick_until(&token)
+        .tick_with_shutdown(&token)
         .await
         .unwrap();
     assert_eq!(report.skipped(SkipReason::ShuttingDown), 2);
@@ -816,7 +520,7 @@ async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
     assert!(report.dry_run);
     assert_eq!(
         report.slept,
-        vec![Planned {
+        vec![SleptApp {
             id: a_id,
             target: "apps/web".into(),
             replicas: None
@@ -824,235 +528,3 @@ async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
     );
     assert_eq!(report.skipped(SkipReason::Foreign), 1);
 }
-
-fn wake_job(store: MockStore, scaler: MockScaler) -> Job {
-    job(
-        Config {
-            default_wake_replicas: 2,
-            ..enabled()
-        },
-        store,
-        scaler,
-    )
-}
-
-#[test]
-fn wake_restores_the_exact_count() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(5)))));
-    store
-        .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Asleep), eq(t0()))
-        .times(1)
-        .returning(|_, _, _| Ok(true));
-    store.expect_count_asleep().times(1).returning(|| Ok(4));
-    let mut scaler = MockScaler::new();
-    scaler
-        .expect_set_replicas()
-        .with(eq(web()), eq(5), eq(None))
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    let (report, snap) = recorded(wake_job(store, scaler).wake(id));
-    let report = report.unwrap();
-    assert_eq!(
-        (report.result, report.replicas),
-        (WakeResult::WokeUp, Some(5))
-    );
-    assert_eq!(outcome(&snap, "woke_up"), 1);
-    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(4.0));
-    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(4.0));
-}
-
-#[tokio::test]
-async fn wake_without_a_recorded_count_uses_the_default() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
-    store.expect_finish_wake().returning(|_, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    let mut scaler = MockScaler::new();
-    scaler
-        .expect_set_replicas()
-        .with(eq(web()), eq(2), eq(None))
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    assert_eq!(
-        wake_job(store, scaler).wake(id).await.unwrap().replicas,
-        Some(2)
-    );
-}
-
-#[test]
-fn wake_of_an_awake_app_bumps_activity() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Awake, None))));
-    store
-        .expect_touch_awake()
-        .with(eq(id), eq(t0()))
-        .times(1)
-        .returning(|_, _| Ok(true));
-    let (report, snap) = recorded(wake_job(store, MockScaler::new()).wake(id));
-    assert_eq!(report.unwrap().result, WakeResult::AlreadyAwake);
-    assert_eq!(outcome(&snap, "woke_up"), 0);
-}
-
-#[test]
-fn wake_of_an_unknown_id_is_not_found_and_not_a_failure() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_get().returning(|_| Ok(None));
-    let (result, snap) = recorded(wake_job(store, MockScaler::new()).wake(id));
-    assert!(matches!(result, Err(Error::UnknownDeployment(x)) if x == id));
-    assert_eq!(outcome(&snap, "wake_failed"), 0);
-}
-
-#[test]
-fn failed_wake_scale_leaves_the_row_asleep_and_counts_wake_failed() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
-    store.expect_finish_wake().times(0);
-    let mut scaler = MockScaler::new();
-    scaler
-        .expect_set_replicas()
-        .times(1)
-        .returning(|_, _, _| Err(Error::Unavailable("timeout".into())));
-    let (result, snap) = recorded(wake_job(store, scaler).wake(id));
-    assert!(matches!(result, Err(Error::Unavailable(_))));
-    assert_eq!(outcome(&snap, "wake_failed"), 1);
-    assert_eq!(outcome(&snap, "woke_up"), 0);
-}
-
-#[tokio::test]
-async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    let mut reads = 0;
-    store.expect_get().returning(move |_| {
-        reads += 1;
-        let state = if reads == 1 {
-            SleepState::Sleeping
-        } else {
-            SleepState::Asleep
-        };
-        Ok(Some(record(id, state, Some(3))))
-    });
-    // The stale intent it read is settled by the tick meanwhile: the compare-and-set on that
-    // intent fails, and the retry wakes the row from `asleep`.
-    store
-        .expect_settle_intent()
-        .with(eq(id), eq(seen()), eq(SleepState::Awake), eq(t0()))
-        .times(1)
-        .returning(|_, _, _, _| Ok(false));
-    store
-        .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Asleep), eq(t0()))
-        .times(1)
-        .returning(|_, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    let mut scaler = MockScaler::new();
-    scaler
-        .expect_set_replicas()
-        .with(eq(web()), eq(3), eq(None))
-        .times(2)
-        .returning(|_, _, _| Ok(()));
-    assert_eq!(
-        wake_job(store, scaler).wake(id).await.unwrap().result,
-        WakeResult::WokeUp
-    );
-}
-
-/// Found by the simulation: a wake of a row whose sleep is in flight (a fresh intent) wrote
-/// the same count (a no-op, so the tick's resourceVersion stayed valid), flipped the row to
-/// `awake` and reported success; the tick's scale-down then landed. The wake now declines
-/// until the transition settles (a retryable conflict) and touches nothing.
-#[test]
-fn wake_of_a_row_whose_sleep_is_in_flight_is_a_retryable_conflict() {
-    let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_get().returning(move |_| {
-        let mut row = record(id, SleepState::Sleeping, Some(3));
-        row.sleep_state_changed_at = t0() - chrono::Duration::seconds(2);
-        Ok(Some(row))
-    });
-    store.expect_finish_wake().times(0);
-    let mut scaler = MockScaler::new();
-    scaler.expect_set_replicas().times(0);
-    let (result, _) = recorded(wake_job(store, scaler).wake(id));
-    assert!(matches!(result, Err(Error::Conflict(_))), "{result:?}");
-}
-
-#[test]
-fn priming_creates_every_outcome_series_at_zero() {
-    let ((), snap) = recorded(async { crate::metrics::prime() });
-    for o in ["scaled_down", "woke_up", "wake_failed", "scale_failed"] {
-        assert_eq!(
-            counter(&snap, crate::metrics::SCALED_TO_ZERO_TOTAL, ("outcome", o)),
-            Some(0),
-            "{o}"
-        );
-    }
-    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(0.0));
-}
-
-#[tokio::test(start_paused = true)]
-async fn run_ticks_every_interval_until_cancelled() {
-    let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
-    // Ticks at 0, 120, 240 and 360 s of virtual time, then the loop is cancelled.
-    store
-        .expect_select_candidates()
-        .times(4)
-        .returning(|_, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    let job = Arc::new(job(enabled(), store, MockScaler::new()));
-    let token = CancellationToken::new();
-    let handle = tokio::spawn({
-        let (job, token) = (job.clone(), token.clone());
-        async move { job.run(token).await }
-    });
-    tokio::time::sleep(Duration::from_secs(361)).await;
-    token.cancel();
-    handle.await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failed_tick_does_not_stop_the_loop() {
-    let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
-    let mut calls = 0;
-    store
-        .expect_select_candidates()
-        .times(3)
-        .returning(move |_, _, _| {
-            calls += 1;
-            if calls == 1 {
-                Err(Error::Store("connection reset".into()))
-            } else {
-                Ok(vec![])
-            }
-        });
-    store.expect_count_asleep().returning(|| Ok(0));
-    let job = Arc::new(job(enabled(), store, MockScaler::new()));
-    let token = CancellationToken::new();
-    let handle = tokio::spawn({
-        let (job, token) = (job.clone(), token.clone());
-        async move { job.run(token).await }
-    });
-    tokio::time::sleep(Duration::from_secs(241)).await;
-    token.cancel();
-    handle.await.unwrap();
-    assert!(job.last_success().is_some());
-}
-
-mod traffic;

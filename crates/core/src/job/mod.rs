@@ -1,0 +1,213 @@
+//! The job: its ports, the loop, and one tick's entry. Each protocol has its own file:
+//! `sleep` (candidates -> claim -> scale down -> confirm), `select` (the opening a tick and a
+//! dry run share), `recover` (stale intents), `wake`, and `traffic` (the activity question).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::metrics;
+use crate::{
+    ActivitySource, Clock, Config, DeploymentRecord, Error, Outcome, Result, ScalerSource, Store,
+    Target, TickReport,
+};
+
+mod recover;
+mod select;
+mod sleep;
+mod traffic;
+mod wake;
+
+pub use recover::STALE_INTENT_AFTER;
+
+/// The idle-scaler job: owns its ports, runs ticks and wakes.
+pub struct Job {
+    config: Config,
+    store: Arc<dyn Store>,
+    scalers: Arc<dyn ScalerSource>,
+    clock: Arc<dyn Clock>,
+    activity: Option<Arc<dyn ActivitySource>>,
+    last_success: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// A job over the given ports.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        scalers: Arc<dyn ScalerSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            scalers,
+            clock,
+            activity: None,
+            last_success: Mutex::new(None),
+        }
+    }
+
+    /// Consults `source` before sleeping: an app with traffic inside the idle window stays up
+    /// (and the traffic is recorded in its row), one whose traffic is unknown is handled by
+    /// `activity_unknown`. Without a source the tick judges by `last_activity_at` alone.
+    #[must_use]
+    pub fn with_activity_source(mut self, source: Arc<dyn ActivitySource>) -> Self {
+        self.activity = Some(source);
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// When the last tick completed without error (a disabled tick counts: it did its job).
+    /// Monotonic, and read without the clock port so a disabled tick makes no call at all.
+    pub fn last_success(&self) -> Option<Instant> {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark_success(&self) {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Runs ticks every `interval` until `shutdown` is cancelled. A failed tick is logged and
+    /// the loop goes on; on shutdown no new transition starts and in-flight ones finish.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.config.interval());
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            if let Err(e) = self.tick_with_shutdown(&shutdown).await {
+                error!(error = %e, "tick failed; the next tick will retry");
+            }
+        }
+        info!("idle-scaler job stopped");
+    }
+
+    /// One tick: recover stale intents, then sleep the idle candidates.
+    pub async fn tick(&self) -> Result<TickReport> {
+        self.tick_with_shutdown(&CancellationToken::new()).await
+    }
+
+    /// One tick that starts no new transition once `shutdown` is cancelled.
+    pub async fn tick_with_shutdown(&self, shutdown: &CancellationToken) -> Result<TickReport> {
+        let started = Instant::now();
+        if !self.config.enabled {
+            debug!("scale-to-zero disabled (DEPLOY_SCALE_TO_ZERO_ENABLED is off); tick skipped");
+            self.mark_success();
+            return Ok(TickReport {
+                disabled: true,
+                ..TickReport::default()
+            });
+        }
+        if self.config.dry_run {
+            let report = self.plan().await?;
+            self.mark_success();
+            return Ok(report);
+        }
+        let scaler = match self.scalers.scaler().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no Kubernetes client; tick skipped (fail-open), retrying next tick");
+                metrics::tick("no_scaler", started.elapsed(), self.clock.now());
+                return Ok(TickReport {
+                    no_scaler: true,
+                    ..TickReport::default()
+                });
+            }
+        };
+        let mut report = TickReport::default();
+        let result = self
+            .sleep_pass(scaler.as_ref(), shutdown, &mut report)
+            .await;
+        report.duration = started.elapsed();
+        let finished = self.clock.now();
+        match &result {
+            Ok(()) => {
+                metrics::tick("ok", report.duration, finished);
+                self.mark_success();
+                log_tick(&report);
+            }
+            Err(e) => {
+                metrics::tick("error", report.duration, finished);
+                warn!(error = %e, "tick aborted");
+            }
+        }
+        result.map(|()| report)
+    }
+
+    /// Rows asleep or mid-sleep, for `status`: what a person asks "what is down, and since
+    /// when?". Ignores the flag (it answers a question; it changes nothing).
+    pub async fn status(&self) -> Result<Vec<DeploymentRecord>> {
+        self.store.list_sleeping().await
+    }
+
+    /// Step 6: sets the idle-apps gauge. A failure is a WARN, never a failed tick or wake.
+    async fn sample_idle_apps(&self) -> Option<i64> {
+        match self.store.count_asleep().await {
+            Ok(n) => {
+                metrics::idle_apps(n);
+                Some(n)
+            }
+            Err(e) => {
+                warn!(error = %e, "could not sample the idle-apps gauge");
+                None
+            }
+        }
+    }
+}
+
+fn log_tick(report: &TickReport) {
+    let slept = report.outcome(Outcome::ScaledDown);
+    let failed = report.outcome(Outcome::ScaleFailed);
+    if slept + failed > 0 || !report.recovered.is_empty() || report.stopped_early {
+        info!(
+            candidates = report.candidates,
+            scaled_down = slept,
+            scale_failed = failed,
+            skipped = report.skips.values().sum::<u64>(),
+            stopped_early = report.stopped_early,
+            took_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+            "tick done"
+        );
+    } else {
+        debug!(
+            candidates = report.candidates,
+            "tick done; nothing to sleep"
+        );
+    }
+}
+
+/// Logs a Kubernetes error of one app; a 401/403 is an ERROR because only a person can fix RBAC.
+fn log_scale_error(id: uuid::Uuid, target: &Target, e: &Error, what: &str) {
+    match e {
+        Error::Forbidden(_) => error!(deployment_id = %id, target = %target, error = %e,
+            "{what}: forbidden; check the RBAC for deployments/scale"),
+        _ => warn!(deployment_id = %id, target = %target, error = %e, "{what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! The opening a tick and a dry run share: select the candidates, derive each one's target
+//! once, ask the activity source once, and decide per candidate before any Kubernetes call.
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+
+use super::Job;
+use super::traffic::Verdict;
+use crate::report::SleptApp;
+use crate::{Candidate, Result, SkipReason, Target, TargetError, TickReport};
+
+/// What the tick decided for one candidate before any Kubernetes call.
+#[derive(Debug, Clone)]
+pub(super) enum Decision {
+    /// Go on with the sleep protocol on this target.
+    Attempt(Target),
+    /// Not ours to sleep (foreign, malformed, protected).
+    Skip(SkipReason),
+    /// Served traffic inside the idle window, last seen at this time: record it, keep it up.
+    RecentTraffic(Target, DateTime<Utc>),
+    /// Traffic unknown, and the policy keeps such apps up.
+    KeepUnknown(Target),
+}
+
+/// One tick's candidates, each with its decision.
+#[derive(Debug)]
+pub(super) struct Selection {
+    /// `now - idle_window`: a candidate's activity is at or before it.
+    pub idle_before: DateTime<Utc>,
+    /// The candidates, oldest activity first, with what to do about each.
+    pub candidates: Vec<(Candidate, Decision)>,
+}
+
+impl Job {
+    /// Selects at `now` and decides per candidate. The activity source is asked only when
+    /// `ask_traffic` (a tick that is shutting down will attempt nothing anyway).
+    pub(super) async fn select(&self, now: DateTime<Utc>, ask_traffic: bool) -> Result<Selection> {
+        let idle_before = now - self.config.idle_window();
+        let candidates = self
+            .store
+            .select_candidates(now, idle_before, self.config.max_per_tick)
+            .await?;
+        let targets: Vec<_> = candidates.iter().map(|c| self.target_of(c)).collect();
+        let verdicts = if ask_traffic {
+            let answer = self.ask_traffic(&targets, now).await;
+            self.verdicts(&candidates, &targets, &answer, idle_before, now)
+        } else {
+            vec![Verdict::Proceed; candidates.len()]
+        };
+        let candidates = candidates
+            .into_iter()
+            .zip(targets)
+            .zip(verdicts)
+            .map(|((c, target), verdict)| {
+                let decision = match (target, verdict) {
+                    (Err(reason), _) => Decision::Skip(reason),
+                    (Ok(t), Verdict::Proceed) => Decision::Attempt(t),
+                    (Ok(t), Verdict::RecentTraffic(at)) => Decision::RecentTraffic(t, at),
+                    (Ok(t), Verdict::KeepUnknown) => Decision::KeepUnknown(t),
+                };
+                (c, decision)
+            })
+            .collect();
+        Ok(Selection {
+            idle_before,
+            candidates,
+        })
+    }
+
+    /// A dry run: selects and derives targets as a tick would, writes nothing, calls no
+    /// Kubernetes API, and reports what a tick would try to sleep. Ignores the flag.
+    pub async fn plan(&self) -> Result<TickReport> {
+        let started = tokio::time::Instant::now();
+        // The source is a read, so a dry run asks it too and reports the same skips a tick
+        // would, without recording the traffic.
+        let selection = self.select(self.clock.now(), true).await?;
+        let mut report = TickReport {
+            dry_run: true,
+            candidates: selection.candidates.len(),
+            ..TickReport::default()
+        };
+        for (c, decision) in selection.candidates {
+            let skipped = match decision {
+                Decision::Attempt(target) => {
+                    report.slept.push(SleptApp {
+                        id: c.id,
+                        target: target.to_string(),
+                        replicas: None,
+                    });
+                    continue;
+                }
+                Decision::Skip(reason) => reason,
+                Decision::RecentTraffic(..) => SkipReason::RecentTraffic,
+                Decision::KeepUnknown(_) => SkipReason::ActivityUnknown,
+            };
+            *report.skips.entry(skipped).or_default() += 1;
+        }
+        report.duration = started.elapsed();
+        info!(
+            candidates = report.candidates,
+            would_sleep = report.slept.len(),
+            "dry run"
+        );
+        Ok(report)
+    }
+
+    /// The target of a candidate, or why it is skipped. Logs malformed ids.
+    fn target_of(&self, c: &Candidate) -> std::result::Result<Target, SkipReason> {
+        let target = match Target::parse(&c.provider_id) {
+            Ok(t) => t,
+            Err(TargetError::Foreign) => return Err(SkipReason::Foreign),
+            Err(TargetError::Malformed(why)) => {
+                warn!(deployment_id = %c.id, provider_id = %c.provider_id, reason = why,
+                    "malformed provider_id; skipped");
+                return Err(SkipReason::Malformed);
+            }
+        };
+        if self.config.is_protected(&target.namespace) {
+            debug!(deployment_id = %c.id, namespace = %target.namespace, "protected namespace; skipped");
+            return Err(SkipReason::ProtectedNamespace);
+        }
+        Ok(target)
+    }
+}

@@ -1,0 +1,161 @@
+//! Unit tests of the tick and wake protocols over mocked ports.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use mockall::predicate::eq;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::*;
+use crate::report::{Recovery, SleptApp};
+use crate::{
+    Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerSource, MockClock,
+    MockScaler, MockScalerSource, MockStore, Scale, SkipReason, SleepState, StaleIntent, Target,
+    WakeResult,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn seen() -> DateTime<Utc> {
+    t0() - chrono::Duration::hours(2)
+}
+
+fn idle_before() -> DateTime<Utc> {
+    t0() - chrono::Duration::minutes(30)
+}
+
+fn enabled() -> Config {
+    Config {
+        enabled: true,
+        ..Config::default()
+    }
+}
+
+fn clock() -> Arc<MockClock> {
+    let mut c = MockClock::new();
+    c.expect_now().return_const(t0());
+    Arc::new(c)
+}
+
+fn job(config: Config, store: MockStore, scaler: MockScaler) -> Job {
+    Job::new(
+        config,
+        Arc::new(store),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        clock(),
+    )
+}
+
+fn candidate(provider_id: &str) -> Candidate {
+    Candidate {
+        id: Uuid::new_v4(),
+        provider_id: provider_id.into(),
+        last_activity_at: seen(),
+    }
+}
+
+fn web() -> Target {
+    Target {
+        namespace: "apps".into(),
+        name: "web".into(),
+    }
+}
+
+fn scale(replicas: i32, rv: &str) -> Scale {
+    Scale {
+        replicas,
+        resource_version: rv.into(),
+    }
+}
+
+fn record(id: Uuid, state: SleepState, replicas: Option<i32>) -> DeploymentRecord {
+    DeploymentRecord {
+        id,
+        provider_id: "k8s:apps/web".into(),
+        status: "healthy".into(),
+        always_on: false,
+        expires_at: None,
+        last_activity_at: seen(),
+        sleep_state: state,
+        sleep_state_changed_at: seen(),
+        replicas_before_sleep: replicas,
+    }
+}
+
+/// A store that selects `candidates`, has no stale intents and counts `asleep` rows.
+fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .return_once(move |_, _, _| Ok(candidates));
+    store.expect_count_asleep().returning(move || Ok(asleep));
+    store
+}
+
+type Snapshot = Vec<(
+    CompositeKey,
+    Option<::metrics::Unit>,
+    Option<::metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// Runs `f` on a current-thread runtime with a local metrics recorder.
+fn recorded<F: Future>(f: F) -> (F::Output, Snapshot) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let out = ::metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    });
+    (out, snapshotter.snapshot().into_vec())
+}
+
+fn counter(s: &Snapshot, name: &str, label: (&str, &str)) -> Option<u64> {
+    s.iter().find_map(|(k, _, _, v)| {
+        let key = k.key();
+        let matches = key.name() == name
+            && key
+                .labels()
+                .any(|l| l.key() == label.0 && l.value() == label.1);
+        match v {
+            DebugValue::Counter(n) if matches => Some(*n),
+            _ => None,
+        }
+    })
+}
+
+fn outcome(s: &Snapshot, outcome: &str) -> u64 {
+    counter(
+        s,
+        crate::metrics::SCALED_TO_ZERO_TOTAL,
+        ("outcome", outcome),
+    )
+    .unwrap_or(0)
+}
+
+fn gauge(s: &Snapshot, name: &str) -> Option<f64> {
+    s.iter().find_map(|(k, _, _, v)| match v {
+        DebugValue::Gauge(g) if k.key().name() == name => Some(g.into_inner()),
+        _ => None,
+    })
+}
+
+// One file per protocol, as in the job itself: a new test goes beside the code it tests.
+mod recover; // stale intents
+mod run; // the flag, fail-open, priming, the loop
+mod sleep; // selection, claim, scale-down, confirm, blast radius, dry run
+mod traffic; // the activity source's answer
+mod wake; // wake
