@@ -33,8 +33,23 @@ pub const ACTIVITY_SOURCE_ERRORS_TOTAL: &str =
 /// `no_data`), whatever the policy then did with them.
 pub const ACTIVITY_UNKNOWN_TOTAL: &str = "instant_deploy_scale_to_zero_activity_unknown_total";
 
+/// Counter of `asleep` rows found with their app running and set `awake`, label `kind`
+/// (see [`DRIFT_KINDS`]).
+pub const DRIFT_TOTAL: &str = "instant_deploy_scale_to_zero_drift_total";
+/// Counter of wakes that met a transition they could not wait out and answered a retryable
+/// conflict (not a failure: the caller retries; no app is left down by it).
+pub const WAKE_CONFLICTS_TOTAL: &str = "instant_deploy_scale_to_zero_wake_conflicts_total";
+/// Gauge: Unix time the metrics were primed (the process started). With
+/// [`LAST_SUCCESS_TIMESTAMP`] absent it tells "never succeeded since start".
+pub const STARTED_TIMESTAMP: &str = "instant_deploy_scale_to_zero_started_timestamp_seconds";
+
+/// Values of the `kind` label of [`DRIFT_TOTAL`]: scaled up by someone else (a person, a
+/// GitOps self-heal, an autoscaler), redeployed by the host (activity after the sleep), or
+/// a wake that scaled the app up but never marked the row.
+pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
+
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 13] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     SKIPPED_TOTAL,
@@ -45,6 +60,9 @@ pub const NAMES: [&str; 10] = [
     WAKE_DURATION_SECONDS,
     ACTIVITY_SOURCE_ERRORS_TOTAL,
     ACTIVITY_UNKNOWN_TOTAL,
+    DRIFT_TOTAL,
+    WAKE_CONFLICTS_TOTAL,
+    STARTED_TIMESTAMP,
 ];
 
 /// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
@@ -78,6 +96,19 @@ pub fn describe_metrics() {
         ACTIVITY_UNKNOWN_TOTAL,
         "Idle candidates whose traffic was unknown, by cause"
     );
+    describe_counter!(
+        DRIFT_TOTAL,
+        "Asleep rows found with their app running, set awake, by kind"
+    );
+    describe_counter!(
+        WAKE_CONFLICTS_TOTAL,
+        "Wakes answered with a retryable conflict (a transition in flight)"
+    );
+    describe_gauge!(
+        STARTED_TIMESTAMP,
+        Unit::Seconds,
+        "Unix time the process primed its metrics"
+    );
 }
 
 /// Makes every outcome and skip series exist at 0, so dashboards and alerts see them
@@ -93,7 +124,21 @@ pub fn prime() {
     for cause in ACTIVITY_UNKNOWN_CAUSES {
         counter!(ACTIVITY_UNKNOWN_TOTAL, "cause" => cause).absolute(0);
     }
+    for kind in DRIFT_KINDS {
+        counter!(DRIFT_TOTAL, "kind" => kind).absolute(0);
+    }
+    counter!(WAKE_CONFLICTS_TOTAL).absolute(0);
     gauge!(IDLE_APPS).set(0.0);
+    #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
+    gauge!(STARTED_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
+}
+
+pub(crate) fn drift(kind: &'static str) {
+    counter!(DRIFT_TOTAL, "kind" => kind).increment(1);
+}
+
+pub(crate) fn wake_conflict() {
+    counter!(WAKE_CONFLICTS_TOTAL).increment(1);
 }
 
 pub(crate) fn activity_source_error() {

@@ -63,11 +63,14 @@ pub enum SkipReason {
     /// The activity source failed or had no data for the app, and the policy
     /// (`activity_unknown = keep_awake`) keeps such apps up.
     ActivityUnknown,
+    /// Someone else scales the app back up every time it is slept (a GitOps self-heal, an
+    /// autoscaler): not slept again until a wake or new activity.
+    FightsBack,
 }
 
 impl SkipReason {
     /// Every reason, for priming.
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         Self::Foreign,
         Self::Malformed,
         Self::ProtectedNamespace,
@@ -77,6 +80,7 @@ impl SkipReason {
         Self::ShuttingDown,
         Self::RecentTraffic,
         Self::ActivityUnknown,
+        Self::FightsBack,
     ];
 
     /// The metric label value.
@@ -91,6 +95,7 @@ impl SkipReason {
             Self::ShuttingDown => "shutting_down",
             Self::RecentTraffic => "recent_traffic",
             Self::ActivityUnknown => "activity_unknown",
+            Self::FightsBack => "fights_back",
         }
     }
 }
