@@ -27,8 +27,12 @@ mod error;
 #[cfg(feature = "testkit")]
 mod host;
 pub mod queries;
+#[cfg(feature = "testkit")]
+mod scratch;
 
 pub use error::{Error, Result};
+#[cfg(feature = "testkit")]
+pub use scratch::ScratchDatabase;
 
 /// The embedded migrations (`crates/postgres/migrations/`). Each migration runs in a
 /// transaction, so a failure leaves nothing half-applied.
@@ -420,10 +424,14 @@ impl Error {
 
 /// Parses `url` (never echoing its password) and sets the session's statement timeout.
 fn options(url: &str) -> Result<PgConnectOptions> {
-    let password = error::password_of(url);
-    let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
-        reason: error::redact(&e.to_string(), password.as_deref()),
-    })?;
     let timeout = format!("{}ms", STATEMENT_TIMEOUT.as_millis());
-    Ok(options.options([("statement_timeout", timeout.as_str())]))
+    Ok(parse_url(url)?.options([("statement_timeout", timeout.as_str())]))
+}
+
+/// Parses `url` as given, never echoing its password in the error.
+fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    let password = error::password_of(url);
+    PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
+        reason: error::redact(&e.to_string(), password.as_deref()),
+    })
 }
