@@ -176,6 +176,7 @@ async fn secrets_never_reach_the_logs(_: PgPoolOptions, opts: PgConnectOptions) 
     assert!(!logs.contains(TOKEN), "token leaked:\n{logs}");
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn demo_runs_to_completion_with_nothing_installed() {
     let mut cmd = command(&["demo"]);
@@ -192,4 +193,22 @@ fn demo_runs_to_completion_with_nothing_installed() {
         out.stdout
     );
     assert!(out.stderr.contains("app put to sleep"), "{}", out.stderr);
+}
+
+/// `cargo test -p idle-scaler --no-default-features`: the lean binary names the way to the demo.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn demo_without_the_feature_says_how_to_get_it() {
+    let out = run(command(&["demo"]));
+    assert_eq!(out.code, Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("built without the demo feature")
+            && out
+                .stderr
+                .contains("cargo install --path bins/idle-scaler --features demo"),
+        "{}",
+        out.stderr
+    );
 }

@@ -1,9 +1,9 @@
 //! End-to-end tests: the built `idle-scaler` binary against PostgreSQL and the fake
 //! Kubernetes API server, over real HTTP, with real signals.
 
-mod activity;
-mod artifacts;
-mod cli;
-mod crash;
-mod daemon;
-mod support;
+mod activity; // the Prometheus activity source through the binary's wiring
+mod artifacts; // deploy/ agrees with the code (metric names, RBAC)
+mod cli; // command-line behaviour: bad input, secrets, the demo
+mod crash; // kill -9 mid-sleep, then a restart
+mod daemon; // the daemon against PostgreSQL and the fake API server
+mod support; // helpers: running the binary, HTTP, the database URL

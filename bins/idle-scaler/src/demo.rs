@@ -11,11 +11,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{Config, FixedScalerSource, Job, Outcome, SleepState, Store, TickReport};
 use idle_scaler_kube::KubeScaler;
-use idle_scaler_postgres::PgStore;
+use idle_scaler_postgres::ScratchDatabase;
 use idle_scaler_testkit::clock::ManualClock;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use idle_scaler_testkit::memory::MemoryStore;
+use sqlx::postgres::PgPoolOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,12 +29,6 @@ struct App {
     id: Uuid,
     kind: &'static str,
     namespace: &'static str,
-    name: String,
-}
-
-/// A database the demo created on the user's server, dropped at the end.
-struct DemoDatabase {
-    admin: sqlx::PgPool,
     name: String,
 }
 
@@ -50,11 +45,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let t0 = Utc::now();
     let clock = ManualClock::new(t0);
 
-    let (store, host, database): (Arc<dyn Store>, Arc<dyn HostOps>, Option<DemoDatabase>) =
+    let (store, host, database): (Arc<dyn Store>, Arc<dyn HostOps>, Option<ScratchDatabase>) =
         match settings.database_url.as_deref() {
             Some(url) => {
-                let (store, db) = demo_database(url).await?;
-                let store = Arc::new(store);
+                let db = ScratchDatabase::create(url, "idle_scaler_demo", PgPoolOptions::new())
+                    .await
+                    .context("creating the demo database (the DATABASE_URL user needs CREATEDB)")?;
+                let store = Arc::new(db.store());
                 (store.clone(), store, Some(db))
             }
             None => {
@@ -188,7 +185,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     if let Some(db) = database {
         drop(host);
         drop(job);
-        db.drop_database().await;
+        let name = db.name().to_owned();
+        if let Err(e) = db.drop_database().await {
+            eprintln!("warning: could not drop demo database {name}: {e}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -263,35 +263,6 @@ async fn seed(
         }
     }
     Ok(apps)
-}
-
-async fn demo_database(url: &str) -> anyhow::Result<(PgStore, DemoDatabase)> {
-    let admin = PgStore::connect(url).await?.pool().clone();
-    let name = format!("idle_scaler_demo_{}", Uuid::new_v4().simple());
-    // The name is ours (a UUID), not user input.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .context("creating the demo database (the DATABASE_URL user needs CREATEDB)")?;
-    let options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_URL")?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .connect_with(options.database(&name))
-        .await?;
-    let store = PgStore::from_pool(pool);
-    store.migrate().await?;
-    Ok((store, DemoDatabase { admin, name }))
-}
-
-impl DemoDatabase {
-    async fn drop_database(self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&self.admin)
-            .await
-        {
-            eprintln!("warning: could not drop demo database {}: {e}", self.name);
-        }
-    }
 }
 
 /// A minimal HTTP/1.1 POST, so the demo goes through the real endpoint without a client crate.

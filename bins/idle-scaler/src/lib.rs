@@ -2,6 +2,10 @@
 //! `main.rs` only calls [`main`].
 
 mod commands;
+#[cfg(feature = "demo")]
+mod demo;
+#[cfg(not(feature = "demo"))]
+#[path = "demo_unavailable.rs"]
 mod demo;
 mod logging;
 mod server;

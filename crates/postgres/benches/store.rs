@@ -21,8 +21,8 @@ use chrono::Utc;
 use idle_scaler_core::{
     Config, Error, FixedScalerSource, Job, Result, Scale, Scaler, Store, SystemClock, Target,
 };
-use idle_scaler_postgres::{PgStore, queries};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use idle_scaler_postgres::{ScratchDatabase, queries};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 const ROWS: i64 = 1_000_000;
@@ -156,21 +156,15 @@ FROM generate_series(1, $1) AS i";
 async fn main() {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = PgStore::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let db = format!("idle_scaler_bench_{}", std::process::id());
-    exec(admin.pool(), &format!("DROP DATABASE IF EXISTS {db}")).await;
-    exec(admin.pool(), &format!("CREATE DATABASE {db}")).await;
-
-    let options: PgConnectOptions = url.parse().expect("DATABASE_URL");
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.database(&db))
-        .await
-        .expect("bench database");
-    let store = PgStore::from_pool(pool.clone());
-    store.migrate().await.expect("migrate");
+    let scratch = ScratchDatabase::create(
+        &url,
+        "idle_scaler_bench",
+        PgPoolOptions::new().max_connections(4),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating the bench database: {e}"));
+    let store = scratch.store();
+    let pool = store.pool().clone();
 
     let server: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
@@ -295,12 +289,10 @@ async fn main() {
     );
     println!("{plans}");
 
-    pool.close().await;
-    exec(
-        admin.pool(),
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-    )
-    .await;
+    scratch
+        .drop_database()
+        .await
+        .unwrap_or_else(|e| panic!("dropping the bench database: {e}"));
     // Latency depends on the machine and its neighbours, so a miss is reported, not fatal;
     // a sequential scan is a property of the schema and the query, so it fails the run.
     if !all_met {

@@ -10,27 +10,6 @@ use uuid::Uuid;
 use crate::queries::host as q;
 use crate::{Error, PgStore, Row};
 
-impl PgStore {
-    async fn host_update<'a, T>(
-        &self,
-        op: &'static str,
-        sql: &'static str,
-        id: Uuid,
-        value: T,
-    ) -> Result<bool>
-    where
-        T: sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'a,
-    {
-        let done = sqlx::query(sql)
-            .bind(id)
-            .bind(value)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(Error::query(op))?;
-        Ok(done.is_some())
-    }
-}
-
 #[async_trait]
 impl HostOps for PgStore {
     async fn insert(&self, row: NewDeployment) -> Result<Uuid> {
@@ -52,23 +31,23 @@ impl HostOps for PgStore {
     }
 
     async fn bump_activity(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
-        self.host_update("bump_activity", q::BUMP_ACTIVITY, id, at)
-            .await
+        let write = sqlx::query(q::BUMP_ACTIVITY).bind(id).bind(at);
+        Ok(self.matched("bump_activity", write).await?)
     }
 
     async fn set_always_on(&self, id: Uuid, on: bool) -> Result<bool> {
-        self.host_update("set_always_on", q::SET_ALWAYS_ON, id, on)
-            .await
+        let write = sqlx::query(q::SET_ALWAYS_ON).bind(id).bind(on);
+        Ok(self.matched("set_always_on", write).await?)
     }
 
     async fn set_expires_at(&self, id: Uuid, at: Option<DateTime<Utc>>) -> Result<bool> {
-        self.host_update("set_expires_at", q::SET_EXPIRES_AT, id, at)
-            .await
+        let write = sqlx::query(q::SET_EXPIRES_AT).bind(id).bind(at);
+        Ok(self.matched("set_expires_at", write).await?)
     }
 
     async fn set_status(&self, id: Uuid, status: &str) -> Result<bool> {
-        self.host_update("set_status", q::SET_STATUS, id, status.to_owned())
-            .await
+        let write = sqlx::query(q::SET_STATUS).bind(id).bind(status.to_owned());
+        Ok(self.matched("set_status", write).await?)
     }
 
     async fn set_sleep_state(
@@ -78,24 +57,17 @@ impl HostOps for PgStore {
         changed_at: DateTime<Utc>,
         replicas: Option<i32>,
     ) -> Result<bool> {
-        let done = sqlx::query(q::SET_SLEEP_STATE)
+        let write = sqlx::query(q::SET_SLEEP_STATE)
             .bind(id)
             .bind(state.as_str())
             .bind(changed_at)
-            .bind(replicas)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(Error::query("set_sleep_state"))?;
-        Ok(done.is_some())
+            .bind(replicas);
+        Ok(self.matched("set_sleep_state", write).await?)
     }
 
     async fn delete(&self, id: Uuid) -> Result<bool> {
-        let done = sqlx::query(q::DELETE)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(Error::query("delete"))?;
-        Ok(done.is_some())
+        let delete = sqlx::query(q::DELETE).bind(id);
+        Ok(self.matched("delete", delete).await?)
     }
 
     async fn read(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {

@@ -27,8 +27,12 @@ mod error;
 #[cfg(feature = "testkit")]
 mod host;
 pub mod queries;
+#[cfg(feature = "testkit")]
+mod scratch;
 
 pub use error::{Error, Result};
+#[cfg(feature = "testkit")]
+pub use scratch::ScratchDatabase;
 
 /// The embedded migrations (`crates/postgres/migrations/`). Each migration runs in a
 /// transaction, so a failure leaves nothing half-applied.
@@ -182,7 +186,20 @@ impl PgStore {
             .map_err(Error::query("get"))?;
         row.map(Row::into_record).transpose()
     }
+
+    /// Runs a conditional write (`UPDATE ... WHERE <predicate> RETURNING`, `DELETE ...
+    /// RETURNING`) and reports whether it matched a row: whether the compare-and-set won.
+    pub(crate) async fn matched(&self, op: &'static str, query: Cas<'_>) -> Result<bool> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query(op))?;
+        Ok(row.is_some())
+    }
 }
+
+/// A statement with its arguments bound, ready for [`PgStore::matched`].
+pub(crate) type Cas<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// A `deployments` row as selected by [`queries::COLUMNS`].
 #[derive(sqlx::FromRow)]
@@ -253,16 +270,13 @@ impl Store for PgStore {
         replicas: Option<i32>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let claimed = sqlx::query(queries::CLAIM_SLEEP)
+        let claim = sqlx::query(queries::CLAIM_SLEEP)
             .bind(id)
             .bind(seen_activity)
             .bind(idle_before)
             .bind(replicas)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("claim_sleep"))?;
-        Ok(claimed.is_some())
+            .bind(now);
+        Ok(self.matched("claim_sleep", claim).await?)
     }
 
     async fn confirm_sleep(
@@ -271,14 +285,11 @@ impl Store for PgStore {
         seen_activity: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<ConfirmOutcome> {
-        let confirmed = sqlx::query(queries::CONFIRM_SLEEP)
+        let confirm = sqlx::query(queries::CONFIRM_SLEEP)
             .bind(id)
             .bind(seen_activity)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("confirm_sleep"))?;
-        if confirmed.is_some() {
+            .bind(now);
+        if self.matched("confirm_sleep", confirm).await? {
             return Ok(ConfirmOutcome::Confirmed);
         }
         // The CAS failed; why decides what the tick does next. Still `sleeping` means only the
@@ -295,13 +306,8 @@ impl Store for PgStore {
     }
 
     async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let reverted = sqlx::query(queries::REVERT_SLEEP)
-            .bind(id)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("revert_sleep"))?;
-        Ok(reverted.is_some())
+        let revert = sqlx::query(queries::REVERT_SLEEP).bind(id).bind(now);
+        Ok(self.matched("revert_sleep", revert).await?)
     }
 
     async fn settle_intent(
@@ -311,15 +317,12 @@ impl Store for PgStore {
         to: SleepState,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let settled = sqlx::query(queries::SETTLE_INTENT)
+        let settle = sqlx::query(queries::SETTLE_INTENT)
             .bind(id)
             .bind(intent_at)
             .bind(to.as_str())
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("settle_intent"))?;
-        Ok(settled.is_some())
+            .bind(now);
+        Ok(self.matched("settle_intent", settle).await?)
     }
 
     async fn stale_intents(
@@ -364,34 +367,21 @@ impl Store for PgStore {
         from: SleepState,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let woke = sqlx::query(queries::FINISH_WAKE)
+        let wake = sqlx::query(queries::FINISH_WAKE)
             .bind(id)
             .bind(from.as_str())
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("finish_wake"))?;
-        Ok(woke.is_some())
+            .bind(now);
+        Ok(self.matched("finish_wake", wake).await?)
     }
 
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let touched = sqlx::query(queries::TOUCH_AWAKE)
-            .bind(id)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("touch_awake"))?;
-        Ok(touched.is_some())
+        let touch = sqlx::query(queries::TOUCH_AWAKE).bind(id).bind(now);
+        Ok(self.matched("touch_awake", touch).await?)
     }
 
     async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let recorded = sqlx::query(queries::RECORD_TRAFFIC)
-            .bind(id)
-            .bind(at)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("record_traffic"))?;
-        Ok(recorded.is_some())
+        let record = sqlx::query(queries::RECORD_TRAFFIC).bind(id).bind(at);
+        Ok(self.matched("record_traffic", record).await?)
     }
 
     async fn list_sleeping(&self) -> idle_scaler_core::Result<Vec<DeploymentRecord>> {
@@ -434,10 +424,14 @@ impl Error {
 
 /// Parses `url` (never echoing its password) and sets the session's statement timeout.
 fn options(url: &str) -> Result<PgConnectOptions> {
-    let password = error::password_of(url);
-    let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
-        reason: error::redact(&e.to_string(), password.as_deref()),
-    })?;
     let timeout = format!("{}ms", STATEMENT_TIMEOUT.as_millis());
-    Ok(options.options([("statement_timeout", timeout.as_str())]))
+    Ok(parse_url(url)?.options([("statement_timeout", timeout.as_str())]))
+}
+
+/// Parses `url` as given, never echoing its password in the error.
+fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    let password = error::password_of(url);
+    PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
+        reason: error::redact(&e.to_string(), password.as_deref()),
+    })
 }

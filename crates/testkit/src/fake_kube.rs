@@ -18,29 +18,26 @@
 //! access to the objects ([`FakeApiServer::scale_externally`] is a person or an HPA).
 //! State sits behind a sync mutex: every operation is short and never awaits while locked.
 
-mod discovery;
-mod patch;
-mod state;
+mod discovery; // the discovery documents (`/api`, `/apis`, `/version`)
+mod errors; // the apiserver's `Status` failures
+mod patch; // merge patch and JSON patch, as the scale subresource applies them
+mod routes; // paths to objects, and the encoding of answers
+mod server; // connections; per request: record it, draw faults, route it
+mod state; // the objects: Deployments, their Scale view, `resourceVersion`
+mod table; // the `Table` kubectl asks for
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::Method;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use state::{ApiError, Objects};
+use state::Objects;
 
 /// What a [`Fault`] does to a request it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +218,11 @@ impl FakeApiServer {
             address: addr.to_string(),
         });
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        let task = tokio::spawn(server::accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+        ));
         debug!(%addr, "fake API server listening");
         Self {
             addr,
@@ -326,342 +327,4 @@ impl FakeApiServer {
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
     }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: keep serving the connections we have.
-                    warn!(error = %e, "fake API server: accept failed");
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(serve_connection(stream, shared.clone(), shutdown.clone()));
-    }
-}
-
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
-    // A handler that draws a DropConnection fault signals here; dropping the connection
-    // future closes the socket with the request unanswered.
-    let drop_now = Arc::new(Notify::new());
-    let signal = drop_now.clone();
-    let service = service_fn(move |req| {
-        let (shared, signal) = (shared.clone(), signal.clone());
-        async move { Ok::<_, Infallible>(handle(&shared, &signal, req).await) }
-    });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        result = conn => {
-            if let Err(e) = result {
-                debug!(error = %e, "fake API server: connection ended with an error");
-            }
-        }
-        () = drop_now.notified() => debug!("fake API server: connection dropped (injected)"),
-        () = shutdown.cancelled() => {}
-    }
-}
-
-type Body = Full<Bytes>;
-
-/// Counts a running handler; dropped with it, also when its connection is torn down.
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> Response<Body> {
-    shared
-        .in_flight
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let _in_flight = InFlight(&shared.in_flight);
-    let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return error_response(&state::bad_request(format!("reading the body: {e}"))),
-    };
-    let header = |name: header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let recorded = RecordedRequest {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        content_type: header(header::CONTENT_TYPE),
-        accept: header(header::ACCEPT),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        status: None,
-        seq: 0,
-    };
-
-    let (delay, action, seq) = {
-        let mut st = shared.lock();
-        st.seq += 1;
-        let seq = st.seq;
-        st.requests.push(RecordedRequest {
-            seq,
-            ..recorded.clone()
-        });
-        let mut delay = st.latency;
-        let mut action = None;
-        for f in &mut st.faults {
-            if f.times == 0 || !f.matches(&parts.method, &recorded.path) {
-                continue;
-            }
-            match &f.action {
-                FaultAction::Latency(d) => delay += *d,
-                FaultAction::Status(_) | FaultAction::DropConnection if action.is_none() => {
-                    action = Some(f.action.clone());
-                }
-                _ => continue,
-            }
-            f.times -= 1;
-        }
-        st.faults.retain(|f| f.times > 0);
-        (delay, action, seq)
-    };
-    if !delay.is_zero() {
-        // Injected latency: the fake plays a slow apiserver; this is the thing under test.
-        tokio::time::sleep(delay).await;
-    }
-    let response = match action {
-        Some(FaultAction::DropConnection) => {
-            drop_now.notify_one();
-            // Never answer: the connection task drops this future with the connection.
-            std::future::pending::<()>().await;
-            unreachable!("a dropped connection's handler is never resumed")
-        }
-        Some(FaultAction::Status(code)) => {
-            let message = format!("injected fault: HTTP {code}");
-            error_response(&state::status(
-                code,
-                state::reason_for(code),
-                message,
-                Value::Null,
-            ))
-        }
-        Some(FaultAction::Latency(_)) | None => route(shared, &parts.method, &recorded, &body),
-    };
-    let mut st = shared.lock();
-    if let Some(r) = st.requests.iter_mut().rev().find(|r| r.seq == seq) {
-        r.status = Some(response.status().as_u16());
-    }
-    response
-}
-
-fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = code;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
-fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(
-        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &e.body,
-    )
-}
-
-fn ok(result: Result<Value, ApiError>) -> Response<Body> {
-    match result {
-        Ok(v) => json_response(StatusCode::OK, &v),
-        Err(e) => error_response(&e),
-    }
-}
-
-fn path_not_found() -> Response<Body> {
-    error_response(&state::status(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-        serde_json::json!({}),
-    ))
-}
-
-fn method_not_allowed(method: &Method) -> Response<Body> {
-    error_response(&state::status(
-        405,
-        "MethodNotAllowed",
-        format!("the server does not allow this method on the requested resource ({method})"),
-        serde_json::json!({}),
-    ))
-}
-
-fn wants_table(req: &RecordedRequest) -> bool {
-    req.accept
-        .as_deref()
-        .is_some_and(|a| a.contains("as=Table"))
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| state::bad_request(format!("the body of the request is not valid JSON: {e}")))
-}
-
-fn route(shared: &Shared, method: &Method, req: &RecordedRequest, body: &[u8]) -> Response<Body> {
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let get = method == Method::GET;
-    match segments.as_slice() {
-        ["version"] if get => json_response(StatusCode::OK, &discovery::version()),
-        ["api"] if get => json_response(StatusCode::OK, &discovery::core_versions(&shared.address)),
-        ["api", "v1"] if get => json_response(StatusCode::OK, &discovery::core_v1()),
-        ["api", "v1", "namespaces", ns] if get => ok(shared.lock().objects.namespace(ns)),
-        ["apis"] if get => json_response(StatusCode::OK, &discovery::groups()),
-        ["apis", group] if get => discovery::group_doc(group)
-            .map_or_else(path_not_found, |g| json_response(StatusCode::OK, &g)),
-        ["apis", "apps", "v1"] if get => json_response(StatusCode::OK, &discovery::apps_v1()),
-        ["apis", "autoscaling", "v1"] if get => {
-            json_response(StatusCode::OK, &discovery::autoscaling_v1())
-        }
-        ["apis", "apps", "v1", "deployments"] if get => list(shared, None, req),
-        ["apis", "apps", "v1", "namespaces", ns, "deployments"] => match *method {
-            Method::GET => list(shared, Some(ns), req),
-            Method::POST => {
-                let result = parse_json(body).and_then(|d| shared.lock().objects.create(ns, d));
-                match result {
-                    Ok(d) => json_response(StatusCode::CREATED, &d),
-                    Err(e) => error_response(&e),
-                }
-            }
-            _ => method_not_allowed(method),
-        },
-        ["apis", "apps", "v1", "namespaces", ns, "deployments", name] => match *method {
-            Method::GET => {
-                let st = shared.lock();
-                match st.objects.get(ns, name) {
-                    Ok(d) if wants_table(req) => json_response(
-                        StatusCode::OK,
-                        &state::deployment_table(&[d], &st.objects.revision()),
-                    ),
-                    Ok(d) => json_response(StatusCode::OK, d),
-                    Err(e) => error_response(&e),
-                }
-            }
-            Method::DELETE => ok(shared.lock().objects.delete(ns, name)),
-            _ => method_not_allowed(method),
-        },
-        [
-            "apis",
-            "apps",
-            "v1",
-            "namespaces",
-            ns,
-            "deployments",
-            name,
-            "scale",
-        ] => match *method {
-            Method::GET => ok(shared.lock().objects.scale(ns, name)),
-            Method::PUT => {
-                ok(parse_json(body).and_then(|s| shared.lock().objects.write_scale(ns, name, &s)))
-            }
-            Method::PATCH => ok(patch_scale(
-                shared,
-                ns,
-                name,
-                req.content_type.as_deref(),
-                body,
-            )),
-            _ => method_not_allowed(method),
-        },
-        _ => path_not_found(),
-    }
-}
-
-fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Body> {
-    let st = shared.lock();
-    let items = st.objects.list(ns);
-    let rv = st.objects.revision();
-    if wants_table(req) {
-        return json_response(StatusCode::OK, &state::deployment_table(&items, &rv));
-    }
-    // Items in a list carry no kind/apiVersion, like the apiserver's.
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|d| {
-            let mut d = d.clone();
-            if let Some(m) = d.as_object_mut() {
-                m.remove("kind");
-                m.remove("apiVersion");
-            }
-            d
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "kind": "DeploymentList",
-            "apiVersion": "apps/v1",
-            "metadata": { "resourceVersion": rv },
-            "items": items,
-        }),
-    )
-}
-
-/// A patch is applied to the current Scale under the lock, then written like a PUT, so a
-/// `resourceVersion` inside the patch is a precondition as on the real apiserver.
-fn patch_scale(
-    shared: &Shared,
-    ns: &str,
-    name: &str,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    let media = content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    let patch = parse_json(body)?;
-    let mut st = shared.lock();
-    let mut scale = st.objects.scale(ns, name)?;
-    match media {
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            patch::merge(&mut scale, &patch);
-        }
-        "application/json-patch+json" => patch::json_patch(&mut scale, &patch).map_err(|msg| {
-            state::status(
-                422,
-                "Invalid",
-                msg,
-                serde_json::json!({ "name": name, "group": "autoscaling", "kind": "Scale" }),
-            )
-        })?,
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            return Err(state::status(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not implemented by the fake API server",
-                Value::Null,
-            ));
-        }
-        other => {
-            return Err(state::status(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format ({other:?}) - accepted media types include: \
-                     application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
-                ),
-                Value::Null,
-            ));
-        }
-    }
-    st.objects.write_scale(ns, name, &scale)
 }

@@ -1,8 +1,8 @@
 //! The adapter over real HTTP against the fake API server (one test binary, a module per topic).
 
-mod errors;
-mod job;
-mod scale;
+mod errors; // every error mapping, over real HTTP
+mod job; // the real `Job` through the adapter, end to end
+mod scale; // happy paths and the resourceVersion precondition
 
 use std::time::Duration;
 

@@ -1,11 +1,12 @@
 //! `PgStore` against a real PostgreSQL (`DATABASE_URL`); `#[sqlx::test]` gives each test a
 //! fresh database. One binary, one module per topic.
 
-mod chaos;
-mod connect;
-mod contract;
-mod db_faults;
-mod host_integration;
-mod migrate;
-mod races;
-mod two_runners;
+mod chaos; // both real adapters under concurrency and injected Kubernetes faults
+mod connect; // connecting: timeouts, bad URLs, passwords never echoed
+mod contract; // the shared `Store` contract suite on the reference schema
+mod db_faults; // the database failing under the job: terminated connections, a dead server
+mod host_integration; // a host's own table: the integration SQL, then the contract on it
+mod migrate; // migrations: schema, idempotence, incompatible tables
+mod races; // writes on another connection between a tick's select and its CAS
+mod scratch; // `ScratchDatabase`, the demo's and the bench's throwaway database
+mod two_runners; // two job instances on one database

@@ -1,129 +1,23 @@
 //! The fake's objects and their API semantics: Deployments as JSON, the `autoscaling/v1`
-//! Scale view of them, `resourceVersion` preconditions and the apiserver's `Status` errors.
+//! Scale view of them and `resourceVersion` preconditions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-/// An API error: the HTTP code and the `Status` body the real apiserver sends with it.
-#[derive(Debug, Clone)]
-pub(super) struct ApiError {
-    pub code: u16,
-    pub body: Value,
-}
-
-/// A `Status` failure shaped like the apiserver's (`details` omitted when `Null`).
-pub(super) fn status(
-    code: u16,
-    reason: &str,
-    message: impl Into<String>,
-    details: Value,
-) -> ApiError {
-    let mut body = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message.into(),
-        "reason": reason,
-        "code": code,
-    });
-    if !details.is_null() {
-        body["details"] = details;
-    }
-    ApiError { code, body }
-}
-
-/// The `reason` the apiserver gives with a code (`k8s.io/apimachinery` `StatusReason`).
-pub(super) fn reason_for(code: u16) -> &'static str {
-    match code {
-        400 => "BadRequest",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "NotFound",
-        405 => "MethodNotAllowed",
-        406 => "NotAcceptable",
-        409 => "Conflict",
-        410 => "Expired",
-        415 => "UnsupportedMediaType",
-        422 => "Invalid",
-        429 => "TooManyRequests",
-        500 => "InternalError",
-        503 => "ServiceUnavailable",
-        504 => "Timeout",
-        _ => "Unknown",
-    }
-}
-
-fn deployment_details(name: &str) -> Value {
-    json!({ "name": name, "group": "apps", "kind": "deployments" })
-}
-
-pub(super) fn not_found(name: &str) -> ApiError {
-    status(
-        404,
-        "NotFound",
-        format!("deployments.apps \"{name}\" not found"),
-        deployment_details(name),
-    )
-}
-
-fn conflict(name: &str) -> ApiError {
-    status(
-        409,
-        "Conflict",
-        format!(
-            "Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been \
-             modified; please apply your changes to the latest version and try again"
-        ),
-        deployment_details(name),
-    )
-}
-
-fn already_exists(name: &str) -> ApiError {
-    status(
-        409,
-        "AlreadyExists",
-        format!("deployments.apps \"{name}\" already exists"),
-        deployment_details(name),
-    )
-}
-
-pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
-    status(400, "BadRequest", message, Value::Null)
-}
-
-/// 422 with one cause, as field validation reports it.
-fn invalid(kind: &str, group: &str, name: &str, field: &str, detail: &str) -> ApiError {
-    let group_suffix = if group.is_empty() {
-        String::new()
-    } else {
-        format!(".{group}")
-    };
-    status(
-        422,
-        "Invalid",
-        format!("{kind}{group_suffix} \"{name}\" is invalid: {field}: {detail}"),
-        json!({
-            "name": name,
-            "group": group,
-            "kind": kind,
-            "causes": [{ "reason": "FieldValueInvalid", "message": detail, "field": field }],
-        }),
-    )
-}
+use super::errors::{ApiError, already_exists, bad_request, conflict, invalid, not_found, status};
 
 fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn replicas_of(d: &Value) -> i64 {
+pub(super) fn replicas_of(d: &Value) -> i64 {
     d["spec"]["replicas"].as_i64().unwrap_or(0)
 }
 
 /// `matchLabels` as the label selector string a Scale's status carries.
-fn selector_string(d: &Value) -> String {
+pub(super) fn selector_string(d: &Value) -> String {
     d["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {
@@ -467,84 +361,6 @@ impl Objects {
     }
 }
 
-/// kubectl's `HumanDuration`, enough for the AGE column.
-fn human_age(secs: i64) -> String {
-    let secs = secs.max(0);
-    match secs {
-        0..120 => format!("{secs}s"),
-        120..600 if secs % 60 != 0 => format!("{}m{}s", secs / 60, secs % 60),
-        120..10800 => format!("{}m", secs / 60),
-        10800..172_800 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86400),
-    }
-}
-
-/// The `meta.k8s.io/v1` Table kubectl asks for on `get` (server-side printing), with the
-/// apiserver's Deployment columns.
-pub(super) fn deployment_table(items: &[&Value], list_rv: &str) -> Value {
-    let col = |name: &str, ty: &str, format: &str, priority: i32| json!({ "name": name, "type": ty, "format": format, "description": "", "priority": priority });
-    let now = Utc::now();
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|d| {
-            let m = &d["metadata"];
-            let age = m["creationTimestamp"]
-                .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map_or_else(
-                    || "<unknown>".to_owned(),
-                    |t| human_age((now - t.with_timezone(&Utc)).num_seconds()),
-                );
-            let status = &d["status"];
-            let n = |k: &str| status[k].as_i64().unwrap_or(0);
-            let containers = d["spec"]["template"]["spec"]["containers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let join = |k: &str| {
-                containers
-                    .iter()
-                    .filter_map(|c| c[k].as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            json!({
-                "cells": [
-                    m["name"],
-                    format!("{}/{}", n("readyReplicas"), replicas_of(d)),
-                    n("updatedReplicas"),
-                    n("availableReplicas"),
-                    age,
-                    join("name"),
-                    join("image"),
-                    selector_string(d),
-                ],
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": m,
-                },
-            })
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": { "resourceVersion": list_rv },
-        "columnDefinitions": [
-            col("Name", "string", "name", 0),
-            col("Ready", "string", "", 0),
-            col("Up-to-date", "integer", "", 0),
-            col("Available", "integer", "", 0),
-            col("Age", "string", "", 0),
-            col("Containers", "string", "", 1),
-            col("Images", "string", "", 1),
-            col("Selector", "string", "", 1),
-        ],
-        "rows": rows,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,13 +409,5 @@ mod tests {
             .write_scale("apps", "nope", &json!({"spec": {"replicas": 1}}))
             .unwrap_err();
         assert_eq!(e.body["message"], "deployments.apps \"nope\" not found");
-    }
-
-    #[test]
-    fn ages_read_like_kubectl() {
-        assert_eq!(human_age(5), "5s");
-        assert_eq!(human_age(200), "3m20s");
-        assert_eq!(human_age(900), "15m");
-        assert_eq!(human_age(4 * 3600), "4h");
     }
 }

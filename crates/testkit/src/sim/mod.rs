@@ -59,10 +59,11 @@
 //! under an `awake` row, and a fault-free wake of every `asleep` app must succeed (checked
 //! as above).
 
-mod cluster;
-mod ports;
-mod rng;
-mod world;
+mod cluster; // the simulated Deployments (`SimCluster`)
+mod gate; // where port calls wait for the scheduler; the effects they report
+mod ports; // `SimPorts`: the `Store` and `Scaler` an operation sees, each call gated
+mod rng; // the seeded PRNG
+mod world; // the scheduler and the invariant checks
 
 pub use cluster::{SimCluster, SimDeployment};
 pub use rng::Rng;

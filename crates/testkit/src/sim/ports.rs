@@ -1,13 +1,9 @@
 //! The simulation's view of the ports: every `Store` and `Scaler` call of an operation waits at
-//! a gate until the scheduler grants it, so the scheduler interleaves operations one port call
+//! its gate until the scheduler grants it, so the scheduler interleaves operations one port call
 //! at a time and decides, per call, whether it fails, fails after its effect (the response is
 //! lost), or never completes (the process died there).
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,237 +13,10 @@ use idle_scaler_core::{
 };
 use uuid::Uuid;
 
-use super::cluster::{SimCluster, SimDeployment};
+use super::cluster::SimCluster;
+use super::gate::{Call, DelayedWrite, Event, Fault, Gate, OpId, Shared};
 use crate::host::HostOps;
 use crate::memory::MemoryStore;
-
-/// An operation (one tick or one wake) in the simulation.
-pub(super) type OpId = u64;
-
-/// A port call, as the gate sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Call {
-    Select,
-    Claim,
-    Confirm,
-    Revert,
-    Settle,
-    Stale,
-    Get,
-    FinishWake,
-    TouchAwake,
-    ListSleeping,
-    CountAsleep,
-    RecordTraffic,
-    GetScale,
-    SetReplicas,
-}
-
-impl Call {
-    /// Writes can fail after their effect (the commit happened, the answer was lost).
-    pub(super) fn is_write(self) -> bool {
-        matches!(
-            self,
-            Self::Claim
-                | Self::Confirm
-                | Self::Revert
-                | Self::Settle
-                | Self::FinishWake
-                | Self::TouchAwake
-                | Self::RecordTraffic
-                | Self::SetReplicas
-        )
-    }
-
-    pub(super) fn is_kube(self) -> bool {
-        matches!(self, Self::GetScale | Self::SetReplicas)
-    }
-}
-
-/// What happens to a granted call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fault {
-    /// Served normally.
-    None,
-    /// Fails without effect (connection refused, 500, a timeout before the write).
-    ErrBefore,
-    /// Takes effect, then fails (the response was lost: a timeout after the commit).
-    ErrAfter,
-    /// The process dies before the call reaches the other side.
-    CrashBefore,
-    /// The process dies after the call took effect, before it learns the answer.
-    CrashAfter,
-    /// Kubernetes writes only: the client times out now, but the request is still in the
-    /// apiserver and may be applied later (with its precondition checked then).
-    Delayed,
-}
-
-/// A write the apiserver still holds after its client gave up.
-#[derive(Debug, Clone)]
-pub(super) struct DelayedWrite {
-    pub(super) op: OpId,
-    pub(super) target: Target,
-    pub(super) replicas: i32,
-    pub(super) resource_version: Option<String>,
-}
-
-/// What the operations did, recorded at the moment of each effect, with the row or the
-/// Deployment as it was just before: the invariants are checked against this log.
-#[derive(Debug, Clone)]
-pub(super) enum Event {
-    Selected {
-        op: OpId,
-        found: Vec<(Uuid, DateTime<Utc>)>,
-    },
-    Claim {
-        op: OpId,
-        id: Uuid,
-        seen: DateTime<Utc>,
-        idle_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        before: Option<DeploymentRecord>,
-        won: bool,
-    },
-    Confirm {
-        op: OpId,
-        id: Uuid,
-        seen: DateTime<Utc>,
-        before: Option<DeploymentRecord>,
-        outcome: ConfirmOutcome,
-    },
-    Revert {
-        op: OpId,
-        id: Uuid,
-        done: bool,
-    },
-    Settle {
-        op: OpId,
-        id: Uuid,
-        to: SleepState,
-        before: Option<DeploymentRecord>,
-        done: bool,
-    },
-    FinishWake {
-        op: OpId,
-        id: Uuid,
-        from: SleepState,
-        done: bool,
-    },
-    Read {
-        op: OpId,
-        row: Option<DeploymentRecord>,
-    },
-    Scaled {
-        op: OpId,
-        target: Target,
-        replicas: i32,
-        before: Option<SimDeployment>,
-    },
-}
-
-struct Waiter {
-    op: OpId,
-    call: Call,
-    waker: Waker,
-}
-
-/// Shared between the scheduler and every port of every operation.
-#[derive(Default)]
-pub(super) struct Gates {
-    waiting: BTreeMap<u64, Waiter>,
-    granted: Option<(u64, Fault)>,
-    next_waiter: u64,
-    /// Operations a crash fault hit: the scheduler drops their future.
-    pub(super) crashed: Vec<OpId>,
-    /// Effects since the scheduler last looked.
-    pub(super) events: Vec<Event>,
-    /// Kubernetes writes still in flight after their client timed out.
-    pub(super) delayed: Vec<DelayedWrite>,
-}
-
-/// The lock around [`Gates`].
-#[derive(Clone, Default)]
-pub(super) struct Shared(Arc<Mutex<Gates>>);
-
-impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, Gates> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The calls of `op` waiting at their gate, in the order they arrived.
-    pub(super) fn waiting(&self, op: OpId) -> Vec<(u64, Call)> {
-        self.lock()
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.op == op)
-            .map(|(id, w)| (*id, w.call))
-            .collect()
-    }
-
-    /// Lets waiter `id` through with `fault`, waking the task it belongs to.
-    pub(super) fn grant(&self, id: u64, fault: Fault) {
-        let mut g = self.lock();
-        g.granted = Some((id, fault));
-        if let Some(w) = g.waiting.get(&id) {
-            w.waker.wake_by_ref();
-        }
-    }
-
-    /// True while a grant has not been taken (a harness bug if it outlives a poll).
-    pub(super) fn grant_pending(&self) -> bool {
-        self.lock().granted.is_some()
-    }
-
-    /// Forgets the waiters of a dropped operation (their gates are dropped with it).
-    pub(super) fn forget(&self, op: OpId) {
-        self.lock().waiting.retain(|_, w| w.op != op);
-    }
-}
-
-struct Gate {
-    shared: Shared,
-    op: OpId,
-    call: Call,
-    id: Option<u64>,
-}
-
-impl Future for Gate {
-    type Output = Fault;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fault> {
-        let shared = self.shared.clone();
-        let mut g = shared.lock();
-        let id = *self.id.get_or_insert_with(|| {
-            g.next_waiter += 1;
-            g.next_waiter
-        });
-        if let Some((granted, fault)) = g.granted
-            && granted == id
-        {
-            g.granted = None;
-            g.waiting.remove(&id);
-            return Poll::Ready(fault);
-        }
-        let (op, call) = (self.op, self.call);
-        g.waiting.insert(
-            id,
-            Waiter {
-                op,
-                call,
-                waker: cx.waker().clone(),
-            },
-        );
-        Poll::Pending
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.shared.lock().waiting.remove(&id);
-        }
-    }
-}
 
 /// The `Store` and `Scaler` of one operation.
 #[derive(Clone)]
@@ -266,13 +35,7 @@ impl std::fmt::Debug for SimPorts {
 
 impl SimPorts {
     async fn enter(&self, call: Call) -> Result<Fault> {
-        let fault = Gate {
-            shared: self.shared.clone(),
-            op: self.op,
-            call,
-            id: None,
-        }
-        .await;
+        let fault = Gate::new(self.shared.clone(), self.op, call).await;
         match fault {
             Fault::ErrBefore if call.is_kube() => Err(Error::Unavailable(
                 "injected: 500 Internal Server Error".into(),

@@ -1,0 +1,89 @@
+//! Reads: one row by id, the asleep gauge, the status listing.
+
+use chrono::Duration;
+use idle_scaler_core::{SleepState, Store};
+use uuid::Uuid;
+
+use super::{insert, mins, now, row, t0};
+use crate::host::{HostOps, NewDeployment};
+
+/// `get` returns what was inserted, timestamps cut to microseconds as `timestamptz` keeps them.
+pub async fn get_round_trips_every_column<S: Store + HostOps>(s: &S) {
+    let at = t0() + Duration::nanoseconds(1_234_567_891);
+    let new = NewDeployment::k8s("ns", "app", at)
+        .status("degraded")
+        .always_on(true)
+        .expires_at(at + mins(5))
+        .sleep_state(SleepState::Asleep, at + mins(1), Some(3));
+    let id = insert(s, new.clone()).await;
+    let got = row(s, id).await;
+    let micros = t0() + Duration::microseconds(1_234_567);
+    assert_eq!(got.id, new.id);
+    assert_eq!(got.provider_id, "k8s:ns/app");
+    assert_eq!(got.status, "degraded");
+    assert!(got.always_on);
+    assert_eq!(got.expires_at, Some(micros + mins(5)));
+    assert_eq!(got.last_activity_at, micros);
+    assert_eq!(got.sleep_state, SleepState::Asleep);
+    assert_eq!(got.sleep_state_changed_at, micros + mins(1));
+    assert_eq!(got.replicas_before_sleep, Some(3));
+    assert_eq!(s.read(id).await.expect("read"), Some(got));
+}
+
+/// A missing row is `None`, not an error.
+pub async fn get_of_missing_row_is_none<S: Store + HostOps>(s: &S) {
+    assert_eq!(s.get(Uuid::new_v4()).await.expect("get"), None);
+}
+
+/// The gauge: `asleep` rows only.
+pub async fn count_asleep_counts_asleep_only<S: Store + HostOps>(s: &S) {
+    assert_eq!(s.count_asleep().await.expect("count"), 0);
+    let old = now() - mins(60);
+    for (i, state) in [
+        SleepState::Asleep,
+        SleepState::Asleep,
+        SleepState::Sleeping,
+        SleepState::Awake,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        insert(
+            s,
+            NewDeployment::k8s("apps", &format!("a{i}"), old).sleep_state(state, old, None),
+        )
+        .await;
+    }
+    assert_eq!(s.count_asleep().await.expect("count"), 2);
+}
+
+/// Status listing: `asleep` and `sleeping` rows, by state change time then id.
+pub async fn list_sleeping_lists_sleeping_and_asleep<S: Store + HostOps>(s: &S) {
+    assert!(s.list_sleeping().await.expect("list").is_empty());
+    let old = now() - mins(60);
+    let asleep = insert(
+        s,
+        NewDeployment::k8s("apps", "asleep", old).sleep_state(
+            SleepState::Asleep,
+            now() - mins(2),
+            Some(2),
+        ),
+    )
+    .await;
+    let sleeping = insert(
+        s,
+        NewDeployment::k8s("apps", "sleeping", old).sleep_state(
+            SleepState::Sleeping,
+            now() - mins(3),
+            Some(1),
+        ),
+    )
+    .await;
+    insert(s, NewDeployment::k8s("apps", "awake", old)).await;
+    let listed = s.list_sleeping().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![sleeping, asleep]
+    );
+    assert_eq!(listed[1], row(s, asleep).await);
+}

@@ -1,0 +1,221 @@
+//! The API's paths: which request reads or writes which object, and how the answer is
+//! encoded (JSON, a `Table` for kubectl, a `Status` on error).
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::errors::{self, ApiError};
+use super::server::Body;
+use super::{RecordedRequest, Shared, discovery, patch, table};
+
+fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = code;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+pub(super) fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.body,
+    )
+}
+
+fn ok(result: Result<Value, ApiError>) -> Response<Body> {
+    match result {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn path_not_found() -> Response<Body> {
+    error_response(&errors::status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        serde_json::json!({}),
+    ))
+}
+
+fn method_not_allowed(method: &Method) -> Response<Body> {
+    error_response(&errors::status(
+        405,
+        "MethodNotAllowed",
+        format!("the server does not allow this method on the requested resource ({method})"),
+        serde_json::json!({}),
+    ))
+}
+
+fn wants_table(req: &RecordedRequest) -> bool {
+    req.accept
+        .as_deref()
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| errors::bad_request(format!("the body of the request is not valid JSON: {e}")))
+}
+
+pub(super) fn route(
+    shared: &Shared,
+    method: &Method,
+    req: &RecordedRequest,
+    body: &[u8],
+) -> Response<Body> {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    match segments.as_slice() {
+        ["version"] if get => json_response(StatusCode::OK, &discovery::version()),
+        ["api"] if get => json_response(StatusCode::OK, &discovery::core_versions(&shared.address)),
+        ["api", "v1"] if get => json_response(StatusCode::OK, &discovery::core_v1()),
+        ["api", "v1", "namespaces", ns] if get => ok(shared.lock().objects.namespace(ns)),
+        ["apis"] if get => json_response(StatusCode::OK, &discovery::groups()),
+        ["apis", group] if get => discovery::group_doc(group)
+            .map_or_else(path_not_found, |g| json_response(StatusCode::OK, &g)),
+        ["apis", "apps", "v1"] if get => json_response(StatusCode::OK, &discovery::apps_v1()),
+        ["apis", "autoscaling", "v1"] if get => {
+            json_response(StatusCode::OK, &discovery::autoscaling_v1())
+        }
+        ["apis", "apps", "v1", "deployments"] if get => list(shared, None, req),
+        ["apis", "apps", "v1", "namespaces", ns, "deployments"] => match *method {
+            Method::GET => list(shared, Some(ns), req),
+            Method::POST => {
+                let result = parse_json(body).and_then(|d| shared.lock().objects.create(ns, d));
+                match result {
+                    Ok(d) => json_response(StatusCode::CREATED, &d),
+                    Err(e) => error_response(&e),
+                }
+            }
+            _ => method_not_allowed(method),
+        },
+        ["apis", "apps", "v1", "namespaces", ns, "deployments", name] => match *method {
+            Method::GET => {
+                let st = shared.lock();
+                match st.objects.get(ns, name) {
+                    Ok(d) if wants_table(req) => json_response(
+                        StatusCode::OK,
+                        &table::deployment_table(&[d], &st.objects.revision()),
+                    ),
+                    Ok(d) => json_response(StatusCode::OK, d),
+                    Err(e) => error_response(&e),
+                }
+            }
+            Method::DELETE => ok(shared.lock().objects.delete(ns, name)),
+            _ => method_not_allowed(method),
+        },
+        [
+            "apis",
+            "apps",
+            "v1",
+            "namespaces",
+            ns,
+            "deployments",
+            name,
+            "scale",
+        ] => match *method {
+            Method::GET => ok(shared.lock().objects.scale(ns, name)),
+            Method::PUT => {
+                ok(parse_json(body).and_then(|s| shared.lock().objects.write_scale(ns, name, &s)))
+            }
+            Method::PATCH => ok(patch_scale(
+                shared,
+                ns,
+                name,
+                req.content_type.as_deref(),
+                body,
+            )),
+            _ => method_not_allowed(method),
+        },
+        _ => path_not_found(),
+    }
+}
+
+fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Body> {
+    let st = shared.lock();
+    let items = st.objects.list(ns);
+    let rv = st.objects.revision();
+    if wants_table(req) {
+        return json_response(StatusCode::OK, &table::deployment_table(&items, &rv));
+    }
+    // Items in a list carry no kind/apiVersion, like the apiserver's.
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if let Some(m) = d.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            d
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "kind": "DeploymentList",
+            "apiVersion": "apps/v1",
+            "metadata": { "resourceVersion": rv },
+            "items": items,
+        }),
+    )
+}
+
+/// A patch is applied to the current Scale under the lock, then written like a PUT, so a
+/// `resourceVersion` inside the patch is a precondition as on the real apiserver.
+fn patch_scale(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let media = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    let patch = parse_json(body)?;
+    let mut st = shared.lock();
+    let mut scale = st.objects.scale(ns, name)?;
+    match media {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            patch::merge(&mut scale, &patch);
+        }
+        "application/json-patch+json" => patch::json_patch(&mut scale, &patch).map_err(|msg| {
+            errors::status(
+                422,
+                "Invalid",
+                msg,
+                serde_json::json!({ "name": name, "group": "autoscaling", "kind": "Scale" }),
+            )
+        })?,
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            return Err(errors::status(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply is not implemented by the fake API server",
+                Value::Null,
+            ));
+        }
+        other => {
+            return Err(errors::status(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format ({other:?}) - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                ),
+                Value::Null,
+            ));
+        }
+    }
+    st.objects.write_scale(ns, name, &scale)
+}

@@ -1,0 +1,218 @@
+//! Operations in flight: starting ticks and wakes, letting their port calls through one at a
+//! time (with a fault drawn per call), polling them, and accounting for how they end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use idle_scaler_core::{Outcome, WakeResult};
+use uuid::Uuid;
+
+use super::{Ended, Kind, Op, OpOut, World};
+use crate::sim::SimFailure;
+use crate::sim::gate::{Call, Fault, OpId};
+
+impl World {
+    pub(super) fn start_tick(&mut self, instance: usize) -> std::result::Result<(), SimFailure> {
+        if self.ops.values().any(|o| o.kind == Kind::Tick(instance)) {
+            return Ok(());
+        }
+        self.next_op += 1;
+        let op = self.next_op;
+        let job = self.job(op);
+        self.report.ticks_started += 1;
+        self.kinds.insert(op, Kind::Tick(instance));
+        self.log(format!("op {op}: tick of instance {instance} starts"));
+        self.ops.insert(
+            op,
+            Op {
+                kind: Kind::Tick(instance),
+                fut: Box::pin(async move { OpOut::Tick(job.tick().await) }),
+                started_step: self.step,
+                started_clock: self.now(),
+                faulted: false,
+                selected: BTreeMap::new(),
+                last_read: None,
+            },
+        );
+        self.poll(op)
+    }
+
+    pub(super) fn start_wake(
+        &mut self,
+        slot: usize,
+        id: Uuid,
+    ) -> std::result::Result<(), SimFailure> {
+        if self
+            .ops
+            .values()
+            .any(|o| matches!(o.kind, Kind::Wake(s, _) if s == slot))
+        {
+            return Ok(());
+        }
+        self.next_op += 1;
+        let op = self.next_op;
+        let job = self.job(op);
+        self.report.wakes_started += 1;
+        self.kinds.insert(op, Kind::Wake(slot, id));
+        self.log(format!("op {op}: wake {id} starts"));
+        self.ops.insert(
+            op,
+            Op {
+                kind: Kind::Wake(slot, id),
+                fut: Box::pin(async move { OpOut::Wake(job.wake(id).await) }),
+                started_step: self.step,
+                started_clock: self.now(),
+                faulted: false,
+                selected: BTreeMap::new(),
+                last_read: None,
+            },
+        );
+        self.poll(op)
+    }
+
+    /// Lets one waiting port call of `op` through (chosen at random when its concurrent
+    /// attempts wait at several), with a fault decided now.
+    pub(super) fn advance(&mut self, op: OpId) -> std::result::Result<(), SimFailure> {
+        let waiting = self.shared.waiting(op);
+        if waiting.is_empty() {
+            return Err(self.fail(0, format!("harness: op {op} waits at no gate")));
+        }
+        let (waiter, call) = waiting[self.rng.index(waiting.len())];
+        let fault = self.fault_for(call);
+        if fault != Fault::None {
+            if let Some(o) = self.ops.get_mut(&op) {
+                o.faulted = true;
+            }
+            match fault {
+                Fault::ErrBefore => self.report.faults_before += 1,
+                Fault::ErrAfter => self.report.faults_after += 1,
+                Fault::Delayed => self.report.faults_delayed += 1,
+                _ => self.report.crashes += 1,
+            }
+        }
+        self.report.port_calls += 1;
+        self.log(format!("op {op}: {call:?} granted ({fault:?})"));
+        self.shared.grant(waiter, fault);
+        self.poll(op)
+    }
+
+    fn fault_for(&mut self, call: Call) -> Fault {
+        if !self.faults_on {
+            return Fault::None;
+        }
+        let p = self.cfg.fault_per_mille;
+        if self.rng.per_mille(p) {
+            Fault::ErrBefore
+        } else if call.is_write() && self.rng.per_mille(p) {
+            if call == Call::SetReplicas && self.rng.percent(50) {
+                Fault::Delayed
+            } else {
+                Fault::ErrAfter
+            }
+        } else if self.rng.per_mille(self.cfg.crash_per_mille) {
+            if call.is_write() && self.rng.percent(50) {
+                Fault::CrashAfter
+            } else {
+                Fault::CrashBefore
+            }
+        } else {
+            Fault::None
+        }
+    }
+
+    /// Polls `op` until it waits at a gate again, completes, or crashed.
+    fn poll(&mut self, op: OpId) -> std::result::Result<(), SimFailure> {
+        let waker = Waker::from(self.flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let out = loop {
+            self.flag.0.store(false, Ordering::SeqCst);
+            let Some(o) = self.ops.get_mut(&op) else {
+                return Ok(());
+            };
+            match o.fut.as_mut().poll(&mut cx) {
+                Poll::Ready(out) => break Some(out),
+                // A stream that yielded to be fair asks to be polled again at once.
+                Poll::Pending if self.flag.0.load(Ordering::SeqCst) => {}
+                Poll::Pending => break None,
+            }
+        };
+        if self.shared.grant_pending() {
+            return Err(self.fail(0, format!("harness: op {op} did not take its grant")));
+        }
+        self.process_events()?;
+        let crashed = std::mem::take(&mut self.shared.lock().crashed);
+        if crashed.contains(&op) {
+            self.log(format!("op {op}: process died in a port call"));
+            self.end(op);
+            return self.check();
+        }
+        match out {
+            Some(out) => self.complete(op, out)?,
+            None if self.shared.waiting(op).is_empty() => {
+                return Err(self.fail(0, format!("harness: op {op} pending at no gate")));
+            }
+            None => {}
+        }
+        self.check()
+    }
+
+    pub(super) fn end(&mut self, op: OpId) {
+        if self.ops.remove(&op).is_some() {
+            self.shared.forget(op);
+            self.ended.insert(op, Ended { step: self.step });
+        }
+    }
+
+    fn complete(&mut self, op: OpId, out: OpOut) -> std::result::Result<(), SimFailure> {
+        let Some(o) = self.ops.remove(&op) else {
+            return Ok(());
+        };
+        self.shared.forget(op);
+        self.ended.insert(op, Ended { step: self.step });
+        match out {
+            OpOut::Tick(Ok(report)) => {
+                self.report.ticks_completed += 1;
+                self.report.scaled_down += report.outcome(Outcome::ScaledDown);
+                self.report.scale_failed += report.outcome(Outcome::ScaleFailed);
+                self.report.recovered += report.recovered.values().sum::<u64>();
+                self.log(format!(
+                    "op {op}: tick done: {} slept, {} failed, skips {:?}, recovered {:?}",
+                    report.outcome(Outcome::ScaledDown),
+                    report.outcome(Outcome::ScaleFailed),
+                    report.skips,
+                    report.recovered
+                ));
+                if !o.faulted {
+                    self.report.clean_ticks += 1;
+                    self.after_clean_tick(&o)?;
+                }
+            }
+            OpOut::Tick(Err(e)) => {
+                self.log(format!("op {op}: tick failed: {e}"));
+                if !o.faulted {
+                    return Err(self.fail(
+                        6,
+                        format!("tick op {op} failed with no fault injected: {e}"),
+                    ));
+                }
+            }
+            OpOut::Wake(Ok(r)) => {
+                self.report.wakes_completed += 1;
+                self.log(format!(
+                    "op {op}: wake done: {:?} {:?}",
+                    r.result, r.replicas
+                ));
+                if r.result == WakeResult::WokeUp {
+                    self.report.woke_up += 1;
+                    self.check_wake(op, &o, &r)?;
+                }
+            }
+            OpOut::Wake(Err(e)) => {
+                self.report.wakes_failed += 1;
+                self.log(format!("op {op}: wake failed: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
