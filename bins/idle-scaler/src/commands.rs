@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use idle_scaler_core::{ActivitySourceKind, Job, Outcome, Store, SystemClock, TickReport};
+use idle_scaler_core::{Job, Outcome, Store, SystemClock, TickReport};
 use idle_scaler_kube::LazyScalerSource;
 use idle_scaler_postgres::PgStore;
-use idle_scaler_prometheus::{PrometheusSource, Settings as PrometheusSettings};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -33,16 +32,9 @@ fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
 fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
     let scalers = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
     let job = Job::new(settings.job.clone(), store, scalers, Arc::new(SystemClock));
-    Ok(Arc::new(match settings.job.activity_source {
-        ActivitySourceKind::None => job,
-        ActivitySourceKind::Prometheus => {
-            // Builds no connection: an unreachable Prometheus shows up per tick as unknown
-            // traffic (apps kept awake), never as a failed start.
-            let source = PrometheusSource::new(PrometheusSettings::from_config(&settings.job))
-                .context("building the Prometheus activity source")?;
-            job.with_activity_source(Arc::new(source))
-        }
-    }))
+    let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
+        .context("building the Prometheus activity source")?;
+    Ok(Arc::new(job))
 }
 
 fn start_logging(settings: &Settings) {
@@ -240,7 +232,7 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
 
 /// `config`: the effective configuration, secrets redacted.
 pub fn config(settings: &Settings) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+    println!("{}", serde_json::to_string_pretty(&settings.redacted()?)?);
     for w in &settings.warnings {
         eprintln!("warning: {w}");
     }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use settings::{Settings, redact_url};
+pub use settings::Settings;
 
 /// Puts idle Kubernetes Deployments to sleep (replicas=0) and wakes them again.
 #[derive(Debug, Parser)]

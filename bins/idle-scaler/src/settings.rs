@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use idle_scaler_core::Config;
+use idle_scaler_core::redact::{redact_in, redact_url};
+use idle_scaler_prometheus::PrometheusConfig;
 use serde::Serialize;
 
 /// Log output format.
@@ -20,8 +22,10 @@ pub enum LogFormat {
 /// The job configuration plus the binary's own settings.
 #[derive(Clone)]
 pub struct Settings {
-    /// The job configuration (DESIGN.md section 5).
+    /// The job configuration.
     pub job: Config,
+    /// The Prometheus activity source's keys (read from the same sources as `job`).
+    pub prometheus: PrometheusConfig,
     /// `DATABASE_URL`; secret (it may hold a password).
     pub database_url: Option<String>,
     /// `IDLE_SCALER_LISTEN_ADDR`.
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("job", &self.job)
+            .field("prometheus", &self.prometheus_redacted())
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
@@ -64,7 +69,9 @@ impl Settings {
         {
             bail!("configuration file {} does not exist", path.display());
         }
-        let (job, warnings) = Config::extract(Config::figment(file))?;
+        let figment = Config::figment(file);
+        let (job, warnings) = Config::extract_with(figment.clone(), idle_scaler_prometheus::KEYS)?;
+        let prometheus = PrometheusConfig::extract(figment, &job)?;
         let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
 
         let database_url = non_empty_env("DATABASE_URL")?;
@@ -94,6 +101,7 @@ impl Settings {
         };
         Ok(Self {
             job,
+            prometheus,
             database_url,
             listen_addr,
             wake_token,
@@ -110,15 +118,33 @@ impl Settings {
     }
 
     /// The effective configuration with secrets redacted, for `idle-scaler config`.
-    pub fn redacted(&self) -> serde_json::Value {
-        serde_json::json!({
-            "job": self.job,
+    pub fn redacted(&self) -> anyhow::Result<serde_json::Value> {
+        // One `job` object as before the keys moved to the Prometheus crate.
+        let mut job = serde_json::to_value(&self.job)?;
+        if let (Some(job), serde_json::Value::Object(prometheus)) = (
+            job.as_object_mut(),
+            serde_json::to_value(self.prometheus_redacted())?,
+        ) {
+            job.extend(prometheus);
+        }
+        Ok(serde_json::json!({
+            "job": job,
             "database_url": self.database_url.as_deref().map(redact_url),
             "listen_addr": self.listen_addr.to_string(),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,
-        })
+        }))
+    }
+
+    /// The Prometheus keys with a password in the URL redacted. Only the password: an empty
+    /// or mistyped URL is shown as given, so that the output still explains a startup error.
+    fn prometheus_redacted(&self) -> PrometheusConfig {
+        let url = &self.prometheus.prometheus_url;
+        PrometheusConfig {
+            prometheus_url: redact_in(url, url),
+            ..self.prometheus.clone()
+        }
     }
 }
 
@@ -131,49 +157,11 @@ fn non_empty_env(name: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The URL with its password replaced, for logs and `config` output.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparseable URL>".into();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                ":<redacted>"
-            } else {
-                ""
-            };
-            // Query parameters may carry a password too (`?password=`).
-            let tail = redact_query(tail);
-            format!("{scheme}://{user}{masked}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{}", redact_query(tail)),
-    }
-}
-
-fn redact_query(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
-            _ => p.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", params.join("&"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // The rule itself is tested in `idle_scaler_core::redact`; this pins what `config` shows.
     #[test]
     fn redacts_passwords() {
         assert_eq!(
@@ -193,5 +181,26 @@ mod tests {
             "postgres://a:<redacted>@db:5432/x"
         );
         assert!(!redact_url("not a url s3cret").contains("s3cret"));
+    }
+
+    #[test]
+    fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
+        let settings = Settings {
+            job: Config::default(),
+            prometheus: PrometheusConfig {
+                prometheus_url: "http://u:s3cret@prom:9090".into(),
+                ..PrometheusConfig::default()
+            },
+            database_url: None,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            wake_token: None,
+            log_format: LogFormat::Text,
+            warnings: Vec::new(),
+        };
+        let v = settings.redacted().expect("JSON");
+        assert_eq!(v["job"]["prometheus_url"], "http://u:<redacted>@prom:9090");
+        assert_eq!(v["job"]["prometheus_timeout_seconds"], 5);
+        assert_eq!(v["job"]["idle_minutes"], 30);
+        assert!(!format!("{settings:?}").contains("s3cret"));
     }
 }

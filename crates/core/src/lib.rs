@@ -12,6 +12,7 @@ pub mod job;
 pub mod metrics;
 mod model;
 mod ports;
+pub mod redact;
 pub mod report;
 mod target;
 

@@ -80,48 +80,19 @@ impl From<Error> for idle_scaler_core::Error {
     }
 }
 
-/// The password part of a `postgres://user:password@host/...` URL, as written.
+/// The password of a `postgres://user:password@host/...` URL, as written: the core's rule.
+/// Owned, so a caller may keep it next to the URL it came from.
 pub(crate) fn password_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let userinfo = authority.rsplit_once('@')?.0;
-    let password = userinfo.split_once(':')?.1;
-    (!password.is_empty()).then(|| password.to_owned())
+    idle_scaler_core::redact::password_of(url).map(str::to_owned)
 }
 
-/// `text` with every occurrence of `password` (as written, and percent-decoded) replaced:
+/// `text` with `password` (as written and percent-decoded) redacted by the core's rule:
 /// drivers sometimes echo their input.
 pub(crate) fn redact(text: &str, password: Option<&str>) -> String {
-    let Some(p) = password else {
-        return text.to_owned();
-    };
-    let decoded = percent_decode(p);
-    text.replace(p, "***").replace(decoded.as_str(), "***")
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            // Both digits are < 16, so the byte cannot overflow.
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    match password {
+        Some(p) => idle_scaler_core::redact::redact_password(text, p),
+        None => text.to_owned(),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -133,12 +104,15 @@ mod tests {
         let url = "postgres://u:s3cr%40t@db.example:5433/app?sslmode=disable";
         assert_eq!(password_of(url).as_deref(), Some("s3cr%40t"));
         assert_eq!(
-            redact("bad url postgres://u:s3cr%40t@db", Some("s3cr%40t")),
-            "bad url postgres://u:***@db"
+            redact(
+                "bad url postgres://u:s3cr%40t@db",
+                password_of(url).as_deref()
+            ),
+            "bad url postgres://u:<redacted>@db"
         );
         assert_eq!(
-            redact("auth failed for s3cr@t", Some("s3cr%40t")),
-            "auth failed for ***"
+            redact("auth failed for s3cr@t", password_of(url).as_deref()),
+            "auth failed for <redacted>"
         );
         assert_eq!(password_of("postgres://u@h/db"), None);
         assert_eq!(password_of("postgres://h/db"), None);

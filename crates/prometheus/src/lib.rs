@@ -2,7 +2,7 @@
 //! (`POST /api/v1/query`, an instant query) whether the tick's idle-looking candidates served
 //! requests within the idle window.
 //!
-//! The query is a template ([`idle_scaler_core::config::DEFAULT_PROMETHEUS_QUERY`] by
+//! The query is a template ([`DEFAULT_QUERY`] by
 //! default, for ingress-nginx) with three placeholders, filled once per tick for the whole
 //! batch:
 //!
@@ -25,9 +25,15 @@
 //! [`CoreError::Unavailable`]; a query Prometheus rejects (400, 422) or an answer that is not
 //! an instant vector is [`CoreError::Invalid`]. Either way the tick treats every candidate's
 //! traffic as unknown, so an outage never sleeps an app.
+//!
+//! Its keys ([`PrometheusConfig`], [`KEYS`]) are read from the job's figment; [`attach`] gives
+//! a [`Job`] the source its configuration asks for.
 #![warn(missing_docs)]
 
+mod config;
+
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,9 +44,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use idle_scaler_core::{ActivitySource, Config, Error as CoreError, Target, Traffic};
+use idle_scaler_core::{
+    ActivitySource, ActivitySourceKind, Error as CoreError, Job, Target, Traffic,
+};
 use serde::Deserialize;
 use tracing::{debug, warn};
+
+use crate::config::query_endpoint;
+pub use crate::config::{DEFAULT_QUERY, KEYS, PrometheusConfig, QUERY_PLACEHOLDERS, placeholders};
 
 /// Largest answer read: a vector of one sample per candidate is a few kilobytes; anything
 /// near this is a template that does not aggregate.
@@ -52,7 +63,7 @@ pub enum Error {
     /// The base URL does not parse or is not plain `http://`.
     #[error("invalid Prometheus URL {url:?}: {why}")]
     Url {
-        /// The URL as given.
+        /// The URL as given, its password redacted.
         url: String,
         /// What is wrong with it.
         why: String,
@@ -68,7 +79,7 @@ impl From<Error> for CoreError {
     }
 }
 
-/// What a [`PrometheusSource`] needs; [`Settings::from_config`] takes it from the job config.
+/// What a [`PrometheusSource`] needs; [`Settings::from_config`] takes it from the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Base URL of the HTTP API, `http://host:port[/prefix]`.
@@ -85,15 +96,28 @@ pub struct Settings {
 
 impl Settings {
     /// The `prometheus_*` keys of the job configuration.
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &PrometheusConfig) -> Self {
         Self {
             url: config.prometheus_url.clone(),
             query: config.prometheus_query.clone(),
             namespace_label: config.prometheus_namespace_label.clone(),
             name_label: config.prometheus_name_label.clone(),
-            timeout: config.prometheus_timeout(),
+            timeout: config.timeout(),
         }
     }
+}
+
+/// `job` with the activity source its configuration names (`activity_source`), built from
+/// `config`; unchanged with `activity_source = none`. Builds no connection: an unreachable
+/// Prometheus shows up per tick as unknown traffic (apps kept awake), never as a failed start.
+pub fn attach(job: Job, config: &PrometheusConfig) -> Result<Job> {
+    Ok(match job.config().activity_source {
+        ActivitySourceKind::None => job,
+        ActivitySourceKind::Prometheus => {
+            let source = PrometheusSource::new(Settings::from_config(config))?;
+            job.with_activity_source(Arc::new(source))
+        }
+    })
 }
 
 /// The Prometheus [`ActivitySource`].
@@ -201,30 +225,6 @@ impl ActivitySource for PrometheusSource {
         );
         Ok(seen)
     }
-}
-
-/// `{base}/api/v1/query`, keeping a path prefix (Prometheus behind `--web.route-prefix`).
-fn query_endpoint(url: &str) -> Result<Uri> {
-    let bad = |why: &str| Error::Url {
-        url: url.to_owned(),
-        why: why.to_owned(),
-    };
-    let base: Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
-    if base.scheme_str() != Some("http") {
-        return Err(bad("expected http:// (https is not supported)"));
-    }
-    let authority = base
-        .authority()
-        .ok_or_else(|| bad("no host"))?
-        .as_str()
-        .to_owned();
-    if authority.contains('@') {
-        return Err(bad("credentials in the URL are not supported"));
-    }
-    let prefix = base.path().trim_end_matches('/');
-    format!("http://{authority}{prefix}/api/v1/query")
-        .parse()
-        .map_err(|e| bad(&format!("{e}")))
 }
 
 /// Fills the placeholders. Only validated DNS names reach here, so the regexes need no

@@ -33,11 +33,11 @@ fn render_fills_every_placeholder_for_the_batch() {
 #[test]
 fn the_default_template_renders_to_one_query_without_placeholders() {
     let q = render(
-        idle_scaler_core::config::DEFAULT_PROMETHEUS_QUERY,
+        DEFAULT_QUERY,
         &[target("apps", "web")],
         chrono::Duration::minutes(30),
     );
-    assert_eq!(idle_scaler_core::config::placeholders(&q).count(), 0, "{q}");
+    assert_eq!(placeholders(&q).count(), 0, "{q}");
     assert!(
         q.contains("[1800s:30s]") && q.contains("ingress=~\"web\""),
         "{q}"
@@ -59,12 +59,20 @@ fn endpoint_keeps_a_route_prefix_and_refuses_what_it_cannot_speak() {
     for (url, why) in [
         ("https://prom", "https is not supported"),
         ("prom:9090", "expected http://"),
-        ("http://user:pw@prom", "credentials"),
+        ("http://user@prom", "credentials"),
         ("http://[::1", "invalid"),
     ] {
         let err = query_endpoint(url).expect_err(url).to_string();
         assert!(err.contains(url) && err.contains(why), "{err}");
     }
+    // A password is refused like any credentials, and never shown.
+    let err = query_endpoint("http://user:pw@prom")
+        .expect_err("credentials")
+        .to_string();
+    assert!(
+        err.contains("http://user:<redacted>@prom") && err.contains("credentials"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use idle_scaler_core::{ActivitySource, Config, Error, Target};
-use idle_scaler_prometheus::{PrometheusSource, Settings};
+use idle_scaler_core::{ActivitySource, Error, Target};
+use idle_scaler_prometheus::{PrometheusConfig, PrometheusSource, Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn settings(url: String, timeout: Duration) -> Settings {
     Settings {
         timeout,
-        ..Settings::from_config(&Config {
+        ..Settings::from_config(&PrometheusConfig {
             prometheus_url: url,
-            ..Config::default()
+            ..PrometheusConfig::default()
         })
     }
 }

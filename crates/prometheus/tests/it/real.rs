@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use idle_scaler_core::config::DEFAULT_PROMETHEUS_QUERY;
 use idle_scaler_core::{
     ActivitySource, Config, Error, FixedScalerSource, Job, MockScaler, Scale, SkipReason, Store,
     SystemClock, Target, Traffic,
 };
-use idle_scaler_prometheus::{PrometheusSource, Settings};
+use idle_scaler_prometheus::{DEFAULT_QUERY, PrometheusConfig, PrometheusSource, Settings};
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use idle_scaler_testkit::memory::MemoryStore;
 
@@ -31,9 +30,9 @@ fn source(settings: Settings) -> PrometheusSource {
 }
 
 fn default_settings(prometheus: &Prometheus) -> Settings {
-    Settings::from_config(&Config {
+    Settings::from_config(&PrometheusConfig {
         prometheus_url: prometheus.url(),
-        ..Config::default()
+        ..PrometheusConfig::default()
     })
 }
 
@@ -134,7 +133,7 @@ async fn the_default_template_tells_traffic_from_quiet_unknown_and_probe_only_ap
     // The exclusion is what keeps the probed app quiet: without it, its probes count.
     let unfiltered = source_with_query(
         &prometheus,
-        &DEFAULT_PROMETHEUS_QUERY.replace(", path!~\"/healthz|/readyz|/livez\"", ""),
+        &DEFAULT_QUERY.replace(", path!~\"/healthz|/readyz|/livez\"", ""),
     );
     let seen = ask(&unfiltered, &asked, Utc::now()).await;
     assert!(

@@ -1,0 +1,296 @@
+//! Extraction: the unknown-key check, the typed reads of single keys and the job's rules.
+
+use figment::providers::Serialized;
+use figment::value::{Num, Value};
+use figment::{Figment, Provider};
+use serde::Serialize;
+
+use super::{
+    ActivitySourceKind, Config, ConfigError, ConfigWarning, ENV_PREFIX, IDLE_MINUTES_FLOOR, KEYS,
+    UnknownActivity,
+};
+
+impl Config {
+    /// [`Config::extract`] for a host that also reads the `also_known` keys (an adapter's, such
+    /// as the Prometheus source's) from the same provider: those are not warned about.
+    pub fn extract_with(
+        provider: impl Provider,
+        also_known: &[&'static str],
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        // Defaults first so a host figment that sets only some keys still extracts.
+        let read = Reader::new(&Config::default(), provider);
+        let mut warnings = read.unknown_keys(also_known);
+
+        let mut idle_minutes: u32 = read.int(
+            "idle_minutes",
+            0,
+            u32::MAX.into(),
+            "a whole number of minutes",
+        )?;
+        if idle_minutes < IDLE_MINUTES_FLOOR {
+            warnings.push(ConfigWarning(format!(
+                "{ENV_PREFIX}IDLE_MINUTES = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}"
+            )));
+            idle_minutes = IDLE_MINUTES_FLOOR;
+        }
+
+        let config = Self {
+            enabled: read.boolean("enabled")?,
+            idle_minutes,
+            interval_seconds: read.int(
+                "interval_seconds",
+                10,
+                86_400,
+                "an integer from 10 to 86400 (seconds)",
+            )?,
+            max_per_tick: read.int("max_per_tick", 1, 100_000, "an integer from 1 to 100000")?,
+            concurrency: read.int("concurrency", 1, 64, "an integer from 1 to 64")?,
+            dry_run: read.boolean("dry_run")?,
+            default_wake_replicas: read.int(
+                "default_wake_replicas",
+                1,
+                10_000,
+                "an integer from 1 to 10000",
+            )?,
+            protected_namespaces: read.namespaces("protected_namespaces")?,
+            max_consecutive_failures: read.int(
+                "max_consecutive_failures",
+                1,
+                10_000,
+                "an integer from 1 to 10000",
+            )?,
+            request_timeout_seconds: read.int(
+                "request_timeout_seconds",
+                1,
+                300,
+                "an integer from 1 to 300 (seconds)",
+            )?,
+            activity_source: read.choice(
+                "activity_source",
+                &[
+                    ("none", ActivitySourceKind::None),
+                    ("prometheus", ActivitySourceKind::Prometheus),
+                ],
+                "none or prometheus",
+            )?,
+            activity_unknown: read.choice(
+                "activity_unknown",
+                &[
+                    ("keep_awake", UnknownActivity::KeepAwake),
+                    ("sleep", UnknownActivity::Sleep),
+                ],
+                "keep_awake or sleep",
+            )?,
+        };
+        Ok((config, warnings))
+    }
+}
+
+/// Typed reads of single keys, each failing with a [`ConfigError`] that names the key, its
+/// environment variable, the value as given and what is allowed. The job uses it for its keys;
+/// an adapter crate uses it for its own keys in the same figment, so its errors read the same.
+#[derive(Debug)]
+pub struct Reader {
+    fig: Figment,
+}
+
+impl Reader {
+    /// `defaults` (the serialized settings struct), then `provider` on top.
+    pub fn new<T: Serialize>(defaults: &T, provider: impl Provider) -> Self {
+        Self {
+            fig: Figment::from(Serialized::defaults(defaults)).merge(provider),
+        }
+    }
+
+    /// An integer in `min..=max`, from a number or a string holding one.
+    pub fn int<T: TryFrom<i128>>(
+        &self,
+        key: &'static str,
+        min: i128,
+        max: i128,
+        allowed: &'static str,
+    ) -> Result<T, ConfigError> {
+        let value = self.find(key)?;
+        let parsed = match &value {
+            Value::Num(_, n) => integral(n),
+            Value::String(_, s) => s.trim().parse::<i128>().ok(),
+            _ => None,
+        };
+        parsed
+            .filter(|v| (min..=max).contains(v))
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| invalid(key, &value, allowed))
+    }
+
+    /// A string, trimmed; an empty value is the empty string.
+    pub fn string(&self, key: &'static str) -> Result<String, ConfigError> {
+        let value = self.find(key)?;
+        match &value {
+            Value::String(_, s) => Ok(s.trim().to_owned()),
+            Value::Empty(..) => Ok(String::new()),
+            _ => Err(invalid(key, &value, "a string")),
+        }
+    }
+
+    /// The error for a value of `key` that a caller's own rule refused.
+    pub fn invalid(&self, key: &'static str, allowed: &'static str) -> ConfigError {
+        match self.find(key) {
+            Ok(value) => invalid(key, &value, allowed),
+            Err(e) => e,
+        }
+    }
+
+    fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
+        let value = self.find(key)?;
+        let parsed = match &value {
+            Value::Bool(_, b) => Some(*b),
+            Value::Num(_, n) => match integral(n) {
+                Some(1) => Some(true),
+                Some(0) => Some(false),
+                _ => None,
+            },
+            Value::String(_, s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" | "" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        parsed.ok_or_else(|| invalid(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        key: &'static str,
+        options: &[(&str, T)],
+        allowed: &'static str,
+    ) -> Result<T, ConfigError> {
+        let value = self.find(key)?;
+        let given = value.as_str().map(|s| s.trim().to_ascii_lowercase());
+        options
+            .iter()
+            .find(|(name, _)| given.as_deref() == Some(*name))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| invalid(key, &value, allowed))
+    }
+
+    fn namespaces(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        const ALLOWED: &str = "a comma-separated list of namespaces (DNS-1123 labels)";
+        let value = self.find(key)?;
+        let items: Vec<String> = match &value {
+            Value::String(_, s) => s
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            Value::Array(_, vs) => vs
+                .iter()
+                .map(|v| v.as_str().map(|s| s.trim().to_owned()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| invalid(key, &value, ALLOWED))?,
+            Value::Empty(..) => Vec::new(),
+            _ => return Err(invalid(key, &value, ALLOWED)),
+        };
+        if items
+            .iter()
+            .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
+        {
+            return Err(invalid(key, &value, ALLOWED));
+        }
+        Ok(items)
+    }
+
+    /// A warning for every key that is neither the job's nor one of `also_known`.
+    fn unknown_keys(&self, also_known: &[&str]) -> Vec<ConfigWarning> {
+        let Ok(dict) = self.fig.data() else {
+            return Vec::new();
+        };
+        dict.values()
+            .flat_map(|keys| keys.keys())
+            .filter(|key| !KEYS.contains(&key.as_str()) && !also_known.contains(&key.as_str()))
+            .map(|key| {
+                ConfigWarning(format!(
+                    "unknown configuration key {key:?} ({ENV_PREFIX}{}) ignored",
+                    key.to_uppercase()
+                ))
+            })
+            .collect()
+    }
+
+    fn find(&self, key: &'static str) -> Result<Value, ConfigError> {
+        self.fig
+            .find_value(key)
+            .map_err(|e| ConfigError::Source(e.to_string()))
+    }
+}
+
+/// figment 0.10 panics on a quoted string with a non-ASCII character before a backslash (its
+/// unescaping slices the string at a char index taken as a byte index). Found by the property
+/// tests (`tests/config_props.rs`). A typo in a variable must be a startup error naming it,
+/// never a panic, so values mixing a quote, a backslash and non-ASCII text are refused before
+/// figment sees them (a superset of what panics; none of these settings needs such a value).
+pub(super) fn refuse_values_figment_panics_on(
+    also_known: &[&'static str],
+) -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        if value.contains('"') && value.contains('\\') && !value.is_ascii() {
+            let key = KEYS
+                .iter()
+                .chain(also_known)
+                .find(|k| env_name(k) == name)
+                .copied()
+                .unwrap_or("unknown");
+            return Err(ConfigError::Invalid {
+                key,
+                env: name.to_owned(),
+                value: value.into_owned(),
+                allowed: "a value without a backslash and a quote around non-ASCII text",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_uppercase())
+}
+
+fn invalid(key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        env: env_name(key),
+        value: render(value),
+        allowed,
+    }
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Char(_, c) => format!("{c:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => match (integral(n), n.to_f64()) {
+            (_, Some(f)) => f.to_string(),
+            (Some(i), None) => i.to_string(),
+            (None, None) => "(a number)".into(),
+        },
+        Value::Empty(..) => "(empty)".into(),
+        Value::Dict(..) => "(a table)".into(),
+        Value::Array(..) => "(an array)".into(),
+    }
+}
+
+fn integral(n: &Num) -> Option<i128> {
+    let n = *n;
+    n.to_i128()
+        .or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok()))
+        .or_else(|| {
+            let f = n.to_f64()?;
+            #[allow(clippy::cast_possible_truncation)] // only whole floats within i64 are taken
+            (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i128)
+        })
+}

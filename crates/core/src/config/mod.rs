@@ -1,0 +1,212 @@
+//! Job configuration: defaults, then an optional TOML file, then the environment.
+//!
+//! Every value is validated after extraction; an invalid one is an error naming the
+//! environment variable, the key, the value given and what is allowed. Adapter crates read
+//! their own keys from the same figment with a [`Reader`] and name them to
+//! [`Config::extract_with`] so they are not reported as unknown.
+
+mod load;
+
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
+use serde::{Deserialize, Serialize};
+
+pub use load::Reader;
+
+/// Prefix of every job environment variable.
+pub const ENV_PREFIX: &str = "DEPLOY_SCALE_TO_ZERO_";
+
+/// Idle windows shorter than this are raised to it: a shorter one would sleep apps between
+/// a deploy and their first real use.
+pub const IDLE_MINUTES_FLOOR: u32 = 5;
+
+/// The job configuration: the keys the tick and wake protocols read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Master switch; off means no I/O at all.
+    pub enabled: bool,
+    /// Minutes without activity before an app may be slept (floor 5).
+    pub idle_minutes: u32,
+    /// Seconds between ticks.
+    pub interval_seconds: u64,
+    /// Most apps slept per tick.
+    pub max_per_tick: u32,
+    /// Apps transitioned at once.
+    pub concurrency: usize,
+    /// Report what would be slept, write nothing.
+    pub dry_run: bool,
+    /// Replicas a wake restores when none were recorded.
+    pub default_wake_replicas: i32,
+    /// Namespaces never touched.
+    pub protected_namespaces: Vec<String>,
+    /// Scale failures in a row after which a tick stops early (blast radius).
+    pub max_consecutive_failures: u32,
+    /// Timeout of one Kubernetes request, in seconds.
+    pub request_timeout_seconds: u64,
+    /// Where the tick learns about real traffic (`none`: the activity stamp only).
+    pub activity_source: ActivitySourceKind,
+    /// What a candidate whose traffic is unknown (source failed, no data) gets.
+    pub activity_unknown: UnknownActivity,
+}
+
+/// Where the tick learns about real traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivitySourceKind {
+    /// No traffic signal: idleness is the database's `last_activity_at` only.
+    None,
+    /// Prometheus metrics (the ingress controller's request counters).
+    Prometheus,
+}
+
+/// What a candidate whose traffic is unknown gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownActivity {
+    /// Not slept (skip reason `activity_unknown`): a source outage never sleeps an app.
+    KeepAwake,
+    /// Judged by `last_activity_at` alone, as with no source.
+    Sleep,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            idle_minutes: 30,
+            interval_seconds: 120,
+            max_per_tick: 50,
+            concurrency: 4,
+            dry_run: false,
+            default_wake_replicas: 1,
+            protected_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
+                .map(String::from)
+                .to_vec(),
+            max_consecutive_failures: 5,
+            request_timeout_seconds: 10,
+            activity_source: ActivitySourceKind::None,
+            activity_unknown: UnknownActivity::KeepAwake,
+        }
+    }
+}
+
+/// An invalid configuration value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A value outside what is allowed.
+    #[error("invalid {env} ({key}) = {value}: expected {allowed}")]
+    Invalid {
+        /// Configuration key (TOML).
+        key: &'static str,
+        /// Environment variable.
+        env: String,
+        /// The value given, as given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// A source could not be read (for example a TOML syntax error).
+    #[error("reading configuration: {0}")]
+    Source(String),
+}
+
+/// Something worth a WARN that does not stop startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning(pub String);
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The keys this crate reads; adapter crates name theirs to [`Config::extract_with`].
+const KEYS: [&str; 12] = [
+    "enabled",
+    "idle_minutes",
+    "interval_seconds",
+    "max_per_tick",
+    "concurrency",
+    "dry_run",
+    "default_wake_replicas",
+    "protected_namespaces",
+    "max_consecutive_failures",
+    "request_timeout_seconds",
+    "activity_source",
+    "activity_unknown",
+];
+
+impl Config {
+    /// Defaults, then `file` (TOML, if given; a missing file is an error), then the environment.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(Env::prefixed(ENV_PREFIX))
+    }
+
+    /// Loads from the standard sources, logging warnings.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &[])
+    }
+
+    /// [`Config::load`] for a host that also reads the `also_known` keys (an adapter's) from
+    /// the same sources: those are not warned about as unknown.
+    pub fn load_with(
+        file: Option<&Path>,
+        also_known: &[&'static str],
+    ) -> Result<Self, ConfigError> {
+        load::refuse_values_figment_panics_on(also_known)?;
+        Self::from_provider_with(Self::figment(file), also_known)
+    }
+
+    /// Extracts from any provider (a host's own figment), logging warnings.
+    pub fn from_provider(provider: impl Provider) -> Result<Self, ConfigError> {
+        Self::from_provider_with(provider, &[])
+    }
+
+    /// [`Config::from_provider`], also accepting the `also_known` keys.
+    pub fn from_provider_with(
+        provider: impl Provider,
+        also_known: &[&'static str],
+    ) -> Result<Self, ConfigError> {
+        let (config, warnings) = Self::extract_with(provider, also_known)?;
+        for w in &warnings {
+            tracing::warn!(warning = %w, "configuration adjusted");
+        }
+        Ok(config)
+    }
+
+    /// Extracts and validates, returning the warnings instead of logging them.
+    pub fn extract(provider: impl Provider) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        Self::extract_with(provider, &[])
+    }
+
+    /// The idle window.
+    pub fn idle_window(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.idle_minutes.into())
+    }
+
+    /// Time between ticks.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds)
+    }
+
+    /// Timeout of one Kubernetes request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// Whether the job must never touch `namespace`.
+    pub fn is_protected(&self, namespace: &str) -> bool {
+        self.protected_namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+// Loading from the environment, files and host figments, and each rule's error: new tests go here.
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! Loading from the environment, a file and a host figment; every rule's error.
+// figment::Jail fixes the closure's error type to figment::Error, which is large.
+#![allow(clippy::result_large_err)]
+
+use super::*;
+use figment::Jail;
+
+fn load() -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    Config::extract(Config::figment(None))
+}
+
+#[test]
+fn defaults() {
+    Jail::expect_with(|_| {
+        let (c, w) = load().unwrap();
+        assert_eq!(c, Config::default());
+        assert!(!c.enabled);
+        assert_eq!(c.idle_minutes, 30);
+        assert_eq!(c.interval_seconds, 120);
+        assert_eq!(c.max_per_tick, 50);
+        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.default_wake_replicas, 1);
+        assert_eq!(
+            c.protected_namespaces,
+            ["kube-system", "kube-public", "kube-node-lease"]
+        );
+        assert!(w.is_empty(), "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn valid_overrides_from_env() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", "true");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "45");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "30");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "7");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "64");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_DRY_RUN", "yes");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS", "3");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", "ops, billing");
+        let (c, w) = load().unwrap();
+        assert!(c.enabled && c.dry_run);
+        assert_eq!(c.idle_minutes, 45);
+        assert_eq!(c.interval_seconds, 30);
+        assert_eq!(c.max_per_tick, 7);
+        assert_eq!(c.concurrency, 64);
+        assert_eq!(c.default_wake_replicas, 3);
+        assert_eq!(c.protected_namespaces, ["ops", "billing"]);
+        assert!(w.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn toml_file_then_env_wins() {
+    Jail::expect_with(|j| {
+        j.create_file(
+            "scaler.toml",
+            "idle_minutes = 60\nconcurrency = 8\nprotected_namespaces = [\"a\", \"b\"]\n",
+        )?;
+        j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "2");
+        let (c, _) = Config::extract(Config::figment(Some(Path::new("scaler.toml")))).unwrap();
+        assert_eq!(c.idle_minutes, 60);
+        assert_eq!(c.concurrency, 2);
+        assert_eq!(c.protected_namespaces, ["a", "b"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn idle_minutes_below_floor_is_raised_with_a_warning() {
+    for given in ["0", "1", "4"] {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", given);
+            let (c, w) = load().unwrap();
+            assert_eq!(c.idle_minutes, 5);
+            assert_eq!(w.len(), 1);
+            assert!(
+                w[0].0.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"),
+                "{w:?}"
+            );
+            Ok(())
+        });
+    }
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "5");
+        let (c, w) = load().unwrap();
+        assert_eq!((c.idle_minutes, w.len()), (5, 0));
+        Ok(())
+    });
+}
+
+#[test]
+fn idle_minutes_not_an_integer_names_the_variable_and_value() {
+    for given in ["abc", "1.5", "-3", "30m", "99999999999"] {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", given);
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES"), "{err}");
+            assert!(err.contains(given), "{err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn bool_forms() {
+    let cases = [
+        ("true", true),
+        ("TRUE", true),
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("false", false),
+        ("False", false),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+    ];
+    for (given, expected) in cases {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", given);
+            assert_eq!(load().unwrap().0.enabled, expected, "{given}");
+            Ok(())
+        });
+    }
+    for given in ["maybe", "2", "tru"] {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLED", given);
+            let err = load().unwrap_err().to_string();
+            assert!(
+                err.contains("DEPLOY_SCALE_TO_ZERO_ENABLED") && err.contains(given),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn out_of_range_values_name_key_value_and_range() {
+    let cases = [
+        ("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "9", "10 to 86400"),
+        ("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "0", "1 to 100000"),
+        ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "0", "1 to 64"),
+        ("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "65", "1 to 64"),
+        (
+            "DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS",
+            "0",
+            "1 to 10000",
+        ),
+        (
+            "DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES",
+            "0",
+            "1 to 10000",
+        ),
+        (
+            "DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES",
+            "Kube_System",
+            "namespaces",
+        ),
+    ];
+    for (var, given, allowed) in cases {
+        Jail::expect_with(|j| {
+            j.set_env(var, given);
+            let err = load().unwrap_err().to_string();
+            assert!(
+                err.contains(var) && err.contains(given) && err.contains(allowed),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn unknown_keys_warn() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ENABLE", "true");
+        let (c, w) = load().unwrap();
+        assert!(!c.enabled);
+        assert!(
+            w.iter()
+                .any(|w| w.0.contains("DEPLOY_SCALE_TO_ZERO_ENABLE")),
+            "{w:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn activity_source_defaults_to_none_and_keep_awake() {
+    Jail::expect_with(|_| {
+        let (c, _) = load().unwrap();
+        assert_eq!(c.activity_source, ActivitySourceKind::None);
+        assert_eq!(c.activity_unknown, UnknownActivity::KeepAwake);
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
+    // (the variable, its value, a part of what is allowed); the Prometheus source's own keys
+    // are tested in its crate.
+    let cases = [
+        (
+            "DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE",
+            "datadog",
+            "none or prometheus",
+        ),
+        (
+            "DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN",
+            "ignore",
+            "keep_awake or sleep",
+        ),
+    ];
+    for (var, given, allowed) in cases {
+        Jail::expect_with(|j| {
+            j.set_env(var, given);
+            let err = load().unwrap_err().to_string();
+            assert!(
+                err.contains(var) && err.contains(given) && err.contains(allowed),
+                "{var}={given:?}: {err}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn keys_a_host_names_are_not_unknown() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ADAPTER_URL", "http://x");
+        let (_, w) = Config::extract_with(Config::figment(None), &["adapter_url"]).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let (_, w) = load().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_reader_reports_a_callers_rule_like_the_jobs() {
+    let read = Reader::new(
+        &Config::default(),
+        Figment::new().merge(("extra_label", "0x")),
+    );
+    assert_eq!(read.string("extra_label").unwrap(), "0x");
+    assert_eq!(
+        read.invalid("extra_label", "a label").to_string(),
+        "invalid DEPLOY_SCALE_TO_ZERO_EXTRA_LABEL (extra_label) = \"0x\": expected a label"
+    );
+    let n: u8 = read.int("concurrency", 1, 64, "1 to 64").unwrap();
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn a_host_figment_can_supply_values() {
+    let fig = Figment::new()
+        .merge(("enabled", true))
+        .merge(("idle_minutes", 10));
+    let c = Config::from_provider(fig).unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.idle_minutes, 10);
+    assert_eq!(c.max_per_tick, 50);
+}

@@ -1,0 +1,243 @@
+//! The `prometheus_*` keys: loading them next to the job's, and each rule's error.
+// figment::Jail fixes the closure's error type to figment::Error, which is large.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+
+use figment::Jail;
+use idle_scaler_core::config::ConfigWarning;
+use idle_scaler_core::{ActivitySourceKind, UnknownActivity};
+
+use super::*;
+
+type Loaded = (Config, PrometheusConfig, Vec<ConfigWarning>);
+
+/// What the binary does: the job's keys (naming ours as known), then ours from the same sources.
+fn load_from(file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let (job, warnings) = Config::extract_with(Config::figment(file), KEYS)?;
+    let prometheus = PrometheusConfig::extract(Config::figment(file), &job)?;
+    Ok((job, prometheus, warnings))
+}
+
+fn load() -> Result<Loaded, ConfigError> {
+    load_from(None)
+}
+
+#[test]
+fn defaults() {
+    Jail::expect_with(|_| {
+        let (_, c, w) = load().unwrap();
+        assert_eq!(c, PrometheusConfig::default());
+        assert_eq!(c.prometheus_query, DEFAULT_QUERY);
+        assert_eq!(
+            (
+                c.prometheus_namespace_label.as_str(),
+                c.prometheus_name_label.as_str()
+            ),
+            ("namespace", "ingress")
+        );
+        assert_eq!(c.timeout(), Duration::from_secs(5));
+        assert!(w.is_empty(), "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_url_with_a_password_is_refused_without_showing_it() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus");
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "http://u:secret@prom",
+        );
+        let err = load().unwrap_err().to_string();
+        assert!(
+            err.contains("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL")
+                && err.contains("http://u:<redacted>@prom")
+                && err.contains("no credentials")
+                && !err.contains("secret"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn the_url_rule_is_the_sources_own() {
+    for (url, ok) in [
+        ("http://prom:9090/prefix", true),
+        ("http://[::1]:9090", true),
+        ("http://prom:9090 x", false),
+        ("http:///x", false),
+        ("http://u:p@prom", false),
+    ] {
+        let config = PrometheusConfig {
+            prometheus_url: url.into(),
+            ..PrometheusConfig::default()
+        };
+        let read = Reader::new(&config, figment::Figment::new());
+        assert_eq!(config.check_url_and_query(&read).is_ok(), ok, "{url}");
+        assert_eq!(query_endpoint(url).is_ok(), ok, "{url}");
+    }
+}
+
+#[test]
+fn prometheus_settings_from_env() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "Prometheus");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN", "sleep");
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "http://prometheus.monitoring:9090/prom",
+        );
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+            "max by (exported_namespace, service) (my_requests{service=~\"{names}\"}[{window}])",
+        );
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAMESPACE_LABEL",
+            "exported_namespace",
+        );
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL", "service");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS", "12");
+        let (job, c, w) = load().unwrap();
+        assert_eq!(job.activity_source, ActivitySourceKind::Prometheus);
+        assert_eq!(job.activity_unknown, UnknownActivity::Sleep);
+        assert_eq!(c.prometheus_url, "http://prometheus.monitoring:9090/prom");
+        assert!(c.prometheus_query.starts_with("max by (exported_namespace"));
+        assert_eq!(c.prometheus_namespace_label, "exported_namespace");
+        assert_eq!(c.prometheus_name_label, "service");
+        assert_eq!(c.prometheus_timeout_seconds, 12);
+        assert!(w.is_empty(), "no unknown-key warning: {w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_multi_line_template_from_toml() {
+    Jail::expect_with(|j| {
+        j.create_file(
+            "scaler.toml",
+            "activity_source = \"prometheus\"\nprometheus_url = \"http://127.0.0.1:9090\"\n\
+             prometheus_query = '''\nsum by (namespace, ingress) (\n  rate(x{ingress=~\"{names}\"}[{window}])\n)\n'''\n",
+        )?;
+        let (c, w) = load_from(Some(Path::new("scaler.toml")))
+            .map(|(_, c, w)| (c, w))
+            .unwrap();
+        assert!(
+            c.prometheus_query.starts_with("sum by"),
+            "{:?}",
+            c.prometheus_query
+        );
+        assert!(w.is_empty(), "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
+    let prometheus = ("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus");
+    let url = ("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "http://prom:9090");
+    // (other variables set, the variable, its value, a part of what is allowed)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+    // `activity_source` and `activity_unknown` are the job's keys, tested in the core crate.
+    let cases: [Case; 9] = [
+        (
+            &[prometheus],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "",
+            "http:// URL",
+        ),
+        (
+            &[prometheus],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "https://prom",
+            "https is not supported",
+        ),
+        (
+            &[prometheus],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "prom:9090",
+            "http:// URL",
+        ),
+        (
+            &[prometheus],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "http://u@prom",
+            "no credentials",
+        ),
+        (
+            &[prometheus],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "http:///x",
+            "with a host",
+        ),
+        (
+            &[prometheus, url],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+            "up{job=~\"{namespace}\"}",
+            "{namespaces}, {names} and {window}",
+        ),
+        (
+            &[prometheus, url],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
+            " ",
+            "PromQL template",
+        ),
+        (
+            &[],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL",
+            "0ingress",
+            "label name",
+        ),
+        (
+            &[],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS",
+            "61",
+            "1 to 60",
+        ),
+    ];
+    for (env, var, given, allowed) in cases {
+        Jail::expect_with(|j| {
+            for (k, v) in env {
+                j.set_env(k, v);
+            }
+            j.set_env(var, given);
+            let err = load().unwrap_err().to_string();
+            assert!(
+                // Strings are quoted in the message, so look for the part without quotes.
+                err.contains(var)
+                    && err.contains(given.trim().split('"').next().unwrap_or_default())
+                    && err.contains(allowed),
+                "{var}={given:?}: {err}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn prometheus_url_and_query_are_not_checked_without_the_source() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "https://prom");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY", "{bogus}");
+        assert!(load().is_ok());
+        Ok(())
+    });
+}
+
+#[test]
+fn placeholders_are_bare_identifiers_in_braces_only() {
+    let found: Vec<_> = placeholders(DEFAULT_QUERY).collect();
+    assert!(
+        found.iter().all(|p| QUERY_PLACEHOLDERS.contains(p)),
+        "{found:?}"
+    );
+    for p in QUERY_PLACEHOLDERS {
+        assert!(found.contains(&p), "the default uses {{{p}}}");
+    }
+    assert_eq!(
+        placeholders("a{b=\"c\"} {} {x_1} {y").collect::<Vec<_>>(),
+        ["x_1"]
+    );
+}
