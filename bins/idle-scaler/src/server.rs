@@ -130,6 +130,58 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (StatusCode::OK, Json(json!({"ready": true}))).into_response()
 }
 
+/// Every error the HTTP layer answers, mapped to a status code in one place.
+#[derive(Debug)]
+enum ApiError {
+    /// The wake endpoint is off (no token configured).
+    Disabled,
+    /// No or a wrong bearer token.
+    Unauthorized,
+    /// The path does not name a deployment id.
+    BadId(String),
+    /// What the job said.
+    Job(Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::Disabled => (
+                StatusCode::FORBIDDEN,
+                "the wake endpoint is disabled: IDLE_SCALER_WAKE_TOKEN is not set".to_owned(),
+            ),
+            Self::Unauthorized => {
+                let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return response;
+            }
+            Self::BadId(id) => (
+                StatusCode::BAD_REQUEST,
+                format!("{id:?} is not a deployment id (a UUID)"),
+            ),
+            Self::Job(e @ Error::UnknownDeployment(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+            // Nothing was changed, or the app is left as it was: retry later.
+            Self::Job(e @ (Error::Store { .. } | Error::Conflict { .. } | Error::Config(_))) => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            // Kubernetes refused or could not be reached: the row stays asleep for a retry.
+            Self::Job(
+                e @ (Error::NotFound { .. }
+                | Error::Forbidden { .. }
+                | Error::Invalid { .. }
+                | Error::Unavailable { .. }),
+            ) => (
+                StatusCode::BAD_GATEWAY,
+                format!("wake failed, app left asleep: {e}"),
+            ),
+        };
+        error(status, message)
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
@@ -138,41 +190,17 @@ async fn wake(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let Some(expected) = state.wake_token.as_deref() else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "the wake endpoint is disabled: IDLE_SCALER_WAKE_TOKEN is not set",
-        );
-    };
+) -> Result<Response, ApiError> {
+    let expected = state.wake_token.as_deref().ok_or(ApiError::Disabled)?;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return response;
+        return Err(ApiError::Unauthorized);
     }
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a deployment id (a UUID)"),
-        );
-    };
-    match state.job.wake(id).await {
-        Ok(report) => (StatusCode::OK, Json(report)).into_response(),
-        Err(e @ Error::UnknownDeployment(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ (Error::Store(_) | Error::Conflict(_))) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Err(e) => error(
-            StatusCode::BAD_GATEWAY,
-            format!("wake failed, app left asleep: {e}"),
-        ),
-    }
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::BadId(id))?;
+    let report = state.job.wake(id).await.map_err(ApiError::Job)?;
+    Ok((StatusCode::OK, Json(report)).into_response())
 }

@@ -1,33 +1,156 @@
 use crate::config::ConfigError;
 
-/// Domain outcomes the adapters translate their errors into.
-#[derive(Debug, thiserror::Error)]
+use std::sync::Arc;
+
+/// The underlying failure of an [`Error`], kept so `source()` chains reach the driver's or
+/// the client's own error. Shared, so that one wake's error can answer every caller of it.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Domain outcomes the adapters translate their errors into. Each variant keeps a message
+/// for people and, where there is one, the cause for programs.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// No `deployments` row has this id.
+    /// No `deployments` row has this id: the one not-found of a deployment id, whichever
+    /// path (tick, wake, CLI, HTTP) meets it.
     #[error("no deployment with id {0}")]
     UnknownDeployment(uuid::Uuid),
-    /// The object (a Deployment, a database row) does not exist.
-    #[error("not found: {0}")]
-    NotFound(String),
+    /// The Kubernetes Deployment does not exist.
+    #[error("not found: {message}")]
+    NotFound {
+        /// What was looked up.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A precondition failed: the object changed since it was read.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What conflicted.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The credentials lack a permission (for Kubernetes: RBAC is wrong).
-    #[error("forbidden: {0}")]
-    Forbidden(String),
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// What was refused.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The request was rejected as invalid.
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// The backend could not be reached in time (connect failure, timeout, 5xx).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The database failed a query.
-    #[error("store: {0}")]
-    Store(String),
+    #[error("invalid: {message}")]
+    Invalid {
+        /// Why.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A backend (Kubernetes, an activity source) could not be reached in time: connect
+    /// failure, timeout, 5xx.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// What could not be reached.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The database failed (unreachable, or a statement failed).
+    #[error("store: {message}")]
+    Store {
+        /// The store operation and what went wrong.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(message: impl Into<String>) -> Self {
+                Self::$variant { message: message.into(), source: None }
+            }
+        )*
+    };
+}
+
+impl Error {
+    constructors! {
+        /// [`Error::NotFound`] without a cause.
+        not_found => NotFound;
+        /// [`Error::Conflict`] without a cause.
+        conflict => Conflict;
+        /// [`Error::Forbidden`] without a cause.
+        forbidden => Forbidden;
+        /// [`Error::Invalid`] without a cause.
+        invalid => Invalid;
+        /// [`Error::Unavailable`] without a cause.
+        unavailable => Unavailable;
+        /// [`Error::Store`] without a cause.
+        store => Store;
+    }
+
+    /// Attaches the underlying error (a no-op on variants without a cause slot).
+    #[must_use]
+    pub fn with_source<E: std::error::Error + Send + Sync + 'static>(self, cause: E) -> Self {
+        let cause: Cause = Arc::new(cause);
+        self.with_cause(cause)
+    }
+
+    /// Attaches an already shared or boxed cause.
+    #[must_use]
+    pub fn with_cause(mut self, cause: impl Into<Cause>) -> Self {
+        match &mut self {
+            Self::NotFound { source, .. }
+            | Self::Conflict { source, .. }
+            | Self::Forbidden { source, .. }
+            | Self::Invalid { source, .. }
+            | Self::Unavailable { source, .. }
+            | Self::Store { source, .. } => *source = Some(cause.into()),
+            Self::UnknownDeployment(_) | Self::Config(_) => {}
+        }
+        self
+    }
+
+    /// The message for people, without the variant's prefix.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NotFound { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::Forbidden { message, .. }
+            | Self::Invalid { message, .. }
+            | Self::Unavailable { message, .. }
+            | Self::Store { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_kept_as_the_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let e = Error::unavailable("Kubernetes API").with_source(io);
+        assert_eq!(e.to_string(), "unavailable: Kubernetes API");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), "connect timed out");
+        assert!(std::error::Error::source(&Error::conflict("x")).is_none());
+    }
+}

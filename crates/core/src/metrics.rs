@@ -138,7 +138,6 @@ pub(crate) fn drift(kind: &'static str) {
     counter!(DRIFT_TOTAL, "kind" => kind).increment(1);
 }
 
-#[allow(dead_code)] // emitted by the wake, which lands next
 pub(crate) fn wake_conflict() {
     counter!(WAKE_CONFLICTS_TOTAL).increment(1);
 }

@@ -111,7 +111,7 @@ pub trait Scaler: Send + Sync {
     async fn get_scale(&self, target: &Target) -> Result<Scale>;
 
     /// Sets `spec.replicas`. With `resource_version` the write is a compare-and-set:
-    /// `Error::Conflict` when the Deployment changed since that version.
+    /// `Error::conflict` when the Deployment changed since that version.
     async fn set_replicas<'a>(
         &self,
         target: &Target,
@@ -164,7 +164,7 @@ pub enum Traffic {
 pub trait ActivitySource: Send + Sync {
     /// One batched question for a tick's candidates: what each target saw within
     /// `lookback` before `at`. A target missing from the answer is unknown (the source has
-    /// no data for it). An unreachable source or a timeout is `Error::Unavailable`.
+    /// no data for it). An unreachable source or a timeout is `Error::unavailable`.
     async fn traffic(
         &self,
         targets: &[Target],

@@ -198,6 +198,20 @@ pub enum WakeResult {
     WokeUp,
     /// The row was awake already; its activity was bumped.
     AlreadyAwake,
+    /// The row was asleep but the app ran already (someone else scaled it up): the row was
+    /// marked awake and nothing was written to Kubernetes.
+    AlreadyRunning,
+}
+
+impl WakeResult {
+    /// The log and JSON value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WokeUp => "woke_up",
+            Self::AlreadyAwake => "already_awake",
+            Self::AlreadyRunning => "already_running",
+        }
+    }
 }
 
 /// What one wake did.

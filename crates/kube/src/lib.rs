@@ -6,11 +6,11 @@
 //!
 //! | Kubernetes | core |
 //! |---|---|
-//! | 404 | [`CoreError::NotFound`] |
-//! | 409 | [`CoreError::Conflict`] |
-//! | 401, 403 | [`CoreError::Forbidden`] |
-//! | 400, 422, other 4xx | [`CoreError::Invalid`] |
-//! | 429, 5xx, connect failure, dropped connection, timeout | [`CoreError::Unavailable`] |
+//! | 404 | [`CoreError::not_found`] |
+//! | 409 | [`CoreError::conflict`] |
+//! | 401, 403 | [`CoreError::forbidden`] |
+//! | 400, 422, other 4xx | [`CoreError::invalid`] |
+//! | 429, 5xx, connect failure, dropped connection, timeout | [`CoreError::unavailable`] |
 //!
 //! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
@@ -37,7 +37,7 @@ pub const FIELD_MANAGER: &str = "idle-scaler";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a Kubernetes client could not be built. The caller turns it into fail-open
-/// (`idle_scaler_core::Error::Unavailable` via `From`).
+/// (`idle_scaler_core::Error::unavailable` via `From`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No configuration found: not in a cluster, no `KUBECONFIG`, no `~/.kube/config`.
@@ -64,7 +64,7 @@ impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
         // A client that cannot be built now may be buildable later (a mounted token
         // appearing, a kubeconfig fixed): the job treats it as an outage and fails open.
-        CoreError::Unavailable(e.to_string())
+        CoreError::unavailable(e.to_string())
     }
 }
 
@@ -131,7 +131,7 @@ impl KubeScaler {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_error(target, op, e)),
-            Err(_) => Err(CoreError::Unavailable(format!(
+            Err(_) => Err(CoreError::unavailable(format!(
                 "{op} {target}: no answer within {} ms",
                 self.timeout.as_millis()
             ))),
@@ -154,28 +154,29 @@ fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Val
 /// Kubernetes error -> core outcome (DESIGN.md section 7).
 fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
     let what = format!("{op} {target}");
-    match e {
+    let mapped = match &e {
         kube::Error::Api(s) => {
             let detail = format!("{what}: {} ({})", s.message, s.reason);
             // A body that parsed as a Status without a code (a proxy's `{}`) still has a
             // reason or nothing; the reason helpers check both.
             match s.code {
-                404 => CoreError::NotFound(detail),
-                409 => CoreError::Conflict(detail),
-                401 | 403 => CoreError::Forbidden(detail),
-                429 => CoreError::Unavailable(detail),
-                400..=499 => CoreError::Invalid(detail),
-                _ if s.is_not_found() => CoreError::NotFound(detail),
-                _ if s.is_conflict() => CoreError::Conflict(detail),
-                _ if s.is_forbidden() => CoreError::Forbidden(detail),
-                _ if s.is_invalid() => CoreError::Invalid(detail),
+                404 => CoreError::not_found(detail),
+                409 => CoreError::conflict(detail),
+                401 | 403 => CoreError::forbidden(detail),
+                429 => CoreError::unavailable(detail),
+                400..=499 => CoreError::invalid(detail),
+                _ if s.is_not_found() => CoreError::not_found(detail),
+                _ if s.is_conflict() => CoreError::conflict(detail),
+                _ if s.is_forbidden() => CoreError::forbidden(detail),
+                _ if s.is_invalid() => CoreError::invalid(detail),
                 // 5xx and anything unrecognised: the API server is not serving us now.
-                _ => CoreError::Unavailable(format!("{what}: HTTP {}: {}", s.code, s.message)),
+                _ => CoreError::unavailable(format!("{what}: HTTP {}: {}", s.code, s.message)),
             }
         }
         // Connect refused, TLS failure, dropped connection, unreadable body: transport.
-        other => CoreError::Unavailable(format!("{what}: {other}")),
-    }
+        other => CoreError::unavailable(format!("{what}: {other}")),
+    };
+    mapped.with_source(e)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -195,7 +196,7 @@ impl Scaler for KubeScaler {
         let resource_version = scale.metadata.resource_version.ok_or_else(|| {
             // Without it the sleep could not be a compare-and-set: refuse rather than
             // write unconditionally.
-            CoreError::Invalid(format!(
+            CoreError::invalid(format!(
                 "get scale {target}: the Scale has no resourceVersion"
             ))
         })?;
@@ -243,7 +244,7 @@ pub type BuildScaler =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<KubeScaler>> + Send>> + Send + Sync>;
 
 /// A [`ScalerSource`] that builds the client on first use and keeps it once built. A failed
-/// build is [`CoreError::Unavailable`] (the tick fails open) and is retried on the next call.
+/// build is [`CoreError::unavailable`] (the tick fails open) and is retried on the next call.
 pub struct LazyScalerSource {
     build: BuildScaler,
     scaler: OnceCell<Arc<dyn Scaler>>,

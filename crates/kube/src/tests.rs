@@ -141,7 +141,7 @@ async fn get_scale_without_resource_version_is_refused_not_guessed() {
         .get_scale(&target())
         .await
         .expect_err("no precondition possible");
-    assert!(matches!(err, CoreError::Invalid(_)), "{err:?}");
+    assert!(matches!(err, CoreError::Invalid { .. }), "{err:?}");
     server.await.expect("server task");
 }
 
@@ -210,7 +210,7 @@ async fn a_stale_precondition_is_a_conflict() {
         .await
         .expect_err("conflict");
     assert!(
-        matches!(err, CoreError::Conflict(ref m) if m.contains("has been modified")),
+        matches!(err, CoreError::Conflict { ref message, .. } if message.contains("has been modified")),
         "{err:?}"
     );
     server.await.expect("server task");
@@ -223,7 +223,7 @@ async fn a_status_without_code_maps_by_its_reason() {
         json!({ "kind": "Status", "status": "Failure", "reason": "NotFound", "message": "gone" });
     let server = tokio::spawn(async move { serve_one(&mut h, response(404, &status)).await });
     let err = s.get_scale(&target()).await.expect_err("not found");
-    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+    assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
     server.await.expect("server task");
 }
 
@@ -242,7 +242,7 @@ async fn a_request_without_answer_times_out_as_unavailable() {
         .await
         .expect_err("timeout");
     assert!(
-        matches!(err, CoreError::Unavailable(ref m) if m.contains("250 ms")),
+        matches!(err, CoreError::Unavailable { ref message, .. } if message.contains("250 ms")),
         "{err:?}"
     );
     assert_eq!(started.elapsed(), Duration::from_millis(250));
@@ -295,7 +295,7 @@ async fn lazy_source_fails_open_and_retries_until_a_client_is_built() {
     let Err(err) = source.scaler().await else {
         panic!("the first build must fail")
     };
-    assert!(matches!(err, CoreError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, CoreError::Unavailable { .. }), "{err:?}");
     assert!(!source.is_built());
     assert!(source.scaler().await.is_ok(), "the second build succeeds");
     assert!(source.scaler().await.is_ok(), "cached");
@@ -310,5 +310,8 @@ async fn lazy_source_fails_open_and_retries_until_a_client_is_built() {
 fn from_url_rejects_a_bad_url_with_a_fail_open_error() {
     let err = KubeScaler::from_url("http://[::1", Duration::from_secs(1)).expect_err("bad url");
     assert!(matches!(err, Error::Url { .. }), "{err:?}");
-    assert!(matches!(CoreError::from(err), CoreError::Unavailable(_)));
+    assert!(matches!(
+        CoreError::from(err),
+        CoreError::Unavailable { .. }
+    ));
 }

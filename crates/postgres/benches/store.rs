@@ -42,11 +42,11 @@ struct NeverCalled(AtomicU64);
 impl Scaler for NeverCalled {
     async fn get_scale(&self, target: &Target) -> Result<Scale> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Err(Error::Invalid(format!("idle tick touched {target}")))
+        Err(Error::invalid(format!("idle tick touched {target}")))
     }
     async fn set_replicas<'a>(&self, target: &Target, _: i32, _: Option<&'a str>) -> Result<()> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Err(Error::Invalid(format!("idle tick touched {target}")))
+        Err(Error::invalid(format!("idle tick touched {target}")))
     }
 }
 

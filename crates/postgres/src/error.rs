@@ -53,7 +53,7 @@ impl Error {
     }
 
     /// True when the database could not be reached (rather than refusing a statement): the
-    /// core reports those as `Unavailable`.
+    /// core's store error says so.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Connect { .. } => true,
@@ -72,11 +72,14 @@ impl Error {
 
 impl From<Error> for idle_scaler_core::Error {
     fn from(e: Error) -> Self {
-        if e.is_unavailable() {
-            Self::Unavailable(format!("PostgreSQL: {e}"))
+        // Unreachable or refusing, it is the store that failed: one variant, so callers (the
+        // HTTP layer, the tick) treat a database outage one way; the cause stays attached.
+        let message = if e.is_unavailable() {
+            format!("PostgreSQL unreachable: {e}")
         } else {
-            Self::Store(e.to_string())
-        }
+            e.to_string()
+        };
+        Self::store(message).with_source(e)
     }
 }
 

@@ -22,8 +22,8 @@
 //! | no sample, `NaN`, or `0 < v < 1e9` (a count, not a time) | no data: the target is left out of the answer (unknown) |
 //!
 //! Errors map to the core's outcomes: connect failure, timeout, 429 and 5xx are
-//! [`CoreError::Unavailable`]; a query Prometheus rejects (400, 422) or an answer that is not
-//! an instant vector is [`CoreError::Invalid`]. Either way the tick treats every candidate's
+//! [`CoreError::unavailable`]; a query Prometheus rejects (400, 422) or an answer that is not
+//! an instant vector is [`CoreError::invalid`]. Either way the tick treats every candidate's
 //! traffic as unknown, so an outage never sleeps an app.
 //!
 //! Its keys ([`PrometheusConfig`], [`KEYS`]) are read from the job's figment; [`attach`] gives
@@ -75,7 +75,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
-        CoreError::Invalid(e.to_string())
+        CoreError::invalid(e.to_string())
     }
 }
 
@@ -169,17 +169,17 @@ impl PrometheusSource {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| CoreError::Invalid(format!("building the Prometheus request: {e}")))?;
+            .map_err(|e| CoreError::invalid(format!("building the Prometheus request: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
-                CoreError::Unavailable(format!("Prometheus at {}: {e:#}", self.endpoint))
+                CoreError::unavailable(format!("Prometheus at {}: {e:#}", self.endpoint))
             })?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|e| {
-                    CoreError::Unavailable(format!(
+                    CoreError::unavailable(format!(
                         "reading the answer of Prometheus at {}: {e}",
                         self.endpoint
                     ))
@@ -190,7 +190,7 @@ impl PrometheusSource {
         let (status, bytes) = tokio::time::timeout(self.settings.timeout, exchange)
             .await
             .map_err(|_| {
-                CoreError::Unavailable(format!(
+                CoreError::unavailable(format!(
                     "Prometheus at {} did not answer within {:?}",
                     self.endpoint, self.settings.timeout
                 ))
@@ -311,36 +311,36 @@ fn parse_answer(status: StatusCode, bytes: &[u8]) -> Result<Answer, CoreError> {
         // 400 bad_data and 422 execution errors are the template's fault and will not pass
         // by retrying; anything else (429, 5xx, a proxy's 502) is an outage.
         return Err(match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => CoreError::Invalid(
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => CoreError::invalid(
                 format!("Prometheus rejected the query ({status}): {detail}"),
             ),
-            _ => CoreError::Unavailable(format!("Prometheus answered {status}: {detail}")),
+            _ => CoreError::unavailable(format!("Prometheus answered {status}: {detail}")),
         });
     }
     let envelope = envelope.ok_or_else(|| {
-        CoreError::Unavailable(format!(
+        CoreError::unavailable(format!(
             "Prometheus answered 200 with a body that is not its JSON: {}",
             snippet(bytes)
         ))
     })?;
     if envelope.status != "success" {
-        return Err(CoreError::Unavailable(format!(
+        return Err(CoreError::unavailable(format!(
             "Prometheus answered status {:?}: {}",
             envelope.status,
             said(&envelope)
         )));
     }
-    let data = envelope.data.ok_or_else(|| {
-        CoreError::Unavailable("Prometheus answered success without data".to_owned())
-    })?;
+    let data = envelope
+        .data
+        .ok_or_else(|| CoreError::unavailable("Prometheus answered success without data"))?;
     if data.result_type != "vector" {
-        return Err(CoreError::Invalid(format!(
+        return Err(CoreError::invalid(format!(
             "the activity query must return an instant vector, Prometheus returned a {}",
             data.result_type
         )));
     }
     serde_json::from_value(data.result)
-        .map_err(|e| CoreError::Unavailable(format!("Prometheus vector not understood: {e}")))
+        .map_err(|e| CoreError::unavailable(format!("Prometheus vector not understood: {e}")))
 }
 
 fn snippet(bytes: &[u8]) -> String {

@@ -139,23 +139,23 @@ fn errors_say_whose_fault_they_are() {
     let rejected = br#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected end of input"}"#;
     let e = parse_answer(StatusCode::BAD_REQUEST, rejected).expect_err("400");
     assert!(
-        matches!(&e, CoreError::Invalid(m) if m.contains("bad_data") && m.contains("parse error")),
+        matches!(&e, CoreError::Invalid { message: m, .. } if m.contains("bad_data") && m.contains("parse error")),
         "{e}"
     );
     let e = parse_answer(StatusCode::SERVICE_UNAVAILABLE, b"upstream down").expect_err("503");
     assert!(
-        matches!(&e, CoreError::Unavailable(m) if m.contains("503") && m.contains("upstream down")),
+        matches!(&e, CoreError::Unavailable { message: m, .. } if m.contains("503") && m.contains("upstream down")),
         "{e}"
     );
     let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
     let e = parse_answer(StatusCode::OK, matrix).expect_err("matrix");
     assert!(
-        matches!(&e, CoreError::Invalid(m) if m.contains("instant vector") && m.contains("matrix")),
+        matches!(&e, CoreError::Invalid { message: m, .. } if m.contains("instant vector") && m.contains("matrix")),
         "{e}"
     );
     let e = parse_answer(StatusCode::OK, b"<html>login</html>").expect_err("html");
     assert!(
-        matches!(&e, CoreError::Unavailable(m) if m.contains("<html>login")),
+        matches!(&e, CoreError::Unavailable { message: m, .. } if m.contains("<html>login")),
         "{e}"
     );
 }

@@ -57,7 +57,7 @@ fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
 
 fn check_replicas(replicas: Option<i32>) -> Result<()> {
     match replicas {
-        Some(r) if r <= 0 => Err(Error::Store(format!(
+        Some(r) if r <= 0 => Err(Error::store(format!(
             "replicas_before_sleep = {r} violates check constraint deployments_replicas_before_sleep_check"
         ))),
         _ => Ok(()),
@@ -327,7 +327,7 @@ impl HostOps for MemoryStore {
         check_replicas(row.replicas_before_sleep)?;
         let mut state = self.lock();
         if state.rows.contains_key(&row.id) {
-            return Err(Error::Store(format!(
+            return Err(Error::store(format!(
                 "duplicate key value violates unique constraint deployments_pkey: id {}",
                 row.id
             )));

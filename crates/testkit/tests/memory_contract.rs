@@ -22,15 +22,14 @@ idle_scaler_testkit::contract_cases!(memory_case);
 #[tokio::test]
 async fn injected_failure_fires_once_for_its_method_only() {
     let s = MemoryStore::new();
-    s.fail_next(
-        StoreMethod::CountAsleep,
-        Error::Unavailable("injected".into()),
-    );
+    s.fail_next(StoreMethod::CountAsleep, Error::unavailable("injected"));
     assert!(
         s.get(uuid::Uuid::new_v4()).await.is_ok(),
         "another method is unaffected"
     );
-    assert!(matches!(s.count_asleep().await, Err(Error::Unavailable(m)) if m == "injected"));
+    assert!(
+        matches!(s.count_asleep().await, Err(Error::Unavailable { message: m, .. }) if m == "injected")
+    );
     assert_eq!(s.count_asleep().await.expect("second call"), 0);
     assert_eq!(s.calls(StoreMethod::CountAsleep), 2);
     assert_eq!(s.total_calls(), 3);

@@ -30,6 +30,7 @@ pub struct Job {
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
     last_success: Mutex<Option<Instant>>,
+    wakes: Arc<wake::Wakes>,
 }
 
 impl std::fmt::Debug for Job {
@@ -55,6 +56,7 @@ impl Job {
             clock,
             activity: None,
             last_success: Mutex::new(None),
+            wakes: Arc::default(),
         }
     }
 
@@ -164,17 +166,21 @@ impl Job {
         self.store.list_sleeping().await
     }
 
-    /// Step 6: sets the idle-apps gauge. A failure is a WARN, never a failed tick or wake.
     async fn sample_idle_apps(&self) -> Option<i64> {
-        match self.store.count_asleep().await {
-            Ok(n) => {
-                metrics::idle_apps(n);
-                Some(n)
-            }
-            Err(e) => {
-                warn!(error = %e, "could not sample the idle-apps gauge");
-                None
-            }
+        sample_idle_apps(self.store.as_ref()).await
+    }
+}
+
+/// Step 6: sets the idle-apps gauge. A failure is a WARN, never a failed tick or wake.
+async fn sample_idle_apps(store: &dyn Store) -> Option<i64> {
+    match store.count_asleep().await {
+        Ok(n) => {
+            metrics::idle_apps(n);
+            Some(n)
+        }
+        Err(e) => {
+            warn!(error = %e, "could not sample the idle-apps gauge");
+            None
         }
     }
 }
@@ -203,7 +209,7 @@ fn log_tick(report: &TickReport) {
 /// Logs a Kubernetes error of one app; a 401/403 is an ERROR because only a person can fix RBAC.
 fn log_scale_error(id: uuid::Uuid, target: &Target, e: &Error, what: &str) {
     match e {
-        Error::Forbidden(_) => error!(deployment_id = %id, target = %target, error = %e,
+        Error::Forbidden { .. } => error!(deployment_id = %id, target = %target, error = %e,
             "{what}: forbidden; check the RBAC for deployments/scale"),
         _ => warn!(deployment_id = %id, target = %target, error = %e, "{what}"),
     }

@@ -13,6 +13,14 @@ use crate::{Error, Result, Scaler, SleepState, StaleIntent, Target, TickReport};
 /// of another instance is never mistaken for one.
 pub const STALE_INTENT_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
+impl crate::Config {
+    /// The longest one transition can run once its intent is written: the scale-down, a
+    /// read-back, and a read and write to restore, each bounded by the request timeout.
+    pub fn transition_bound(&self) -> std::time::Duration {
+        self.request_timeout() * 4
+    }
+}
+
 impl Job {
     /// Settles every stale intent, counting each result.
     pub(super) async fn recover(
@@ -74,7 +82,7 @@ impl Job {
                     .await
                 {
                     Ok(()) => settle(SleepState::Awake, Recovery::Restored).await,
-                    Err(Error::Conflict(_)) => Recovery::Raced,
+                    Err(Error::Conflict { .. }) => Recovery::Raced,
                     Err(e) => {
                         log_scale_error(id, &target, &e, "recovery could not restore the app");
                         Recovery::Failed
@@ -82,7 +90,7 @@ impl Job {
                 }
             }
             Ok(_) => settle(SleepState::Asleep, Recovery::Asleep).await,
-            Err(Error::NotFound(_)) => settle(SleepState::Awake, Recovery::Awake).await,
+            Err(Error::NotFound { .. }) => settle(SleepState::Awake, Recovery::Awake).await,
             Err(e) => {
                 log_scale_error(id, &target, &e, "recovery could not read the scale");
                 Recovery::Failed

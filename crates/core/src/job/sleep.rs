@@ -180,7 +180,7 @@ impl TickCtx<'_> {
     async fn read_scale(&self, c: &Candidate, target: &Target) -> Step<Scale> {
         match self.scaler.get_scale(target).await {
             Ok(s) => Ok(s),
-            Err(Error::NotFound(_)) => {
+            Err(Error::NotFound { .. }) => {
                 info!(deployment_id = %c.id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");
                 Err(Attempt::Skipped(SkipReason::NotFound))
@@ -227,13 +227,13 @@ impl TickCtx<'_> {
             .await
         {
             Ok(()) => Ok(()),
-            Err(Error::Conflict(_)) => {
+            Err(Error::Conflict { .. }) => {
                 self.revert(id).await;
                 info!(deployment_id = %id, target = %target, outcome = "raced",
                     "Deployment changed since read; sleep abandoned");
                 Err(Attempt::Skipped(SkipReason::Raced))
             }
-            Err(Error::NotFound(_)) => {
+            Err(Error::NotFound { .. }) => {
                 self.revert(id).await;
                 info!(deployment_id = %id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");
@@ -306,7 +306,7 @@ impl TickCtx<'_> {
                     log_scale_error(id, target, &e, "restoring a woken app left at 0 failed");
                 }
             }
-            Ok(_) | Err(Error::NotFound(_)) => {}
+            Ok(_) | Err(Error::NotFound { .. }) => {}
             Err(e) => log_scale_error(id, target, &e, "checking a woken app failed"),
         }
     }

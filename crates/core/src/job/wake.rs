@@ -1,114 +1,299 @@
 //! Wake: the reverse of a sleep, for the library call, the CLI and HTTP.
+//!
+//! One attempt per app at a time in this process (single flight): concurrent callers share
+//! it. The attempt runs as its own task, so a caller that goes away (an HTTP client that
+//! disconnects, a cancelled future) never leaves it half done.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
-use tracing::info;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::recover::STALE_INTENT_AFTER;
-use super::{Job, log_scale_error};
+use super::{Job, log_scale_error, sample_idle_apps};
 use crate::metrics;
-use crate::{Error, Outcome, Result, SleepState, Target, WakeReport, WakeResult};
+use crate::{
+    Clock, Config, DeploymentRecord, Error, Outcome, Result, ScalerSource, SleepState, Store,
+    Target, WakeReport, WakeResult,
+};
 
-/// How often a wake retries when its compare-and-set loses to a concurrent transition.
+/// How often a wake looks again when its compare-and-set loses to a concurrent transition.
 const WAKE_ATTEMPTS: usize = 3;
 
+/// How often a wake that waits for a sleep in flight reads the row again.
+const INTENT_POLL: Duration = Duration::from_millis(100);
+
+type SharedWake = Shared<BoxFuture<'static, Result<WakeReport>>>;
+
+/// The wakes in flight in this process, one per app.
+#[derive(Debug, Default)]
+pub(super) struct Wakes {
+    in_flight: Mutex<HashMap<Uuid, SharedWake>>,
+    tasks: TaskTracker,
+    /// Run each wake in its callers' futures instead of a task of its own.
+    inline: bool,
+    /// How long a wake waits for a sleep in flight to settle; `None`: one transition's bound.
+    intent_wait: Option<Duration>,
+}
+
+/// What one wake needs, owned so that the wake can outlive its caller.
+struct WakeCtx {
+    intent_wait: Duration,
+    config: Config,
+    store: Arc<dyn Store>,
+    scalers: Arc<dyn ScalerSource>,
+    clock: Arc<dyn Clock>,
+}
+
 impl Job {
-    /// Wakes one app: restores its recorded replica count and marks the row awake.
+    /// Wakes one app: restores its recorded replica count (never lowering a running app)
+    /// and marks the row awake. Concurrent calls for one app share one attempt, and the
+    /// attempt finishes even if every caller goes away.
     pub async fn wake(&self, id: Uuid) -> Result<WakeReport> {
+        let attempt = {
+            let mut in_flight = self
+                .wakes
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(attempt) = in_flight.get(&id) {
+                debug!(deployment_id = %id, "wake: joining the wake in flight");
+                attempt.clone()
+            } else {
+                let ctx = WakeCtx {
+                    intent_wait: self
+                        .wakes
+                        .intent_wait
+                        .unwrap_or_else(|| self.config.transition_bound()),
+                    config: self.config.clone(),
+                    store: self.store.clone(),
+                    scalers: self.scalers.clone(),
+                    clock: self.clock.clone(),
+                };
+                let wakes = self.wakes.clone();
+                let run = async move {
+                    let result = ctx.wake(id).await;
+                    wakes
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&id);
+                    result
+                };
+                let attempt = if self.wakes.inline {
+                    run.boxed()
+                } else {
+                    let task = self.wakes.tasks.spawn(run);
+                    async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Error::unavailable(format!(
+                                "the wake of {id} did not finish: {e}"
+                            )))
+                        })
+                    }
+                    .boxed()
+                }
+                .shared();
+                in_flight.insert(id, attempt.clone());
+                attempt
+            }
+        };
+        attempt.await
+    }
+
+    /// Runs each wake inside the futures of its callers instead of a task of its own, for a
+    /// harness that polls every future itself (a deterministic simulation). A wake then
+    /// stops half way when all its callers are dropped, which is what such a harness
+    /// wants to model; production code keeps the default.
+    #[must_use]
+    pub fn with_inline_wakes(mut self) -> Self {
+        self.wakes = Arc::new(Wakes {
+            inline: true,
+            intent_wait: self.wakes.intent_wait,
+            ..Wakes::default()
+        });
+        self
+    }
+
+    /// How long a wake that meets a sleep in flight waits for it to settle before it
+    /// answers a retryable conflict (default: one transition's bound, four request
+    /// timeouts). Zero answers at once, for a harness that decides itself when to look again.
+    #[must_use]
+    pub fn with_intent_wait(mut self, wait: Duration) -> Self {
+        self.wakes = Arc::new(Wakes {
+            inline: self.wakes.inline,
+            intent_wait: Some(wait),
+            ..Wakes::default()
+        });
+        self
+    }
+
+    /// Waits until every wake started so far has finished: a graceful shutdown calls it
+    /// so that no wake is cut half way.
+    pub async fn finish_wakes(&self) {
+        self.wakes.tasks.close();
+        self.wakes.tasks.wait().await;
+        self.wakes.tasks.reopen();
+    }
+}
+
+impl WakeCtx {
+    async fn wake(&self, id: Uuid) -> Result<WakeReport> {
         let started = Instant::now();
         let result = self.wake_inner(id).await;
         metrics::wake_duration(started.elapsed());
         match &result {
-            Ok(r) if r.result == WakeResult::WokeUp => {
-                metrics::outcome(Outcome::WokeUp);
-                // Keep the gauge true between ticks: dashboards watch apps waking.
-                self.sample_idle_apps().await;
+            Ok(r) => {
+                if r.result == WakeResult::WokeUp {
+                    metrics::outcome(Outcome::WokeUp);
+                }
+                if r.result != WakeResult::AlreadyAwake {
+                    // Keep the gauge true between ticks: dashboards watch apps waking.
+                    sample_idle_apps(self.store.as_ref()).await;
+                }
             }
-            Ok(_) | Err(Error::UnknownDeployment(_)) => {}
+            Err(Error::UnknownDeployment(_)) => {}
+            // Retryable: nothing failed, a transition was in flight; not a `wake_failed`.
+            Err(Error::Conflict { .. }) => metrics::wake_conflict(),
             Err(_) => metrics::outcome(Outcome::WakeFailed),
         }
         result
     }
 
     async fn wake_inner(&self, id: Uuid) -> Result<WakeReport> {
-        for _ in 0..WAKE_ATTEMPTS {
+        // A sleep in flight is waited out for as long as one transition can take.
+        let wait_until = Instant::now() + self.intent_wait;
+        let mut attempts = 0;
+        // Set once this wake has scaled the app up: a later look that finds it running
+        // (after a lost compare-and-set) still reports the wake's own work.
+        let mut scaled_up = None;
+        while attempts < WAKE_ATTEMPTS {
             let row = self
                 .store
                 .get(id)
                 .await?
                 .ok_or(Error::UnknownDeployment(id))?;
             let now = self.clock.now();
-            if row.sleep_state == SleepState::Awake {
-                if self.store.touch_awake(id, now).await? {
-                    info!(deployment_id = %id, "wake: already awake; activity bumped");
-                    return Ok(WakeReport {
-                        id,
-                        result: WakeResult::AlreadyAwake,
-                        replicas: None,
-                    });
+            match row.sleep_state {
+                SleepState::Awake => {
+                    if self.store.touch_awake(id, now).await? {
+                        info!(deployment_id = %id, "wake: already awake; activity bumped");
+                        return Ok(WakeReport {
+                            id,
+                            result: WakeResult::AlreadyAwake,
+                            replicas: None,
+                        });
+                    }
+                    attempts += 1;
+                    continue;
                 }
-                continue;
+                SleepState::Sleeping if row.sleep_state_changed_at > now - STALE_INTENT_AFTER => {
+                    // A tick is between its intent and its confirm: acting now could report
+                    // success just before its scale-down lands. Let it settle, then wake.
+                    if Instant::now() >= wait_until {
+                        info!(deployment_id = %id, "wake: a sleep is still in flight; retry");
+                        return Err(Error::conflict(format!(
+                            "deployment {id} is being put to sleep right now; retry the wake"
+                        )));
+                    }
+                    debug!(deployment_id = %id, "wake: waiting for the sleep in flight to settle");
+                    tokio::time::sleep(INTENT_POLL).await;
+                    continue;
+                }
+                SleepState::Sleeping | SleepState::Asleep => {}
             }
-            if row.sleep_state == SleepState::Sleeping
-                && row.sleep_state_changed_at > now - STALE_INTENT_AFTER
-            {
-                // A tick is between its intent and its confirm. Its scale-down carries a
-                // resourceVersion that a wake's scale-up does not change when the count is
-                // still up (a no-op write), so finishing the wake now could report success
-                // and then see the app put to 0, with the row already `awake` (and, should
-                // that tick die there, left so). Let the transition finish; a retry then
-                // finds the row `asleep` (or `awake`). A stale intent is a dead transition:
-                // waking it is safe.
-                info!(deployment_id = %id, "wake: a sleep is in progress; retry");
-                return Err(Error::Conflict(format!(
-                    "deployment {id} is being put to sleep right now; retry the wake"
-                )));
+            attempts += 1;
+            if let Some(report) = self.scale_up(&row, &mut scaled_up).await? {
+                return Ok(report);
             }
-            let target = Target::parse(&row.provider_id).map_err(|e| {
-                Error::Invalid(format!(
-                    "deployment {id} has provider_id {:?}: {e}",
-                    row.provider_id
-                ))
-            })?;
+            // The Deployment or the row moved since read: look again.
+        }
+        Err(Error::conflict(format!(
+            "deployment {id} kept changing during wake"
+        )))
+    }
+
+    /// Reads the Deployment and brings it up unless it runs, then marks the row awake.
+    /// `None`: something moved meanwhile (a precondition or a compare-and-set lost).
+    async fn scale_up(
+        &self,
+        row: &DeploymentRecord,
+        scaled_up: &mut Option<i32>,
+    ) -> Result<Option<WakeReport>> {
+        let id = row.id;
+        let target = Target::parse(&row.provider_id).map_err(|e| {
+            Error::invalid(format!(
+                "deployment {id} has provider_id {:?}: {e}",
+                row.provider_id
+            ))
+        })?;
+        let scaler = self.scalers.scaler().await?;
+        let scale = scaler.get_scale(&target).await.inspect_err(|e| {
+            log_scale_error(
+                id,
+                &target,
+                e,
+                "wake could not read the scale; row left asleep",
+            );
+        })?;
+        let (result, replicas) = if scale.replicas > 0 {
+            // Someone (a person, a redeploy, an earlier look of this wake) runs it: never
+            // lower it, write nothing.
+            match *scaled_up {
+                Some(ours) => (WakeResult::WokeUp, ours),
+                None => (WakeResult::AlreadyRunning, scale.replicas),
+            }
+        } else {
             let replicas = row
                 .replicas_before_sleep
                 .filter(|r| *r > 0)
                 .unwrap_or(self.config.default_wake_replicas);
-            let scaler = self.scalers.scaler().await?;
-            if let Err(e) = scaler.set_replicas(&target, replicas, None).await {
-                log_scale_error(
-                    id,
-                    &target,
-                    &e,
-                    "wake could not scale the app up; row left asleep",
-                );
-                return Err(e);
+            match scaler
+                .set_replicas(&target, replicas, Some(&scale.resource_version))
+                .await
+            {
+                Ok(()) => {
+                    *scaled_up = Some(replicas);
+                    (WakeResult::WokeUp, replicas)
+                }
+                Err(Error::Conflict { .. }) => return Ok(None),
+                Err(e) => {
+                    log_scale_error(
+                        id,
+                        &target,
+                        &e,
+                        "wake could not scale the app up; row left asleep",
+                    );
+                    return Err(e);
+                }
             }
-            let finished = if row.sleep_state == SleepState::Sleeping {
-                // A stale intent (a fresh one was declined above). `finish_wake` compares the
-                // state only, and recovery may have settled this intent and a tick claimed the
-                // row anew meanwhile: a wake landing on that live intent would report success
-                // just before its scale-down. So settle this very intent, then bump activity
-                // as a wake does; if a tick claimed the row in between, look again.
-                self.store
-                    .settle_intent(id, row.sleep_state_changed_at, SleepState::Awake, now)
-                    .await?
-                    && self.store.touch_awake(id, now).await?
-            } else {
-                self.store.finish_wake(id, row.sleep_state, now).await?
-            };
-            if finished {
-                info!(deployment_id = %id, target = %target, replicas, outcome = "woke_up", "app woken");
-                return Ok(WakeReport {
-                    id,
-                    result: WakeResult::WokeUp,
-                    replicas: Some(replicas),
-                });
-            }
-            // The state moved (a tick confirmed, or another wake finished): look again.
+        };
+        let now = self.clock.now();
+        let finished = if row.sleep_state == SleepState::Sleeping {
+            // A stale intent. Settle this very intent (a tick may have claimed the row anew
+            // meanwhile, and that live intent must not be marked awake under it), then bump
+            // activity as a wake does.
+            self.store
+                .settle_intent(id, row.sleep_state_changed_at, SleepState::Awake, now)
+                .await?
+                && self.store.touch_awake(id, now).await?
+        } else {
+            self.store.finish_wake(id, row.sleep_state, now).await?
+        };
+        if !finished {
+            return Ok(None);
         }
-        Err(Error::Conflict(format!(
-            "deployment {id} kept changing during wake"
-        )))
+        info!(deployment_id = %id, target = %target, replicas, outcome = result.as_str(), "app woken");
+        Ok(Some(WakeReport {
+            id,
+            result,
+            replicas: Some(replicas),
+        }))
     }
 }

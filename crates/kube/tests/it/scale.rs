@@ -63,7 +63,7 @@ async fn a_change_between_read_and_write_is_a_conflict_and_nothing_is_written() 
         .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect_err("stale");
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert_eq!(fake.replicas("apps", "web"), Some(5));
 }
 
@@ -76,7 +76,7 @@ async fn a_redeploy_between_read_and_write_is_a_conflict() {
         .set_replicas(&web(), 0, Some(&scale.resource_version))
         .await
         .expect_err("stale");
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert_eq!(fake.replicas("apps", "web"), Some(2));
 }
 

@@ -69,6 +69,7 @@ struct Seen {
     recovered: BTreeMap<String, u64>,
     woke_up: u64,
     wake_failed: u64,
+    wake_conflicts: u64,
     already_awake: u64,
     failed_ticks: u64,
 }
@@ -168,6 +169,8 @@ async fn two_instances_with_wakes_bumps_and_api_faults_keep_every_invariant(
             match w {
                 Ok(r) if r.result == WakeResult::WokeUp => seen.woke_up += 1,
                 Ok(_) => seen.already_awake += 1,
+                // Retryable: a transition was in flight; not a failed wake.
+                Err(idle_scaler_core::Error::Conflict { .. }) => seen.wake_conflicts += 1,
                 Err(_) => seen.wake_failed += 1,
             }
         }

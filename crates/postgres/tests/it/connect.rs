@@ -23,10 +23,10 @@ async fn unreachable_server_fails_fast_naming_host_and_port_not_password() {
     assert!(!msg.contains("secret"), "{msg}");
     assert!(!format!("{err:?}").contains("secret"));
     assert!(matches!(err, Error::Connect { port: 1, .. }), "{err:?}");
-    // The core sees it as the backend being unavailable.
+    // The core sees a store failure that says the database is unreachable, cause attached.
     let core: idle_scaler_core::Error = err.into();
     assert!(
-        matches!(core, idle_scaler_core::Error::Unavailable(_)),
+        matches!(&core, idle_scaler_core::Error::Store { message, source: Some(_) } if message.contains("unreachable")),
         "{core:?}"
     );
 }
@@ -93,12 +93,12 @@ async fn connect_to_a_live_server_works(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
-async fn a_lost_database_is_unavailable_to_the_core(pool: PgPool) {
+async fn a_lost_database_is_an_unreachable_store_to_the_core(pool: PgPool) {
     let store = PgStore::from_pool(pool.clone());
     pool.close().await;
     let err = store.count_asleep().await.expect_err("pool closed");
     assert!(
-        matches!(err, idle_scaler_core::Error::Unavailable(_)),
+        matches!(&err, idle_scaler_core::Error::Store { message, .. } if message.contains("unreachable")),
         "{err:?}"
     );
 }

@@ -43,7 +43,7 @@ impl Scaler for RecordingScaler {
             .unwrap_or_else(PoisonError::into_inner);
         let (replicas, version) = deployments
             .get(target)
-            .ok_or_else(|| Error::NotFound(target.to_string()))?;
+            .ok_or_else(|| Error::not_found(target.to_string()))?;
         Ok(Scale {
             replicas: *replicas,
             resource_version: version.to_string(),
@@ -62,9 +62,9 @@ impl Scaler for RecordingScaler {
             .unwrap_or_else(PoisonError::into_inner);
         let (current, version) = deployments
             .get_mut(target)
-            .ok_or_else(|| Error::NotFound(target.to_string()))?;
+            .ok_or_else(|| Error::not_found(target.to_string()))?;
         if resource_version.is_some_and(|rv| rv != version.to_string()) {
-            return Err(Error::Conflict(target.to_string()));
+            return Err(Error::conflict(target.to_string()));
         }
         *current = replicas;
         *version += 1;

@@ -41,7 +41,7 @@ async fn nothing_listening_is_unavailable_and_names_the_address() {
     }; // dropped: nothing listens there now
     let err = ask(format!("http://{addr}"), Duration::from_secs(2)).await;
     assert!(
-        matches!(&err, Error::Unavailable(m) if m.contains(&addr.to_string())),
+        matches!(&err, Error::Unavailable { message: m, .. } if m.contains(&addr.to_string())),
         "{err}"
     );
 }
@@ -61,7 +61,7 @@ async fn a_server_that_never_answers_is_unavailable_after_the_timeout() {
     let took = started.elapsed();
     held.abort();
     assert!(
-        matches!(&err, Error::Unavailable(m) if m.contains("did not answer within 1s")),
+        matches!(&err, Error::Unavailable { message: m, .. } if m.contains("did not answer within 1s")),
         "{err}"
     );
     assert!(
@@ -87,7 +87,7 @@ async fn a_5xx_from_a_proxy_is_unavailable_with_its_body() {
     });
     let err = ask(format!("http://{addr}"), Duration::from_secs(5)).await;
     assert!(
-        matches!(&err, Error::Unavailable(m) if m.contains("503") && m.contains("no healthy upstream")),
+        matches!(&err, Error::Unavailable { message: m, .. } if m.contains("503") && m.contains("no healthy upstream")),
         "{err}"
     );
 }

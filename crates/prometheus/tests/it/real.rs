@@ -206,7 +206,7 @@ async fn bad_templates_are_invalid_and_a_stopped_prometheus_is_unavailable() {
         .await
         .expect_err("parse error");
     assert!(
-        matches!(&err, Error::Invalid(m) if m.contains("bad_data") && m.contains("parse error")),
+        matches!(&err, Error::Invalid { message: m, .. } if m.contains("bad_data") && m.contains("parse error")),
         "{err}"
     );
 
@@ -219,7 +219,7 @@ async fn bad_templates_are_invalid_and_a_stopped_prometheus_is_unavailable() {
         .await
         .expect_err("a range vector");
     assert!(
-        matches!(&err, Error::Invalid(m) if m.contains("instant vector") && m.contains("matrix")),
+        matches!(&err, Error::Invalid { message: m, .. } if m.contains("instant vector") && m.contains("matrix")),
         "{err}"
     );
 
@@ -231,7 +231,7 @@ async fn bad_templates_are_invalid_and_a_stopped_prometheus_is_unavailable() {
         .await
         .expect_err("Prometheus is gone");
     assert!(
-        matches!(&err, Error::Unavailable(m) if m.contains(url.trim_start_matches("http://"))),
+        matches!(&err, Error::Unavailable { message: m, .. } if m.contains(url.trim_start_matches("http://"))),
         "{err}"
     );
 }

@@ -111,19 +111,19 @@ impl SimCluster {
     ) -> Result<bool> {
         let mut s = self.lock();
         let Some(current) = s.deployments.get(&key(target)).copied() else {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "deployments.apps {:?}",
                 target.name
             )));
         };
         if resource_version.is_some_and(|rv| rv != current.resource_version.to_string()) {
-            return Err(Error::Conflict(format!(
+            return Err(Error::conflict(format!(
                 "deployments.apps {:?}: the object has been modified",
                 target.name
             )));
         }
         if replicas < 0 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
             )));
         }
@@ -152,7 +152,7 @@ impl SimCluster {
                 replicas: d.replicas,
                 resource_version: d.resource_version.to_string(),
             })
-            .ok_or_else(|| Error::NotFound(format!("deployments.apps {:?}", target.name)))
+            .ok_or_else(|| Error::not_found(format!("deployments.apps {:?}", target.name)))
     }
 }
 
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn resource_version_semantics() {
         let c = SimCluster::new();
-        assert!(matches!(c.scale(&web()), Err(Error::NotFound(_))));
+        assert!(matches!(c.scale(&web()), Err(Error::NotFound { .. })));
         assert!(c.apply(&web(), 3));
         let s = c.scale(&web()).expect("exists");
         assert_eq!(s.replicas, 3);
@@ -201,11 +201,11 @@ mod tests {
         // Now stale.
         assert!(matches!(
             c.set_scale(&web(), 2, Some(&s.resource_version)),
-            Err(Error::Conflict(_))
+            Err(Error::Conflict { .. })
         ));
         assert!(matches!(
             c.set_scale(&web(), -1, None),
-            Err(Error::Invalid(_))
+            Err(Error::Invalid { .. })
         ));
         let before = c.scale(&web()).expect("exists");
         assert!(c.redeploy(&web()));
@@ -215,7 +215,7 @@ mod tests {
         assert!(c.delete(&web()));
         assert!(matches!(
             c.set_scale(&web(), 1, None),
-            Err(Error::NotFound(_))
+            Err(Error::NotFound { .. })
         ));
     }
 }

@@ -37,10 +37,10 @@ impl SimPorts {
     async fn enter(&self, call: Call) -> Result<Fault> {
         let fault = Gate::new(self.shared.clone(), self.op, call).await;
         match fault {
-            Fault::ErrBefore if call.is_kube() => Err(Error::Unavailable(
-                "injected: 500 Internal Server Error".into(),
-            )),
-            Fault::ErrBefore => Err(Error::Store("injected: connection reset".into())),
+            Fault::ErrBefore if call.is_kube() => {
+                Err(Error::unavailable("injected: 500 Internal Server Error"))
+            }
+            Fault::ErrBefore => Err(Error::store("injected: connection reset")),
             Fault::CrashBefore => self.hang().await,
             Fault::None | Fault::ErrAfter | Fault::CrashAfter | Fault::Delayed => Ok(fault),
         }
@@ -48,8 +48,8 @@ impl SimPorts {
 
     async fn leave<T>(&self, fault: Fault, result: Result<T>) -> Result<T> {
         match fault {
-            Fault::ErrAfter => Err(Error::Unavailable(
-                "injected: timed out after the request was sent".into(),
+            Fault::ErrAfter => Err(Error::unavailable(
+                "injected: timed out after the request was sent",
             )),
             Fault::CrashAfter => self.hang().await,
             _ => result,
@@ -253,8 +253,8 @@ impl Scaler for SimPorts {
                 replicas,
                 resource_version: resource_version.map(str::to_owned),
             });
-            return Err(Error::Unavailable(
-                "injected: timed out; the request may still be applied".into(),
+            return Err(Error::unavailable(
+                "injected: timed out; the request may still be applied",
             ));
         }
         let before = self.cluster.get(target);

@@ -222,12 +222,17 @@ impl World {
             store: self.store.clone(),
             cluster: self.cluster.clone(),
         });
-        Arc::new(Job::new(
-            self.config.clone(),
-            ports.clone(),
-            Arc::new(FixedScalerSource(ports)),
-            Arc::new(self.clock.clone()),
-        ))
+        Arc::new(
+            Job::new(
+                self.config.clone(),
+                ports.clone(),
+                Arc::new(FixedScalerSource(ports)),
+                Arc::new(self.clock.clone()),
+            )
+            // The scheduler polls every operation itself and decides when to look again.
+            .with_inline_wakes()
+            .with_intent_wait(std::time::Duration::ZERO),
+        )
     }
 
     fn live(&self, op: OpId) -> bool {

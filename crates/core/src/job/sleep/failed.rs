@@ -42,7 +42,7 @@ impl TickCtx<'_> {
                 );
                 Err(Attempt::Failed)
             }
-            Err(Error::NotFound(_)) => {
+            Err(Error::NotFound { .. }) => {
                 self.revert(id).await;
                 info!(deployment_id = %id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");

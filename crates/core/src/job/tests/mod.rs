@@ -114,8 +114,10 @@ fn recorded<F: Future>(f: F) -> (F::Output, Snapshot) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let out = ::metrics::with_local_recorder(&recorder, || {
+        // Paused: a protocol that waits (a wake behind a sleep in flight) runs in virtual time.
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .expect("runtime")
             .block_on(f)
@@ -126,10 +128,12 @@ fn recorded<F: Future>(f: F) -> (F::Output, Snapshot) {
 fn counter(s: &Snapshot, name: &str, label: (&str, &str)) -> Option<u64> {
     s.iter().find_map(|(k, _, _, v)| {
         let key = k.key();
+        // An empty label pair matches a series without labels.
         let matches = key.name() == name
-            && key
-                .labels()
-                .any(|l| l.key() == label.0 && l.value() == label.1);
+            && (label == ("", "")
+                || key
+                    .labels()
+                    .any(|l| l.key() == label.0 && l.value() == label.1));
         match v {
             DebugValue::Counter(n) if matches => Some(*n),
             _ => None,

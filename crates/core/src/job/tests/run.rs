@@ -22,7 +22,7 @@ fn no_scaler_is_fail_open_without_store_calls() {
     source
         .expect_scaler()
         .times(1)
-        .returning(|| Err(Error::Unavailable("no kubeconfig".into())));
+        .returning(|| Err(Error::unavailable("no kubeconfig")));
     let job = Job::new(
         enabled(),
         Arc::new(MockStore::new()),
@@ -84,7 +84,7 @@ async fn a_failed_tick_does_not_stop_the_loop() {
         .returning(move |_, _, _| {
             calls += 1;
             if calls == 1 {
-                Err(Error::Store("connection reset".into()))
+                Err(Error::store("connection reset"))
             } else {
                 Ok(vec![])
             }

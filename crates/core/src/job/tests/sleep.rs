@@ -105,14 +105,14 @@ fn sleep_fails_with(err: fn() -> Error) -> (TickReport, Snapshot) {
 
 #[test]
 fn conflict_on_scale_reverts_and_counts_raced() {
-    let (report, snap) = sleep_fails_with(|| Error::Conflict("stale resourceVersion".into()));
+    let (report, snap) = sleep_fails_with(|| Error::conflict("stale resourceVersion"));
     assert_eq!(report.skipped(SkipReason::Raced), 1);
     assert_eq!(outcome(&snap, "scale_failed"), 0);
 }
 
 #[test]
 fn deployment_gone_reverts_and_is_not_a_failure() {
-    let (report, snap) = sleep_fails_with(|| Error::NotFound("apps/web".into()));
+    let (report, snap) = sleep_fails_with(|| Error::not_found("apps/web"));
     assert_eq!(report.skipped(SkipReason::NotFound), 1);
     assert_eq!(report.outcome(Outcome::ScaleFailed), 0);
     assert_eq!(outcome(&snap, "scale_failed"), 0);
@@ -128,10 +128,7 @@ fn deployment_gone_reverts_and_is_not_a_failure() {
 
 #[test]
 fn scale_error_reverts_and_counts_scale_failed() {
-    for err in [
-        || Error::Unavailable("503".into()),
-        || Error::Forbidden("rbac".into()),
-    ] {
+    for err in [|| Error::unavailable("503"), || Error::forbidden("rbac")] {
         let (report, snap) = sleep_fails_with(err);
         assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
         assert_eq!(outcome(&snap, "scale_failed"), 1);
@@ -146,7 +143,7 @@ async fn deployment_gone_before_the_claim_touches_no_row() {
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
-        .returning(|_| Err(Error::NotFound("apps/web".into())));
+        .returning(|_| Err(Error::not_found("apps/web")));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.skipped(SkipReason::NotFound), 1);
 }
@@ -288,7 +285,7 @@ async fn a_scale_down_that_failed_but_took_effect_is_confirmed_not_reverted() {
     scaler
         .expect_set_replicas()
         .times(1)
-        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+        .returning(|_, _, _| Err(Error::unavailable("timed out")));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.outcome(Outcome::ScaledDown), 1);
     assert_eq!(report.outcome(Outcome::ScaleFailed), 0);
@@ -314,7 +311,7 @@ async fn a_failed_scale_down_that_may_still_land_leaves_the_intent() {
     scaler
         .expect_set_replicas()
         .times(1)
-        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+        .returning(|_, _, _| Err(Error::unavailable("timed out")));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
 }
@@ -337,13 +334,13 @@ async fn a_failed_scale_down_that_cannot_be_read_back_leaves_the_intent() {
         if reads == 1 {
             Ok(scale(3, "7"))
         } else {
-            Err(Error::Unavailable("connection refused".into()))
+            Err(Error::unavailable("connection refused"))
         }
     });
     scaler
         .expect_set_replicas()
         .times(1)
-        .returning(|_, _, _| Err(Error::Unavailable("timed out".into())));
+        .returning(|_, _, _| Err(Error::unavailable("timed out")));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
 }
@@ -358,7 +355,7 @@ fn gauge_sampling_error_does_not_fail_the_tick() {
     store
         .expect_count_asleep()
         .times(1)
-        .returning(|| Err(Error::Store("timeout".into())));
+        .returning(|| Err(Error::store("timeout")));
     let (report, snap) = recorded(job(enabled(), store, MockScaler::new()).tick());
     let report = report.unwrap();
     assert_eq!(report.idle_apps, None);
@@ -375,11 +372,11 @@ fn candidate_query_error_fails_the_tick_and_does_nothing_else() {
     store
         .expect_select_candidates()
         .times(1)
-        .returning(|_, _, _| Err(Error::Store("boom".into())));
+        .returning(|_, _, _| Err(Error::store("boom")));
     store.expect_count_asleep().times(0);
     let job = job(enabled(), store, MockScaler::new());
     let (result, snap) = recorded(job.tick());
-    assert!(matches!(result, Err(Error::Store(_))));
+    assert!(matches!(result, Err(Error::Store { .. })));
     assert!(job.last_success().is_none());
     assert_eq!(
         counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "error")),
@@ -433,7 +430,7 @@ async fn blast_radius_stops_the_tick_after_consecutive_failures() {
     scaler
         .expect_set_replicas()
         .times(3)
-        .returning(|_, _, _| Err(Error::Unavailable("500".into())));
+        .returning(|_, _, _| Err(Error::unavailable("500")));
     let config = Config {
         max_consecutive_failures: 3,
         concurrency: 1,
@@ -471,7 +468,7 @@ async fn one_failure_does_not_stop_the_others() {
     });
     scaler.expect_set_replicas().returning(|t, _, _| {
         if t.name == "web-2" {
-            Err(Error::Unavailable("500".into()))
+            Err(Error::unavailable("500"))
         } else {
             Ok(())
         }

@@ -209,7 +209,7 @@ fn recording_the_traffic_failing_still_keeps_the_app_up() {
     store
         .expect_record_traffic()
         .times(1)
-        .returning(|_, _| Err(Error::Store("connection reset".into())));
+        .returning(|_, _| Err(Error::store("connection reset")));
     let source = source_answering(
         vec![web()],
         only(web(), Traffic::LastSeen(t0() - minutes(1))),
@@ -259,7 +259,7 @@ fn an_unreachable_source_sleeps_nothing_and_says_so() {
     source
         .expect_traffic()
         .times(1)
-        .returning(|_, _, _| Err(Error::Unavailable("connect: connection refused".into())));
+        .returning(|_, _, _| Err(Error::unavailable("connect: connection refused")));
     // No Kubernetes call and no claim may happen (mocks without expectations panic).
     let (report, snap, logs) =
         recorded_and_logged(traffic_job(enabled(), store, MockScaler::new(), source).tick());
@@ -293,7 +293,7 @@ fn the_sleep_policy_judges_unknown_apps_by_their_stamp() {
     let mut source = MockActivitySource::new();
     source
         .expect_traffic()
-        .returning(|_, _, _| Err(Error::Unavailable("timeout".into())));
+        .returning(|_, _, _| Err(Error::unavailable("timeout")));
     let (report, snap) = recorded(traffic_job(config.clone(), store, scaler, source).tick());
     assert_eq!(report.unwrap().outcome(Outcome::ScaledDown), 1);
     assert_eq!(source_errors(&snap), Some(1));
