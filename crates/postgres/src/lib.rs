@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
-    Candidate, ConfirmOutcome, DeploymentRecord, SleepState, StaleIntent, Store,
+    AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, SleepState,
+    StaleIntent, Store,
 };
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -237,6 +238,35 @@ impl Row {
     }
 }
 
+/// A candidate as selected by [`queries::SELECT_CANDIDATES`].
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    id: Uuid,
+    provider_id: String,
+    last_activity_at: DateTime<Utc>,
+    sleep_state_changed_at: DateTime<Utc>,
+    sleep_backoff_count: i32,
+    sleep_flaps: i32,
+    sleep_flaps_since: Option<DateTime<Utc>>,
+}
+
+impl CandidateRow {
+    fn into_candidate(self) -> Result<Candidate> {
+        Ok(Candidate {
+            backoff_count: count_of(self.id, "sleep_backoff_count", self.sleep_backoff_count)?,
+            flaps: count_of(self.id, "sleep_flaps", self.sleep_flaps)?,
+            flaps_since: self.sleep_flaps_since,
+            sleep_state_changed_at: self.sleep_state_changed_at,
+            ..Candidate::new(self.id, self.provider_id, self.last_activity_at)
+        })
+    }
+}
+
+/// A counter column as the model holds it; a negative one was not written by the store.
+fn count_of(id: Uuid, column: &str, n: i32) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::Corrupt(format!("row {id} has {column} = {n}")))
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn select_candidates(
@@ -245,7 +275,7 @@ impl Store for PgStore {
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<Candidate>> {
-        let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(queries::SELECT_CANDIDATES)
+        let rows: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
             .bind(now)
             .bind(idle_before)
             .bind(i64::from(limit))
@@ -254,12 +284,8 @@ impl Store for PgStore {
             .map_err(Error::query("select_candidates"))?;
         Ok(rows
             .into_iter()
-            .map(|(id, provider_id, last_activity_at)| Candidate {
-                id,
-                provider_id,
-                last_activity_at,
-            })
-            .collect())
+            .map(CandidateRow::into_candidate)
+            .collect::<Result<_>>()?)
     }
 
     async fn claim_sleep(
@@ -283,31 +309,79 @@ impl Store for PgStore {
         &self,
         id: Uuid,
         seen_activity: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<ConfirmOutcome> {
-        let confirm = sqlx::query(queries::CONFIRM_SLEEP)
+        let row: Option<(i64, bool)> = sqlx::query_as(queries::CONFIRM_SLEEP)
             .bind(id)
             .bind(seen_activity)
-            .bind(now);
-        if self.matched("confirm_sleep", confirm).await? {
-            return Ok(ConfirmOutcome::Confirmed);
-        }
-        // The CAS failed; why decides what the tick does next. Still `sleeping` means only the
-        // activity stamp moved (a redeploy): the tick must undo. Anything else: a wake won.
-        let state: Option<(String,)> = sqlx::query_as(queries::SLEEP_STATE)
-            .bind(id)
+            .bind(intent_at)
+            .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(Error::query("confirm_sleep"))?;
-        Ok(match state {
-            Some((s,)) if s == SleepState::Sleeping.as_str() => ConfirmOutcome::ActivityArrived,
-            _ => ConfirmOutcome::NotSleeping,
+        Ok(match row {
+            Some((1, _)) => ConfirmOutcome::Confirmed,
+            // Still this very intent, yet the CAS failed: only the activity can have moved (a
+            // redeploy), and the tick must undo.
+            Some((_, true)) => ConfirmOutcome::ActivityArrived,
+            // Gone, woken, settled, or another transition's intent: not ours to touch.
+            Some((_, false)) | None => ConfirmOutcome::NotSleeping,
         })
     }
 
-    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let revert = sqlx::query(queries::REVERT_SLEEP).bind(id).bind(now);
+    async fn revert_sleep(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let revert = sqlx::query(queries::REVERT_SLEEP)
+            .bind(id)
+            .bind(intent_at)
+            .bind(now);
         Ok(self.matched("revert_sleep", revert).await?)
+    }
+
+    async fn back_off(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        backoff: &BackOff,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::BACK_OFF)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(backoff.reason.as_str())
+            .bind(backoff.retry_after)
+            .bind(backoff.retry_key);
+        Ok(self.matched("back_off", write).await?)
+    }
+
+    async fn backed_off(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<BackedOff>> {
+        type R = (Uuid, String, String, DateTime<Utc>, i32);
+        let rows: Vec<R> = sqlx::query_as(queries::BACKED_OFF)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("backed_off"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, provider_id, reason, retry_after, count)| {
+                Ok(BackedOff {
+                    id,
+                    provider_id,
+                    reason,
+                    retry_after,
+                    backoff_count: count_of(id, "sleep_backoff_count", count)?,
+                })
+            })
+            .collect::<Result<_>>()?)
     }
 
     async fn settle_intent(
@@ -372,6 +446,73 @@ impl Store for PgStore {
             .bind(from.as_str())
             .bind(now);
         Ok(self.matched("finish_wake", wake).await?)
+    }
+
+    async fn begin_wake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::BEGIN_WAKE)
+            .bind(id)
+            .bind(state_at)
+            .bind(now);
+        Ok(self.matched("begin_wake", write).await?)
+    }
+
+    async fn asleep_to_check(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<AsleepRow>> {
+        type R = (
+            Uuid,
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
+            .bind(checked_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("asleep_to_check"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, provider_id, last_activity_at, sleep_state_changed_at, wake_started_at)| {
+                    AsleepRow {
+                        id,
+                        provider_id,
+                        last_activity_at,
+                        sleep_state_changed_at,
+                        wake_started_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::MARK_CHECKED).bind(id).bind(now);
+        Ok(self.matched("mark_checked", write).await?)
+    }
+
+    async fn reconcile_awake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        kind: Drift,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::RECONCILE_AWAKE)
+            .bind(id)
+            .bind(state_at)
+            .bind(kind == Drift::WokenExternally)
+            .bind(now);
+        Ok(self.matched("reconcile_awake", write).await?)
     }
 
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {

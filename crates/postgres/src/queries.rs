@@ -1,4 +1,5 @@
-//! Every statement the store runs (public so a host or the benchmark can `EXPLAIN` them). Each transition is ONE conditional `UPDATE ... RETURNING`:
+//! Every statement the store runs (public so a host or the benchmark can `EXPLAIN` them).
+//! Each transition is ONE conditional statement (`UPDATE ... RETURNING`):
 //! the `WHERE` clause is the whole compare-and-set, evaluated by PostgreSQL on the row version
 //! current at the write (under READ COMMITTED a concurrent writer's commit is re-checked
 //! against it), so no process-side check can go stale between read and write.
@@ -11,43 +12,122 @@ macro_rules! columns {
     };
 }
 
-/// $1 now, $2 idle_before, $3 limit. The predicate's first three terms are exactly the partial
-/// index's `WHERE`, so the planner walks `deployments_sleep_candidates_idx` in order and stops
-/// after `limit` rows.
-pub const SELECT_CANDIDATES: &str = "\
-    SELECT id, provider_id, last_activity_at FROM deployments \
-    WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
-      AND (expires_at IS NULL OR expires_at > $1) \
-      AND last_activity_at <= $2 \
-    ORDER BY last_activity_at, id \
-    LIMIT $3";
+/// When a row becomes eligible: its activity, or for a row backing off (no activity since) its
+/// retry key. Exactly the key expression of `deployments_sleep_eligible_idx`, character for
+/// character as the planner compares it.
+macro_rules! eligible_at {
+    () => {
+        "(CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at \
+         THEN last_activity_at ELSE GREATEST(last_activity_at, sleep_retry_key) END)"
+    };
+}
+
+/// The candidate predicate's fixed part: exactly the `WHERE` of the partial index
+/// `deployments_sleep_eligible_idx`, so the planner can use it.
+macro_rules! sleepable {
+    () => {
+        "status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
+         AND provider_id LIKE 'k8s:%'"
+    };
+}
+
+/// Not backing off at `$n` (now): no backoff, its retry time has come, or activity arrived
+/// after it was recorded (a deploy ends a backoff by itself).
+macro_rules! not_backing_off {
+    ($now:literal) => {
+        concat!(
+            "(sleep_retry_after IS NULL OR sleep_retry_after <= ",
+            $now,
+            " OR last_activity_at > sleep_backoff_activity_at)"
+        )
+    };
+}
+
+/// $1 now, $2 idle_before, $3 limit. Filters and orders by the index's key expression, so the
+/// planner walks `deployments_sleep_eligible_idx` from its start and stops after `limit`
+/// entries: a backed-off row sorts at its retry key, beyond every real candidate, and costs
+/// nothing however many there are. The explicit terms after it keep the result exact whatever
+/// the idle window was when a backoff was recorded.
+pub const SELECT_CANDIDATES: &str = concat!(
+    "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_backoff_count, \
+            sleep_flaps, sleep_flaps_since \
+     FROM deployments \
+     WHERE ",
+    sleepable!(),
+    " AND ",
+    eligible_at!(),
+    " <= $2 \
+       AND (expires_at IS NULL OR expires_at > $1) \
+       AND last_activity_at <= $2 AND ",
+    not_backing_off!("$1"),
+    " ORDER BY ",
+    eligible_at!(),
+    ", id LIMIT $3"
+);
 
 /// CAS 1. $1 id, $2 seen activity, $3 idle_before, $4 replicas (NULL when at 0), $5 now.
-/// Re-checks the whole candidate predicate, plus that activity is exactly what was selected.
-pub const CLAIM_SLEEP: &str = "\
-    UPDATE deployments \
-    SET sleep_state = 'sleeping', sleep_state_changed_at = $5, replicas_before_sleep = $4 \
-    WHERE id = $1 \
-      AND status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
-      AND (expires_at IS NULL OR expires_at > $5) \
-      AND last_activity_at = $2 AND last_activity_at <= $3 \
-    RETURNING id";
+/// Re-checks the whole candidate predicate, plus that activity is exactly what was selected;
+/// `$5` is the intent's stamp. A sleep starts afresh: no backoff, no drift check yet.
+pub const CLAIM_SLEEP: &str = concat!(
+    "UPDATE deployments \
+     SET sleep_state = 'sleeping', sleep_state_changed_at = $5, replicas_before_sleep = $4, \
+         sleep_retry_after = NULL, sleep_retry_key = NULL, sleep_backoff_activity_at = NULL, \
+         sleep_backoff_count = 0, sleep_skip_reason = NULL, sleep_checked_at = NULL \
+     WHERE id = $1 AND ",
+    sleepable!(),
+    " AND (expires_at IS NULL OR expires_at > $5) \
+       AND last_activity_at = $2 AND last_activity_at <= $3 AND ",
+    not_backing_off!("$5"),
+    " RETURNING id"
+);
 
-/// $1 id, $2 seen activity, $3 now. Keeps `replicas_before_sleep` for the wake.
+/// $1 id, $2 seen activity, $3 the intent's stamp, $4 now. One statement with three outcomes:
+/// `cur` locks the row and reads its latest version (under READ COMMITTED `FOR UPDATE` follows
+/// a concurrent commit), the `UPDATE` (joined to `cur`, so it runs after the lock) flips it only
+/// if it still holds this intent with this activity; the result row is the version the
+/// `UPDATE` judged, so a failed CAS says why. No row: the row is gone. Keeps
+/// `replicas_before_sleep` for the wake.
 pub const CONFIRM_SLEEP: &str = "\
-    UPDATE deployments SET sleep_state = 'asleep', sleep_state_changed_at = $3 \
-    WHERE id = $1 AND sleep_state = 'sleeping' AND last_activity_at = $2 \
-    RETURNING id";
+    WITH cur AS ( \
+        SELECT id, sleep_state, sleep_state_changed_at, last_activity_at \
+        FROM deployments WHERE id = $1 FOR UPDATE \
+    ), upd AS ( \
+        UPDATE deployments d SET sleep_state = 'asleep', sleep_state_changed_at = $4 \
+        FROM cur \
+        WHERE d.id = cur.id AND d.sleep_state = 'sleeping' \
+          AND d.sleep_state_changed_at = $3 AND d.last_activity_at = $2 \
+        RETURNING d.id \
+    ) \
+    SELECT (SELECT count(*) FROM upd) AS confirmed, \
+           cur.sleep_state = 'sleeping' AND cur.sleep_state_changed_at = $3 AS same_intent \
+    FROM cur";
 
-/// $1 id.
-pub const SLEEP_STATE: &str = "SELECT sleep_state FROM deployments WHERE id = $1";
-
-/// $1 id, $2 now.
+/// $1 id, $2 the intent's stamp, $3 now.
 pub const REVERT_SLEEP: &str = "\
     UPDATE deployments \
-    SET sleep_state = 'awake', sleep_state_changed_at = $2, replicas_before_sleep = NULL \
-    WHERE id = $1 AND sleep_state = 'sleeping' \
+    SET sleep_state = 'awake', sleep_state_changed_at = $3, replicas_before_sleep = NULL \
+    WHERE id = $1 AND sleep_state = 'sleeping' AND sleep_state_changed_at = $2 \
     RETURNING id";
+
+/// $1 id, $2 seen activity, $3 reason, $4 retry_after, $5 retry_key. Remembers the activity
+/// it saw, so a later bump (a deploy) ends the backoff without anyone clearing it.
+pub const BACK_OFF: &str = "\
+    UPDATE deployments \
+    SET sleep_retry_after = $4, sleep_retry_key = $5, \
+        sleep_backoff_activity_at = last_activity_at, \
+        sleep_backoff_count = sleep_backoff_count + 1, sleep_skip_reason = $3 \
+    WHERE id = $1 AND sleep_state = 'awake' AND last_activity_at = $2 \
+    RETURNING id";
+
+/// $1 now, $2 limit. Served by `deployments_sleep_backoff_idx`.
+pub const BACKED_OFF: &str = "\
+    SELECT id, provider_id, COALESCE(sleep_skip_reason, ''), sleep_retry_after, \
+           sleep_backoff_count \
+    FROM deployments \
+    WHERE sleep_retry_after > $1 AND last_activity_at <= sleep_backoff_activity_at \
+      AND sleep_state = 'awake' \
+    ORDER BY sleep_retry_after, id \
+    LIMIT $2";
 
 /// $1 id, $2 the intent's `sleep_state_changed_at`, $3 target state (`awake`/`asleep`), $4 now.
 /// Recovery's compare-and-set on the very intent it read: a new intent of a live transition
@@ -70,13 +150,55 @@ pub const STALE_INTENTS: &str = "\
 /// $1 id.
 pub const GET: &str = concat!("SELECT ", columns!(), " FROM deployments WHERE id = $1");
 
-/// $1 id, $2 from state, $3 now. The state change time moves only when the state does.
+/// $1 id, $2 from state, $3 now. The state change time moves only when the state does. A
+/// wake is a fresh start: no backoff, no flaps, no wake mark, no drift check.
 pub const FINISH_WAKE: &str = "\
     UPDATE deployments \
     SET sleep_state = 'awake', last_activity_at = $3, replicas_before_sleep = NULL, \
         sleep_state_changed_at = CASE WHEN sleep_state = 'awake' \
-                                      THEN sleep_state_changed_at ELSE $3 END \
+                                      THEN sleep_state_changed_at ELSE $3 END, \
+        sleep_retry_after = NULL, sleep_retry_key = NULL, sleep_backoff_activity_at = NULL, \
+        sleep_backoff_count = 0, sleep_skip_reason = NULL, \
+        sleep_flaps = 0, sleep_flaps_since = NULL, \
+        sleep_wake_started_at = NULL, sleep_checked_at = NULL \
     WHERE id = $1 AND sleep_state = $2 \
+    RETURNING id";
+
+/// $1 id, $2 the state's stamp, $3 now.
+pub const BEGIN_WAKE: &str = "\
+    UPDATE deployments SET sleep_wake_started_at = $3 \
+    WHERE id = $1 AND sleep_state IN ('asleep', 'sleeping') AND sleep_state_changed_at = $2 \
+    RETURNING id";
+
+/// $1 checked_before, $2 limit. Served by `deployments_sleep_drift_idx`.
+pub const ASLEEP_TO_CHECK: &str = "\
+    SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_wake_started_at \
+    FROM deployments \
+    WHERE sleep_state = 'asleep' AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
+    ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
+    LIMIT $2";
+
+/// $1 id, $2 now.
+pub const MARK_CHECKED: &str = "\
+    UPDATE deployments SET sleep_checked_at = $2 \
+    WHERE id = $1 AND sleep_state = 'asleep' \
+    RETURNING id";
+
+/// $1 id, $2 the asleep stamp, $3 whether someone else scaled it up (a flap), $4 now. A flap
+/// restarts the count at 1 once its 24 h window is over; other drift leaves the count alone.
+pub const RECONCILE_AWAKE: &str = "\
+    UPDATE deployments \
+    SET sleep_state = 'awake', sleep_state_changed_at = $4, replicas_before_sleep = NULL, \
+        sleep_wake_started_at = NULL, sleep_checked_at = NULL, \
+        sleep_flaps = CASE WHEN NOT $3 THEN sleep_flaps \
+                           WHEN sleep_flaps_since IS NULL \
+                             OR sleep_flaps_since <= $4 - interval '24 hours' THEN 1 \
+                           ELSE sleep_flaps + 1 END, \
+        sleep_flaps_since = CASE WHEN NOT $3 THEN sleep_flaps_since \
+                                 WHEN sleep_flaps_since IS NULL \
+                                   OR sleep_flaps_since <= $4 - interval '24 hours' THEN $4 \
+                                 ELSE sleep_flaps_since END \
+    WHERE id = $1 AND sleep_state = 'asleep' AND sleep_state_changed_at = $2 \
     RETURNING id";
 
 /// $1 id, $2 now.

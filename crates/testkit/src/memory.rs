@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use idle_scaler_core::{
-    Candidate, ConfirmOutcome, DeploymentRecord, Error, Result, SleepState, StaleIntent, Store,
+    AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
+    Result, SleepState, StaleIntent, Store,
 };
 use uuid::Uuid;
 
@@ -35,11 +36,87 @@ pub enum StoreMethod {
     RecordTraffic,
     ListSleeping,
     CountAsleep,
+    BackOff,
+    BackedOff,
+    BeginWake,
+    AsleepToCheck,
+    MarkChecked,
+    ReconcileAwake,
+}
+
+/// The liveness columns of a row (backoff, drift checks, flaps, wake mark), which
+/// `DeploymentRecord` does not carry; named and nullable as in the schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Liveness {
+    retry_after: Option<DateTime<Utc>>,
+    retry_key: Option<DateTime<Utc>>,
+    backoff_activity_at: Option<DateTime<Utc>>,
+    backoff_count: u32,
+    skip_reason: Option<String>,
+    checked_at: Option<DateTime<Utc>>,
+    flaps: u32,
+    flaps_since: Option<DateTime<Utc>>,
+    wake_started_at: Option<DateTime<Utc>>,
+}
+
+impl Liveness {
+    fn clear_backoff(&mut self) {
+        self.retry_after = None;
+        self.retry_key = None;
+        self.backoff_activity_at = None;
+        self.backoff_count = 0;
+        self.skip_reason = None;
+    }
+}
+
+/// A stored row: what `get` returns, plus the liveness columns.
+#[derive(Debug, Clone)]
+struct Stored {
+    rec: DeploymentRecord,
+    live: Liveness,
+}
+
+impl std::ops::Deref for Stored {
+    type Target = DeploymentRecord;
+
+    fn deref(&self) -> &DeploymentRecord {
+        &self.rec
+    }
+}
+
+impl std::ops::DerefMut for Stored {
+    fn deref_mut(&mut self) -> &mut DeploymentRecord {
+        &mut self.rec
+    }
+}
+
+/// `a > b` as SQL evaluates it in a `WHERE`: NULL (here None) is not true.
+fn after(a: DateTime<Utc>, b: Option<DateTime<Utc>>) -> bool {
+    b.is_some_and(|b| a > b)
+}
+
+impl Stored {
+    /// Activity arrived after the backoff was recorded: the backoff is over.
+    fn activity_ended_backoff(&self) -> bool {
+        after(self.rec.last_activity_at, self.live.backoff_activity_at)
+    }
+
+    /// The candidate index's key: when the row becomes eligible.
+    fn eligible_at(&self) -> DateTime<Utc> {
+        match self.live.retry_key {
+            Some(key) if !self.activity_ended_backoff() => self.rec.last_activity_at.max(key),
+            _ => self.rec.last_activity_at,
+        }
+    }
+
+    fn not_backing_off(&self, now: DateTime<Utc>) -> bool {
+        self.live.retry_after.is_none_or(|r| r <= now) || self.activity_ended_backoff()
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    rows: BTreeMap<Uuid, DeploymentRecord>,
+    rows: BTreeMap<Uuid, Stored>,
     fail_next: HashMap<StoreMethod, Error>,
     calls: HashMap<StoreMethod, u64>,
 }
@@ -101,7 +178,7 @@ impl MemoryStore {
         }
     }
 
-    fn update(&self, id: Uuid, f: impl FnOnce(&mut DeploymentRecord)) -> bool {
+    fn update(&self, id: Uuid, f: impl FnOnce(&mut Stored)) -> bool {
         match self.lock().rows.get_mut(&id) {
             Some(row) => {
                 f(row);
@@ -112,12 +189,29 @@ impl MemoryStore {
     }
 }
 
-fn is_candidate(row: &DeploymentRecord, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
+/// The rows of this scaler that may be slept at all (the partial index's `WHERE`).
+fn sleepable(row: &Stored) -> bool {
     row.status == "healthy"
         && row.sleep_state == SleepState::Awake
         && !row.always_on
+        && row.provider_id.starts_with("k8s:")
+}
+
+/// The candidate query's predicate, term for term.
+fn is_candidate(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
+    sleepable(row)
+        && row.eligible_at() <= idle_before
         && row.expires_at.is_none_or(|e| e > now)
         && row.last_activity_at <= idle_before
+        && row.not_backing_off(now)
+}
+
+/// The claim's predicate (the candidate predicate without the sort key).
+fn is_claimable(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
+    sleepable(row)
+        && row.expires_at.is_none_or(|e| e > now)
+        && row.last_activity_at <= idle_before
+        && row.not_backing_off(now)
 }
 
 /// `ORDER BY sleep_state_changed_at, id` and the like: ties broken by id as in SQL.
@@ -136,19 +230,27 @@ impl Store for MemoryStore {
     ) -> Result<Vec<Candidate>> {
         let state = self.enter(StoreMethod::SelectCandidates)?;
         let (now, idle_before) = (ts(now), ts(idle_before));
-        let found: Vec<Candidate> = state
+        let found: Vec<(DateTime<Utc>, Candidate)> = state
             .rows
             .values()
             .filter(|r| is_candidate(r, now, idle_before))
-            .map(|r| Candidate {
-                id: r.id,
-                provider_id: r.provider_id.clone(),
-                last_activity_at: r.last_activity_at,
+            .map(|r| {
+                let c = Candidate {
+                    sleep_state_changed_at: r.sleep_state_changed_at,
+                    backoff_count: r.live.backoff_count,
+                    flaps: r.live.flaps,
+                    flaps_since: r.live.flaps_since,
+                    ..Candidate::new(r.id, r.provider_id.clone(), r.last_activity_at)
+                };
+                (r.eligible_at(), c)
             })
             .collect();
-        let mut found = by_time_then_id(found, |c| (c.last_activity_at, c.id));
-        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(found)
+        let found = by_time_then_id(found, |(at, c)| (*at, c.id));
+        Ok(found
+            .into_iter()
+            .map(|(_, c)| c)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
     }
 
     async fn claim_sleep(
@@ -164,7 +266,7 @@ impl Store for MemoryStore {
         let Some(row) = state.rows.get_mut(&id) else {
             return Ok(false);
         };
-        if !(is_candidate(row, now, idle_before) && row.last_activity_at == seen_activity) {
+        if !(is_claimable(row, now, idle_before) && row.last_activity_at == seen_activity) {
             return Ok(false);
         }
         // PostgreSQL checks constraints only on rows the UPDATE actually writes.
@@ -172,6 +274,8 @@ impl Store for MemoryStore {
         row.sleep_state = SleepState::Sleeping;
         row.sleep_state_changed_at = now;
         row.replicas_before_sleep = replicas;
+        row.live.clear_backoff();
+        row.live.checked_at = None;
         Ok(true)
     }
 
@@ -179,13 +283,14 @@ impl Store for MemoryStore {
         &self,
         id: Uuid,
         seen_activity: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
         let mut state = self.enter(StoreMethod::ConfirmSleep)?;
         let Some(row) = state.rows.get_mut(&id) else {
             return Ok(ConfirmOutcome::NotSleeping);
         };
-        if row.sleep_state != SleepState::Sleeping {
+        if row.sleep_state != SleepState::Sleeping || row.sleep_state_changed_at != ts(intent_at) {
             return Ok(ConfirmOutcome::NotSleeping);
         }
         if row.last_activity_at != ts(seen_activity) {
@@ -196,10 +301,18 @@ impl Store for MemoryStore {
         Ok(ConfirmOutcome::Confirmed)
     }
 
-    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    async fn revert_sleep(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut state = self.enter(StoreMethod::RevertSleep)?;
         match state.rows.get_mut(&id) {
-            Some(row) if row.sleep_state == SleepState::Sleeping => {
+            Some(row)
+                if row.sleep_state == SleepState::Sleeping
+                    && row.sleep_state_changed_at == ts(intent_at) =>
+            {
                 row.sleep_state = SleepState::Awake;
                 row.sleep_state_changed_at = ts(now);
                 row.replicas_before_sleep = None;
@@ -207,6 +320,57 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn back_off(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        backoff: &BackOff,
+    ) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::BackOff)?;
+        match state.rows.get_mut(&id) {
+            Some(row)
+                if row.sleep_state == SleepState::Awake
+                    && row.last_activity_at == ts(seen_activity) =>
+            {
+                let activity = row.last_activity_at;
+                let live = &mut row.live;
+                live.retry_after = Some(ts(backoff.retry_after));
+                live.retry_key = Some(ts(backoff.retry_key));
+                live.backoff_activity_at = Some(activity);
+                live.backoff_count += 1;
+                live.skip_reason = Some(backoff.reason.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn backed_off(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BackedOff>> {
+        let state = self.enter(StoreMethod::BackedOff)?;
+        let now = ts(now);
+        let found = state
+            .rows
+            .values()
+            .filter_map(|r| {
+                let retry_after = r.live.retry_after.filter(|at| *at > now)?;
+                let still = r
+                    .live
+                    .backoff_activity_at
+                    .is_some_and(|b| r.last_activity_at <= b);
+                (still && r.sleep_state == SleepState::Awake).then(|| BackedOff {
+                    id: r.id,
+                    provider_id: r.provider_id.clone(),
+                    reason: r.live.skip_reason.clone().unwrap_or_default(),
+                    retry_after,
+                    backoff_count: r.live.backoff_count,
+                })
+            })
+            .collect();
+        let mut found = by_time_then_id(found, |b| (b.retry_after, b.id));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found)
     }
 
     async fn settle_intent(
@@ -257,7 +421,7 @@ impl Store for MemoryStore {
 
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
         let state = self.enter(StoreMethod::Get)?;
-        Ok(state.rows.get(&id).cloned())
+        Ok(state.rows.get(&id).map(|r| r.rec.clone()))
     }
 
     async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool> {
@@ -271,6 +435,106 @@ impl Store for MemoryStore {
                 row.sleep_state = SleepState::Awake;
                 row.last_activity_at = now;
                 row.replicas_before_sleep = None;
+                row.live = Liveness::default();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn begin_wake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::BeginWake)?;
+        match state.rows.get_mut(&id) {
+            Some(row)
+                if row.sleep_state != SleepState::Awake
+                    && row.sleep_state_changed_at == ts(state_at) =>
+            {
+                row.live.wake_started_at = Some(ts(now));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn asleep_to_check(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AsleepRow>> {
+        let state = self.enter(StoreMethod::AsleepToCheck)?;
+        let checked_before = ts(checked_before);
+        let found: Vec<(DateTime<Utc>, AsleepRow)> = state
+            .rows
+            .values()
+            .filter(|r| r.sleep_state == SleepState::Asleep)
+            .map(|r| {
+                let due = r.live.checked_at.unwrap_or(r.sleep_state_changed_at);
+                let row = AsleepRow {
+                    id: r.id,
+                    provider_id: r.provider_id.clone(),
+                    last_activity_at: r.last_activity_at,
+                    sleep_state_changed_at: r.sleep_state_changed_at,
+                    wake_started_at: r.live.wake_started_at,
+                };
+                (due, row)
+            })
+            .filter(|(due, _)| *due <= checked_before)
+            .collect();
+        let found = by_time_then_id(found, |(due, r)| (*due, r.id));
+        Ok(found
+            .into_iter()
+            .map(|(_, r)| r)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
+    }
+
+    async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::MarkChecked)?;
+        match state.rows.get_mut(&id) {
+            Some(row) if row.sleep_state == SleepState::Asleep => {
+                row.live.checked_at = Some(ts(now));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn reconcile_awake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        kind: Drift,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut state = self.enter(StoreMethod::ReconcileAwake)?;
+        let now = ts(now);
+        match state.rows.get_mut(&id) {
+            Some(row)
+                if row.sleep_state == SleepState::Asleep
+                    && row.sleep_state_changed_at == ts(state_at) =>
+            {
+                row.sleep_state = SleepState::Awake;
+                row.sleep_state_changed_at = now;
+                row.replicas_before_sleep = None;
+                row.live.wake_started_at = None;
+                row.live.checked_at = None;
+                if kind == Drift::WokenExternally {
+                    let live = &mut row.live;
+                    let window_over = live
+                        .flaps_since
+                        .is_none_or(|since| since <= now - chrono::Duration::hours(24));
+                    if window_over {
+                        live.flaps = 1;
+                        live.flaps_since = Some(now);
+                    } else {
+                        live.flaps += 1;
+                    }
+                }
                 Ok(true)
             }
             _ => Ok(false),
@@ -305,7 +569,7 @@ impl Store for MemoryStore {
             .rows
             .values()
             .filter(|r| r.sleep_state != SleepState::Awake)
-            .cloned()
+            .map(|r| r.rec.clone())
             .collect();
         Ok(by_time_then_id(found, |r| (r.sleep_state_changed_at, r.id)))
     }
@@ -338,7 +602,13 @@ impl HostOps for MemoryStore {
         record.last_activity_at = ts(record.last_activity_at);
         record.sleep_state_changed_at = ts(record.sleep_state_changed_at);
         let id = record.id;
-        state.rows.insert(id, record);
+        state.rows.insert(
+            id,
+            Stored {
+                rec: record,
+                live: Liveness::default(),
+            },
+        );
         Ok(id)
     }
 
@@ -380,10 +650,10 @@ impl HostOps for MemoryStore {
     }
 
     async fn read(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
-        Ok(self.lock().rows.get(&id).cloned())
+        Ok(self.lock().rows.get(&id).map(|r| r.rec.clone()))
     }
 
     async fn rows(&self) -> Result<Vec<DeploymentRecord>> {
-        Ok(self.lock().rows.values().cloned().collect())
+        Ok(self.lock().rows.values().map(|r| r.rec.clone()).collect())
     }
 }

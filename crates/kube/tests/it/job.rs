@@ -19,16 +19,11 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
 
     let mut store = MockStore::new();
     store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
         .times(1)
-        .returning(move |_, _, _| {
-            Ok(vec![Candidate {
-                id,
-                provider_id: "k8s:apps/web".into(),
-                last_activity_at: seen,
-            }])
-        });
+        .returning(move |_, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
     // CAS 1 records the replica count read from the fake.
     store
         .expect_claim_sleep()
@@ -37,9 +32,9 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
         .returning(|_, _, _, _, _| Ok(true));
     store
         .expect_confirm_sleep()
-        .with(eq(id), eq(seen), always())
+        .with(eq(id), eq(seen), always(), always())
         .times(1)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     store.expect_count_asleep().returning(|| Ok(1));
 
     let config = Config {
@@ -78,13 +73,10 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
 
     let mut store = MockStore::new();
     store.expect_stale_intents().returning(|_| Ok(vec![]));
-    store.expect_select_candidates().returning(move |_, _, _| {
-        Ok(vec![Candidate {
-            id,
-            provider_id: "k8s:apps/web".into(),
-            last_activity_at: seen,
-        }])
-    });
+    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(move |_, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
     store
         .expect_claim_sleep()
         .times(1)
@@ -94,9 +86,9 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
         });
     store
         .expect_revert_sleep()
-        .with(eq(id), always())
+        .with(eq(id), always(), always())
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     store.expect_confirm_sleep().never();
     store.expect_count_asleep().returning(|| Ok(0));
 

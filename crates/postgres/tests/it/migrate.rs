@@ -21,7 +21,9 @@ async fn migrate_creates_the_reference_schema_and_is_idempotent(pool: PgPool) {
         indexes(&pool).await,
         [
             "deployments_pkey",
-            "deployments_sleep_candidates_idx",
+            "deployments_sleep_backoff_idx",
+            "deployments_sleep_drift_idx",
+            "deployments_sleep_eligible_idx",
             "deployments_sleep_state_idx"
         ]
     );

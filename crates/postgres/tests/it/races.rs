@@ -159,7 +159,7 @@ async fn confirm_loses_to_a_wake_committed_on_another_connection(pool: PgPool) {
 
     assert_eq!(
         store
-            .confirm_sleep(id, c.last_activity_at, now)
+            .confirm_sleep(id, c.last_activity_at, now, now)
             .await
             .expect("confirm"),
         ConfirmOutcome::NotSleeping

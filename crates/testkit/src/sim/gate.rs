@@ -33,6 +33,12 @@ pub(super) enum Call {
     ListSleeping,
     CountAsleep,
     RecordTraffic,
+    BackOff,
+    BackedOff,
+    BeginWake,
+    AsleepToCheck,
+    MarkChecked,
+    ReconcileAwake,
     GetScale,
     SetReplicas,
 }
@@ -49,6 +55,10 @@ impl Call {
                 | Self::FinishWake
                 | Self::TouchAwake
                 | Self::RecordTraffic
+                | Self::BackOff
+                | Self::BeginWake
+                | Self::MarkChecked
+                | Self::ReconcileAwake
                 | Self::SetReplicas
         )
     }

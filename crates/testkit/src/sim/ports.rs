@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
-    Candidate, ConfirmOutcome, DeploymentRecord, Error, Result, Scale, Scaler, SleepState,
-    StaleIntent, Store, Target,
+    AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
+    Result, Scale, Scaler, SleepState, StaleIntent, Store, Target,
 };
 use uuid::Uuid;
 
@@ -122,11 +122,12 @@ impl Store for SimPorts {
         &self,
         id: Uuid,
         seen: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
         let f = self.enter(Call::Confirm).await?;
         let before = self.row(id).await;
-        let r = self.store.confirm_sleep(id, seen, now).await;
+        let r = self.store.confirm_sleep(id, seen, intent_at, now).await;
         if let Ok(outcome) = &r {
             self.record(Event::Confirm {
                 op: self.op,
@@ -139,9 +140,14 @@ impl Store for SimPorts {
         self.leave(f, r).await
     }
 
-    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    async fn revert_sleep(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let f = self.enter(Call::Revert).await?;
-        let r = self.store.revert_sleep(id, now).await;
+        let r = self.store.revert_sleep(id, intent_at, now).await;
         if let Ok(done) = &r {
             self.record(Event::Revert {
                 op: self.op,
@@ -149,6 +155,18 @@ impl Store for SimPorts {
                 done: *done,
             });
         }
+        self.leave(f, r).await
+    }
+
+    async fn back_off(&self, id: Uuid, seen: DateTime<Utc>, backoff: &BackOff) -> Result<bool> {
+        let f = self.enter(Call::BackOff).await?;
+        let r = self.store.back_off(id, seen, backoff).await;
+        self.leave(f, r).await
+    }
+
+    async fn backed_off(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BackedOff>> {
+        let f = self.enter(Call::BackedOff).await?;
+        let r = self.store.backed_off(now, limit).await;
         self.leave(f, r).await
     }
 
@@ -203,6 +221,45 @@ impl Store for SimPorts {
                 done: *done,
             });
         }
+        self.leave(f, r).await
+    }
+
+    async fn begin_wake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let f = self.enter(Call::BeginWake).await?;
+        let r = self.store.begin_wake(id, state_at, now).await;
+        self.leave(f, r).await
+    }
+
+    async fn asleep_to_check(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AsleepRow>> {
+        let f = self.enter(Call::AsleepToCheck).await?;
+        let r = self.store.asleep_to_check(checked_before, limit).await;
+        self.leave(f, r).await
+    }
+
+    async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let f = self.enter(Call::MarkChecked).await?;
+        let r = self.store.mark_checked(id, now).await;
+        self.leave(f, r).await
+    }
+
+    async fn reconcile_awake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        kind: Drift,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let f = self.enter(Call::ReconcileAwake).await?;
+        let r = self.store.reconcile_awake(id, state_at, kind, now).await;
         self.leave(f, r).await
     }
 
