@@ -13,17 +13,23 @@
 //! `contract::tests::every_case_is_in_the_list`, so none can be written and silently skipped.
 
 // One module per part of the protocol; each `pub async fn` in them is a case.
+mod backoff; // lasting skips: `back_off`, `backed_off`, and how selection honours them
 mod claim; // CAS 1 of a sleep: `claim_sleep`
 mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
+mod drift; // drift checks: `begin_wake`, `asleep_to_check`, `mark_checked`, `reconcile_awake`
 mod host; // the `HostOps` fixtures themselves
+mod liveness; // backed-off and foreign rows never starve real candidates
 mod read; // `get`, `count_asleep`, `list_sleeping`
 mod recovery; // `stale_intents`, `settle_intent`
 mod select; // `select_candidates`
 mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
 
+pub use backoff::*;
 pub use claim::*;
 pub use confirm::*;
+pub use drift::*;
 pub use host::*;
+pub use liveness::*;
 pub use read::*;
 pub use recovery::*;
 pub use select::*;
@@ -51,6 +57,12 @@ macro_rules! contract_cases {
             select_excludes_sleeping_and_asleep,
             select_excludes_recent_activity,
             select_orders_oldest_first_and_limits,
+            select_excludes_other_providers,
+            backoff_hides_row_until_retry_after,
+            backoff_ends_with_newer_activity,
+            backoff_is_cleared_by_a_wake,
+            backed_off_lists_reason_and_next_attempt,
+            backed_off_rows_never_starve_candidates,
             claim_flips_awake_to_sleeping,
             claim_rechecks_the_whole_predicate,
             claim_loses_to_activity_bump,
@@ -61,9 +73,14 @@ macro_rules! contract_cases {
             confirm_loses_to_activity,
             confirm_of_row_not_sleeping,
             revert_only_from_sleeping,
+            confirm_and_revert_compare_the_intent_stamp,
+            confirm_distinguishes_three_outcomes,
             stale_intents_are_old_sleeping_rows,
             settle_intent_is_a_cas_on_the_intent,
             finish_wake_is_a_cas_on_state,
+            begin_wake_marks_the_state_it_read,
+            asleep_to_check_orders_filters_and_marks,
+            reconcile_awake_is_a_cas_and_counts_flaps,
             touch_awake_only_when_awake,
             record_traffic_moves_activity_forward_only_while_awake,
             count_asleep_counts_asleep_only,

@@ -45,3 +45,10 @@ async fn clones_share_rows() {
         .expect("insert");
     assert!(other.get(id).await.expect("get").is_some());
 }
+
+/// The liveness case at full size: 10,000 backed-off rows of each lasting skip, and as many
+/// foreign ones, all older than the real candidates.
+#[tokio::test]
+async fn backed_off_rows_never_starve_candidates_at_10k_per_kind() {
+    contract::backed_off_rows_never_starve_at(&MemoryStore::new(), 10_000).await;
+}

@@ -17,6 +17,29 @@ pub async fn select_takes_idle_healthy_awake_rows<S: Store + HostOps>(s: &S) {
     assert_eq!(found[0].id, id);
     assert_eq!(found[0].provider_id, "k8s:apps/idle");
     assert_eq!(found[0].last_activity_at, now() - mins(60));
+    assert_eq!(found[0].sleep_state_changed_at, now() - mins(60));
+    assert_eq!(
+        (found[0].backoff_count, found[0].flaps, found[0].flaps_since),
+        (0, 0, None),
+        "a row with no history"
+    );
+}
+
+/// Only this scaler's rows (`provider_id` starting with `k8s:`) are ever selected; other
+/// providers' rows, however idle, are not even looked at.
+pub async fn select_excludes_other_providers<S: Store + HostOps>(s: &S) {
+    let keep = idle(s, "mine", 60).await;
+    for provider in [
+        "docker:web",
+        "K8S:apps/upper",
+        "k8s-apps/web",
+        "k8s",
+        "",
+        "fly:k8s:x",
+    ] {
+        insert(s, NewDeployment::new(provider, now() - mins(600))).await;
+    }
+    assert_eq!(candidate_ids(s, 50).await, vec![keep]);
 }
 
 /// Pinned rows are never candidates.
