@@ -7,6 +7,9 @@
 --     last_activity_at timestamptz NOT NULL   (bumped on deploy, redeploy and wake)
 -- and, if it has no pinning or expiry yet, this script adds always_on / expires_at with the
 -- neutral values (not pinned, never expires).
+--
+-- Only adds, except for one index of idle-scaler's own that an earlier version of this script
+-- created (deployments_sleep_candidates_idx): it is replaced by deployments_sleep_eligible_idx.
 
 ALTER TABLE deployments
     ADD COLUMN IF NOT EXISTS always_on              boolean     NOT NULL DEFAULT false,
@@ -14,7 +17,19 @@ ALTER TABLE deployments
     -- The sleep protocol's own state. Existing rows start awake, changed "now".
     ADD COLUMN IF NOT EXISTS sleep_state            text        NOT NULL DEFAULT 'awake',
     ADD COLUMN IF NOT EXISTS sleep_state_changed_at timestamptz NOT NULL DEFAULT now(),
-    ADD COLUMN IF NOT EXISTS replicas_before_sleep  integer     NULL;
+    ADD COLUMN IF NOT EXISTS replicas_before_sleep  integer     NULL,
+    -- Per-row backoff of rows that cannot be slept for a lasting reason. The host never writes
+    -- these: bumping last_activity_at past sleep_backoff_activity_at ends a backoff by itself.
+    ADD COLUMN IF NOT EXISTS sleep_retry_after         timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_retry_key           timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_backoff_activity_at timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_backoff_count       integer     NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS sleep_skip_reason         text        NULL,
+    -- Drift checks of asleep rows, the flap count, the mark of a wake in progress.
+    ADD COLUMN IF NOT EXISTS sleep_checked_at          timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_flaps               integer     NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS sleep_flaps_since         timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_wake_started_at     timestamptz NULL;
 
 -- ADD CONSTRAINT has no IF NOT EXISTS: look the names up so a second run is a no-op.
 DO $$
@@ -34,12 +49,28 @@ BEGIN
 END
 $$;
 
--- The candidate query's index: only sleepable rows, in the order the tick takes them.
-CREATE INDEX IF NOT EXISTS deployments_sleep_candidates_idx
-    ON deployments (last_activity_at, id)
-    WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on;
+-- The candidate query's index: only this scaler's sleepable rows, keyed by when each becomes
+-- eligible (a backed-off row at its retry key). The expression and the WHERE must stay exactly
+-- as written: the candidate query repeats them so the planner can use the index.
+DROP INDEX IF EXISTS deployments_sleep_candidates_idx;
+CREATE INDEX IF NOT EXISTS deployments_sleep_eligible_idx
+    ON deployments ((CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at
+                          THEN last_activity_at
+                          ELSE GREATEST(last_activity_at, sleep_retry_key) END), id)
+    WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on
+      AND provider_id LIKE 'k8s:%';
 
 -- Stale intents, the asleep gauge and the status listing: only rows out of `awake`.
 CREATE INDEX IF NOT EXISTS deployments_sleep_state_idx
     ON deployments (sleep_state, sleep_state_changed_at)
     WHERE sleep_state <> 'awake';
+
+-- Drift checks: asleep rows, least recently checked first.
+CREATE INDEX IF NOT EXISTS deployments_sleep_drift_idx
+    ON deployments ((COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
+    WHERE sleep_state = 'asleep';
+
+-- The backoff listing (plan, status): only rows that backed off since their last sleep.
+CREATE INDEX IF NOT EXISTS deployments_sleep_backoff_idx
+    ON deployments (sleep_retry_after, id)
+    WHERE sleep_retry_after IS NOT NULL;

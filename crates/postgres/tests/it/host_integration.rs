@@ -74,6 +74,7 @@ async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
     }
     let store = PgStore::from_pool(pool.clone());
     store.migrate().await.expect("migrate");
+    assert_eq!(indexes(&pool).await, INDEXES);
 
     let row = store.get(id).await.expect("get").expect("row kept");
     assert_eq!(row.sleep_state, SleepState::Awake);
@@ -93,6 +94,113 @@ async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
         .await
         .expect("host column untouched");
     assert_eq!(name, "web");
+}
+
+/// The indexes of an integrated table, as of the reference schema.
+const INDEXES: [&str; 5] = [
+    "deployments_pkey",
+    "deployments_sleep_backoff_idx",
+    "deployments_sleep_drift_idx",
+    "deployments_sleep_eligible_idx",
+    "deployments_sleep_state_idx",
+];
+
+async fn indexes(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'deployments' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("pg_indexes")
+}
+
+/// What the host script added before the liveness columns existed, with the index it built.
+const INTEGRATED_BEFORE_LIVENESS: &str = "
+ALTER TABLE deployments
+    ADD COLUMN always_on boolean NOT NULL DEFAULT false,
+    ADD COLUMN expires_at timestamptz NULL,
+    ADD COLUMN sleep_state text NOT NULL DEFAULT 'awake',
+    ADD COLUMN sleep_state_changed_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN replicas_before_sleep integer NULL
+        CONSTRAINT deployments_replicas_before_sleep_check CHECK (replicas_before_sleep > 0),
+    ADD CONSTRAINT deployments_sleep_state_check
+        CHECK (sleep_state IN ('awake', 'sleeping', 'asleep'));
+CREATE INDEX deployments_sleep_candidates_idx ON deployments (last_activity_at, id)
+    WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on;
+CREATE INDEX deployments_sleep_state_idx ON deployments (sleep_state, sleep_state_changed_at)
+    WHERE sleep_state <> 'awake';
+";
+
+/// A host table integrated by an earlier version of the script: the migration alone adds
+/// the liveness columns with neutral values and swaps the candidate index; running the
+/// current script afterwards (or before) changes nothing more.
+#[sqlx::test(migrations = false)]
+async fn a_table_integrated_before_liveness_is_upgraded(pool: PgPool) {
+    sqlx::raw_sql(HOST_TABLE)
+        .execute(&pool)
+        .await
+        .expect("host table");
+    sqlx::raw_sql(INTEGRATED_BEFORE_LIVENESS)
+        .execute(&pool)
+        .await
+        .expect("old integration");
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO deployments (id, name, provider_id, status, last_activity_at) \
+         VALUES ($1, 'web', 'k8s:apps/web', 'healthy', now() - interval '2 hours')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .expect("existing row");
+
+    let store = PgStore::from_pool(pool.clone());
+    store.migrate().await.expect("migrate");
+    assert_eq!(indexes(&pool).await, INDEXES);
+    let now = Utc::now();
+    let found = store
+        .select_candidates(now, now - chrono::Duration::minutes(30), 50)
+        .await
+        .expect("select");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].id, found[0].backoff_count, found[0].flaps),
+        (id, 0, 0)
+    );
+    sqlx::raw_sql(HOST_SCRIPT)
+        .execute(&pool)
+        .await
+        .expect("host-integration.sql after the migration");
+    assert_eq!(indexes(&pool).await, INDEXES);
+}
+
+/// A host column named like a liveness column but of another type is named by the migration.
+#[sqlx::test(migrations = false)]
+async fn a_liveness_column_of_another_type_is_a_clear_error(pool: PgPool) {
+    sqlx::raw_sql(HOST_TABLE)
+        .execute(&pool)
+        .await
+        .expect("host table");
+    sqlx::raw_sql(HOST_SCRIPT)
+        .execute(&pool)
+        .await
+        .expect("host-integration.sql");
+    sqlx::raw_sql(
+        "ALTER TABLE deployments DROP COLUMN sleep_flaps; \
+         ALTER TABLE deployments ADD COLUMN sleep_flaps text",
+    )
+    .execute(&pool)
+    .await
+    .expect("a host column of that name");
+    let err = PgStore::from_pool(pool)
+        .migrate()
+        .await
+        .expect_err("incompatible");
+    assert!(
+        err.to_string()
+            .contains("column sleep_flaps is text (want integer)"),
+        "{err}"
+    );
 }
 
 /// The host's inserts name only its own columns; the contract suite's fixtures insert every
