@@ -24,7 +24,7 @@ fn daemon_cmd(db: &str, kubeconfig: &std::path::Path) -> std::process::Command {
         .env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "10")
         // Longer than the injected latency: the scale-downs are in flight, not timed out,
         // when the process dies.
-        .env("DEPLOY_SCALE_TO_ZERO_REQUEST_TIMEOUT_SECONDS", "60")
+        .env("DEPLOY_SCALE_TO_ZERO_REQUEST_TIMEOUT_SECONDS", "50")
         .env("RUST_LOG", "info");
     cmd
 }

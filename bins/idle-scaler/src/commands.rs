@@ -146,6 +146,9 @@ fn print_summary(report: &TickReport) {
     for (result, n) in &report.recovered {
         println!("recovered {result}={n}");
     }
+    for (kind, n) in &report.drift {
+        println!("drift {}={n}", kind.as_str());
+    }
 }
 
 /// `plan`: a dry run.
@@ -168,17 +171,55 @@ pub async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
         for (reason, n) in &report.skips {
             println!("skipped {}={n}", reason.as_str());
         }
+        print_backing_off(&report.backing_off);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `status`: apps asleep or mid-sleep.
+/// Rows a tick will not try before their next attempt, and why.
+fn print_backing_off(rows: &[idle_scaler_core::BackedOff]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "{:<36}  {:<20}  {:<25}  {:<8}  TARGET",
+        "BACKING OFF", "REASON", "NEXT ATTEMPT", "BACKOFFS"
+    );
+    for b in rows {
+        println!(
+            "{:<36}  {:<20}  {:<25}  {:<8}  {}",
+            b.id,
+            b.reason,
+            b.retry_after
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            b.backoff_count,
+            b.provider_id.escape_debug()
+        );
+    }
+    println!(
+        "{} backing off (a wake or new activity ends a backoff at once)",
+        rows.len()
+    );
+}
+
+/// How many backing-off rows `status` lists.
+const STATUS_BACKING_OFF: u32 = 1_000;
+
+/// `status`: apps asleep or mid-sleep, and rows backing off.
 pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
     let store = connect(&settings).await?;
     let rows = store.list_sleeping().await?;
+    let backing_off = store
+        .backed_off(chrono::Utc::now(), STATUS_BACKING_OFF)
+        .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "sleeping": rows, "backing_off": backing_off })
+            )?
+        );
     } else {
         println!(
             "{:<36}  {:<9}  {:<25}  {:<7}  TARGET",
@@ -197,6 +238,7 @@ pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> 
             );
         }
         println!("{} asleep or going to sleep", rows.len());
+        print_backing_off(&backing_off);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,5 +7,6 @@ pub mod clock;
 pub mod contract;
 pub mod fake_kube;
 pub mod host;
+pub mod liveness;
 pub mod memory;
 pub mod sim;

@@ -72,8 +72,11 @@ impl Job {
         match scaler.get_scale(&target).await {
             Ok(s) if s.replicas > 0 => settle(SleepState::Awake, Recovery::Awake).await,
             Ok(s) if intent.activity_after_intent() => {
+                // Checked like the wake's: a stored count that is not above 0 (a host's
+                // hand edit) never "restores" to 0 or less.
                 let r = intent
                     .replicas_before_sleep
+                    .filter(|r| *r > 0)
                     .unwrap_or(self.config.default_wake_replicas);
                 // Conditional on the version read: if anything touched the Deployment since
                 // (a live transition, a person), leave it to the next tick.
@@ -82,7 +85,12 @@ impl Job {
                     .await
                 {
                     Ok(()) => settle(SleepState::Awake, Recovery::Restored).await,
-                    Err(Error::Conflict { .. }) => Recovery::Raced,
+                    // Someone wrote it since the read. If they started it, the row follows
+                    // them now rather than a tick later; otherwise the next tick looks again.
+                    Err(Error::Conflict { .. }) => match scaler.get_scale(&target).await {
+                        Ok(s) if s.replicas > 0 => settle(SleepState::Awake, Recovery::Awake).await,
+                        _ => Recovery::Raced,
+                    },
                     Err(e) => {
                         log_scale_error(id, &target, &e, "recovery could not restore the app");
                         Recovery::Failed

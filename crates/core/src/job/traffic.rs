@@ -27,8 +27,10 @@ pub(super) enum Verdict {
     Proceed,
     /// Traffic inside the idle window, last seen at this time: record it and keep the app up.
     RecentTraffic(DateTime<Utc>),
-    /// Traffic unknown and the policy keeps such apps up.
-    KeepUnknown,
+    /// Traffic unknown and the policy keeps such apps up. `lasting`: the source answered
+    /// but has no data for the app (it will not next tick either); not lasting: the source
+    /// failed, which ends by itself and leaves every candidate up meanwhile.
+    KeepUnknown { lasting: bool },
 }
 
 /// A candidate's target, or why it is not one of ours to sleep.
@@ -84,8 +86,8 @@ impl Job {
             TrafficAnswer::Answered(seen) => Some(seen),
             TrafficAnswer::Failed => None,
         };
-        let unknown = match self.config.activity_unknown {
-            UnknownActivity::KeepAwake => Verdict::KeepUnknown,
+        let unknown = |lasting| match self.config.activity_unknown {
+            UnknownActivity::KeepAwake => Verdict::KeepUnknown { lasting },
             UnknownActivity::Sleep => Verdict::Proceed,
         };
         let mut no_data: Vec<String> = Vec::new();
@@ -100,7 +102,7 @@ impl Job {
                 };
                 let Some(seen) = seen else {
                     source_error += 1;
-                    return unknown;
+                    return unknown(false);
                 };
                 match seen.get(target) {
                     // A source clock ahead of ours must not stamp the row in the future.
@@ -112,7 +114,7 @@ impl Job {
                     None => {
                         debug!(deployment_id = %c.id, target = %target, "activity source has no data");
                         no_data.push(target.to_string());
-                        unknown
+                        unknown(true)
                     }
                 }
             })

@@ -20,6 +20,7 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
     let mut store = MockStore::new();
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store.expect_back_off().returning(|_, _, _| Ok(true));
     store
         .expect_select_candidates()
         .times(1)
@@ -74,6 +75,7 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
     let mut store = MockStore::new();
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store.expect_back_off().returning(|_, _, _| Ok(true));
     store
         .expect_select_candidates()
         .returning(move |_, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
