@@ -19,7 +19,9 @@ mod target;
 pub use config::{ActivitySourceKind, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Result};
 pub use job::Job;
-pub use model::{Candidate, DeploymentRecord, SleepState, StaleIntent};
+pub use model::{
+    AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, SleepState, StaleIntent,
+};
 pub use ports::{
     ActivitySource, Clock, ConfirmOutcome, FixedScalerSource, Scale, Scaler, ScalerSource, Store,
     SystemClock, Traffic,

@@ -50,6 +50,96 @@ pub struct Candidate {
     pub provider_id: String,
     /// The activity stamp seen at selection; the claim compares against it.
     pub last_activity_at: DateTime<Utc>,
+    /// When the row last changed sleep state (for a row found running under `asleep`: when
+    /// that drift was found).
+    pub sleep_state_changed_at: DateTime<Utc>,
+    /// Lasting-skip backoffs in a row so far: the next one waits twice as long.
+    pub backoff_count: u32,
+    /// Times someone else scaled the app back up after a sleep, since `flaps_since`.
+    pub flaps: u32,
+    /// Start of the 24 h window `flaps` counts in.
+    pub flaps_since: Option<DateTime<Utc>>,
+}
+
+impl Candidate {
+    /// A candidate with no history (no backoff, no flaps), as most rows are.
+    pub fn new(id: Uuid, provider_id: impl Into<String>, last_activity_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            provider_id: provider_id.into(),
+            last_activity_at,
+            sleep_state_changed_at: last_activity_at,
+            backoff_count: 0,
+            flaps: 0,
+            flaps_since: None,
+        }
+    }
+}
+
+/// A lasting skip recorded on a row: it is not a candidate before `retry_after`, unless its
+/// activity moves (a deploy) or a wake clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackOff {
+    /// Why the row could not be slept (a skip reason's label, or `scale_failed`).
+    pub reason: String,
+    /// The next attempt.
+    pub retry_after: DateTime<Utc>,
+    /// `retry_after` less the idle window: the activity-time the candidate index sorts the
+    /// row at, so backed-off rows sit beyond every real candidate.
+    pub retry_key: DateTime<Utc>,
+}
+
+/// A row that backs off, for `plan` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackedOff {
+    /// Row id.
+    pub id: Uuid,
+    /// Where the app runs.
+    pub provider_id: String,
+    /// Why it backs off.
+    pub reason: String,
+    /// The next attempt.
+    pub retry_after: DateTime<Utc>,
+    /// Backoffs in a row so far.
+    pub backoff_count: u32,
+}
+
+/// An `asleep` row due for a drift check: does its app still sit at 0?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsleepRow {
+    /// Row id.
+    pub id: Uuid,
+    /// Where the app runs.
+    pub provider_id: String,
+    /// Activity stamp: after `sleep_state_changed_at` means the host redeployed it.
+    pub last_activity_at: DateTime<Utc>,
+    /// When the row went asleep: every change the check makes compares it.
+    pub sleep_state_changed_at: DateTime<Utc>,
+    /// When a wake started scaling it up without finishing, if one did.
+    pub wake_started_at: Option<DateTime<Utc>>,
+}
+
+/// Why an `asleep` row's app was found running (label `kind` of the drift counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    /// Someone else scaled it up: a person, a GitOps self-heal, an autoscaler.
+    WokenExternally,
+    /// The host redeployed it (its activity moved after the sleep).
+    Redeployed,
+    /// A wake scaled it up and did not get to mark the row (a crash, a store error).
+    WakeInterrupted,
+}
+
+impl Drift {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WokenExternally => "woken_externally",
+            Self::Redeployed => "redeployed",
+            Self::WakeInterrupted => "wake_interrupted",
+        }
+    }
 }
 
 /// A row in full, as wake, status and recovery read it.

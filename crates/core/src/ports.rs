@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{Candidate, DeploymentRecord, Result, SleepState, StaleIntent, Target};
+use crate::{
+    AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, Result, SleepState,
+    StaleIntent, Target,
+};
 
 /// Result of confirming a sleep (`sleeping -> asleep`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +28,10 @@ pub enum ConfirmOutcome {
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Rows that are healthy, `awake`, not `always_on`, not expired at `now`, with
-    /// `last_activity_at <= idle_before`; oldest activity first, at most `limit`.
+    /// Rows of this scaler (`provider_id LIKE 'k8s:%'`) that are healthy, `awake`, not
+    /// `always_on`, not expired at `now`, with `last_activity_at <= idle_before`, and not
+    /// backing off (no backoff, its `retry_after <= now`, or activity newer than the
+    /// backoff); oldest first (a backed-off row at its retry time), at most `limit`.
     async fn select_candidates(
         &self,
         now: DateTime<Utc>,
@@ -35,7 +40,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Candidate>>;
 
     /// CAS 1: `awake -> sleeping` recording `replicas` (None when already at 0), only if the
-    /// whole candidate predicate still holds at `now` and `last_activity_at` is still `seen_activity`.
+    /// whole candidate predicate still holds at `now` and `last_activity_at` is still
+    /// `seen_activity`. `now` becomes the intent's stamp (`sleep_state_changed_at`): the
+    /// caller takes it right before the write. Clears any backoff.
     async fn claim_sleep(
         &self,
         id: Uuid,
@@ -45,16 +52,39 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// `sleeping -> asleep`, only if `last_activity_at` is still `seen_activity`.
+    /// `sleeping -> asleep`, only if the row still holds this very intent (its
+    /// `sleep_state_changed_at` is `intent_at`) and `last_activity_at` is still
+    /// `seen_activity`. One statement: the outcome says which part did not hold.
     async fn confirm_sleep(
         &self,
         id: Uuid,
         seen_activity: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome>;
 
-    /// `sleeping -> awake`, clearing the restore count. False when the row is not `sleeping`.
-    async fn revert_sleep(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+    /// `sleeping -> awake`, clearing the restore count, only if the row still holds the
+    /// intent stamped `intent_at`. False otherwise.
+    async fn revert_sleep(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Records a lasting skip on an `awake` row whose activity is still `seen_activity`:
+    /// the row is no candidate before `backoff.retry_after` (unless its activity moves), and
+    /// its backoff count goes up by one. False when the row changed.
+    async fn back_off(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        backoff: &BackOff,
+    ) -> Result<bool>;
+
+    /// Rows whose backoff is still running at `now` (`retry_after > now` and no newer
+    /// activity), soonest retry first, at most `limit`: for `plan` and `status`.
+    async fn backed_off(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BackedOff>>;
 
     /// Recovery: settles one stale intent, `sleeping -> to` (`awake`, clearing the restore
     /// count, or `asleep`), only if the row still holds that very intent (its
@@ -75,9 +105,41 @@ pub trait Store: Send + Sync {
     /// One row, or None.
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>>;
 
-    /// Wake: `from -> awake` with `last_activity_at = now`, clearing the restore count.
-    /// False when the row is no longer in `from`.
+    /// Wake: `from -> awake` with `last_activity_at = now`, clearing the restore count, any
+    /// backoff, the flap count and the wake mark. False when the row is no longer in `from`.
     async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Marks that a wake is about to scale up the app of an `asleep` or `sleeping` row
+    /// still stamped `state_at`, so a drift check can tell an interrupted wake from someone
+    /// else's scale-up. False when the row changed.
+    async fn begin_wake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// `asleep` rows whose last drift check (or, never checked, whose sleep) is at or before
+    /// `checked_before`, least recently checked first, at most `limit`.
+    async fn asleep_to_check(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AsleepRow>>;
+
+    /// Records a drift check that found the app still at 0 (or gone).
+    async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+
+    /// `asleep -> awake` for a row still stamped `state_at` whose app was found running,
+    /// clearing the restore count and the wake mark. A `WokenExternally` drift counts one
+    /// flap: the count restarts at 1 when its 24 h window is over. False when the row changed.
+    async fn reconcile_awake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        kind: Drift,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// Bumps `last_activity_at` of an `awake` row (a wake of an app that was up).
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;

@@ -163,6 +163,10 @@ pub struct TickReport {
     pub skips: BTreeMap<SkipReason, u64>,
     /// Stale intents recovered, by result.
     pub recovered: BTreeMap<Recovery, u64>,
+    /// `asleep` rows found with their app running and set `awake`, by kind.
+    pub drift: BTreeMap<crate::Drift, u64>,
+    /// In a dry run: rows backing off (not candidates now), soonest retry first.
+    pub backing_off: Vec<crate::BackedOff>,
     /// The apps slept, or in a dry run the apps that would be.
     pub slept: Vec<SleptApp>,
     /// The tick stopped early after `max_consecutive_failures` scale failures.

@@ -59,12 +59,23 @@ impl Config {
                 10_000,
                 "an integer from 1 to 10000",
             )?,
+            // One sleep makes up to four requests after its intent is written; together they
+            // must end well inside the stale-intent age (5 min), or a live transition could
+            // be taken for a crash leftover and settled under it.
             request_timeout_seconds: read.int(
                 "request_timeout_seconds",
                 1,
-                300,
-                "an integer from 1 to 300 (seconds)",
+                59,
+                "an integer from 1 to 59 (seconds): 4 requests of one sleep, plus a minute of \
+                 database time, must end inside the 300 s stale-intent age",
             )?,
+            reconcile_minutes: read.int(
+                "reconcile_minutes",
+                1,
+                1440,
+                "an integer from 1 to 1440 (minutes)",
+            )?,
+            flap_limit: read.int("flap_limit", 1, 100, "an integer from 1 to 100")?,
             activity_source: read.choice(
                 "activity_source",
                 &[
@@ -255,7 +266,7 @@ pub(super) fn refuse_values_figment_panics_on(
     Ok(())
 }
 
-fn env_name(key: &str) -> String {
+pub(super) fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_uppercase())
 }
 

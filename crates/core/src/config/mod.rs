@@ -46,6 +46,11 @@ pub struct Config {
     pub max_consecutive_failures: u32,
     /// Timeout of one Kubernetes request, in seconds.
     pub request_timeout_seconds: u64,
+    /// Minutes within which an `asleep` row whose app runs is found and set `awake`.
+    pub reconcile_minutes: u32,
+    /// External scale-ups of a slept app within 24 h after which it is not slept again
+    /// (`fights_back`) until a wake or new activity.
+    pub flap_limit: u32,
     /// Where the tick learns about real traffic (`none`: the activity stamp only).
     pub activity_source: ActivitySourceKind,
     /// What a candidate whose traffic is unknown (source failed, no data) gets.
@@ -87,6 +92,8 @@ impl Default for Config {
                 .to_vec(),
             max_consecutive_failures: 5,
             request_timeout_seconds: 10,
+            reconcile_minutes: 10,
+            flap_limit: 3,
             activity_source: ActivitySourceKind::None,
             activity_unknown: UnknownActivity::KeepAwake,
         }
@@ -124,7 +131,7 @@ impl std::fmt::Display for ConfigWarning {
 }
 
 /// The keys this crate reads; adapter crates name theirs to [`Config::extract_with`].
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 14] = [
     "enabled",
     "idle_minutes",
     "interval_seconds",
@@ -135,6 +142,8 @@ const KEYS: [&str; 12] = [
     "protected_namespaces",
     "max_consecutive_failures",
     "request_timeout_seconds",
+    "reconcile_minutes",
+    "flap_limit",
     "activity_source",
     "activity_unknown",
 ];
@@ -199,6 +208,101 @@ impl Config {
     /// Timeout of one Kubernetes request.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// The drift period: every `asleep` row is checked once within it.
+    pub fn reconcile_period(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.reconcile_minutes.into())
+    }
+
+    /// Checks a configuration built in code against the rules the loaders enforce, so a
+    /// library caller cannot build a job the environment would have refused.
+    ///
+    /// # Errors
+    /// The first value outside its range, naming the key, its variable and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(
+            key: &'static str,
+            value: impl Into<i128> + Copy + std::fmt::Display,
+            min: i128,
+            max: i128,
+            allowed: &'static str,
+        ) -> Result<(), ConfigError> {
+            if (min..=max).contains(&value.into()) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    env: load::env_name(key),
+                    value: value.to_string(),
+                    allowed,
+                })
+            }
+        }
+        check(
+            "idle_minutes",
+            self.idle_minutes,
+            IDLE_MINUTES_FLOOR.into(),
+            u32::MAX.into(),
+            "at least 5 (minutes)",
+        )?;
+        check(
+            "interval_seconds",
+            self.interval_seconds,
+            10,
+            86_400,
+            "an integer from 10 to 86400 (seconds)",
+        )?;
+        check(
+            "max_per_tick",
+            self.max_per_tick,
+            1,
+            100_000,
+            "an integer from 1 to 100000",
+        )?;
+        check(
+            "concurrency",
+            u64::try_from(self.concurrency).unwrap_or(u64::MAX),
+            1,
+            64,
+            "an integer from 1 to 64",
+        )?;
+        check(
+            "default_wake_replicas",
+            self.default_wake_replicas,
+            1,
+            10_000,
+            "an integer from 1 to 10000",
+        )?;
+        check(
+            "max_consecutive_failures",
+            self.max_consecutive_failures,
+            1,
+            10_000,
+            "an integer from 1 to 10000",
+        )?;
+        check(
+            "request_timeout_seconds",
+            self.request_timeout_seconds,
+            1,
+            59,
+            "an integer from 1 to 59 (seconds)",
+        )?;
+        check(
+            "reconcile_minutes",
+            self.reconcile_minutes,
+            1,
+            1440,
+            "an integer from 1 to 1440 (minutes)",
+        )?;
+        check(
+            "flap_limit",
+            self.flap_limit,
+            1,
+            100,
+            "an integer from 1 to 100",
+        )?;
+        Ok(())
     }
 
     /// Whether the job must never touch `namespace`.

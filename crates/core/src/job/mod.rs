@@ -14,9 +14,10 @@ use crate::{
     Target, TickReport,
 };
 
+mod reconcile;
 mod recover;
 mod select;
-mod sleep;
+pub(crate) mod sleep;
 mod traffic;
 mod wake;
 
@@ -31,6 +32,8 @@ pub struct Job {
     activity: Option<Arc<dyn ActivitySource>>,
     last_success: Mutex<Option<Instant>>,
     wakes: Arc<wake::Wakes>,
+    /// The last count of `asleep` rows, -1 before the first: sizes the drift checks.
+    idle_apps_seen: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -43,13 +46,32 @@ impl std::fmt::Debug for Job {
 
 impl Job {
     /// A job over the given ports.
+    ///
+    /// # Panics
+    /// When `config` breaks a rule the loaders enforce (see [`Config::validate`]); use
+    /// [`Job::try_new`] to get the error instead.
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         scalers: Arc<dyn ScalerSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
+        Self::try_new(config, store, scalers, clock)
+            .unwrap_or_else(|e| panic!("invalid idle-scaler configuration: {e}"))
+    }
+
+    /// A job over the given ports, or the configuration value that breaks a rule.
+    ///
+    /// # Errors
+    /// [`crate::ConfigError`] naming the key, its variable and what is allowed.
+    pub fn try_new(
+        config: Config,
+        store: Arc<dyn Store>,
+        scalers: Arc<dyn ScalerSource>,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<Self, crate::ConfigError> {
+        config.validate()?;
+        Ok(Self {
             config,
             store,
             scalers,
@@ -57,7 +79,8 @@ impl Job {
             activity: None,
             last_success: Mutex::new(None),
             wakes: Arc::default(),
-        }
+            idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+        })
     }
 
     /// Consults `source` before sleeping: an app with traffic inside the idle window stays up
@@ -167,7 +190,20 @@ impl Job {
     }
 
     async fn sample_idle_apps(&self) -> Option<i64> {
-        sample_idle_apps(self.store.as_ref()).await
+        let n = sample_idle_apps(self.store.as_ref()).await;
+        if let Some(n) = n {
+            self.idle_apps_seen
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn idle_apps_seen(&self) -> Option<u64> {
+        u64::try_from(
+            self.idle_apps_seen
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .ok()
     }
 }
 

@@ -9,6 +9,9 @@ use super::traffic::Verdict;
 use crate::report::SleptApp;
 use crate::{Candidate, Result, SkipReason, Target, TargetError, TickReport};
 
+/// How many backing-off rows a dry run lists.
+const PLAN_BACKING_OFF: u32 = 100;
+
 /// What the tick decided for one candidate before any Kubernetes call.
 #[derive(Debug, Clone)]
 pub(super) enum Decision {
@@ -40,7 +43,13 @@ impl Job {
             .store
             .select_candidates(now, idle_before, self.config.max_per_tick)
             .await?;
-        let targets: Vec<_> = candidates.iter().map(|c| self.target_of(c)).collect();
+        let targets: Vec<_> = candidates
+            .iter()
+            .map(|c| {
+                self.target_of(c)
+                    .and_then(|t| self.not_fighting_back(c, t, now))
+            })
+            .collect();
         let verdicts = if ask_traffic {
             let answer = self.ask_traffic(&targets, now).await;
             self.verdicts(&candidates, &targets, &answer, idle_before, now)
@@ -73,10 +82,12 @@ impl Job {
         let started = tokio::time::Instant::now();
         // The source is a read, so a dry run asks it too and reports the same skips a tick
         // would, without recording the traffic.
-        let selection = self.select(self.clock.now(), true).await?;
+        let now = self.clock.now();
+        let selection = self.select(now, true).await?;
         let mut report = TickReport {
             dry_run: true,
             candidates: selection.candidates.len(),
+            backing_off: self.store.backed_off(now, PLAN_BACKING_OFF).await?,
             ..TickReport::default()
         };
         for (c, decision) in selection.candidates {
@@ -102,6 +113,29 @@ impl Job {
             "dry run"
         );
         Ok(report)
+    }
+
+    /// Someone else scales this app back up every time it is slept (a GitOps controller's
+    /// self-heal, an autoscaler): sleeping it again only makes it flap. Until a wake or
+    /// new activity (which clear or outdate the count), it is skipped.
+    fn not_fighting_back(
+        &self,
+        c: &Candidate,
+        target: Target,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Target, SkipReason> {
+        let fights = c.flaps >= self.config.flap_limit
+            && c.flaps_since
+                .is_some_and(|since| since > now - chrono::Duration::hours(24))
+            && c.last_activity_at <= c.sleep_state_changed_at;
+        if !fights {
+            return Ok(target);
+        }
+        warn!(deployment_id = %c.id, target = %target, scale_ups = c.flaps,
+            "slept app scaled back up by someone else again and again; not slept again until \
+             a wake or new activity (likely a GitOps self-heal such as Argo CD or Flux, or an \
+             autoscaler: ignore /spec/replicas there)");
+        Err(SkipReason::FightsBack)
     }
 
     /// The target of a candidate, or why it is skipped. Logs malformed ids.

@@ -22,8 +22,20 @@ mod failed;
 #[derive(Debug)]
 pub(super) enum Attempt {
     Slept(SleptApp),
+    /// Skipped for now; the row stays a candidate.
     Skipped(SkipReason),
+    /// Skipped for a reason that will not go away by the next tick: the row backs off.
+    SkippedLasting(SkipReason),
     Failed,
+    /// A failure that will repeat (403, 422): counted, and the row backs off.
+    FailedLasting,
+}
+
+/// The row's sleep intent as written: every later step of the transition compares its stamp.
+#[derive(Debug, Clone, Copy)]
+struct Intent {
+    id: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One step of an attempt: `Err` carries how the attempt ended at that step, `Ok` what the
@@ -41,10 +53,36 @@ struct BlastRadius {
 pub(super) struct TickCtx<'a> {
     job: &'a Job,
     scaler: &'a dyn Scaler,
-    now: chrono::DateTime<chrono::Utc>,
     idle_before: chrono::DateTime<chrono::Utc>,
     shutdown: &'a CancellationToken,
     guard: BlastRadius,
+    /// Rows whose scale-down met a 409 this tick (a repeated one backs off).
+    conflicts: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
+}
+
+/// The backoff after `count` earlier ones: one interval doubling up to a day. With
+/// `first_is_free` the first one waits no time (it only starts the count).
+pub(crate) fn backoff_for(
+    config: &crate::Config,
+    count: u32,
+    first_is_free: bool,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::BackOff {
+    const CAP: chrono::Duration = chrono::Duration::hours(24);
+    let interval = chrono::Duration::from_std(config.interval()).unwrap_or(CAP);
+    let steps = if first_is_free {
+        (1_i32 << count.min(20)) - 1
+    } else {
+        1_i32 << count.min(20)
+    };
+    let delay = interval.checked_mul(steps).map_or(CAP, |d| d.min(CAP));
+    let retry_after = now + delay;
+    crate::BackOff {
+        reason: reason.to_owned(),
+        retry_after,
+        retry_key: retry_after - config.idle_window(),
+    }
 }
 
 impl Job {
@@ -63,10 +101,10 @@ impl Job {
         let ctx = TickCtx {
             job: self,
             scaler,
-            now,
             idle_before: selection.idle_before,
             shutdown,
             guard: BlastRadius::default(),
+            conflicts: std::sync::Mutex::default(),
         };
         // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
         // (rustc's higher-ranked lifetime limitation), and hosts `tokio::spawn` it.
@@ -88,17 +126,20 @@ impl Job {
                     *report.outcomes.entry(Outcome::ScaledDown).or_default() += 1;
                     report.slept.push(p);
                 }
-                Attempt::Failed => {
+                Attempt::Failed | Attempt::FailedLasting => {
                     metrics::outcome(Outcome::ScaleFailed);
                     *report.outcomes.entry(Outcome::ScaleFailed).or_default() += 1;
                 }
-                Attempt::Skipped(reason) => {
+                Attempt::Skipped(reason) | Attempt::SkippedLasting(reason) => {
                     metrics::skipped(reason);
                     *report.skips.entry(reason).or_default() += 1;
                 }
             }
         }
 
+        if !shutdown.is_cancelled() {
+            self.reconcile(scaler, now, report).await;
+        }
         report.idle_apps = self.sample_idle_apps().await;
         Ok(())
     }
@@ -115,16 +156,18 @@ impl TickCtx<'_> {
         }
         let attempt = match decision {
             Decision::Attempt(target) => self.sleep_one(c, target).await,
-            Decision::Skip(reason) => Attempt::Skipped(*reason),
+            // Foreign, malformed, protected, fighting back: the same next tick.
+            Decision::Skip(reason) => Attempt::SkippedLasting(*reason),
             Decision::RecentTraffic(target, at) => self.keep_serving(c, target, *at).await,
             Decision::KeepUnknown(target) => {
                 debug!(deployment_id = %c.id, target = %target, outcome = "activity_unknown",
                     "traffic unknown; kept awake (DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN=keep_awake)");
-                Attempt::Skipped(SkipReason::ActivityUnknown)
+                Attempt::SkippedLasting(SkipReason::ActivityUnknown)
             }
         };
+        self.back_off_if_lasting(c, &attempt).await;
         match attempt {
-            Attempt::Failed => {
+            Attempt::Failed | Attempt::FailedLasting => {
                 let n = self
                     .guard
                     .consecutive_failures
@@ -140,9 +183,48 @@ impl TickCtx<'_> {
                 }
             }
             Attempt::Slept(_) => self.guard.consecutive_failures.store(0, Ordering::SeqCst),
-            Attempt::Skipped(_) => {}
+            Attempt::Skipped(_) | Attempt::SkippedLasting(_) => {}
         }
         attempt
+    }
+
+    /// A row that failed or was skipped for a lasting reason is no candidate for a while
+    /// (one interval, doubling up to a day), so it neither starves the rows behind it nor
+    /// trips the blast radius on every tick. A 409 is lasting only when it repeats: the
+    /// first one waits no time but counts.
+    async fn back_off_if_lasting(&self, c: &Candidate, attempt: &Attempt) {
+        let (reason, first_is_free) = match attempt {
+            Attempt::SkippedLasting(reason) => (reason.as_str(), false),
+            Attempt::FailedLasting => (crate::Outcome::ScaleFailed.as_str(), false),
+            Attempt::Skipped(SkipReason::Raced) if self.raced_by_kubernetes(c) => ("raced", true),
+            _ => return,
+        };
+        let backoff = backoff_for(
+            &self.job.config,
+            c.backoff_count,
+            first_is_free,
+            reason,
+            self.job.clock.now(),
+        );
+        match self
+            .job
+            .store
+            .back_off(c.id, c.last_activity_at, &backoff)
+            .await
+        {
+            Ok(true) => debug!(deployment_id = %c.id, reason, retry_after = %backoff.retry_after,
+                backoffs = c.backoff_count + 1, "backing off"),
+            Ok(false) => {}
+            Err(e) => warn!(deployment_id = %c.id, error = %e,
+                "recording the backoff failed; the row is tried again next tick"),
+        }
+    }
+
+    fn raced_by_kubernetes(&self, c: &Candidate) -> bool {
+        self.conflicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&c.id)
     }
 
     /// Traffic inside the window: recorded so the row, `status` and the next plan agree on
@@ -168,11 +250,11 @@ impl TickCtx<'_> {
             let scale = self.read_scale(c, target).await?;
             // Already at 0: recorded asleep with no restore count (a wake uses the default).
             let restore = (scale.replicas > 0).then_some(scale.replicas);
-            self.claim(c, restore).await?;
+            let intent = self.claim(c, restore).await?;
             if restore.is_some() {
-                self.scale_down(c, target, &scale).await?;
+                self.scale_down(intent, target, &scale).await?;
             }
-            Ok(self.confirm(c, target, &scale, restore).await)
+            Ok(self.confirm(c, intent, target, &scale, restore).await)
         };
         steps.await.unwrap_or_else(|ended| ended)
     }
@@ -183,7 +265,11 @@ impl TickCtx<'_> {
             Err(Error::NotFound { .. }) => {
                 info!(deployment_id = %c.id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");
-                Err(Attempt::Skipped(SkipReason::NotFound))
+                Err(Attempt::SkippedLasting(SkipReason::NotFound))
+            }
+            Err(e @ (Error::Forbidden { .. } | Error::Invalid { .. })) => {
+                log_scale_error(c.id, target, &e, "reading the scale failed; backing off");
+                Err(Attempt::FailedLasting)
             }
             Err(e) => {
                 log_scale_error(c.id, target, &e, "reading the scale failed");
@@ -192,21 +278,18 @@ impl TickCtx<'_> {
         }
     }
 
-    /// CAS 1: the database re-checks the whole predicate at the moment of the write.
-    async fn claim(&self, c: &Candidate, restore: Option<i32>) -> Step<()> {
+    /// CAS 1: the database re-checks the whole predicate at the moment of the write. The
+    /// intent is stamped with the time of this write, not the tick's start: a tick that
+    /// runs long must not write intents that look stale on arrival.
+    async fn claim(&self, c: &Candidate, restore: Option<i32>) -> Step<Intent> {
+        let at = self.job.clock.now();
         let claimed = self
             .job
             .store
-            .claim_sleep(
-                c.id,
-                c.last_activity_at,
-                self.idle_before,
-                restore,
-                self.now,
-            )
+            .claim_sleep(c.id, c.last_activity_at, self.idle_before, restore, at)
             .await;
         match claimed {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(Intent { id: c.id, at }),
             Ok(false) => {
                 debug!(deployment_id = %c.id, outcome = "raced", "row changed since selection; skipped");
                 Err(Attempt::Skipped(SkipReason::Raced))
@@ -219,8 +302,8 @@ impl TickCtx<'_> {
     }
 
     /// CAS 2: Kubernetes refuses the write if the Deployment changed since it was read.
-    async fn scale_down(&self, c: &Candidate, target: &Target, scale: &Scale) -> Step<()> {
-        let id = c.id;
+    async fn scale_down(&self, intent: Intent, target: &Target, scale: &Scale) -> Step<()> {
+        let id = intent.id;
         match self
             .scaler
             .set_replicas(target, 0, Some(&scale.resource_version))
@@ -228,19 +311,26 @@ impl TickCtx<'_> {
         {
             Ok(()) => Ok(()),
             Err(Error::Conflict { .. }) => {
-                self.revert(id).await;
+                self.revert(intent).await;
+                self.conflicts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id);
                 info!(deployment_id = %id, target = %target, outcome = "raced",
                     "Deployment changed since read; sleep abandoned");
                 Err(Attempt::Skipped(SkipReason::Raced))
             }
             Err(Error::NotFound { .. }) => {
-                self.revert(id).await;
+                self.revert(intent).await;
                 info!(deployment_id = %id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");
-                Err(Attempt::Skipped(SkipReason::NotFound))
+                Err(Attempt::SkippedLasting(SkipReason::NotFound))
             }
             // It may have taken effect: `Ok` goes on to confirm, as if it had answered.
-            Err(e) => self.after_failed_scale_down(id, target, scale, &e).await,
+            Err(e) => {
+                self.after_failed_scale_down(intent, target, scale, &e)
+                    .await
+            }
         }
     }
 
@@ -248,6 +338,7 @@ impl TickCtx<'_> {
     async fn confirm(
         &self,
         c: &Candidate,
+        intent: Intent,
         target: &Target,
         scale: &Scale,
         restore: Option<i32>,
@@ -256,7 +347,7 @@ impl TickCtx<'_> {
         match self
             .job
             .store
-            .confirm_sleep(id, c.last_activity_at, self.now)
+            .confirm_sleep(id, c.last_activity_at, intent.at, self.job.clock.now())
             .await
         {
             Ok(ConfirmOutcome::Confirmed) => {
@@ -280,15 +371,16 @@ impl TickCtx<'_> {
                 Attempt::Skipped(SkipReason::Raced)
             }
             Ok(ConfirmOutcome::ActivityArrived) => {
-                let r = restore.unwrap_or(self.job.config.default_wake_replicas);
-                info!(deployment_id = %id, target = %target, replicas = r, outcome = "raced",
+                info!(deployment_id = %id, target = %target, outcome = "raced",
                     "activity arrived during the sleep; restoring");
-                if let Err(e) = self.scaler.set_replicas(target, r, None).await {
-                    // The row stays `sleeping`: recovery restores it once the intent is stale.
-                    log_scale_error(id, target, &e, "restoring after a lost confirm failed");
+                if let Some(r) = restore
+                    && !self.restore(id, target, r).await
+                {
+                    // The row stays `sleeping`: recovery settles it once the intent is stale.
                     return Attempt::Failed;
                 }
-                self.revert(id).await;
+                // Never scaled down by this tick (it was at 0 already): nothing to restore.
+                self.revert(intent).await;
                 Attempt::Skipped(SkipReason::Raced)
             }
             Err(e) => {
@@ -300,21 +392,43 @@ impl TickCtx<'_> {
     }
 
     async fn ensure_running(&self, target: &Target, id: uuid::Uuid, replicas: i32) {
+        self.restore(id, target, replicas).await;
+    }
+
+    /// Brings back an app this tick scaled down: reads first and writes only at 0, with the
+    /// version read as precondition, so it never overrides whoever started it meanwhile.
+    /// False when the app may still be at 0 (an error), so the caller keeps the intent.
+    async fn restore(&self, id: uuid::Uuid, target: &Target, replicas: i32) -> bool {
         match self.scaler.get_scale(target).await {
-            Ok(s) if s.replicas == 0 => {
-                if let Err(e) = self.scaler.set_replicas(target, replicas, None).await {
-                    log_scale_error(id, target, &e, "restoring a woken app left at 0 failed");
+            Ok(s) if s.replicas == 0 => match self
+                .scaler
+                .set_replicas(target, replicas, Some(&s.resource_version))
+                .await
+            {
+                // A conflict: someone else changed it since the read; theirs stands.
+                Ok(()) | Err(Error::Conflict { .. }) => true,
+                Err(e) => {
+                    log_scale_error(id, target, &e, "restoring the app failed");
+                    false
                 }
+            },
+            Ok(_) | Err(Error::NotFound { .. }) => true,
+            Err(e) => {
+                log_scale_error(id, target, &e, "reading the app to restore it failed");
+                false
             }
-            Ok(_) | Err(Error::NotFound { .. }) => {}
-            Err(e) => log_scale_error(id, target, &e, "checking a woken app failed"),
         }
     }
 
-    async fn revert(&self, id: uuid::Uuid) {
-        if let Err(e) = self.job.store.revert_sleep(id, self.now).await {
+    async fn revert(&self, intent: Intent) {
+        let reverted = self
+            .job
+            .store
+            .revert_sleep(intent.id, intent.at, self.job.clock.now())
+            .await;
+        if let Err(e) = reverted {
             // Left `sleeping`: recovery settles it after STALE_INTENT_AFTER.
-            error!(deployment_id = %id, error = %e, "reverting the sleep intent failed");
+            error!(deployment_id = %intent.id, error = %e, "reverting the sleep intent failed");
         }
     }
 }

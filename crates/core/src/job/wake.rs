@@ -254,6 +254,15 @@ impl WakeCtx {
                 .replicas_before_sleep
                 .filter(|r| *r > 0)
                 .unwrap_or(self.config.default_wake_replicas);
+            // Marked first: should this wake stop between the scale-up and the row flip (a
+            // crash, a store error), the drift check tells it from someone else's scale-up.
+            if !self
+                .store
+                .begin_wake(id, row.sleep_state_changed_at, self.clock.now())
+                .await?
+            {
+                return Ok(None);
+            }
             match scaler
                 .set_replicas(&target, replicas, Some(&scale.resource_version))
                 .await

@@ -2,7 +2,7 @@
 
 use tracing::{info, warn};
 
-use super::{Attempt, Step, TickCtx};
+use super::{Attempt, Intent, Step, TickCtx};
 use crate::job::log_scale_error;
 use crate::{Error, Scale, SkipReason, Target};
 
@@ -17,11 +17,12 @@ impl TickCtx<'_> {
     /// intent is stale (long after any request could still be in flight).
     pub(super) async fn after_failed_scale_down(
         &self,
-        id: uuid::Uuid,
+        intent: Intent,
         target: &Target,
         read: &Scale,
         e: &Error,
     ) -> Step<()> {
+        let id = intent.id;
         match self.scaler.get_scale(target).await {
             Ok(s) if s.replicas == 0 => {
                 warn!(deployment_id = %id, target = %target, error = %e,
@@ -29,7 +30,7 @@ impl TickCtx<'_> {
                 Ok(())
             }
             Ok(s) if s.resource_version != read.resource_version => {
-                self.revert(id).await;
+                self.revert(intent).await;
                 log_scale_error(id, target, e, "scaling to 0 failed; row reverted");
                 Err(Attempt::Failed)
             }
@@ -43,10 +44,10 @@ impl TickCtx<'_> {
                 Err(Attempt::Failed)
             }
             Err(Error::NotFound { .. }) => {
-                self.revert(id).await;
+                self.revert(intent).await;
                 info!(deployment_id = %id, target = %target, outcome = "not_found",
                     "Deployment is gone; skipped");
-                Err(Attempt::Skipped(SkipReason::NotFound))
+                Err(Attempt::SkippedLasting(SkipReason::NotFound))
             }
             Err(again) => {
                 log_scale_error(id, target, e, "scaling to 0 failed");

@@ -56,11 +56,7 @@ fn job(config: Config, store: MockStore, scaler: MockScaler) -> Job {
 }
 
 fn candidate(provider_id: &str) -> Candidate {
-    Candidate {
-        id: Uuid::new_v4(),
-        provider_id: provider_id.into(),
-        last_activity_at: seen(),
-    }
+    Candidate::new(Uuid::new_v4(), provider_id, seen())
 }
 
 fn web() -> Target {
@@ -99,7 +95,16 @@ fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
         .expect_select_candidates()
         .return_once(move |_, _, _| Ok(candidates));
     store.expect_count_asleep().returning(move || Ok(asleep));
+    quiet(&mut store);
     store
+}
+
+/// The calls a tick makes beside the protocol under test, answered with nothing to do:
+/// lasting skips back off, the drift check finds no row due, a dry run lists no backoff.
+fn quiet(store: &mut MockStore) {
+    store.expect_back_off().returning(|_, _, _| Ok(true));
+    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store.expect_backed_off().returning(|_, _| Ok(vec![]));
 }
 
 type Snapshot = Vec<(
@@ -158,6 +163,8 @@ fn gauge(s: &Snapshot, name: &str) -> Option<f64> {
 }
 
 // One file per protocol, as in the job itself: a new test goes beside the code it tests.
+mod liveness; // backoff, blast radius, fights_back, intent stamps, config guardrails
+mod reconcile; // drift: asleep rows whose app runs
 mod recover; // stale intents
 mod run; // the flag, fail-open, priming, the loop
 mod sleep; // selection, claim, scale-down, confirm, blast radius, dry run

@@ -23,6 +23,7 @@ fn recovery(
     configure: impl FnOnce(&mut MockStore, &mut MockScaler),
 ) -> TickReport {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store
         .expect_stale_intents()
         .with(eq(t0() - STALE_INTENT_AFTER))

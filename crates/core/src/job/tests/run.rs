@@ -55,6 +55,7 @@ fn priming_creates_every_outcome_series_at_zero() {
 #[tokio::test(start_paused = true)]
 async fn run_ticks_every_interval_until_cancelled() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     // Ticks at 0, 120, 240 and 360 s of virtual time, then the loop is cancelled.
     store
@@ -76,6 +77,7 @@ async fn run_ticks_every_interval_until_cancelled() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_tick_does_not_stop_the_loop() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     let mut calls = 0;
     store

@@ -14,9 +14,9 @@ fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
         .returning(|_, _, _, _, _| Ok(true));
     store
         .expect_confirm_sleep()
-        .with(eq(id), eq(seen()), eq(t0()))
+        .with(eq(id), eq(seen()), eq(t0()), eq(t0()))
         .times(1)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
@@ -47,6 +47,7 @@ fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
 #[tokio::test]
 async fn selection_uses_the_idle_window_and_max_per_tick() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     store
         .expect_select_candidates()
@@ -86,7 +87,7 @@ fn sleep_fails_with(err: fn() -> Error) -> (TickReport, Snapshot) {
     store
         .expect_revert_sleep()
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     store.expect_confirm_sleep().times(0);
     let mut scaler = MockScaler::new();
     // After a failure the tick reads back: another version, so the write cannot land later.
@@ -164,7 +165,7 @@ fn confirm_lost(
     store
         .expect_confirm_sleep()
         .times(1)
-        .returning(move |_, _, _| Ok(confirm));
+        .returning(move |_, _, _, _| Ok(confirm));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, state_after, None))));
@@ -205,28 +206,38 @@ async fn confirm_lost_to_a_same_count_wake_restores_the_app_left_at_zero() {
     let (store, mut scaler) = confirm_lost(ConfirmOutcome::NotSleeping, SleepState::Awake, 0);
     scaler
         .expect_set_replicas()
-        .withf(|t, r, rv| *t == web() && *r == 3 && rv.is_none())
+        .withf(|t, r, rv| *t == web() && *r == 3 && *rv == Some("9"))
         .times(1)
         .returning(|_, _, _| Ok(()));
     let report = job(enabled(), store, scaler).tick().await.unwrap();
     assert_eq!(report.skipped(SkipReason::Raced), 1);
 }
 
-#[tokio::test]
-async fn activity_during_the_sleep_restores_and_reverts() {
+/// Activity arrived during the sleep (a redeploy): the tick puts back what it took, reading
+/// first and writing with the version read.
+fn activity_during_the_sleep(replicas_now: i32, restores: usize) -> TickReport {
     let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
     store
         .expect_claim_sleep()
         .returning(|_, _, _, _, _| Ok(true));
     store
         .expect_confirm_sleep()
-        .returning(|_, _, _| Ok(ConfirmOutcome::ActivityArrived));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::ActivityArrived));
     store
         .expect_revert_sleep()
+        .withf(|_, intent_at, _| *intent_at == t0())
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     let mut scaler = MockScaler::new();
-    scaler.expect_get_scale().returning(|_| Ok(scale(4, "7")));
+    let mut reads = 0;
+    scaler.expect_get_scale().returning(move |_| {
+        reads += 1;
+        Ok(if reads == 1 {
+            scale(4, "7")
+        } else {
+            scale(replicas_now, "8")
+        })
+    });
     scaler
         .expect_set_replicas()
         .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("7"))
@@ -234,11 +245,46 @@ async fn activity_during_the_sleep_restores_and_reverts() {
         .returning(|_, _, _| Ok(()));
     scaler
         .expect_set_replicas()
-        .withf(|t, r, rv| *t == web() && *r == 4 && rv.is_none())
-        .times(1)
+        .withf(|t, r, rv| *t == web() && *r == 4 && *rv == Some("8"))
+        .times(restores)
         .returning(|_, _, _| Ok(()));
-    let report = job(enabled(), store, scaler).tick().await.unwrap();
+    let (report, _) = recorded(job(enabled(), store, scaler).tick());
+    report.unwrap()
+}
+
+#[test]
+fn activity_during_the_sleep_restores_and_reverts() {
+    let report = activity_during_the_sleep(0, 1);
     assert_eq!(report.skipped(SkipReason::Raced), 1);
+}
+
+#[test]
+fn activity_during_the_sleep_leaves_an_app_already_started_alone() {
+    // The redeploy started it at 2 already: no write, never back to 4.
+    let report = activity_during_the_sleep(2, 0);
+    assert_eq!(report.skipped(SkipReason::Raced), 1);
+}
+
+#[test]
+fn activity_during_the_sleep_of_an_app_at_zero_starts_nothing() {
+    // The tick never scaled it down (it was at 0 when read): it does not start it either.
+    let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
+    store
+        .expect_claim_sleep()
+        .withf(|_, _, _, replicas, _| replicas.is_none())
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::ActivityArrived));
+    store
+        .expect_revert_sleep()
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let mut scaler = MockScaler::new();
+    scaler.expect_get_scale().returning(|_| Ok(scale(0, "7")));
+    scaler.expect_set_replicas().times(0);
+    let (report, _) = recorded(job(enabled(), store, scaler).tick());
+    assert_eq!(report.unwrap().skipped(SkipReason::Raced), 1);
 }
 
 #[test]
@@ -252,7 +298,7 @@ fn deployment_already_at_zero_is_recorded_asleep_without_a_restore_count() {
     store
         .expect_confirm_sleep()
         .times(1)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(0, "3")));
     scaler.expect_set_replicas().times(0);
@@ -275,7 +321,7 @@ async fn a_scale_down_that_failed_but_took_effect_is_confirmed_not_reverted() {
     store
         .expect_confirm_sleep()
         .times(1)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     let mut scaler = MockScaler::new();
     let mut reads = 0;
     scaler.expect_get_scale().times(2).returning(move |_| {
@@ -348,6 +394,7 @@ async fn a_failed_scale_down_that_cannot_be_read_back_leaves_the_intent() {
 #[test]
 fn gauge_sampling_error_does_not_fail_the_tick() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     store
         .expect_select_candidates()
@@ -368,6 +415,7 @@ fn gauge_sampling_error_does_not_fail_the_tick() {
 #[test]
 fn candidate_query_error_fails_the_tick_and_does_nothing_else() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     store.expect_stale_intents().returning(|_| Ok(vec![]));
     store
         .expect_select_candidates()
@@ -418,7 +466,7 @@ async fn blast_radius_stops_the_tick_after_consecutive_failures() {
     store
         .expect_revert_sleep()
         .times(3)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     let mut scaler = MockScaler::new();
     // Each failure is read back before the revert: still at 1 but at another version, so
     // the failed write can never land.
@@ -454,11 +502,11 @@ async fn one_failure_does_not_stop_the_others() {
     store
         .expect_revert_sleep()
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     store
         .expect_confirm_sleep()
         .times(3)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     let mut scaler = MockScaler::new();
     // Every read sees a new version, so the failed write is known never to land: reverted.
     let mut version = 0;
@@ -497,6 +545,7 @@ async fn shutdown_starts_no_new_transition() {
 #[tokio::test]
 async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
     let mut store = MockStore::new();
+    quiet(&mut store);
     let (a, b) = (candidate("k8s:apps/web"), candidate("fly:x"));
     let a_id = a.id;
     store

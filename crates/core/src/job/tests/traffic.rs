@@ -52,7 +52,7 @@ fn expect_one_sleep(store: &mut MockStore, scaler: &mut MockScaler) {
     store
         .expect_confirm_sleep()
         .times(1)
-        .returning(|_, _, _| Ok(ConfirmOutcome::Confirmed));
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     scaler
         .expect_get_scale()
         .with(eq(web()))
@@ -394,6 +394,7 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
     );
     let quiet_id = quiet.id;
     let mut store = MockStore::new();
+    super::quiet(&mut store);
     store
         .expect_select_candidates()
         .times(1)

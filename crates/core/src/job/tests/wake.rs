@@ -17,6 +17,7 @@ fn wake_job(store: MockStore, scaler: MockScaler) -> Job {
 fn wake_restores_the_exact_count() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(5)))));
@@ -51,6 +52,7 @@ fn wake_restores_the_exact_count() {
 async fn wake_without_a_recorded_count_uses_the_default() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
@@ -73,6 +75,7 @@ async fn wake_without_a_recorded_count_uses_the_default() {
 fn wake_of_an_awake_app_bumps_activity() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Awake, None))));
@@ -90,6 +93,7 @@ fn wake_of_an_awake_app_bumps_activity() {
 fn wake_of_an_unknown_id_is_not_found_and_not_a_failure() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store.expect_get().returning(|_| Ok(None));
     let (result, snap) = recorded(wake_job(store, MockScaler::new()).wake(id));
     assert!(matches!(result, Err(Error::UnknownDeployment(x)) if x == id));
@@ -100,6 +104,7 @@ fn wake_of_an_unknown_id_is_not_found_and_not_a_failure() {
 fn failed_wake_scale_leaves_the_row_asleep_and_counts_wake_failed() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
@@ -120,6 +125,7 @@ fn failed_wake_scale_leaves_the_row_asleep_and_counts_wake_failed() {
 async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     let mut reads = 0;
     store.expect_get().returning(move |_| {
         reads += 1;
@@ -175,6 +181,7 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
 fn wake_of_a_row_whose_sleep_stays_in_flight_is_a_retryable_conflict() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store.expect_get().returning(move |_| {
         let mut row = record(id, SleepState::Sleeping, Some(3));
         row.sleep_state_changed_at = t0() - chrono::Duration::seconds(2);
@@ -196,6 +203,7 @@ fn wake_of_a_row_whose_sleep_stays_in_flight_is_a_retryable_conflict() {
 fn wake_waits_for_a_sleep_in_flight_then_wakes() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     let mut reads = 0;
     store.expect_get().returning(move |_| {
         reads += 1;
@@ -234,6 +242,7 @@ fn wake_waits_for_a_sleep_in_flight_then_wakes() {
 fn wake_never_lowers_a_running_app() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
@@ -259,6 +268,7 @@ fn wake_never_lowers_a_running_app() {
 fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
@@ -294,6 +304,7 @@ fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
 fn concurrent_wakes_of_one_app_share_one_attempt() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .times(1)
@@ -346,6 +357,7 @@ impl crate::Scaler for HeldScaler {
 async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
     let id = Uuid::new_v4();
     let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));

@@ -1,0 +1,152 @@
+//! Drift: an `asleep` row whose app runs (scaled by hand, a GitOps self-heal, a redeploy, a
+//! wake cut short) is set `awake`, so it is counted, paid for and slept again honestly.
+//! Each tick checks a slice of the asleep rows, least recently checked first, sized so that
+//! every row is checked once per `reconcile_minutes`: O(asleep) reads per period, spread.
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::{Job, log_scale_error};
+use crate::metrics;
+use crate::{AsleepRow, Drift, Error, Result, Scaler, Target, TickReport};
+
+/// The most rows one tick checks, whatever the fleet: a bound on one tick's work.
+const MAX_CHECKS_PER_TICK: u64 = 2_000;
+
+impl Job {
+    /// Checks this tick's slice of `asleep` rows. Best effort: a failure is a WARN, and the
+    /// rows not checked now are the first ones next tick.
+    pub(super) async fn reconcile(
+        &self,
+        scaler: &dyn Scaler,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) {
+        if let Err(e) = self.reconcile_slice(scaler, now, report).await {
+            warn!(error = %e, "drift check failed; the next tick goes on with it");
+        }
+    }
+
+    async fn reconcile_slice(
+        &self,
+        scaler: &dyn Scaler,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        // The last gauge sample sizes the slice; before the first one, the most a tick checks.
+        let budget = match self.idle_apps_seen() {
+            Some(0) => return Ok(()),
+            Some(asleep) => checks_per_tick(
+                asleep,
+                self.config.interval_seconds,
+                self.config.reconcile_minutes,
+            ),
+            None => MAX_CHECKS_PER_TICK,
+        };
+        // Not re-read within one interval: a row is checked about once per period.
+        let interval = chrono::Duration::seconds(
+            i64::try_from(self.config.interval_seconds).unwrap_or(i64::MAX),
+        );
+        let due = self
+            .store
+            .asleep_to_check(now - interval, u32::try_from(budget).unwrap_or(u32::MAX))
+            .await?;
+        for row in &due {
+            match self.check_drift(scaler, row, now).await {
+                Ok(Some(kind)) => {
+                    metrics::drift(kind.as_str());
+                    *report.drift.entry(kind).or_default() += 1;
+                }
+                Ok(None) => {}
+                // The API is down: the rest of the slice would fail the same way.
+                Err(Error::Unavailable { .. }) => break,
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One row: at 0 (or gone) it is marked checked; running, it is set `awake`.
+    async fn check_drift(
+        &self,
+        scaler: &dyn Scaler,
+        row: &AsleepRow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Drift>> {
+        let id = row.id;
+        // A wake that is scaling the app up right now finishes the row itself.
+        if row.wake_started_at.is_some_and(|at| {
+            now - at
+                < chrono::Duration::from_std(self.config.transition_bound()).unwrap_or_default()
+        }) {
+            return Ok(None);
+        }
+        let Ok(target) = Target::parse(&row.provider_id) else {
+            self.store.mark_checked(id, now).await?;
+            return Ok(None);
+        };
+        let scale = match scaler.get_scale(&target).await {
+            Ok(s) => s,
+            Err(Error::NotFound { .. }) => {
+                self.store.mark_checked(id, now).await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                log_scale_error(id, &target, &e, "drift check could not read the scale");
+                return Err(e);
+            }
+        };
+        if scale.replicas == 0 {
+            self.store.mark_checked(id, now).await?;
+            return Ok(None);
+        }
+        let kind = if row.wake_started_at.is_some() {
+            Drift::WakeInterrupted
+        } else if row.last_activity_at > row.sleep_state_changed_at {
+            Drift::Redeployed
+        } else {
+            Drift::WokenExternally
+        };
+        if !self
+            .store
+            .reconcile_awake(id, row.sleep_state_changed_at, kind, now)
+            .await?
+        {
+            return Ok(None); // a wake or another instance got there first
+        }
+        match kind {
+            Drift::WokenExternally => warn!(deployment_id = %id, target = %target,
+                replicas = scale.replicas, kind = kind.as_str(),
+                "an asleep app was scaled up by someone else (a person, a GitOps self-heal, an autoscaler); row set awake"),
+            _ => info!(deployment_id = %id, target = %target, replicas = scale.replicas,
+                kind = kind.as_str(), "an asleep app runs; row set awake"),
+        }
+        Ok(Some(kind))
+    }
+}
+
+/// Rows to check per tick so that `asleep` rows are all checked once per period:
+/// `ceil(asleep * interval / period)`, at least one, at most [`MAX_CHECKS_PER_TICK`].
+fn checks_per_tick(asleep: u64, interval_seconds: u64, reconcile_minutes: u32) -> u64 {
+    let period = u64::from(reconcile_minutes).saturating_mul(60).max(1);
+    asleep
+        .saturating_mul(interval_seconds)
+        .div_ceil(period)
+        .clamp(1, MAX_CHECKS_PER_TICK)
+        .min(asleep.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checks_per_tick;
+
+    #[test]
+    fn the_slice_covers_every_asleep_row_once_per_period() {
+        // 2 min ticks, 10 min period: five ticks per period, a fifth each.
+        assert_eq!(checks_per_tick(100_000, 120, 10), 2_000);
+        assert_eq!(checks_per_tick(1_000, 120, 10), 200);
+        assert_eq!(checks_per_tick(3, 120, 10), 1);
+        // A tick longer than the period checks them all.
+        assert_eq!(checks_per_tick(50, 3_600, 10), 50);
+    }
+}
