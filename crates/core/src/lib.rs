@@ -1,9 +1,12 @@
 //! Core of idle-scaler: the domain, the ports the adapters implement, configuration,
 //! the tick (put idle Deployments to sleep) and wake protocols, and the metric names.
 //!
-//! This crate performs no I/O of its own: everything reaches the outside world through
-//! [`Store`], [`Scaler`] (via [`ScalerSource`]), [`Clock`] and, optionally,
-//! [`ActivitySource`].
+//! The protocols perform no I/O of their own: everything they do to the outside world goes
+//! through [`Store`], [`Scaler`] (via [`ScalerSource`]), [`Clock`] and, optionally,
+//! [`ActivitySource`]. The exceptions are at the edges: [`Config::load`] reads the
+//! environment and an optional TOML file, and the job logs through `tracing` and counts
+//! through the `metrics` facade, which reach nothing until the host installs a subscriber
+//! and a recorder.
 #![warn(missing_docs)]
 
 pub mod config;

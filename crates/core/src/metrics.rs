@@ -14,13 +14,18 @@ pub const SCALED_TO_ZERO_TOTAL: &str = "instant_deploy_scaled_to_zero_total";
 pub const IDLE_APPS: &str = "instant_deploy_idle_apps";
 /// Counter of candidates skipped, label `reason`.
 pub const SKIPPED_TOTAL: &str = "instant_deploy_scale_to_zero_skipped_total";
-/// Counter of crash leftovers recovered, label `result` (`awake`, `asleep`, `restored`).
+/// Counter of stale `sleeping` intents (crash leftovers) recovery looked at, label `result`:
+/// settled `awake`, `asleep` or `restored`; `raced` (another instance or a live transition
+/// changed the row or the Deployment first); `failed` (the store or Kubernetes failed; the
+/// next tick tries again).
 pub const RECOVERED_TOTAL: &str = "instant_deploy_scale_to_zero_recovered_total";
-/// Counter of ticks, label `result` (`ok`, `error`, `disabled`, `no_scaler`).
+/// Counter of ticks, label `result` (`ok`, `error`, `no_scaler`). A tick with the flag off is
+/// not counted (it calls no port, not even the clock), nor is a tick under `dry_run`; both
+/// count only for [`crate::Job::last_success`].
 pub const TICKS_TOTAL: &str = "instant_deploy_scale_to_zero_ticks_total";
 /// Histogram of tick duration in seconds.
 pub const TICK_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_tick_duration_seconds";
-/// Gauge: Unix time of the last tick that completed without error.
+/// Gauge: Unix time of the last tick counted `ok` (a disabled or dry-run tick does not set it).
 pub const LAST_SUCCESS_TIMESTAMP: &str =
     "instant_deploy_scale_to_zero_last_success_timestamp_seconds";
 /// Histogram of wake duration in seconds.

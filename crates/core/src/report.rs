@@ -14,9 +14,14 @@ pub enum Outcome {
     ScaledDown,
     /// An app was woken.
     WokeUp,
-    /// A wake could not scale the app up; the row stays asleep for a retry.
+    /// A wake failed (a retryable conflict is not counted): the row stays asleep for a
+    /// retry; an app the wake had already scaled up is set awake by the drift check.
     WakeFailed,
-    /// A sleep could not scale the app down; the row was reverted to awake.
+    /// A sleep attempt failed (reading the scale, the intent, the scale-down, a restore or the
+    /// confirm). The row is reverted to `awake` only when the app is known not to be at 0 by
+    /// this attempt; otherwise (the scale-down may have landed or may still land, a restore or
+    /// the confirm failed) the `sleeping` intent stays and recovery settles it from what
+    /// Kubernetes holds.
     ScaleFailed,
 }
 
