@@ -180,6 +180,14 @@ pub(crate) fn tick(
     }
 }
 
+/// A disabled tick did its job: counted, and stamped with the system time because the
+/// clock port is not called with the flag off.
+pub(crate) fn tick_disabled(took: Duration) {
+    tick("disabled", took, chrono::Utc::now());
+    #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
+    gauge!(LAST_SUCCESS_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
+}
+
 pub(crate) fn wake_duration(took: Duration) {
     histogram!(WAKE_DURATION_SECONDS).record(took.as_secs_f64());
 }
