@@ -98,7 +98,15 @@ impl Settings {
                 )
             })?,
         };
-        let wake_token = non_empty_env("IDLE_SCALER_WAKE_TOKEN")?;
+        // Only an empty value means unset: a blank or padded one is a mistake.
+        let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
+            Ok(v) if v.is_empty() => None,
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("IDLE_SCALER_WAKE_TOKEN is not valid UTF-8")
+            }
+        };
         if let Some(token) = &wake_token
             && token.trim() != token
         {
