@@ -61,15 +61,21 @@ async fn sigterm_during_a_wake_answers_the_caller_and_leaves_the_app_awake(
         },
     )
     .await;
-    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+    daemon.send_sigterm();
+    // While the wake is still in flight, new connections are refused.
+    eventually(Duration::from_secs(3), "the listener closed", || async {
+        TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(daemon.is_running(), "exited before the wake finished");
+    assert!(!caller.is_finished(), "answered before the scale write did");
+    assert_eq!(daemon.wait_for_exit(Duration::from_secs(30)).await, Some(0));
 
     let (code, body) = caller.await.expect("caller");
     assert_eq!(code, 200, "{body}\n{}", daemon.output());
     assert_eq!(fake.replicas("apps", "web"), Some(2));
     let row = store.read(id).await.unwrap().unwrap();
     assert_eq!(row.sleep_state, SleepState::Awake);
-    // Refused from the moment the drain starts.
-    assert!(TcpStream::connect(addr).await.is_err());
 }
 
 /// Opens a connection that sends nothing, or half a request, and keeps it open.
