@@ -28,16 +28,39 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per API server; the job talks to one, with bounded concurrency.
 pub const POOL_MAX_IDLE_PER_HOST: usize = 8;
 
-/// A client for `config` with the bounded pool.
-pub fn build(mut config: kube::Config) -> kube::Result<kube::Client> {
+/// What the connection pool keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// A connection unused this long is closed.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per API server; more are closed after use.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            idle_timeout: POOL_IDLE_TIMEOUT,
+            max_idle_per_host: POOL_MAX_IDLE_PER_HOST,
+        }
+    }
+}
+
+/// A client for `config` with the default [`Pool`].
+pub fn build(config: kube::Config) -> kube::Result<kube::Client> {
+    build_with(config, Pool::default())
+}
+
+/// A client for `config` with `pool`.
+pub fn build_with(mut config: kube::Config, pool: Pool) -> kube::Result<kube::Client> {
     move_userinfo_to_basic_auth(&mut config);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
     let https = config.rustls_https_connector_with_connector(http)?;
     let client: HyperClient<_, kube::client::Body> = HyperClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_idle_timeout(pool.idle_timeout)
+        .pool_max_idle_per_host(pool.max_idle_per_host)
         .pool_timer(TokioTimer::new())
         .build(https);
     let service = ServiceBuilder::new()
