@@ -212,3 +212,80 @@ fn demo_without_the_feature_says_how_to_get_it() {
         out.stderr
     );
 }
+
+#[test]
+fn startup_refuses_surprising_values_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("scaler.toml");
+    std::fs::write(&broken, "enabled = true\nconcurrency = = 4\n").expect("write");
+    /// Environment, arguments, what the first line names, what else stderr says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str, &'a str);
+    let cases: [Case; 6] = [
+        (
+            &[("IDLE_SCALER_WAKE_TOKEN", "tok-0123456789abcdef\n")],
+            &["config"],
+            "IDLE_SCALER_WAKE_TOKEN",
+            "whitespace",
+        ),
+        (
+            &[("IDLE_SCALER_WAKE_TOKEN", " tok-0123456789abcdef")],
+            &["config"],
+            "IDLE_SCALER_WAKE_TOKEN",
+            "whitespace",
+        ),
+        (
+            &[("DATABASE_URL", "mysql://app:hunter2secret@db/platform")],
+            &["config"],
+            "DATABASE_URL",
+            "postgresql://",
+        ),
+        (
+            &[("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "4294967295")],
+            &["config"],
+            "DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES",
+            "525600",
+        ),
+        (
+            &[("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", ",")],
+            &["config"],
+            "DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES",
+            "none",
+        ),
+        (
+            &[],
+            &["--config", "/tmp", "config"],
+            "/tmp",
+            "is a directory",
+        ),
+    ];
+    for (env, args, first, also) in cases {
+        let mut cmd = command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = run(cmd);
+        assert_eq!(out.code, Some(1), "{env:?} {args:?}: {}", out.stderr);
+        assert_one_line_error(&out, first);
+        assert!(out.stderr.contains(also), "{}", out.stderr);
+        assert!(!out.stderr.contains("hunter2secret"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("tok-0123456789abcdef"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    let out = run(command(&["--config", broken.to_str().unwrap(), "config"]));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.stderr);
+    for needle in ["scaler.toml", "line 2", "concurrency"] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+
+    let mut none = command(&["config"]);
+    none.env("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", "none");
+    let out = run(none);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["job"]["protected_namespaces"], serde_json::json!([]));
+}

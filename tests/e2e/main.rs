@@ -6,4 +6,6 @@ mod artifacts; // deploy/ agrees with the code (metric names, RBAC)
 mod cli; // command-line behaviour: bad input, secrets, the demo
 mod crash; // kill -9 mid-sleep, then a restart
 mod daemon; // the daemon against PostgreSQL and the fake API server
+mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked
+mod logs; // log lines: JSON fields once, no forged text line, no credential
 mod support; // helpers: running the binary, HTTP, the database URL

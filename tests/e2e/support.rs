@@ -187,11 +187,26 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit code, failing after `deadline`.
     pub async fn terminate(&mut self, deadline: Duration) -> Option<i32> {
+        self.send_sigterm();
+        self.wait_for_exit(deadline).await
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the exit code, failing after `deadline`.
+    pub async fn wait_for_exit(&mut self, deadline: Duration) -> Option<i32> {
         let until = Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

@@ -61,9 +61,16 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         store,
         metrics,
         wake_token: settings.wake_token.as_deref().map(Arc::from),
+        rejected: Arc::default(),
     };
     let http_stop = CancellationToken::new();
-    let (_, http) = server::serve(settings.listen_addr, state, http_stop.clone()).await?;
+    let (_, connections) = server::serve(
+        settings.listen_addr,
+        state,
+        settings.http_limits,
+        http_stop.clone(),
+    )
+    .await?;
     info!(
         enabled = settings.job.enabled,
         dry_run = settings.job.dry_run,
@@ -79,16 +86,26 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     });
 
     wait_for_signal().await?;
-    info!("shutdown requested: no new transitions; letting in-flight ones finish");
+    info!(
+        grace_s = SHUTDOWN_GRACE.as_secs(),
+        "shutdown requested: no new transitions or connections; letting in-flight ones finish"
+    );
+    // Stop both at once: the listener closes (new connections are refused), open connections
+    // finish the request in flight, the loop starts no new transition.
     shutdown.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, ticks).await.is_err() {
+    http_stop.cancel();
+    let drained = async {
+        let _ = ticks.await;
+        // A wake outlives its caller; its HTTP answer is sent by the connection task.
+        job.finish_wakes().await;
+        connections.wait().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         warn!(
             grace_s = SHUTDOWN_GRACE.as_secs(),
-            "in-flight transitions did not finish in time; exiting"
+            "in-flight transitions or requests did not finish in time; exiting"
         );
     }
-    http_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
     info!("idle-scaler stopped");
     Ok(ExitCode::SUCCESS)
 }

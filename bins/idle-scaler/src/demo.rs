@@ -94,20 +94,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         store,
         metrics: metrics.clone(),
         wake_token: Some(token.as_str().into()),
+        rejected: Arc::default(),
     };
-    let (addr, http) =
-        match server::serve(settings.listen_addr, state.clone(), http_stop.clone()).await {
-            Ok(bound) => bound,
-            // A busy port must not stop a demo: take any free one.
-            Err(_) => {
-                server::serve(
-                    SocketAddr::from(([127, 0, 0, 1], 0)),
-                    state,
-                    http_stop.clone(),
-                )
-                .await?
-            }
-        };
+    let limits = settings.http_limits;
+    let (addr, http) = match server::serve(
+        settings.listen_addr,
+        state.clone(),
+        limits,
+        http_stop.clone(),
+    )
+    .await
+    {
+        Ok(bound) => bound,
+        // A busy port must not stop a demo: take any free one.
+        Err(_) => {
+            server::serve(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                state,
+                limits,
+                http_stop.clone(),
+            )
+            .await?
+        }
+    };
     println!("metrics live at http://{addr}/metrics while the demo runs\n");
 
     println!("== tick 1 (t+0): apps idle for 3 hours are put to sleep");
@@ -181,7 +190,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 
     shutdown.cancel();
     http_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(3), http).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http.wait()).await;
     if let Some(db) = database {
         drop(host);
         drop(job);

@@ -1,11 +1,16 @@
 //! HTTP: `/metrics`, `/healthz`, `/readyz` and `POST /v1/deployments/{id}/wake`.
 
+mod listener; // accept loop: connection cap, header-read and idle timeouts, drain
+mod rejected; // rate-limited logging of refused wake requests
+
+pub use listener::Limits;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +21,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio_util::task::TaskTracker;
+use tracing::info;
 use uuid::Uuid;
 
 /// Installs the Prometheus recorder, describes and primes every series, and keeps the
@@ -57,6 +63,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Bearer token for wake; None disables the endpoint.
     pub wake_token: Option<Arc<str>>,
+    /// Logs refused wake requests, at most one line per period.
+    pub rejected: Arc<rejected::RejectedLog>,
 }
 
 /// The router.
@@ -69,27 +77,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `shutdown`, letting requests in flight finish.
+/// Binds `addr` and serves until `shutdown`: then new connections are refused and open ones
+/// finish their request in flight. Returns the bound address and the tracker of the open
+/// connections (closed once the accept loop has stopped; wait on it to drain).
 pub async fn serve(
     addr: SocketAddr,
     state: AppState,
+    limits: Limits,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(SocketAddr, TaskTracker)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP listener on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    info!(addr = %local, "serving /metrics, /healthz, /readyz and the wake endpoint");
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "HTTP server stopped with an error");
-        }
-    });
-    Ok((local, task))
+    info!(
+        addr = %local,
+        max_connections = limits.max_connections,
+        header_read_timeout_s = limits.header_read_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        "serving /metrics, /healthz, /readyz and the wake endpoint"
+    );
+    let connections = TaskTracker::new();
+    tokio::spawn(listener::accept_loop(
+        listener,
+        router(state),
+        limits,
+        shutdown,
+        connections.clone(),
+    ));
+    Ok((local, connections))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -160,7 +176,7 @@ impl IntoResponse for ApiError {
             }
             Self::BadId(id) => (
                 StatusCode::BAD_REQUEST,
-                format!("{id:?} is not a deployment id (a UUID)"),
+                format!("{:?} is not a deployment id (a UUID)", truncate(&id)),
             ),
             Self::Job(e @ Error::UnknownDeployment(_)) => (StatusCode::NOT_FOUND, e.to_string()),
             // Nothing was changed, or the app is left as it was: retry later.
@@ -182,12 +198,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Longest part of a client's input an error body repeats.
+const ECHO_MAX_CHARS: usize = 64;
+
+/// `input` cut to [`ECHO_MAX_CHARS`] characters, with "…" when cut: an answer never grows
+/// with what the client sent.
+fn truncate(input: &str) -> String {
+    match input.char_indices().nth(ECHO_MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &input[..at]),
+        None => input.to_owned(),
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
 async fn wake(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -195,12 +224,49 @@ async fn wake(
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        state.rejected.record(peer);
         return Err(ApiError::Unauthorized);
     }
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::BadId(id))?;
     let report = state.job.wake(id).await.map_err(ApiError::Job)?;
     Ok((StatusCode::OK, Json(report)).into_response())
+}
+
+/// The credentials of a `Bearer` authorization; the scheme is case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header}");
+        }
+        assert_eq!(bearer_token("Basic t0k"), None);
+        assert_eq!(bearer_token("Bearert0k"), None);
+    }
+
+    #[test]
+    fn echoed_input_is_capped() {
+        let long = "x".repeat(10_000);
+        let cut = truncate(&long);
+        assert_eq!(cut.chars().count(), ECHO_MAX_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short"), "short");
+        // Cut on a character boundary, never inside one.
+        assert_eq!(
+            truncate(&"é".repeat(100)).chars().count(),
+            ECHO_MAX_CHARS + 1
+        );
+    }
 }

@@ -2,12 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use idle_scaler_core::Config;
 use idle_scaler_core::redact::{redact_in, redact_url};
 use idle_scaler_prometheus::PrometheusConfig;
 use serde::Serialize;
+
+use crate::server::Limits;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,6 +37,8 @@ pub struct Settings {
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `IDLE_SCALER_HTTP_*`: what one client may hold of the HTTP server.
+    pub http_limits: Limits,
     /// Warnings to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -54,6 +59,7 @@ impl std::fmt::Debug for Settings {
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
             )
             .field("log_format", &self.log_format)
+            .field("http_limits", &self.http_limits)
             .finish()
     }
 }
@@ -64,10 +70,16 @@ const WEAK_TOKEN_LEN: usize = 16;
 impl Settings {
     /// Reads the job configuration (defaults, `file`, environment) and the binary's variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        if let Some(path) = file
-            && !path.is_file()
-        {
-            bail!("configuration file {} does not exist", path.display());
+        if let Some(path) = file {
+            if path.is_dir() {
+                bail!(
+                    "configuration file {} is a directory; --config (IDLE_SCALER_CONFIG) takes a TOML file",
+                    path.display()
+                );
+            }
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
         }
         let figment = Config::figment(file);
         let (job, warnings) = Config::extract_with(figment.clone(), idle_scaler_prometheus::KEYS)?;
@@ -75,6 +87,9 @@ impl Settings {
         let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
 
         let database_url = non_empty_env("DATABASE_URL")?;
+        if let Some(url) = &database_url {
+            check_database_scheme(url)?;
+        }
         let listen_addr = match non_empty_env("IDLE_SCALER_LISTEN_ADDR")? {
             None => SocketAddr::from(([0, 0, 0, 0], 9090)),
             Some(v) => v.parse().with_context(|| {
@@ -83,7 +98,24 @@ impl Settings {
                 )
             })?,
         };
-        let wake_token = non_empty_env("IDLE_SCALER_WAKE_TOKEN")?;
+        // Only an empty value means unset: a blank or padded one is a mistake.
+        let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
+            Ok(v) if v.is_empty() => None,
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("IDLE_SCALER_WAKE_TOKEN is not valid UTF-8")
+            }
+        };
+        if let Some(token) = &wake_token
+            && token.trim() != token
+        {
+            // Said without the token: a trailing newline from `echo` or a secret file would
+            // otherwise make every request a 401 while `config` says the endpoint is on.
+            bail!(
+                "invalid IDLE_SCALER_WAKE_TOKEN: it has surrounding whitespace (a space or a newline); remove it"
+            );
+        }
         if wake_token
             .as_ref()
             .is_some_and(|t| t.len() < WEAK_TOKEN_LEN)
@@ -99,6 +131,24 @@ impl Settings {
                 bail!("invalid IDLE_SCALER_LOG_FORMAT = {other:?}: expected text or json")
             }
         };
+        let defaults = Limits::default();
+        let http_limits = Limits {
+            header_read_timeout: Duration::from_secs(env_int(
+                "IDLE_SCALER_HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                defaults.header_read_timeout.as_secs(),
+                1..=300,
+            )?),
+            idle_timeout: Duration::from_secs(env_int(
+                "IDLE_SCALER_HTTP_IDLE_TIMEOUT_SECONDS",
+                defaults.idle_timeout.as_secs(),
+                1..=3600,
+            )?),
+            max_connections: env_int(
+                "IDLE_SCALER_HTTP_MAX_CONNECTIONS",
+                defaults.max_connections,
+                1..=65_536,
+            )?,
+        };
         Ok(Self {
             job,
             prometheus,
@@ -106,6 +156,7 @@ impl Settings {
             listen_addr,
             wake_token,
             log_format,
+            http_limits,
             warnings,
         })
     }
@@ -134,6 +185,9 @@ impl Settings {
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,
+            "http_header_read_timeout_seconds": self.http_limits.header_read_timeout.as_secs(),
+            "http_idle_timeout_seconds": self.http_limits.idle_timeout.as_secs(),
+            "http_max_connections": self.http_limits.max_connections,
         }))
     }
 
@@ -145,6 +199,39 @@ impl Settings {
             prometheus_url: redact_in(url, url),
             ..self.prometheus.clone()
         }
+    }
+}
+
+/// The schemes `DATABASE_URL` may have.
+const DATABASE_SCHEMES: [&str; 2] = ["postgres", "postgresql"];
+
+fn check_database_scheme(url: &str) -> anyhow::Result<()> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme {
+        Some(s) if DATABASE_SCHEMES.contains(&s.as_str()) => Ok(()),
+        // The value is shown redacted: it may hold a password.
+        _ => bail!(
+            "invalid DATABASE_URL = {}: expected a postgres:// or postgresql:// URL",
+            redact_url(url)
+        ),
+    }
+}
+
+/// An integer variable in `range`, or `default` when unset.
+fn env_int<T>(name: &str, default: T, range: std::ops::RangeInclusive<T>) -> anyhow::Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(v) = non_empty_env(name)? else {
+        return Ok(default);
+    };
+    match v.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => bail!(
+            "invalid {name} = {v:?}: expected an integer from {} to {}",
+            range.start(),
+            range.end()
+        ),
     }
 }
 
@@ -195,6 +282,7 @@ mod tests {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             wake_token: None,
             log_format: LogFormat::Text,
+            http_limits: Limits::default(),
             warnings: Vec::new(),
         };
         let v = settings.redacted().expect("JSON");

@@ -19,13 +19,14 @@ pub const SKIPPED_TOTAL: &str = "instant_deploy_scale_to_zero_skipped_total";
 /// changed the row or the Deployment first); `failed` (the store or Kubernetes failed; the
 /// next tick tries again).
 pub const RECOVERED_TOTAL: &str = "instant_deploy_scale_to_zero_recovered_total";
-/// Counter of ticks, label `result` (`ok`, `error`, `no_scaler`). A tick with the flag off is
-/// not counted (it calls no port, not even the clock), nor is a tick under `dry_run`; both
-/// count only for [`crate::Job::last_success`].
+/// Counter of ticks, label `result` (`ok`, `error`, `no_scaler`, `disabled`). A tick with the
+/// flag off is counted `disabled` (it reads the wall clock, never the clock port); a tick
+/// under `dry_run` counts only for [`crate::Job::last_success`].
 pub const TICKS_TOTAL: &str = "instant_deploy_scale_to_zero_ticks_total";
 /// Histogram of tick duration in seconds.
 pub const TICK_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_tick_duration_seconds";
-/// Gauge: Unix time of the last tick counted `ok` (a disabled or dry-run tick does not set it).
+/// Gauge: Unix time of the last tick counted `ok` or `disabled` (a disabled daemon is doing its
+/// job; the stalled-ticks alert must not fire for it). A dry-run tick does not set it.
 pub const LAST_SUCCESS_TIMESTAMP: &str =
     "instant_deploy_scale_to_zero_last_success_timestamp_seconds";
 /// Histogram of wake duration in seconds.
@@ -182,6 +183,14 @@ pub(crate) fn tick(
         #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
         gauge!(LAST_SUCCESS_TIMESTAMP).set(finished_at.timestamp() as f64);
     }
+}
+
+/// A disabled tick did its job: counted, and stamped with the system time because the
+/// clock port is not called with the flag off.
+pub(crate) fn tick_disabled(took: Duration) {
+    tick("disabled", took, chrono::Utc::now());
+    #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
+    gauge!(LAST_SUCCESS_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
 }
 
 pub(crate) fn wake_duration(took: Duration) {

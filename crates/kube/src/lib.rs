@@ -16,6 +16,8 @@
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 #![warn(missing_docs)]
 
+pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub enum Error {
     /// The explicit API server URL does not parse.
     #[error("invalid Kubernetes API server URL {url:?}: {source}")]
     Url {
-        /// The URL as given.
+        /// The URL as given, its password redacted.
         url: String,
         /// Why it does not parse.
         #[source]
@@ -94,12 +96,12 @@ impl KubeScaler {
     /// client's request buffer).
     pub fn from_url(url: &str, timeout: Duration) -> Result<Self> {
         let uri: http::Uri = url.parse().map_err(|source| Error::Url {
-            url: url.to_owned(),
+            url: idle_scaler_core::redact::redact_in(url, url),
             source,
         })?;
         let mut config = kube::Config::new(uri);
         config.connect_timeout = Some(timeout);
-        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        let client = client::build(config).map_err(Error::Client)?;
         Ok(Self::new(client, timeout))
     }
 
@@ -108,7 +110,7 @@ impl KubeScaler {
     pub async fn infer(timeout: Duration) -> Result<Self> {
         let mut config = kube::Config::infer().await.map_err(Error::Infer)?;
         config.connect_timeout = Some(timeout);
-        let client = kube::Client::try_from(config).map_err(Error::Client)?;
+        let client = client::build(config).map_err(Error::Client)?;
         Ok(Self::new(client, timeout))
     }
 

@@ -173,6 +173,8 @@ struct Shared {
     state: Mutex<State>,
     /// Requests whose handler is running (delayed, or waiting to be dropped).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Client connections currently open.
+    open_connections: std::sync::atomic::AtomicUsize,
     /// `host:port`, for `/api`'s `serverAddressByClientCIDRs`.
     address: String,
 }
@@ -215,6 +217,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
             address: addr.to_string(),
         });
         let shutdown = CancellationToken::new();
@@ -320,6 +323,13 @@ impl FakeApiServer {
     pub fn in_flight(&self) -> usize {
         self.shared
             .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Client connections open now: what a client's connection pool keeps.
+    pub fn open_connections(&self) -> usize {
+        self.shared
+            .open_connections
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 

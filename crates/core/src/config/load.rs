@@ -6,8 +6,8 @@ use figment::{Figment, Provider};
 use serde::Serialize;
 
 use super::{
-    ActivitySourceKind, Config, ConfigError, ConfigWarning, ENV_PREFIX, IDLE_MINUTES_FLOOR, KEYS,
-    UnknownActivity,
+    ActivitySourceKind, Config, ConfigError, ConfigWarning, ENV_PREFIX, IDLE_MINUTES_FLOOR,
+    IDLE_MINUTES_MAX, KEYS, UnknownActivity,
 };
 
 impl Config {
@@ -24,8 +24,8 @@ impl Config {
         let mut idle_minutes: u32 = read.int(
             "idle_minutes",
             0,
-            u32::MAX.into(),
-            "a whole number of minutes",
+            IDLE_MINUTES_MAX.into(),
+            "a whole number of minutes up to 525600 (one year)",
         )?;
         if idle_minutes < IDLE_MINUTES_FLOOR {
             warnings.push(ConfigWarning(format!(
@@ -186,8 +186,17 @@ impl Reader {
     }
 
     fn namespaces(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
-        const ALLOWED: &str = "a comma-separated list of namespaces (DNS-1123 labels)";
+        const ALLOWED: &str =
+            "a comma-separated list of namespaces (DNS-1123 labels), or none to protect none";
         let value = self.find(key)?;
+        // An empty list is most likely a templating slip that would expose kube-system: only
+        // the explicit `none` turns the protection off.
+        if value
+            .as_str()
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("none"))
+        {
+            return Ok(Vec::new());
+        }
         let items: Vec<String> = match &value {
             Value::String(_, s) => s
                 .split(',')
@@ -199,12 +208,12 @@ impl Reader {
                 .map(|v| v.as_str().map(|s| s.trim().to_owned()))
                 .collect::<Option<_>>()
                 .ok_or_else(|| invalid(key, &value, ALLOWED))?,
-            Value::Empty(..) => Vec::new(),
             _ => return Err(invalid(key, &value, ALLOWED)),
         };
-        if items
-            .iter()
-            .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
+        if items.is_empty()
+            || items
+                .iter()
+                .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
         {
             return Err(invalid(key, &value, ALLOWED));
         }
@@ -231,8 +240,51 @@ impl Reader {
     fn find(&self, key: &'static str) -> Result<Value, ConfigError> {
         self.fig
             .find_value(key)
-            .map_err(|e| ConfigError::Source(e.to_string()))
+            .map_err(|e| ConfigError::Source(one_line(&e.to_string())))
     }
+}
+
+/// A source error on one line. The TOML parser renders a snippet over several lines
+/// (`at line 3, column 15`, the source line, a caret, the message, ` in <file> TOML file`);
+/// startup errors are one line, so it becomes "<head> (key `k`): <message> in <file>".
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or_default().trim();
+    let (mut key, mut message, mut origin) = (None, Vec::new(), None);
+    for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some((number, source)) = line.split_once(" | ")
+            && number.trim().chars().all(|c| c.is_ascii_digit())
+        {
+            // `key = value`, or a `[table]` header.
+            let source = source.trim();
+            key = Some(
+                source
+                    .split_once('=')
+                    .map_or(source, |(k, _)| k)
+                    .trim()
+                    .to_owned(),
+            );
+        } else if line.starts_with('|') {
+            // The caret under the column.
+        } else if line.starts_with("in ") {
+            origin = Some(line);
+        } else {
+            message.push(line);
+        }
+    }
+    let mut out = head.to_owned();
+    if let Some(key) = key.filter(|k| !k.is_empty()) {
+        out.push_str(&format!(" (key `{key}`)"));
+    }
+    if !message.is_empty() {
+        out.push_str(": ");
+        out.push_str(&message.join("; "));
+    }
+    if let Some(origin) = origin {
+        out.push(' ');
+        out.push_str(origin);
+    }
+    out
 }
 
 /// figment 0.10 panics on a quoted string with a non-ASCII character before a backslash (its

@@ -23,6 +23,11 @@ pub const ENV_PREFIX: &str = "DEPLOY_SCALE_TO_ZERO_";
 /// a deploy and their first real use.
 pub const IDLE_MINUTES_FLOOR: u32 = 5;
 
+/// Longest idle window (one year): the cutoff `now - idle_window` must stay a timestamp
+/// PostgreSQL and chrono can represent, and a longer window means "never sleep", which is
+/// what the flag or `always_on` say.
+pub const IDLE_MINUTES_MAX: u32 = 525_600;
+
 /// The job configuration: the keys the tick and wake protocols read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {

@@ -266,3 +266,67 @@ fn a_host_figment_can_supply_values() {
     assert_eq!(c.idle_minutes, 10);
     assert_eq!(c.max_per_tick, 50);
 }
+
+#[test]
+fn empty_protected_namespaces_is_an_error_unless_none() {
+    Jail::expect_with(|j| {
+        for empty in ["", " ", ",", " , "] {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", empty);
+            let e = load().unwrap_err().to_string();
+            assert!(
+                e.contains("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES") && e.contains("none"),
+                "{empty:?}: {e}"
+            );
+        }
+        for none in ["none", " NONE "] {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES", none);
+            let (c, _) = load().unwrap();
+            assert!(c.protected_namespaces.is_empty(), "{none:?}");
+        }
+        Ok(())
+    });
+    Jail::expect_with(|j| {
+        j.create_file("scaler.toml", "protected_namespaces = []\n")?;
+        let e = Config::extract(Config::figment(Some(Path::new("scaler.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("protected_namespaces") && e.contains("none"),
+            "{e}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn idle_minutes_beyond_a_year_is_an_error_naming_the_maximum() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "4294967295");
+        let e = load().unwrap_err().to_string();
+        assert!(
+            e.contains("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES") && e.contains("525600"),
+            "{e}"
+        );
+        j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "525600");
+        assert_eq!(load().unwrap().0.idle_minutes, IDLE_MINUTES_MAX);
+        Ok(())
+    });
+}
+
+#[test]
+fn toml_syntax_error_is_one_line_naming_file_line_and_key() {
+    Jail::expect_with(|j| {
+        j.create_file(
+            "scaler.toml",
+            "enabled = true\nidle_minutes = 30\nconcurrency = = 4\n",
+        )?;
+        let e = Config::extract(Config::figment(Some(Path::new("scaler.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("scaler.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("concurrency"), "{e}");
+        Ok(())
+    });
+}

@@ -142,6 +142,8 @@ impl Job {
         if !self.config.enabled {
             debug!("scale-to-zero disabled (DEPLOY_SCALE_TO_ZERO_ENABLED is off); tick skipped");
             self.mark_success();
+            // Metrics are not I/O: the "no good tick" alert must not fire for a switched-off job.
+            metrics::tick_disabled(started.elapsed());
             return Ok(TickReport {
                 disabled: true,
                 ..TickReport::default()

@@ -42,6 +42,11 @@ pub(super) async fn accept_loop(
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    shared
+        .open_connections
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let counted = shared.clone();
+    let _open = InFlight(&counted.open_connections);
     // A handler that draws a DropConnection fault signals here; dropping the connection
     // future closes the socket with the request unanswered.
     let drop_now = Arc::new(Notify::new());
@@ -65,7 +70,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
 
 pub(super) type Body = Full<Bytes>;
 
-/// Counts a running handler; dropped with it, also when its connection is torn down.
+/// Counts a running handler (or an open connection); dropped with it, also when its
+/// connection is torn down.
 struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl Drop for InFlight<'_> {

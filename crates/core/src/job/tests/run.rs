@@ -2,8 +2,8 @@
 
 use super::*;
 
-#[tokio::test]
-async fn flag_off_makes_no_call_on_any_port() {
+#[test]
+fn flag_off_makes_no_call_on_any_port() {
     // Mocks without expectations panic on any call.
     let job = Job::new(
         Config::default(),
@@ -11,9 +11,16 @@ async fn flag_off_makes_no_call_on_any_port() {
         Arc::new(MockScalerSource::new()),
         Arc::new(MockClock::new()),
     );
-    let report = job.tick().await.unwrap();
+    let (report, snap) = recorded(job.tick());
+    let report = report.unwrap();
     assert!(report.disabled);
     assert_eq!(report.candidates, 0);
+    // Still a good tick for the "no good tick" alert (metrics are not I/O).
+    assert!(gauge(&snap, crate::metrics::LAST_SUCCESS_TIMESTAMP).is_some_and(|t| t > 0.0));
+    assert_eq!(
+        counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "disabled")),
+        Some(1)
+    );
 }
 
 #[test]
