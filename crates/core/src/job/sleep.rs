@@ -60,6 +60,12 @@ pub(super) struct TickCtx<'a> {
     conflicts: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
+/// The Deployment no longer exists: not a failure, and it will not come back by itself.
+pub(super) fn gone(id: uuid::Uuid, target: &Target) -> Attempt {
+    info!(deployment_id = %id, target = %target, outcome = "not_found", "Deployment is gone; skipped");
+    Attempt::SkippedLasting(SkipReason::NotFound)
+}
+
 /// The backoff after `count` earlier ones: one interval doubling up to a day. With
 /// `first_is_free` the first one waits no time (it only starts the count).
 pub(crate) fn backoff_for(
@@ -266,11 +272,7 @@ impl TickCtx<'_> {
     async fn read_scale(&self, c: &Candidate, target: &Target) -> Step<Scale> {
         match self.scaler.get_scale(target).await {
             Ok(s) => Ok(s),
-            Err(Error::NotFound { .. }) => {
-                info!(deployment_id = %c.id, target = %target, outcome = "not_found",
-                    "Deployment is gone; skipped");
-                Err(Attempt::SkippedLasting(SkipReason::NotFound))
-            }
+            Err(Error::NotFound { .. }) => Err(gone(c.id, target)),
             Err(e @ (Error::Forbidden { .. } | Error::Invalid { .. })) => {
                 log_scale_error(c.id, target, &e, "reading the scale failed; backing off");
                 Err(Attempt::FailedLasting)
@@ -326,9 +328,7 @@ impl TickCtx<'_> {
             }
             Err(Error::NotFound { .. }) => {
                 self.revert(intent).await;
-                info!(deployment_id = %id, target = %target, outcome = "not_found",
-                    "Deployment is gone; skipped");
-                Err(Attempt::SkippedLasting(SkipReason::NotFound))
+                Err(gone(id, target))
             }
             // It may have taken effect: `Ok` goes on to confirm, as if it had answered.
             Err(e) => {

@@ -1,10 +1,10 @@
 //! A scale-down that failed with neither 409 nor 404: did it take effect?
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{Attempt, Intent, Step, TickCtx};
 use crate::job::log_scale_error;
-use crate::{Error, Scale, SkipReason, Target};
+use crate::{Error, Scale, Target};
 
 impl TickCtx<'_> {
     /// A scale-down that failed with anything but 409/404 (a timeout, a dropped connection,
@@ -45,9 +45,7 @@ impl TickCtx<'_> {
             }
             Err(Error::NotFound { .. }) => {
                 self.revert(intent).await;
-                info!(deployment_id = %id, target = %target, outcome = "not_found",
-                    "Deployment is gone; skipped");
-                Err(Attempt::SkippedLasting(SkipReason::NotFound))
+                Err(super::gone(id, target))
             }
             Err(again) => {
                 log_scale_error(id, target, e, "scaling to 0 failed");
