@@ -170,3 +170,79 @@ async fn confirm_loses_to_a_wake_committed_on_another_connection(pool: PgPool) {
     );
     waker.pool().close().await;
 }
+
+/// The confirm is one statement with three outcomes: blocked behind a write on another
+/// connection, it judges the row as that write committed it (READ COMMITTED follows the
+/// update), not the snapshot it started with. `write` runs in the other transaction; the
+/// confirm then reports `expected`.
+async fn confirm_blocked_by(pool: PgPool, write: &'static str, expected: ConfirmOutcome) {
+    let store = PgStore::from_pool(pool.clone());
+    let now = Utc::now();
+    let id = store
+        .insert(NewDeployment::k8s("apps", "web", now - Minutes::hours(2)))
+        .await
+        .expect("insert");
+    let c = store
+        .select_candidates(now, now - Minutes::minutes(30), 50)
+        .await
+        .expect("select")
+        .remove(0);
+    assert!(
+        store
+            .claim_sleep(
+                id,
+                c.last_activity_at,
+                now - Minutes::minutes(30),
+                Some(2),
+                now
+            )
+            .await
+            .expect("claim")
+    );
+
+    let mut host = other_connection(&pool).await;
+    let mut tx = host.begin().await.expect("begin");
+    sqlx::query(write)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("the other write");
+    let confirmer = store.clone();
+    let confirm = tokio::spawn(async move {
+        confirmer
+            .confirm_sleep(id, c.last_activity_at, now, Utc::now())
+            .await
+    });
+    let mut observer = other_connection(&pool).await;
+    until_a_session_waits_on_a_lock(&mut observer).await;
+    tx.commit().await.expect("commit");
+
+    assert_eq!(confirm.await.expect("join").expect("confirm"), expected);
+    assert_ne!(
+        store.get(id).await.expect("get").expect("row").sleep_state,
+        SleepState::Asleep
+    );
+    host.close().await.expect("close");
+    observer.close().await.expect("close");
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn confirm_blocked_by_an_open_redeploy_reports_the_activity(pool: PgPool) {
+    confirm_blocked_by(
+        pool,
+        "UPDATE deployments SET last_activity_at = now() WHERE id = $1",
+        ConfirmOutcome::ActivityArrived,
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn confirm_blocked_by_an_open_wake_reports_not_sleeping(pool: PgPool) {
+    confirm_blocked_by(
+        pool,
+        "UPDATE deployments SET sleep_state = 'awake', sleep_state_changed_at = now(), \
+         last_activity_at = now(), replicas_before_sleep = NULL WHERE id = $1",
+        ConfirmOutcome::NotSleeping,
+    )
+    .await;
+}
