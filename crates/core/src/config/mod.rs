@@ -97,7 +97,7 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A value outside what is allowed.
-    #[error("invalid {env} ({key}) = {value}: expected {allowed}")]
+    #[error("invalid {env} ({key}) = {value} from {origin}: expected {allowed}")]
     Invalid {
         /// Configuration key (TOML).
         key: &'static str,
@@ -105,6 +105,8 @@ pub enum ConfigError {
         env: String,
         /// The value given, as given.
         value: String,
+        /// Where the value came from: `environment variable X`, `key k in FILE`, ...
+        origin: String,
         /// What is allowed.
         allowed: &'static str,
     },
@@ -160,7 +162,7 @@ impl Config {
         file: Option<&Path>,
         also_known: &[&'static str],
     ) -> Result<Self, ConfigError> {
-        load::refuse_values_figment_panics_on(also_known)?;
+        load::refuse_values_figment_panics_on(ENV_PREFIX, also_known)?;
         Self::from_provider_with(Self::figment(file), also_known)
     }
 
