@@ -250,3 +250,27 @@ impl std::io::Write for Logs {
         Ok(())
     }
 }
+
+#[test]
+fn priming_without_a_recorder_of_this_metrics_version_warns() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        crate::metrics::prime(); // no recorder: a WARN
+        let recorder = DebuggingRecorder::new();
+        ::metrics::with_local_recorder(&recorder, crate::metrics::prime); // a recorder: none
+    });
+    let text = logs.text();
+    assert_eq!(
+        text.matches("no metrics recorder of metrics 0.24").count(),
+        1,
+        "{text}"
+    );
+}
