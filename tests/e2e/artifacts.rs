@@ -69,3 +69,20 @@ fn rbac_grants_only_the_scale_subresource() {
     );
     assert!(!rbac.contains('*'), "no wildcards:\n{rbac}");
 }
+
+/// The README's embedding section is the compiled example, from its `use` lines to the end.
+#[test]
+fn the_readme_embedding_program_is_the_compiled_example() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let example = std::fs::read_to_string(format!("{root}/bins/idle-scaler/examples/embed.rs"))
+        .expect("embed.rs");
+    let program = &example[example.find("\nuse ").expect("use lines") + 1..];
+    let section = &readme[readme.find("## Embedding the library").expect("section")..];
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rust block in the section");
+    assert_eq!(block, program, "README and examples/embed.rs differ");
+}

@@ -1,6 +1,6 @@
 //! `kill -9` of the daemon in the middle of putting apps to sleep, then a restart: after the
 //! restarted daemon's first tick no app is at 0 replicas under an `awake` row and no row is
-//! left `sleeping` (DESIGN.md section 8, invariant 3; section 3, step 5).
+//! left `sleeping` (invariant 3 of docs/architecture.md; the stale-intent recovery of the tick).
 
 use std::process::Command;
 use std::time::Duration;

@@ -19,6 +19,15 @@ pub mod redact;
 pub mod report;
 mod target;
 
+/// The crates this one's API is made of, at the versions it is built with. A host installs
+/// its metrics recorder through [`reexports::metrics`] (a recorder of another major version
+/// of `metrics` never sees this crate's metrics) and builds figments for
+/// [`Config::from_provider`] and [`Config::from_section`] with [`reexports::figment`].
+pub mod reexports {
+    pub use ::figment;
+    pub use ::metrics;
+}
+
 pub use config::{ActivitySourceKind, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Result};
 pub use job::Job;

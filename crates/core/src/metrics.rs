@@ -19,9 +19,10 @@ pub const SKIPPED_TOTAL: &str = "instant_deploy_scale_to_zero_skipped_total";
 /// changed the row or the Deployment first); `failed` (the store or Kubernetes failed; the
 /// next tick tries again).
 pub const RECOVERED_TOTAL: &str = "instant_deploy_scale_to_zero_recovered_total";
-/// Counter of ticks, label `result` (`ok`, `error`, `no_scaler`, `disabled`). A tick with the
-/// flag off is counted `disabled` (it reads the wall clock, never the clock port); a tick
-/// under `dry_run` counts only for [`crate::Job::last_success`].
+/// Counter of ticks, label `result` (`ok`, `error`, `no_scaler`, `disabled`, `panic`). A tick
+/// with the flag off is counted `disabled` (it reads the wall clock, never the clock port); a
+/// tick under `dry_run` counts only for [`crate::Job::last_success`]; a tick that panicked is
+/// caught by the loop and counted `panic`.
 pub const TICKS_TOTAL: &str = "instant_deploy_scale_to_zero_ticks_total";
 /// Histogram of tick duration in seconds.
 pub const TICK_DURATION_SECONDS: &str = "instant_deploy_scale_to_zero_tick_duration_seconds";
@@ -117,9 +118,28 @@ pub fn describe_metrics() {
     );
 }
 
+/// Whether a recorder of the `metrics` version this crate emits through (0.24, re-exported
+/// as [`crate::reexports::metrics`]) is installed for the calling thread (local) or the
+/// process (global). `false` means every metric of the job is dropped: usually the host
+/// installed its recorder through another major version of `metrics`, whose global state
+/// this crate never sees. Detected by size: the no-op recorder `metrics` falls back to is
+/// zero-sized; a real one (Prometheus exporter, `metrics-util`'s) holds its registry.
+pub fn recorder_installed() -> bool {
+    metrics::with_recorder(|r| std::mem::size_of_val(r) > 0)
+}
+
+/// The WARN [`prime`] logs when [`recorder_installed`] is false.
+pub const NO_RECORDER_WARNING: &str = "no metrics recorder of metrics 0.24 is installed: the \
+    job's metrics are dropped. Install the recorder before priming, through \
+    idle_scaler_core::reexports::metrics (a recorder built for another major version of the \
+    metrics crate does not see them)";
+
 /// Makes every outcome and skip series exist at 0, so dashboards and alerts see them
-/// before the first event.
+/// before the first event. Logs [`NO_RECORDER_WARNING`] when no recorder is installed.
 pub fn prime() {
+    if !recorder_installed() {
+        tracing::warn!("{NO_RECORDER_WARNING}");
+    }
     for outcome in Outcome::ALL {
         counter!(SCALED_TO_ZERO_TOTAL, "outcome" => outcome.as_str()).absolute(0);
     }
@@ -191,6 +211,11 @@ pub(crate) fn tick_disabled(took: Duration) {
     tick("disabled", took, chrono::Utc::now());
     #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
     gauge!(LAST_SUCCESS_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
+}
+
+/// A tick that panicked (caught by the loop, which goes on).
+pub(crate) fn tick_panicked() {
+    counter!(TICKS_TOTAL, "result" => "panic").increment(1);
 }
 
 pub(crate) fn wake_duration(took: Duration) {

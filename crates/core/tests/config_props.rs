@@ -1,5 +1,5 @@
 //! Property tests of configuration loading: any value of any variable never panics, and
-//! either loads or gives an error that names that variable (DESIGN.md section 5: every
+//! either loads or gives an error that names that variable (docs/configuration.md: every
 //! invalid value is a startup error naming the key). `provider_id` parsing has its own
 //! property tests next to the parser (`target.rs`).
 // figment::Jail fixes the closure's error type to figment::Error, which is large.

@@ -2,7 +2,7 @@
 //!
 //! [`KubeScaler`] reads and writes only `apps/v1` `deployments/scale` (RBAC: `get`, `patch` on
 //! `deployments/scale`), writes as field manager [`FIELD_MANAGER`], and bounds every request by
-//! a timeout. Kubernetes errors become the core's domain outcomes (DESIGN.md section 7):
+//! a timeout. Kubernetes errors become the core's domain outcomes:
 //!
 //! | Kubernetes | core |
 //! |---|---|
@@ -24,12 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idle_scaler_core::{Error as CoreError, Scale, Scaler, ScalerSource, Target};
+use idle_scaler_core::job::JobBuilder;
+use idle_scaler_core::{
+    Config, Error as CoreError, Job, Scale, Scaler, ScalerSource, Store, Target,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tracing::{debug, warn};
+
+mod tls;
+
+pub use tls::{crypto_provider, ensure_crypto_provider};
 
 /// The field manager every write is recorded under (`metadata.managedFields`).
 pub const FIELD_MANAGER: &str = "idle-scaler";
@@ -101,8 +108,7 @@ impl KubeScaler {
         })?;
         let mut config = kube::Config::new(uri);
         config.connect_timeout = Some(timeout);
-        let client = client::build(config).map_err(Error::Client)?;
-        Ok(Self::new(client, timeout))
+        Ok(Self::new(client(config)?, timeout))
     }
 
     /// A scaler from the usual sources (`KUBECONFIG`, `~/.kube/config`, then the in-cluster
@@ -110,8 +116,7 @@ impl KubeScaler {
     pub async fn infer(timeout: Duration) -> Result<Self> {
         let mut config = kube::Config::infer().await.map_err(Error::Infer)?;
         config.connect_timeout = Some(timeout);
-        let client = client::build(config).map_err(Error::Client)?;
-        Ok(Self::new(client, timeout))
+        Ok(Self::new(client(config)?, timeout))
     }
 
     /// The per-request timeout.
@@ -141,6 +146,20 @@ impl KubeScaler {
     }
 }
 
+/// A client from `config`, with a crypto provider in place first (see [`tls`]).
+fn client(config: kube::Config) -> Result<kube::Client> {
+    ensure_crypto_provider();
+    client::build(config).map_err(Error::Client)
+}
+
+/// A [`JobBuilder`] with the lazy, inferred Kubernetes client as its scaler source (the
+/// in-cluster service account, `KUBECONFIG`, `~/.kube/config`; built on first use, retried
+/// while it fails) and every other default of [`JobBuilder`].
+pub fn job_builder(config: Config, store: Arc<dyn Store>) -> JobBuilder {
+    let scalers = Arc::new(LazyScalerSource::infer(config.request_timeout()));
+    Job::builder(config, store, scalers)
+}
+
 /// The merge patch a write sends. With `resource_version` the API server applies it only
 /// if the Deployment is still at that version (409 otherwise): this is the sleep's CAS 2.
 fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Value {
@@ -153,7 +172,7 @@ fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Val
     }
 }
 
-/// Kubernetes error -> core outcome (DESIGN.md section 7).
+/// Kubernetes error -> core outcome (the table in this crate's documentation).
 fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
     let what = format!("{op} {target}");
     let mapped = match &e {

@@ -18,26 +18,27 @@ use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, SleepState,
     StaleIntent, Store,
 };
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tracing::info;
 use uuid::Uuid;
 
+mod bounded;
 mod error;
 #[cfg(feature = "testkit")]
 mod host;
+mod host_sql;
+mod migrate;
 pub mod queries;
 #[cfg(feature = "testkit")]
 mod scratch;
 
 pub use error::{Error, Result};
+pub use host_sql::HOST_INTEGRATION_SQL;
+pub use migrate::{LEGACY_MIGRATIONS_TABLE, MIGRATIONS_TABLE, MIGRATOR};
 #[cfg(feature = "testkit")]
 pub use scratch::ScratchDatabase;
-
-/// The embedded migrations (`crates/postgres/migrations/`). Each migration runs in a
-/// transaction, so a failure leaves nothing half-applied.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long [`PgStore::connect`] waits for the server, and how long a query waits for a
 /// pooled connection: a database that is down fails the command or the tick quickly instead
@@ -63,7 +64,7 @@ pub struct StateCounts {
 /// The PostgreSQL store. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: bounded::Bounded,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -110,7 +111,9 @@ impl PgStore {
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         info!(host = %host, port, "connected to PostgreSQL");
-        Ok(Self { pool })
+        Ok(Self {
+            pool: bounded::Bounded::session(pool),
+        })
     }
 
     /// A store whose pool connects on first use, so creating it does no I/O at all (the
@@ -119,12 +122,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
             .connect_lazy_with(options(url)?);
-        Ok(Self { pool })
+        Ok(Self {
+            pool: bounded::Bounded::session(pool),
+        })
     }
 
-    /// A store over a pool the host already has.
+    /// A store over a pool the host already has. The host's sessions are left as they are:
+    /// each statement of the store runs in a short transaction that sets
+    /// [`STATEMENT_TIMEOUT`] for itself only, so the store is bounded like one the library
+    /// connects, and the host's own queries are not.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool: bounded::Bounded::per_statement(pool),
+        }
     }
 
     /// The pool, for a host that shares it.
@@ -141,7 +151,10 @@ impl PgStore {
             .execute(&mut *conn)
             .await
             .map_err(Error::query("migrate"))?;
-        let result = MIGRATOR.run(&mut *conn).await;
+        let result = match migrate::adopt_legacy_records(&mut conn).await {
+            Ok(_) => MIGRATOR.run(&mut *conn).await,
+            Err(e) => Err(e),
+        };
         // The connection goes back to the pool: restore the bound for later queries.
         let reset = sqlx::query("RESET statement_timeout")
             .execute(&mut *conn)

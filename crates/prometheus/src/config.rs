@@ -79,12 +79,27 @@ impl PrometheusConfig {
     /// the template matter only with `activity_source = prometheus` in `job`, and are checked
     /// only then, so a host that never uses Prometheus is not held to them.
     pub fn extract(provider: impl Provider, job: &Config) -> Result<Self, ConfigError> {
-        let read = Reader::new(&Self::default(), provider);
+        Self::extract_from(&Reader::new(&Self::default(), provider), job)
+    }
+
+    /// The keys from the same `section` of a host's figment and the same `env_prefix` the job's
+    /// configuration was read from ([`Config::from_section`]); errors name the host's sources.
+    pub fn from_section(
+        figment: &figment::Figment,
+        section: &str,
+        env_prefix: &str,
+        job: &Config,
+    ) -> Result<Self, ConfigError> {
+        let read = Reader::for_section(&Self::default(), figment, section, env_prefix);
+        Self::extract_from(&read, job)
+    }
+
+    fn extract_from(read: &Reader, job: &Config) -> Result<Self, ConfigError> {
         let config = Self {
             prometheus_url: read.string("prometheus_url")?,
             prometheus_query: read.string("prometheus_query")?,
-            prometheus_namespace_label: label_name(&read, "prometheus_namespace_label")?,
-            prometheus_name_label: label_name(&read, "prometheus_name_label")?,
+            prometheus_namespace_label: label_name(read, "prometheus_namespace_label")?,
+            prometheus_name_label: label_name(read, "prometheus_name_label")?,
             prometheus_timeout_seconds: read.int(
                 "prometheus_timeout_seconds",
                 1,
@@ -93,7 +108,7 @@ impl PrometheusConfig {
             )?,
         };
         if job.activity_source == ActivitySourceKind::Prometheus {
-            config.check_url_and_query(&read)?;
+            config.check_url_and_query(read)?;
         }
         Ok(config)
     }

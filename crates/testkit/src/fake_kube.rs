@@ -1,4 +1,4 @@
-//! A fake Kubernetes API server speaking real HTTP/1.1 on loopback (DESIGN.md section 7).
+//! A fake Kubernetes API server speaking real HTTP/1.1 on loopback.
 //!
 //! It serves what idle-scaler and kubectl need, with the real API's paths, content types
 //! and semantics:

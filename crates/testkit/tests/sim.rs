@@ -1,5 +1,5 @@
-//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2-5 of DESIGN.md
-//! section 8 checked after every step, over many seeded worlds.
+//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2-5 (docs/architecture.md)
+//! checked after every step, over many seeded worlds.
 //!
 //! `IDLE_SCALER_SIM_STEPS` (default 100,000) is the total number of steps, spread over worlds
 //! of 2,500 steps with seeds 1, 2, 3, ...; `IDLE_SCALER_SIM_SEED` runs that one world for

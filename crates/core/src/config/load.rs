@@ -1,8 +1,8 @@
 //! Extraction: the unknown-key check, the typed reads of single keys and the job's rules.
 
-use figment::providers::Serialized;
+use figment::providers::{Env, Serialized};
 use figment::value::{Num, Value};
-use figment::{Figment, Provider};
+use figment::{Figment, Provider, Source};
 use serde::Serialize;
 
 use super::{
@@ -18,7 +18,42 @@ impl Config {
         also_known: &[&'static str],
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
         // Defaults first so a host figment that sets only some keys still extracts.
-        let read = Reader::new(&Config::default(), provider);
+        Self::extract_from(&Reader::new(&Config::default(), provider), also_known)
+    }
+
+    /// Extracts from the `section` of a host's own figment (its `[idle_scaler]` table, say),
+    /// then the environment variables under `env_prefix` (the host's, such as `MYHOST_SCALER_`;
+    /// [`ENV_PREFIX`] for the standalone names). Errors and warnings name the host's variables,
+    /// and the file and key a value came from. `also_known` as in [`Config::extract_with`].
+    pub fn extract_section(
+        figment: &Figment,
+        section: &str,
+        env_prefix: &str,
+        also_known: &[&'static str],
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
+        refuse_values_figment_panics_on(env_prefix, also_known)?;
+        let read = Reader::for_section(&Config::default(), figment, section, env_prefix);
+        Self::extract_from(&read, also_known)
+    }
+
+    /// [`Config::extract_section`], logging the warnings.
+    pub fn from_section(
+        figment: &Figment,
+        section: &str,
+        env_prefix: &str,
+        also_known: &[&'static str],
+    ) -> Result<Self, ConfigError> {
+        let (config, warnings) = Self::extract_section(figment, section, env_prefix, also_known)?;
+        for w in &warnings {
+            tracing::warn!(warning = %w, "configuration adjusted");
+        }
+        Ok(config)
+    }
+
+    fn extract_from(
+        read: &Reader,
+        also_known: &[&'static str],
+    ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
         let mut warnings = read.unknown_keys(also_known);
 
         let mut idle_minutes: u32 = read.int(
@@ -29,7 +64,8 @@ impl Config {
         )?;
         if idle_minutes < IDLE_MINUTES_FLOOR {
             warnings.push(ConfigWarning(format!(
-                "{ENV_PREFIX}IDLE_MINUTES = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}"
+                "{} = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}",
+                read.env_name("idle_minutes")
             )));
             idle_minutes = IDLE_MINUTES_FLOOR;
         }
@@ -103,14 +139,42 @@ impl Config {
 #[derive(Debug)]
 pub struct Reader {
     fig: Figment,
+    /// Prefix of the environment variables the keys are read from.
+    prefix: String,
+    /// The section of a host's figment the keys live in, for naming file keys.
+    section: Option<String>,
 }
 
 impl Reader {
-    /// `defaults` (the serialized settings struct), then `provider` on top.
+    /// `defaults` (the serialized settings struct), then `provider` on top; variables are
+    /// named with [`ENV_PREFIX`].
     pub fn new<T: Serialize>(defaults: &T, provider: impl Provider) -> Self {
         Self {
             fig: Figment::from(Serialized::defaults(defaults)).merge(provider),
+            prefix: ENV_PREFIX.to_owned(),
+            section: None,
         }
+    }
+
+    /// `defaults`, then the `section` of a host's `figment`, then the environment variables
+    /// under `env_prefix` (see [`Config::extract_section`]).
+    pub fn for_section<T: Serialize>(
+        defaults: &T,
+        figment: &Figment,
+        section: &str,
+        env_prefix: &str,
+    ) -> Self {
+        let provider = figment.focus(section).merge(Env::prefixed(env_prefix));
+        Self {
+            fig: Figment::from(Serialized::defaults(defaults)).merge(provider),
+            prefix: env_prefix.to_owned(),
+            section: Some(section.to_owned()),
+        }
+    }
+
+    /// The environment variable `key` is read from.
+    pub fn env_name(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key.to_uppercase())
     }
 
     /// An integer in `min..=max`, from a number or a string holding one.
@@ -130,7 +194,7 @@ impl Reader {
         parsed
             .filter(|v| (min..=max).contains(v))
             .and_then(|v| T::try_from(v).ok())
-            .ok_or_else(|| invalid(key, &value, allowed))
+            .ok_or_else(|| self.refuse(key, &value, allowed))
     }
 
     /// A string, trimmed; an empty value is the empty string.
@@ -139,15 +203,46 @@ impl Reader {
         match &value {
             Value::String(_, s) => Ok(s.trim().to_owned()),
             Value::Empty(..) => Ok(String::new()),
-            _ => Err(invalid(key, &value, "a string")),
+            _ => Err(self.refuse(key, &value, "a string")),
         }
     }
 
     /// The error for a value of `key` that a caller's own rule refused.
     pub fn invalid(&self, key: &'static str, allowed: &'static str) -> ConfigError {
         match self.find(key) {
-            Ok(value) => invalid(key, &value, allowed),
+            Ok(value) => self.refuse(key, &value, allowed),
             Err(e) => e,
+        }
+    }
+
+    /// Where `value` of `key` came from, from figment's metadata: the variable, the file and
+    /// key, the defaults, or the host's own provider by its name.
+    fn origin(&self, key: &str, value: &Value) -> String {
+        let Some(meta) = self.fig.get_metadata(value.tag()) else {
+            return "an unknown source".to_owned();
+        };
+        let file_key = match &self.section {
+            Some(section) => format!("{section}.{key}"),
+            None => key.to_owned(),
+        };
+        match &meta.source {
+            Some(Source::File(path)) => format!("key {file_key} in {}", path.display()),
+            // figment's own name for it drops the prefix: the reader knows it.
+            _ if meta.name.contains("environment") => {
+                format!("environment variable {}", self.env_name(key))
+            }
+            _ if meta.name == "Serialized" => "the defaults".to_owned(),
+            _ => format!("key {file_key} of {}", meta.name),
+        }
+    }
+
+    fn refuse(&self, key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
+        ConfigError::Invalid {
+            key,
+            env: self.env_name(key),
+            value: render(value),
+            origin: self.origin(key, value),
+            allowed,
         }
     }
 
@@ -167,7 +262,8 @@ impl Reader {
             },
             _ => None,
         };
-        parsed.ok_or_else(|| invalid(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
+        parsed
+            .ok_or_else(|| self.refuse(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
     }
 
     fn choice<T: Copy>(
@@ -182,7 +278,7 @@ impl Reader {
             .iter()
             .find(|(name, _)| given.as_deref() == Some(*name))
             .map(|(_, v)| *v)
-            .ok_or_else(|| invalid(key, &value, allowed))
+            .ok_or_else(|| self.refuse(key, &value, allowed))
     }
 
     fn namespaces(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
@@ -207,15 +303,15 @@ impl Reader {
                 .iter()
                 .map(|v| v.as_str().map(|s| s.trim().to_owned()))
                 .collect::<Option<_>>()
-                .ok_or_else(|| invalid(key, &value, ALLOWED))?,
-            _ => return Err(invalid(key, &value, ALLOWED)),
+                .ok_or_else(|| self.refuse(key, &value, ALLOWED))?,
+            _ => return Err(self.refuse(key, &value, ALLOWED)),
         };
         if items.is_empty()
             || items
                 .iter()
                 .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
         {
-            return Err(invalid(key, &value, ALLOWED));
+            return Err(self.refuse(key, &value, ALLOWED));
         }
         Ok(items)
     }
@@ -230,8 +326,8 @@ impl Reader {
             .filter(|key| !KEYS.contains(&key.as_str()) && !also_known.contains(&key.as_str()))
             .map(|key| {
                 ConfigWarning(format!(
-                    "unknown configuration key {key:?} ({ENV_PREFIX}{}) ignored",
-                    key.to_uppercase()
+                    "unknown configuration key {key:?} ({}) ignored",
+                    self.env_name(key)
                 ))
             })
             .collect()
@@ -293,10 +389,11 @@ fn one_line(text: &str) -> String {
 /// never a panic, so values mixing a quote, a backslash and non-ASCII text are refused before
 /// figment sees them (a superset of what panics; none of these settings needs such a value).
 pub(super) fn refuse_values_figment_panics_on(
+    prefix: &str,
     also_known: &[&'static str],
 ) -> Result<(), ConfigError> {
     for (name, value) in std::env::vars_os() {
-        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(prefix)) else {
             continue;
         };
         let value = value.to_string_lossy();
@@ -304,13 +401,14 @@ pub(super) fn refuse_values_figment_panics_on(
             let key = KEYS
                 .iter()
                 .chain(also_known)
-                .find(|k| env_name(k) == name)
+                .find(|k| format!("{prefix}{}", k.to_uppercase()) == name)
                 .copied()
                 .unwrap_or("unknown");
             return Err(ConfigError::Invalid {
                 key,
                 env: name.to_owned(),
                 value: value.into_owned(),
+                origin: format!("environment variable {name}"),
                 allowed: "a value without a backslash and a quote around non-ASCII text",
             });
         }
@@ -320,15 +418,6 @@ pub(super) fn refuse_values_figment_panics_on(
 
 pub(super) fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_uppercase())
-}
-
-fn invalid(key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        env: env_name(key),
-        value: render(value),
-        allowed,
-    }
 }
 
 fn render(value: &Value) -> String {

@@ -109,7 +109,7 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A value outside what is allowed.
-    #[error("invalid {env} ({key}) = {value}: expected {allowed}")]
+    #[error("invalid {env} ({key}) = {value} from {origin}: expected {allowed}")]
     Invalid {
         /// Configuration key (TOML).
         key: &'static str,
@@ -117,6 +117,8 @@ pub enum ConfigError {
         env: String,
         /// The value given, as given.
         value: String,
+        /// Where the value came from: `environment variable X`, `key k in FILE`, ...
+        origin: String,
         /// What is allowed.
         allowed: &'static str,
     },
@@ -174,7 +176,7 @@ impl Config {
         file: Option<&Path>,
         also_known: &[&'static str],
     ) -> Result<Self, ConfigError> {
-        load::refuse_values_figment_panics_on(also_known)?;
+        load::refuse_values_figment_panics_on(ENV_PREFIX, also_known)?;
         Self::from_provider_with(Self::figment(file), also_known)
     }
 
@@ -240,6 +242,7 @@ impl Config {
                     key,
                     env: load::env_name(key),
                     value: value.to_string(),
+                    origin: "the configuration built in code".to_owned(),
                     allowed,
                 })
             }

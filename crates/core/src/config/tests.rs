@@ -4,6 +4,7 @@
 
 use super::*;
 use figment::Jail;
+use figment::providers::Toml;
 
 fn load() -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     Config::extract(Config::figment(None))
@@ -250,7 +251,8 @@ fn a_reader_reports_a_callers_rule_like_the_jobs() {
     assert_eq!(read.string("extra_label").unwrap(), "0x");
     assert_eq!(
         read.invalid("extra_label", "a label").to_string(),
-        "invalid DEPLOY_SCALE_TO_ZERO_EXTRA_LABEL (extra_label) = \"0x\": expected a label"
+        "invalid DEPLOY_SCALE_TO_ZERO_EXTRA_LABEL (extra_label) = \"0x\" from key extra_label of \
+         (&str, &str): expected a label"
     );
     let n: u8 = read.int("concurrency", 1, 64, "1 to 64").unwrap();
     assert_eq!(n, 4);
@@ -299,6 +301,26 @@ fn empty_protected_namespaces_is_an_error_unless_none() {
 }
 
 #[test]
+fn errors_name_the_variable_or_the_file_and_key_a_value_came_from() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_CONCURRENCY", "500");
+        let err = load().unwrap_err().to_string();
+        assert!(
+            err.contains("from environment variable DEPLOY_SCALE_TO_ZERO_CONCURRENCY"),
+            "{err}"
+        );
+        j.clear_env();
+        j.create_file("scaler.toml", "concurrency = 500")?;
+        let err = Config::extract(Config::figment(Some(Path::new("scaler.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("from key concurrency in "), "{err}");
+        assert!(err.contains("scaler.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
 fn idle_minutes_beyond_a_year_is_an_error_naming_the_maximum() {
     Jail::expect_with(|j| {
         j.set_env("DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES", "4294967295");
@@ -327,6 +349,45 @@ fn toml_syntax_error_is_one_line_naming_file_line_and_key() {
         assert!(e.contains("scaler.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("concurrency"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_host_section_and_env_prefix_feed_the_job_and_name_the_hosts_sources() {
+    Jail::expect_with(|j| {
+        j.create_file(
+            "host.toml",
+            "[database]\nurl = \"x\"\n[idle_scaler]\nenabled = true\nidle_minutes = 45\n",
+        )?;
+        // The host's figment: its own file, its own keys beside the job's section.
+        let host = Figment::new().merge(Toml::file("host.toml"));
+        j.set_env("MYHOST_SCALER_MAX_PER_TICK", "9");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK", "1"); // not the host's prefix: ignored
+        let (c, w) = Config::extract_section(&host, "idle_scaler", "MYHOST_SCALER_", &[]).unwrap();
+        assert!(c.enabled);
+        assert_eq!((c.idle_minutes, c.max_per_tick), (45, 9));
+        assert!(w.is_empty(), "{w:?}");
+
+        j.set_env("MYHOST_SCALER_CONCURRENCY", "0");
+        let err = Config::extract_section(&host, "idle_scaler", "MYHOST_SCALER_", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid MYHOST_SCALER_CONCURRENCY (concurrency) = 0 from environment variable MYHOST_SCALER_CONCURRENCY"),
+            "{err}"
+        );
+        j.clear_env();
+        j.create_file("host.toml", "[idle_scaler]\nidle_minutes = \"soon\"\n")?;
+        let host = Figment::new().merge(Toml::file("host.toml"));
+        let err = Config::extract_section(&host, "idle_scaler", "MYHOST_SCALER_", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("from key idle_scaler.idle_minutes in "),
+            "{err}"
+        );
+        assert!(err.contains("host.toml"), "{err}");
         Ok(())
     });
 }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -14,14 +14,18 @@ use crate::{
     Target, TickReport,
 };
 
+mod builder;
 mod reconcile;
 mod recover;
+mod run;
 mod select;
 pub(crate) mod sleep;
 mod traffic;
 mod wake;
 
+pub use builder::JobBuilder;
 pub use recover::STALE_INTENT_AFTER;
+pub use run::TickResult;
 
 /// The idle-scaler job: owns its ports, runs ticks and wakes.
 pub struct Job {
@@ -71,6 +75,9 @@ impl Job {
         clock: Arc<dyn Clock>,
     ) -> std::result::Result<Self, crate::ConfigError> {
         config.validate()?;
+        if !config.enabled {
+            info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
+        }
         Ok(Self {
             config,
             store,
@@ -111,24 +118,6 @@ impl Job {
             .last_success
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
-    }
-
-    /// Runs ticks every `interval` until `shutdown` is cancelled. A failed tick is logged and
-    /// the loop goes on; on shutdown no new transition starts and in-flight ones finish.
-    pub async fn run(&self, shutdown: CancellationToken) {
-        let mut interval = tokio::time::interval(self.config.interval());
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                _ = interval.tick() => {}
-            }
-            if let Err(e) = self.tick_with_shutdown(&shutdown).await {
-                error!(error = %e, "tick failed; the next tick will retry");
-            }
-        }
-        info!("idle-scaler job stopped");
     }
 
     /// One tick: recover stale intents, then sleep the idle candidates.

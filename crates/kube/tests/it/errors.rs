@@ -1,4 +1,4 @@
-//! Every error mapping of DESIGN.md section 7, over real HTTP.
+//! Every error mapping of the adapter (its crate documentation), over real HTTP.
 
 use std::time::{Duration, Instant};
 

@@ -131,3 +131,30 @@ fn lazy_store_checks_the_url_without_echoing_the_password() {
     let err = PgStore::connect_lazy("postgres://app:secret@[bad").expect_err("bad URL");
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn a_host_pool_bounds_the_store_statements_and_not_the_host_ones(pool: PgPool) {
+    let store = PgStore::from_pool(pool.clone());
+    // The host's sessions carry no timeout of ours...
+    assert_eq!(statement_timeout(&store).await, "0");
+    // ...while every statement of the store runs under the same bound as a connected store.
+    assert_eq!(
+        store.statement_timeout_in_force().await.expect("in force"),
+        "30s"
+    );
+    assert_eq!(store.count_asleep().await.expect("count"), 0);
+    assert_eq!(
+        statement_timeout(&store).await,
+        "0",
+        "the bound leaked into the host pool"
+    );
+    let connected = PgStore::connect(&url_of(&pool)).await.expect("connect");
+    assert_eq!(
+        connected
+            .statement_timeout_in_force()
+            .await
+            .expect("in force"),
+        "30s"
+    );
+    connected.pool().close().await;
+}

@@ -28,16 +28,22 @@ async fn integrated(pool: PgPool) -> PgStore {
         .execute(&pool)
         .await
         .expect("host table");
-    sqlx::raw_sql(HOST_SCRIPT)
-        .execute(&pool)
+    let store = PgStore::from_pool(pool);
+    // The library's own copy of the script, applied by the library.
+    store
+        .apply_host_integration()
         .await
         .expect("host-integration.sql");
-    let store = PgStore::from_pool(pool);
     store
         .migrate()
         .await
         .expect("the migration accepts an integrated host table");
     store
+}
+
+#[test]
+fn the_library_ships_the_script_as_it_is_in_the_repository() {
+    assert_eq!(idle_scaler_postgres::HOST_INTEGRATION_SQL, HOST_SCRIPT);
 }
 
 #[sqlx::test(migrations = false)]

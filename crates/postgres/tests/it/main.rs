@@ -6,6 +6,7 @@ mod connect; // connecting: timeouts, bad URLs, passwords never echoed
 mod contract; // the shared `Store` contract suite on the reference schema
 mod db_faults; // the database failing under the job: terminated connections, a dead server
 mod host_integration; // a host's own table: the integration SQL, then the contract on it
+mod host_migrations; // a host's own sqlx migrations beside the library's, in either order
 mod liveness; // backed-off and foreign rows at scale never starve the candidate query
 mod migrate; // migrations: schema, idempotence, incompatible tables
 mod races; // writes on another connection between a tick's select and its CAS

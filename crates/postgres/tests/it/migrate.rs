@@ -88,9 +88,10 @@ async fn incompatible_existing_table_is_a_clear_error_and_nothing_is_applied(poo
     );
     // The migration ran in a transaction: no index, no recorded migration.
     assert_eq!(indexes(&pool).await, ["deployments_pkey"]);
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
-        .await
-        .expect("migrations table");
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _idle_scaler_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .expect("migrations table");
     assert_eq!(applied, 0);
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use figment::Jail;
+use figment::providers::Format;
 use idle_scaler_core::config::ConfigWarning;
 use idle_scaler_core::{ActivitySourceKind, UnknownActivity};
 
@@ -240,4 +241,37 @@ fn placeholders_are_bare_identifiers_in_braces_only() {
         placeholders("a{b=\"c\"} {} {x_1} {y").collect::<Vec<_>>(),
         ["x_1"]
     );
+}
+
+#[test]
+fn the_source_reads_the_same_host_section_and_prefix_as_the_job() {
+    Jail::expect_with(|j| {
+        j.create_file(
+            "host.toml",
+            "[idle_scaler]\nenabled = true\nactivity_source = \"prometheus\"\n\
+             prometheus_url = \"http://prom:9090\"\nprometheus_name_label = \"9bad\"\n",
+        )?;
+        let host = figment::Figment::new().merge(figment::providers::Toml::file("host.toml"));
+        let job =
+            Config::from_section(&host, "idle_scaler", "MYHOST_SCALER_", KEYS).expect("job config");
+        assert_eq!(job.activity_source, ActivitySourceKind::Prometheus);
+        let err = PrometheusConfig::from_section(&host, "idle_scaler", "MYHOST_SCALER_", &job)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid MYHOST_SCALER_PROMETHEUS_NAME_LABEL"),
+            "{err}"
+        );
+        assert!(
+            err.contains("from key idle_scaler.prometheus_name_label in "),
+            "{err}"
+        );
+        j.set_env("MYHOST_SCALER_PROMETHEUS_NAME_LABEL", "host");
+        let prometheus =
+            PrometheusConfig::from_section(&host, "idle_scaler", "MYHOST_SCALER_", &job)
+                .expect("env overrides the file");
+        assert_eq!(prometheus.prometheus_url, "http://prom:9090");
+        assert_eq!(prometheus.prometheus_name_label, "host");
+        Ok(())
+    });
 }

@@ -26,7 +26,7 @@
 //! Everything is a function of the seed: the PRNG is ours, maps are ordered, ids come from the
 //! seed, the clock is manual and operations are polled by hand in a fixed order.
 //!
-//! # The invariants, as checked (DESIGN.md section 8)
+//! # The invariants, as checked (docs/architecture.md, Invariants)
 //!
 //! Every effect of a port call is recorded with the row or Deployment as it was just before
 //! (the "log"), and checked in the step it happens:
@@ -175,7 +175,7 @@ pub struct SimFailure {
     pub seed: u64,
     /// The step at which the violation was seen.
     pub step: u64,
-    /// Which invariant of DESIGN.md section 8 (0: the harness itself).
+    /// Which invariant of docs/architecture.md (0: the harness itself).
     pub invariant: u8,
     /// What was seen.
     pub message: String,

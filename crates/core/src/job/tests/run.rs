@@ -110,3 +110,176 @@ async fn a_failed_tick_does_not_stop_the_loop() {
     handle.await.unwrap();
     assert!(job.last_success().is_some());
 }
+
+#[test]
+fn a_panicking_tick_is_caught_counted_and_the_loop_goes_on() {
+    // A hand-written port: a mockall mock poisons itself when its closure panics.
+    #[derive(Debug, Default)]
+    struct PanicsOnce(std::sync::atomic::AtomicU32);
+    #[async_trait::async_trait]
+    impl crate::ScalerSource for PanicsOnce {
+        async fn scaler(&self) -> crate::Result<Arc<dyn crate::Scaler>> {
+            // The first tick's port panics; the second fails open as usual.
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                panic!("port bug");
+            }
+            Err(Error::unavailable("no kubeconfig"))
+        }
+    }
+    let source = PanicsOnce::default();
+    let job = Job::builder(enabled(), Arc::new(MockStore::new()), Arc::new(source))
+        .clock(clock())
+        .build();
+    let shutdown = CancellationToken::new();
+    let (results, snap) = recorded(async {
+        let mut results = Vec::new();
+        job.run_reporting(shutdown.clone(), |r| {
+            results.push(r);
+            if results.len() == 2 {
+                shutdown.cancel();
+            }
+        })
+        .await;
+        results
+    });
+    assert!(
+        matches!(&results[0], TickResult::Panicked(m) if m == "port bug"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1], TickResult::Report(r) if r.no_scaler),
+        "{results:?}"
+    );
+    assert_eq!(
+        counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "panic")),
+        Some(1)
+    );
+    assert_eq!(
+        counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "no_scaler")),
+        Some(1)
+    );
+}
+
+#[test]
+fn run_reporting_hands_each_tick_to_the_host() {
+    let job = Job::builder(
+        Config::default(),
+        Arc::new(MockStore::new()),
+        Arc::new(MockScalerSource::new()),
+    )
+    .build();
+    let shutdown = CancellationToken::new();
+    let (disabled, _) = recorded(async {
+        let mut disabled = 0;
+        job.run_reporting(shutdown.clone(), |r| {
+            if let TickResult::Report(r) = r {
+                disabled += u32::from(r.disabled);
+            }
+            if disabled == 3 {
+                shutdown.cancel();
+            }
+        })
+        .await;
+        disabled
+    });
+    assert_eq!(disabled, 3);
+}
+
+#[test]
+fn the_recorder_check_tells_a_real_recorder_from_none() {
+    assert!(!crate::metrics::recorder_installed());
+    let recorder = DebuggingRecorder::new();
+    ::metrics::with_local_recorder(&recorder, || {
+        assert!(crate::metrics::recorder_installed());
+    });
+}
+
+#[test]
+fn a_job_built_disabled_says_so_once_at_info() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let job = Job::builder(
+            Config::default(),
+            Arc::new(MockStore::new()),
+            Arc::new(MockScalerSource::new()),
+        )
+        .build();
+        let (_, _) = recorded(async {
+            for _ in 0..3 {
+                job.tick().await.expect("disabled tick");
+            }
+        });
+        let _enabled = Job::builder(
+            enabled(),
+            Arc::new(MockStore::new()),
+            Arc::new(MockScalerSource::new()),
+        )
+        .build();
+    });
+    let text = logs.text();
+    assert_eq!(
+        text.matches("scale-to-zero is disabled").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(" INFO "), "{text}");
+}
+
+/// A `MakeWriter` collecting formatted events.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn priming_without_a_recorder_of_this_metrics_version_warns() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        crate::metrics::prime(); // no recorder: a WARN
+        let recorder = DebuggingRecorder::new();
+        ::metrics::with_local_recorder(&recorder, crate::metrics::prime); // a recorder: none
+    });
+    let text = logs.text();
+    assert_eq!(
+        text.matches("no metrics recorder of metrics 0.24").count(),
+        1,
+        "{text}"
+    );
+}
