@@ -1,0 +1,281 @@
+//! The `Store` port over PostgreSQL: one statement per transition (see `queries`).
+
+use super::*;
+
+#[async_trait]
+impl Store for PgStore {
+    async fn select_candidates(
+        &self,
+        now: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<Candidate>> {
+        let rows: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
+            .bind(now)
+            .bind(idle_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("select_candidates"))?;
+        Ok(rows
+            .into_iter()
+            .map(CandidateRow::into_candidate)
+            .collect::<Result<_>>()?)
+    }
+
+    async fn claim_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        replicas: Option<i32>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let claim = sqlx::query(queries::CLAIM_SLEEP)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(idle_before)
+            .bind(replicas)
+            .bind(now);
+        Ok(self.matched("claim_sleep", claim).await?)
+    }
+
+    async fn confirm_sleep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<ConfirmOutcome> {
+        let row: Option<(i64, bool)> = sqlx::query_as(queries::CONFIRM_SLEEP)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(intent_at)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("confirm_sleep"))?;
+        Ok(match row {
+            Some((1, _)) => ConfirmOutcome::Confirmed,
+            // Still this very intent, yet the CAS failed: only the activity can have moved (a
+            // redeploy), and the tick must undo.
+            Some((_, true)) => ConfirmOutcome::ActivityArrived,
+            // Gone, woken, settled, or another transition's intent: not ours to touch.
+            Some((_, false)) | None => ConfirmOutcome::NotSleeping,
+        })
+    }
+
+    async fn revert_sleep(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let revert = sqlx::query(queries::REVERT_SLEEP)
+            .bind(id)
+            .bind(intent_at)
+            .bind(now);
+        Ok(self.matched("revert_sleep", revert).await?)
+    }
+
+    async fn back_off(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        backoff: &BackOff,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::BACK_OFF)
+            .bind(id)
+            .bind(seen_activity)
+            .bind(backoff.reason.as_str())
+            .bind(backoff.retry_after)
+            .bind(backoff.retry_key);
+        Ok(self.matched("back_off", write).await?)
+    }
+
+    async fn backed_off(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<BackedOff>> {
+        type R = (Uuid, String, String, DateTime<Utc>, i32);
+        let rows: Vec<R> = sqlx::query_as(queries::BACKED_OFF)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("backed_off"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, provider_id, reason, retry_after, count)| {
+                Ok(BackedOff {
+                    id,
+                    provider_id,
+                    reason,
+                    retry_after,
+                    backoff_count: count_of(id, "sleep_backoff_count", count)?,
+                })
+            })
+            .collect::<Result<_>>()?)
+    }
+
+    async fn settle_intent(
+        &self,
+        id: Uuid,
+        intent_at: DateTime<Utc>,
+        to: SleepState,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let settle = sqlx::query(queries::SETTLE_INTENT)
+            .bind(id)
+            .bind(intent_at)
+            .bind(to.as_str())
+            .bind(now);
+        Ok(self.matched("settle_intent", settle).await?)
+    }
+
+    async fn stale_intents(
+        &self,
+        older_than: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<Vec<StaleIntent>> {
+        type R = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i32>);
+        let rows: Vec<R> = sqlx::query_as(queries::STALE_INTENTS)
+            .bind(older_than)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("stale_intents"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    id,
+                    provider_id,
+                    last_activity_at,
+                    sleep_state_changed_at,
+                    replicas_before_sleep,
+                )| {
+                    StaleIntent {
+                        id,
+                        provider_id,
+                        last_activity_at,
+                        sleep_state_changed_at,
+                        replicas_before_sleep,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn get(&self, id: Uuid) -> idle_scaler_core::Result<Option<DeploymentRecord>> {
+        Ok(self.fetch_record(id).await?)
+    }
+
+    async fn finish_wake(
+        &self,
+        id: Uuid,
+        from: SleepState,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let wake = sqlx::query(queries::FINISH_WAKE)
+            .bind(id)
+            .bind(from.as_str())
+            .bind(now);
+        Ok(self.matched("finish_wake", wake).await?)
+    }
+
+    async fn begin_wake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::BEGIN_WAKE)
+            .bind(id)
+            .bind(state_at)
+            .bind(now);
+        Ok(self.matched("begin_wake", write).await?)
+    }
+
+    async fn asleep_to_check(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> idle_scaler_core::Result<Vec<AsleepRow>> {
+        type R = (
+            Uuid,
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
+            .bind(checked_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("asleep_to_check"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, provider_id, last_activity_at, sleep_state_changed_at, wake_started_at)| {
+                    AsleepRow {
+                        id,
+                        provider_id,
+                        last_activity_at,
+                        sleep_state_changed_at,
+                        wake_started_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::MARK_CHECKED).bind(id).bind(now);
+        Ok(self.matched("mark_checked", write).await?)
+    }
+
+    async fn reconcile_awake(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        kind: Drift,
+        now: DateTime<Utc>,
+    ) -> idle_scaler_core::Result<bool> {
+        let write = sqlx::query(queries::RECONCILE_AWAKE)
+            .bind(id)
+            .bind(state_at)
+            .bind(kind == Drift::WokenExternally)
+            .bind(now);
+        Ok(self.matched("reconcile_awake", write).await?)
+    }
+
+    async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let touch = sqlx::query(queries::TOUCH_AWAKE).bind(id).bind(now);
+        Ok(self.matched("touch_awake", touch).await?)
+    }
+
+    async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
+        let record = sqlx::query(queries::RECORD_TRAFFIC).bind(id).bind(at);
+        Ok(self.matched("record_traffic", record).await?)
+    }
+
+    async fn list_sleeping(&self) -> idle_scaler_core::Result<Vec<DeploymentRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(queries::LIST_SLEEPING)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::query("list_sleeping"))?;
+        Ok(rows
+            .into_iter()
+            .map(Row::into_record)
+            .collect::<Result<_>>()?)
+    }
+
+    async fn count_asleep(&self) -> idle_scaler_core::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(queries::COUNT_ASLEEP)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::query("count_asleep"))?;
+        Ok(n)
+    }
+}
