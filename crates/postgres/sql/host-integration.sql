@@ -43,3 +43,6 @@ CREATE INDEX IF NOT EXISTS deployments_sleep_candidates_idx
 CREATE INDEX IF NOT EXISTS deployments_sleep_state_idx
     ON deployments (sleep_state, sleep_state_changed_at)
     WHERE sleep_state <> 'awake';
+
+-- The waker's lookup of the app a request is for.
+CREATE INDEX IF NOT EXISTS deployments_provider_id_idx ON deployments (provider_id);

@@ -16,7 +16,7 @@
 mod claim; // CAS 1 of a sleep: `claim_sleep`
 mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
 mod host; // the `HostOps` fixtures themselves
-mod read; // `get`, `count_asleep`, `list_sleeping`
+mod read; // `get`, `find_by_provider_id`, `count_asleep`, `list_sleeping`
 mod recovery; // `stale_intents`, `settle_intent`
 mod select; // `select_candidates`
 mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
@@ -44,6 +44,7 @@ macro_rules! contract_cases {
         $m! {
             get_round_trips_every_column,
             get_of_missing_row_is_none,
+            find_by_provider_id_finds_the_latest_row_of_that_app,
             select_takes_idle_healthy_awake_rows,
             select_excludes_pinned,
             select_excludes_expired,

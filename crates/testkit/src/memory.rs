@@ -35,6 +35,7 @@ pub enum StoreMethod {
     RecordTraffic,
     ListSleeping,
     CountAsleep,
+    FindByProviderId,
 }
 
 #[derive(Debug, Default)]
@@ -318,6 +319,16 @@ impl Store for MemoryStore {
             .filter(|r| r.sleep_state == SleepState::Asleep)
             .count();
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>> {
+        let state = self.enter(StoreMethod::FindByProviderId)?;
+        Ok(state
+            .rows
+            .values()
+            .filter(|r| r.provider_id == provider_id)
+            .max_by_key(|r| (r.last_activity_at, r.id))
+            .cloned())
     }
 }
 
