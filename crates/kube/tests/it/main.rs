@@ -2,6 +2,7 @@
 
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
+mod readiness; // the watch until a replica is ready, and the RBAC it needs
 mod scale; // happy paths and the resourceVersion precondition
 
 use std::time::Duration;
