@@ -181,6 +181,7 @@ async fn secrets_never_reach_the_logs(_: PgPoolOptions, opts: PgConnectOptions) 
 fn demo_runs_to_completion_with_nothing_installed() {
     let mut cmd = command(&["demo"]);
     cmd.env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0");
+    cmd.env("IDLE_SCALER_WAKER_LISTEN_ADDR", "127.0.0.1:0");
     let started = std::time::Instant::now();
     let out = run(cmd);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);

@@ -75,12 +75,27 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_router(
+        addr,
+        router(state),
+        "/metrics, /healthz, /readyz and the wake endpoint",
+        shutdown,
+    )
+    .await
+}
+
+/// Binds `addr` and serves `app` until `shutdown`, letting requests in flight finish.
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    what: &'static str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        .with_context(|| format!("binding the HTTP listener for {what} on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    info!(addr = %local, "serving /metrics, /healthz, /readyz and the wake endpoint");
-    let app = router(state);
+    info!(addr = %local, "serving {what}");
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

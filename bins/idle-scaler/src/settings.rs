@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use idle_scaler_core::Config;
 use idle_scaler_core::redact::{redact_in, redact_url};
 use idle_scaler_prometheus::PrometheusConfig;
+use idle_scaler_waker::WakerConfig;
 use serde::Serialize;
 
 /// Log output format.
@@ -30,6 +31,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `IDLE_SCALER_LISTEN_ADDR`.
     pub listen_addr: SocketAddr,
+    /// The waker's keys (read from the same sources as `job`).
+    pub waker: WakerConfig,
+    /// `IDLE_SCALER_WAKER_LISTEN_ADDR`; None (`off`) disables the waker.
+    pub waker_listen_addr: Option<SocketAddr>,
     /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
@@ -49,6 +54,8 @@ impl std::fmt::Debug for Settings {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("listen_addr", &self.listen_addr)
+            .field("waker", &self.waker)
+            .field("waker_listen_addr", &self.waker_listen_addr)
             .field(
                 "wake_token",
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
@@ -70,7 +77,13 @@ impl Settings {
             bail!("configuration file {} does not exist", path.display());
         }
         let figment = Config::figment(file);
-        let (job, warnings) = Config::extract_with(figment.clone(), idle_scaler_prometheus::KEYS)?;
+        let known: Vec<&'static str> = idle_scaler_prometheus::KEYS
+            .iter()
+            .chain(idle_scaler_waker::config::KEYS)
+            .copied()
+            .collect();
+        let (job, warnings) = Config::extract_with(figment.clone(), &known)?;
+        let waker = WakerConfig::extract(figment.clone())?;
         let prometheus = PrometheusConfig::extract(figment, &job)?;
         let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
 
@@ -82,6 +95,15 @@ impl Settings {
                     "invalid IDLE_SCALER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:9090"
                 )
             })?,
+        };
+        let waker_listen_addr = match non_empty_env("IDLE_SCALER_WAKER_LISTEN_ADDR")?.as_deref() {
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            Some("off") => None,
+            Some(v) => Some(v.parse().with_context(|| {
+                format!(
+                    "invalid IDLE_SCALER_WAKER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:8080, or off"
+                )
+            })?),
         };
         let wake_token = non_empty_env("IDLE_SCALER_WAKE_TOKEN")?;
         if wake_token
@@ -104,6 +126,8 @@ impl Settings {
             prometheus,
             database_url,
             listen_addr,
+            waker,
+            waker_listen_addr,
             wake_token,
             log_format,
             warnings,
@@ -193,6 +217,8 @@ mod tests {
             },
             database_url: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            waker: WakerConfig::default(),
+            waker_listen_addr: None,
             wake_token: None,
             log_format: LogFormat::Text,
             warnings: Vec::new(),
