@@ -185,12 +185,17 @@ pub(super) fn schedule_readiness(shared: &Arc<Shared>) {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let ready = shared.lock().objects.mark_ready(&ns, &name, generation);
-            if ready {
+            // The app's process starts before its pod reports ready, as a readiness probe
+            // only passes once the process serves.
+            let current = shared.lock().objects.is_current(&ns, &name, generation);
+            if !current {
+                return;
+            }
+            if let Some(hook) = &hook {
+                hook(&ns, &name, true);
+            }
+            if shared.lock().objects.mark_ready(&ns, &name, generation) {
                 debug!(namespace = %ns, name = %name, "fake API server: pods ready");
-                if let Some(hook) = hook {
-                    hook(&ns, &name, true);
-                }
             }
         });
     }

@@ -92,6 +92,13 @@ impl Objects {
         }
     }
 
+    /// Whether the Deployment is still at `generation` with replicas above 0.
+    pub fn is_current(&self, ns: &str, name: &str, generation: i64) -> bool {
+        self.deployments.get(&Self::key(ns, name)).is_some_and(|d| {
+            d["metadata"]["generation"].as_i64() == Some(generation) && replicas_of(d) > 0
+        })
+    }
+
     /// The pods of generation `generation` became ready: a status write of its own
     /// (new `resourceVersion`, same generation), unless the spec moved on meanwhile.
     /// True when they are ready now.

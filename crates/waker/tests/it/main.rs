@@ -3,6 +3,8 @@
 //! go in the module of their topic.
 
 mod answers; // what each kind of client and app gets
+mod browser; // headless Chromium over WebDriver through nginx, with screenshots
+mod real; // nginx in front, a real app process, a raw HTTP client
 mod single_flight; // N visitors, one wake, one scale write
 
 use std::sync::Arc;
