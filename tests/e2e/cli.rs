@@ -187,6 +187,14 @@ fn demo_runs_to_completion_with_nothing_installed() {
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(out.stdout.contains("HTTP 200"), "{}", out.stdout);
+    // Wake on request: the visitor's request through the waker is answered once ready.
+    assert!(
+        out.stdout.contains("HTTP/1.1 307 Temporary Redirect")
+            && out.stdout.contains("location: /shop?item=1")
+            && out.stdout.contains("replicas demo/idle-03: 0 -> 1"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains("instant_deploy_scaled_to_zero_total{outcome=\"scaled_down\"} 17"),
