@@ -52,7 +52,7 @@ fn dashboard_and_alerts_use_exactly_the_exported_metric_names() {
 }
 
 #[test]
-fn rbac_grants_only_the_scale_subresource() {
+fn rbac_grants_the_scale_subresource_and_the_wakers_watch_only() {
     let rbac = deploy("rbac.yaml");
     assert!(
         rbac.contains(r#"resources: ["deployments/scale"]"#),
@@ -62,10 +62,16 @@ fn rbac_grants_only_the_scale_subresource() {
         rbac.contains(r#"verbs: ["get", "update", "patch"]"#),
         "{rbac}"
     );
+    // The waker's readiness wait reads Deployments and never writes them.
+    assert!(rbac.contains(r#"resources: ["deployments"]"#), "{rbac}");
+    assert!(
+        rbac.contains(r#"verbs: ["get", "list", "watch"]"#),
+        "{rbac}"
+    );
     assert_eq!(
         rbac.matches("resources:").count(),
-        1,
-        "one rule only:\n{rbac}"
+        2,
+        "two rules only:\n{rbac}"
     );
     assert!(!rbac.contains('*'), "no wildcards:\n{rbac}");
 }

@@ -181,11 +181,20 @@ async fn secrets_never_reach_the_logs(_: PgPoolOptions, opts: PgConnectOptions) 
 fn demo_runs_to_completion_with_nothing_installed() {
     let mut cmd = command(&["demo"]);
     cmd.env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0");
+    cmd.env("IDLE_SCALER_WAKER_LISTEN_ADDR", "127.0.0.1:0");
     let started = std::time::Instant::now();
     let out = run(cmd);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(out.stdout.contains("HTTP 200"), "{}", out.stdout);
+    // Wake on request: the visitor's request through the waker is answered once ready.
+    assert!(
+        out.stdout.contains("HTTP/1.1 307 Temporary Redirect")
+            && out.stdout.contains("location: /shop?item=1")
+            && out.stdout.contains("replicas demo/idle-03: 0 -> 1"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains("instant_deploy_scaled_to_zero_total{outcome=\"scaled_down\"} 17"),

@@ -117,6 +117,7 @@ impl Daemon {
     /// Starts `run` with JSON logs on an ephemeral port and waits until it serves HTTP.
     pub async fn start(mut cmd: Command) -> Self {
         cmd.env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0")
+            .env("IDLE_SCALER_WAKER_LISTEN_ADDR", "127.0.0.1:0")
             .env("IDLE_SCALER_LOG_FORMAT", "json");
         let mut child = cmd.spawn().expect("spawn idle-scaler run");
         let lines = Arc::new(Mutex::new(Vec::new()));

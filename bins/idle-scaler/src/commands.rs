@@ -31,6 +31,14 @@ fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
 
 fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
     let scalers = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
+    job_with(settings, store, scalers)
+}
+
+fn job_with(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    scalers: Arc<LazyScalerSource>,
+) -> anyhow::Result<Arc<Job>> {
     let job = Job::new(settings.job.clone(), store, scalers, Arc::new(SystemClock));
     let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
         .context("building the Prometheus activity source")?;
@@ -53,12 +61,14 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         info!("DEPLOY_SCALE_TO_ZERO_ENABLED is off: ticks do nothing; wake still works");
         Arc::new(connect_lazy(&settings)?)
     };
-    let job = job(&settings, store.clone())?;
+    // One Kubernetes client for the ticks, the wakes and the waker's readiness watches.
+    let kube = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
+    let job = job_with(&settings, store.clone(), kube.clone())?;
     let shutdown = CancellationToken::new();
     let metrics = server::install_metrics(&shutdown)?;
     let state = AppState {
         job: job.clone(),
-        store,
+        store: store.clone(),
         metrics,
         wake_token: settings.wake_token.as_deref().map(Arc::from),
         rejected: Arc::default(),
@@ -71,6 +81,30 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         http_stop.clone(),
     )
     .await?;
+    let waker_connections = match settings.waker_listen_addr {
+        Some(addr) => {
+            let waker = idle_scaler_waker::Waker::new(
+                job.clone(),
+                store.clone(),
+                kube,
+                Arc::new(SystemClock),
+                settings.waker.clone(),
+            );
+            let (_, connections) = server::serve_router(
+                addr,
+                Arc::new(waker).router(),
+                "the waker",
+                settings.http_limits,
+                http_stop.clone(),
+            )
+            .await?;
+            Some(connections)
+        }
+        None => {
+            info!("IDLE_SCALER_WAKER_LISTEN_ADDR is off: no wake on request");
+            None
+        }
+    };
     info!(
         enabled = settings.job.enabled,
         dry_run = settings.job.dry_run,
@@ -99,6 +133,10 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         // A wake outlives its caller; its HTTP answer is sent by the connection task.
         job.finish_wakes().await;
         connections.wait().await;
+        // A visitor held by the waker gets its answer before the process goes.
+        if let Some(waker) = &waker_connections {
+            waker.wait().await;
+        }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         warn!(

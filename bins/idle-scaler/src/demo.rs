@@ -73,11 +73,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         enabled: true,
         ..Config::default()
     };
-    let scaler = KubeScaler::from_url(&fake.url(), config.request_timeout())?;
+    let scaler = Arc::new(KubeScaler::from_url(&fake.url(), config.request_timeout())?);
     let job = Arc::new(Job::new(
         config,
         store.clone(),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerSource(scaler.clone())),
         Arc::new(clock.clone()),
     ));
 
@@ -91,7 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let http_stop = CancellationToken::new();
     let state = AppState {
         job: job.clone(),
-        store,
+        store: store.clone(),
         metrics: metrics.clone(),
         wake_token: Some(token.as_str().into()),
         rejected: Arc::default(),
@@ -152,7 +152,55 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .map_or("?".into(), |r| r.to_string())
     );
 
-    println!("\n== tick 3 (t+27m): the woken app has fresh activity and stays up");
+    // Wake on request: a visitor of another slept app reaches the waker (as a proxy's
+    // fallback route sends it), which wakes the app, waits for its pods and redirects.
+    let visited = apps
+        .iter()
+        .find(|a| a.name == "idle-03")
+        .context("seeded idle-03")?;
+    fake.set_ready_delay(Duration::from_millis(300));
+    let waker = idle_scaler_waker::Waker::new(
+        job.clone(),
+        store,
+        scaler,
+        Arc::new(clock.clone()),
+        idle_scaler_waker::WakerConfig::default(),
+    );
+    let (waker_addr, waker_task) = server::serve_router(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Arc::new(waker).router(),
+        "the waker",
+        limits,
+        http_stop.clone(),
+    )
+    .await?;
+    println!(
+        "\n== a visitor asks for {}/{} (asleep) through the waker at http://{waker_addr} (pods take 300 ms to start)",
+        visited.namespace, visited.name
+    );
+    let before = fake.replicas(visited.namespace, &visited.name);
+    let target = format!("{}/{}", visited.namespace, visited.name);
+    let answer = get(
+        waker_addr,
+        "/shop?item=1",
+        &[("X-Idle-Scaler-Target", &target)],
+    )
+    .await?;
+    println!("{}", answer.lines().next().unwrap_or_default());
+    for line in answer.lines().filter(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("location:") || l.starts_with("x-idle-scaler-cold-start-ms:")
+    }) {
+        println!("{line}");
+    }
+    println!(
+        "replicas {target}: {} -> {} (the visitor's client follows the 307 to the app)",
+        before.map_or("?".into(), |r| r.to_string()),
+        fake.replicas(visited.namespace, &visited.name)
+            .map_or("?".into(), |r| r.to_string())
+    );
+
+    println!("\n== tick 3 (t+27m): the woken apps have fresh activity and stay up");
     clock.advance(chrono::Duration::minutes(2));
     summary(&job.tick().await?);
 
@@ -191,6 +239,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), http.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), waker_task.wait()).await;
     if let Some(db) = database {
         drop(host);
         drop(job);
@@ -272,6 +321,22 @@ async fn seed(
         }
     }
     Ok(apps)
+}
+
+/// A minimal HTTP/1.1 GET; the whole answer, head and body.
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connecting to the waker")?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
 }
 
 /// A minimal HTTP/1.1 POST, so the demo goes through the real endpoint without a client crate.

@@ -86,21 +86,40 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, TaskTracker)> {
+    serve_router(
+        addr,
+        router(state),
+        "/metrics, /healthz, /readyz and the wake endpoint",
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// Binds `addr` and serves `app` (the daemon's endpoints, or the waker) with the same
+/// limits and the same drain as [`serve`].
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    what: &'static str,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, TaskTracker)> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        .with_context(|| format!("binding the HTTP listener for {what} on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     info!(
         addr = %local,
         max_connections = limits.max_connections,
         header_read_timeout_s = limits.header_read_timeout.as_secs(),
         idle_timeout_s = limits.idle_timeout.as_secs(),
-        "serving /metrics, /healthz, /readyz and the wake endpoint"
+        "serving {what}"
     );
     let connections = TaskTracker::new();
     tokio::spawn(listener::accept_loop(
         listener,
-        router(state),
+        app,
         limits,
         shutdown,
         connections.clone(),

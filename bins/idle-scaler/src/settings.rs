@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use idle_scaler_core::Config;
 use idle_scaler_core::redact::{redact_in, redact_url};
 use idle_scaler_prometheus::PrometheusConfig;
+use idle_scaler_waker::WakerConfig;
 use serde::Serialize;
 
 use crate::server::Limits;
@@ -33,6 +34,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `IDLE_SCALER_LISTEN_ADDR`.
     pub listen_addr: SocketAddr,
+    /// The waker's keys (read from the same sources as `job`).
+    pub waker: WakerConfig,
+    /// `IDLE_SCALER_WAKER_LISTEN_ADDR`; None (`off`) disables the waker.
+    pub waker_listen_addr: Option<SocketAddr>,
     /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
@@ -54,6 +59,8 @@ impl std::fmt::Debug for Settings {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("listen_addr", &self.listen_addr)
+            .field("waker", &self.waker)
+            .field("waker_listen_addr", &self.waker_listen_addr)
             .field(
                 "wake_token",
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
@@ -82,7 +89,13 @@ impl Settings {
             }
         }
         let figment = Config::figment(file);
-        let (job, warnings) = Config::extract_with(figment.clone(), idle_scaler_prometheus::KEYS)?;
+        let known: Vec<&'static str> = idle_scaler_prometheus::KEYS
+            .iter()
+            .chain(idle_scaler_waker::config::KEYS)
+            .copied()
+            .collect();
+        let (job, warnings) = Config::extract_with(figment.clone(), &known)?;
+        let waker = WakerConfig::extract(figment.clone())?;
         let prometheus = PrometheusConfig::extract(figment, &job)?;
         let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
 
@@ -97,6 +110,15 @@ impl Settings {
                     "invalid IDLE_SCALER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:9090"
                 )
             })?,
+        };
+        let waker_listen_addr = match non_empty_env("IDLE_SCALER_WAKER_LISTEN_ADDR")?.as_deref() {
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            Some("off") => None,
+            Some(v) => Some(v.parse().with_context(|| {
+                format!(
+                    "invalid IDLE_SCALER_WAKER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:8080, or off"
+                )
+            })?),
         };
         // Only an empty value means unset: a blank or padded one is a mistake.
         let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
@@ -154,6 +176,8 @@ impl Settings {
             prometheus,
             database_url,
             listen_addr,
+            waker,
+            waker_listen_addr,
             wake_token,
             log_format,
             http_limits,
@@ -280,6 +304,8 @@ mod tests {
             },
             database_url: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            waker: WakerConfig::default(),
+            waker_listen_addr: None,
             wake_token: None,
             log_format: LogFormat::Text,
             http_limits: Limits::default(),

@@ -15,6 +15,7 @@ pub mod job;
 pub mod metrics;
 mod model;
 mod ports;
+mod readiness;
 pub mod redact;
 pub mod report;
 mod target;
@@ -40,5 +41,8 @@ pub use ports::{
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, MockStore};
+#[cfg(any(test, feature = "test-util"))]
+pub use readiness::MockReadiness;
+pub use readiness::{Readiness, ReadyState};
 pub use report::{Outcome, Recovery, SkipReason, SleptApp, TickReport, WakeReport, WakeResult};
 pub use target::{Target, TargetError};

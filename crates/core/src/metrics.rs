@@ -50,13 +50,33 @@ pub const WAKE_CONFLICTS_TOTAL: &str = "instant_deploy_scale_to_zero_wake_confli
 /// [`LAST_SUCCESS_TIMESTAMP`] absent it tells "never succeeded since start".
 pub const STARTED_TIMESTAMP: &str = "instant_deploy_scale_to_zero_started_timestamp_seconds";
 
+/// Counter of requests the waker answered, label `result` (see [`WAKE_ON_REQUEST_RESULTS`]).
+pub const WAKE_ON_REQUEST_TOTAL: &str = "instant_deploy_scale_to_zero_wake_on_request_total";
+/// Histogram: a slept app's cold start, from the first request that woke it to its first
+/// ready replica, in seconds.
+pub const COLD_START_SECONDS: &str = "instant_deploy_scale_to_zero_cold_start_seconds";
+/// Histogram: the waker's own overhead, from the app being ready to the answer being sent.
+pub const WAKER_OVERHEAD_SECONDS: &str = "instant_deploy_scale_to_zero_waker_overhead_seconds";
+
+/// Values of the `result` label of [`WAKE_ON_REQUEST_TOTAL`]: this request's wake made the
+/// app ready; it was up already (or being started by someone else) and became ready; it did
+/// not become ready in time; a robot, not woken; no sleepable app; the wake failed.
+pub const WAKE_ON_REQUEST_RESULTS: [&str; 6] = [
+    "woke",
+    "already_ready",
+    "timeout",
+    "ignored",
+    "unknown",
+    "failed",
+];
+
 /// Values of the `kind` label of [`DRIFT_TOTAL`]: scaled up by someone else (a person, a
 /// GitOps self-heal, an autoscaler), redeployed by the host (activity after the sleep), or
 /// a wake that scaled the app up but never marked the row.
 pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
 
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 16] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     SKIPPED_TOTAL,
@@ -70,6 +90,9 @@ pub const NAMES: [&str; 13] = [
     DRIFT_TOTAL,
     WAKE_CONFLICTS_TOTAL,
     STARTED_TIMESTAMP,
+    WAKE_ON_REQUEST_TOTAL,
+    COLD_START_SECONDS,
+    WAKER_OVERHEAD_SECONDS,
 ];
 
 /// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
@@ -116,6 +139,20 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Unix time the process primed its metrics"
     );
+    describe_counter!(
+        WAKE_ON_REQUEST_TOTAL,
+        "Requests the waker answered, by result"
+    );
+    describe_histogram!(
+        COLD_START_SECONDS,
+        Unit::Seconds,
+        "Cold start of a slept app: first request to first ready replica"
+    );
+    describe_histogram!(
+        WAKER_OVERHEAD_SECONDS,
+        Unit::Seconds,
+        "The waker's own overhead: app ready to answer sent"
+    );
 }
 
 /// Whether a recorder of the `metrics` version this crate emits through (0.24, re-exported
@@ -154,6 +191,9 @@ pub fn prime() {
         counter!(DRIFT_TOTAL, "kind" => kind).absolute(0);
     }
     counter!(WAKE_CONFLICTS_TOTAL).absolute(0);
+    for result in WAKE_ON_REQUEST_RESULTS {
+        counter!(WAKE_ON_REQUEST_TOTAL, "result" => result).absolute(0);
+    }
     gauge!(IDLE_APPS).set(0.0);
     #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
     gauge!(STARTED_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
@@ -220,4 +260,20 @@ pub(crate) fn tick_panicked() {
 
 pub(crate) fn wake_duration(took: Duration) {
     histogram!(WAKE_DURATION_SECONDS).record(took.as_secs_f64());
+}
+
+/// One request answered by the waker; `result` is one of [`WAKE_ON_REQUEST_RESULTS`].
+pub fn wake_on_request(result: &'static str) {
+    debug_assert!(WAKE_ON_REQUEST_RESULTS.contains(&result), "{result}");
+    counter!(WAKE_ON_REQUEST_TOTAL, "result" => result).increment(1);
+}
+
+/// A slept app's cold start, first request to ready.
+pub fn cold_start(took: Duration) {
+    histogram!(COLD_START_SECONDS).record(took.as_secs_f64());
+}
+
+/// The waker's overhead for one answer, app ready to answer sent.
+pub fn waker_overhead(took: Duration) {
+    histogram!(WAKER_OVERHEAD_SECONDS).record(took.as_secs_f64());
 }

@@ -154,6 +154,11 @@ pub trait Store: Send + Sync {
 
     /// Number of `asleep` rows: the idle-apps gauge.
     async fn count_asleep(&self) -> Result<i64>;
+
+    /// The row of the app at `provider_id` (`k8s:<namespace>/<name>`), or None: how the waker
+    /// finds the app a request was for. When several rows share it, the one with the latest
+    /// activity (then the greatest id), so the answer is stable.
+    async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>>;
 }
 
 /// A Deployment's scale subresource as read.

@@ -12,11 +12,18 @@
 //! | 400, 422, other 4xx | [`CoreError::invalid`] |
 //! | 429, 5xx, connect failure, dropped connection, timeout | [`CoreError::unavailable`] |
 //!
+//! [`KubeScaler`] is also the waker's [`idle_scaler_core::Readiness`]: it watches one
+//! Deployment (`list` and `watch` on `deployments`, narrowed to it by name) until a replica
+//! of its current generation is ready.
+//!
 //! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 #![warn(missing_docs)]
 
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
+mod readiness;
+
+pub use readiness::is_ready;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -268,7 +275,7 @@ pub type BuildScaler =
 /// build is [`CoreError::unavailable`] (the tick fails open) and is retried on the next call.
 pub struct LazyScalerSource {
     build: BuildScaler,
-    scaler: OnceCell<Arc<dyn Scaler>>,
+    scaler: OnceCell<Arc<KubeScaler>>,
 }
 
 impl std::fmt::Debug for LazyScalerSource {
@@ -308,14 +315,14 @@ impl LazyScalerSource {
     }
 }
 
-#[async_trait]
-impl ScalerSource for LazyScalerSource {
-    async fn scaler(&self) -> idle_scaler_core::Result<Arc<dyn Scaler>> {
+impl LazyScalerSource {
+    /// The client, built now if it is not yet.
+    async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {
         // `get_or_try_init` leaves the cell empty on error, so the next tick tries again.
         self.scaler
             .get_or_try_init(|| async {
                 match (self.build)().await {
-                    Ok(s) => Ok(Arc::new(s) as Arc<dyn Scaler>),
+                    Ok(s) => Ok(Arc::new(s)),
                     Err(e) => {
                         warn!(error = %e, "no Kubernetes client yet; will retry");
                         Err(CoreError::from(e))
@@ -324,6 +331,25 @@ impl ScalerSource for LazyScalerSource {
             })
             .await
             .cloned()
+    }
+}
+
+#[async_trait]
+impl ScalerSource for LazyScalerSource {
+    async fn scaler(&self) -> idle_scaler_core::Result<Arc<dyn Scaler>> {
+        Ok(self.built().await? as Arc<dyn Scaler>)
+    }
+}
+
+/// The waker's readiness wait over the same lazily built client.
+#[async_trait]
+impl idle_scaler_core::Readiness for LazyScalerSource {
+    async fn wait_ready(
+        &self,
+        target: &Target,
+        timeout: Duration,
+    ) -> idle_scaler_core::Result<idle_scaler_core::ReadyState> {
+        self.built().await?.wait_ready(target, timeout).await
     }
 }
 

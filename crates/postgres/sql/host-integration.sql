@@ -74,3 +74,6 @@ CREATE INDEX IF NOT EXISTS deployments_sleep_drift_idx
 CREATE INDEX IF NOT EXISTS deployments_sleep_backoff_idx
     ON deployments (sleep_retry_after, id)
     WHERE sleep_retry_after IS NOT NULL;
+
+-- The waker's lookup of the app a request is for.
+CREATE INDEX IF NOT EXISTS deployments_provider_id_idx ON deployments (provider_id);

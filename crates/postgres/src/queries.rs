@@ -150,6 +150,13 @@ pub const STALE_INTENTS: &str = "\
 /// $1 id.
 pub const GET: &str = concat!("SELECT ", columns!(), " FROM deployments WHERE id = $1");
 
+/// The waker's lookup, by `deployments_provider_id_idx`; ties go to the latest activity.
+pub const FIND_BY_PROVIDER_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM deployments WHERE provider_id = $1 ORDER BY last_activity_at DESC, id DESC LIMIT 1"
+);
+
 /// $1 id, $2 from state, $3 now. The state change time moves only when the state does. A
 /// wake is a fresh start: no backoff, no flaps, no wake mark, no drift check.
 pub const FINISH_WAKE: &str = "\

@@ -278,4 +278,16 @@ impl Store for PgStore {
             .map_err(Error::query("count_asleep"))?;
         Ok(n)
     }
+
+    async fn find_by_provider_id(
+        &self,
+        provider_id: &str,
+    ) -> idle_scaler_core::Result<Option<DeploymentRecord>> {
+        let row: Option<Row> = sqlx::query_as(queries::FIND_BY_PROVIDER_ID)
+            .bind(provider_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("find_by_provider_id"))?;
+        Ok(row.map(Row::into_record).transpose()?)
+    }
 }

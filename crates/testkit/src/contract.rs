@@ -19,7 +19,7 @@ mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
 mod drift; // drift checks: `begin_wake`, `asleep_to_check`, `mark_checked`, `reconcile_awake`
 mod host; // the `HostOps` fixtures themselves
 mod liveness; // backed-off and foreign rows never starve real candidates
-mod read; // `get`, `count_asleep`, `list_sleeping`
+mod read; // `get`, `find_by_provider_id`, `count_asleep`, `list_sleeping`
 mod recovery; // `stale_intents`, `settle_intent`
 mod select; // `select_candidates`
 mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
@@ -50,6 +50,7 @@ macro_rules! contract_cases {
         $m! {
             get_round_trips_every_column,
             get_of_missing_row_is_none,
+            find_by_provider_id_finds_the_latest_row_of_that_app,
             select_takes_idle_healthy_awake_rows,
             select_excludes_pinned,
             select_excludes_expired,

@@ -25,6 +25,7 @@ mod routes; // paths to objects, and the encoding of answers
 mod server; // connections; per request: record it, draw faults, route it
 mod state; // the objects: Deployments, their Scale view, `resourceVersion`
 mod table; // the `Table` kubectl asks for
+mod watch; // `?watch=true`: chunked watch events; `fieldSelector=metadata.name=`
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -168,9 +169,12 @@ struct State {
     requests: Vec<RecordedRequest>,
 }
 
-#[derive(Debug)]
+/// Called when a Deployment's pods become ready (`true`) or it is scaled to 0 (`false`).
+pub type ReadyHook = Arc<dyn Fn(&str, &str, bool) + Send + Sync>;
+
 struct Shared {
     state: Mutex<State>,
+    on_ready: Mutex<Option<ReadyHook>>,
     /// Requests whose handler is running (delayed, or waiting to be dropped).
     in_flight: std::sync::atomic::AtomicUsize,
     /// Client connections currently open.
@@ -179,7 +183,22 @@ struct Shared {
     address: String,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
+    fn ready_hook(&self) -> Option<ReadyHook> {
+        self.on_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock must not hide its own failure
         // behind a poison error in every later request.
@@ -214,12 +233,15 @@ impl FakeApiServer {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("fake API server: no local address: {e}"));
+        let (events, _) = tokio::sync::broadcast::channel(1024);
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(State::default()),
+            on_ready: Mutex::new(None),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             address: addr.to_string(),
         });
+        shared.lock().objects.events = Some(events);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::accept_loop(
             listener,
@@ -256,7 +278,27 @@ impl FakeApiServer {
     /// Creates a Deployment with `replicas` (labels and selector `app=<name>`), or, when it
     /// exists, sets its replicas like a person would. Returns the `resourceVersion`.
     pub fn create_deployment(&self, namespace: &str, name: &str, replicas: i32) -> String {
-        self.shared.lock().objects.upsert(namespace, name, replicas)
+        let rv = self.shared.lock().objects.upsert(namespace, name, replicas);
+        server::schedule_readiness(&self.shared);
+        rv
+    }
+
+    /// Simulated pod start: from now on the pods of a scale-up above 0 become ready
+    /// (`status.readyReplicas`, `availableReplicas`, in a status write of their own that
+    /// watches see) `delay` after the write; zero (the default) makes them ready in it.
+    pub fn set_ready_delay(&self, delay: Duration) {
+        self.shared.lock().objects.ready_delay = delay;
+    }
+
+    /// Calls `hook(namespace, name, true)` when a Deployment's pods become ready and
+    /// `hook(namespace, name, false)` when it is scaled to 0: a test starts and stops the
+    /// app's process with it.
+    pub fn on_ready(&self, hook: ReadyHook) {
+        *self
+            .shared
+            .on_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }
 
     /// `spec.replicas` of a Deployment, `None` when it does not exist.
@@ -282,10 +324,13 @@ impl FakeApiServer {
     /// Someone else (a person, an HPA) sets the replicas, without precondition. Returns the
     /// new `resourceVersion` (unchanged for a no-op), `None` when the Deployment is gone.
     pub fn scale_externally(&self, namespace: &str, name: &str, replicas: i32) -> Option<String> {
-        self.shared
+        let rv = self
+            .shared
             .lock()
             .objects
-            .scale_externally(namespace, name, replicas)
+            .scale_externally(namespace, name, replicas);
+        server::schedule_readiness(&self.shared);
+        rv
     }
 
     /// A redeploy: the pod template changes, the replicas stay, the `resourceVersion` moves.

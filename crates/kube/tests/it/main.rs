@@ -3,6 +3,7 @@
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
 mod pool; // the client's connection pool: idle connections bounded and closed
+mod readiness; // the watch until a replica is ready, and the RBAC it needs
 mod scale; // happy paths and the resourceVersion precondition
 
 use std::time::Duration;

@@ -35,6 +35,29 @@ pub async fn get_of_missing_row_is_none<S: Store + HostOps>(s: &S) {
     assert_eq!(s.get(Uuid::new_v4()).await.expect("get"), None);
 }
 
+/// The waker's lookup: exact `provider_id` only (no prefix or case folding), the row with
+/// the latest activity when several share it, `None` for an app the table does not list.
+pub async fn find_by_provider_id_finds_the_latest_row_of_that_app<S: Store + HostOps>(s: &S) {
+    assert_eq!(
+        s.find_by_provider_id("k8s:apps/web").await.expect("find"),
+        None
+    );
+    let older = insert(s, NewDeployment::k8s("apps", "web", t0())).await;
+    let newer = insert(s, NewDeployment::k8s("apps", "web", t0() + mins(5))).await;
+    insert(s, NewDeployment::k8s("apps", "web2", t0() + mins(9))).await;
+    insert(s, NewDeployment::k8s("other", "web", t0() + mins(9))).await;
+    let found = s.find_by_provider_id("k8s:apps/web").await.expect("find");
+    assert_eq!(found.map(|r| r.id), Some(newer));
+    assert_ne!(older, newer);
+    for absent in ["k8s:apps/we", "k8s:APPS/web", "apps/web", ""] {
+        assert_eq!(
+            s.find_by_provider_id(absent).await.expect("find"),
+            None,
+            "{absent:?}"
+        );
+    }
+}
+
 /// The gauge: `asleep` rows only.
 pub async fn count_asleep_counts_asleep_only<S: Store + HostOps>(s: &S) {
     assert_eq!(s.count_asleep().await.expect("count"), 0);

@@ -3,15 +3,15 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::errors::{self, ApiError};
 use super::server::Body;
-use super::{RecordedRequest, Shared, discovery, patch, table};
+use super::{RecordedRequest, Shared, discovery, patch, table, watch};
 
 fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
     *res.status_mut() = code;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -85,6 +85,7 @@ pub(super) fn route(
         }
         ["apis", "apps", "v1", "deployments"] if get => list(shared, None, req),
         ["apis", "apps", "v1", "namespaces", ns, "deployments"] => match *method {
+            Method::GET if watch::is_watch(req) => watch::watch(shared, ns, req),
             Method::GET => list(shared, Some(ns), req),
             Method::POST => {
                 let result = parse_json(body).and_then(|d| shared.lock().objects.create(ns, d));
@@ -138,8 +139,13 @@ pub(super) fn route(
 }
 
 fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Body> {
+    let name = match watch::name_selector(req) {
+        Ok(n) => n,
+        Err(msg) => return error_response(&errors::bad_request(msg)),
+    };
     let st = shared.lock();
-    let items = st.objects.list(ns);
+    let mut items = st.objects.list(ns);
+    items.retain(|d| name.as_deref().is_none_or(|n| d["metadata"]["name"] == n));
     let rv = st.objects.revision();
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::deployment_table(&items, &rv));

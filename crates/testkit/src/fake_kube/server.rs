@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -68,7 +68,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     }
 }
 
-pub(super) type Body = Full<Bytes>;
+/// A whole answer, or a watch's stream of events.
+pub(super) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// Counts a running handler (or an open connection); dropped with it, also when its
 /// connection is torn down.
@@ -80,7 +81,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Arc<Shared>, drop_now: &Notify, req: Request<Incoming>) -> Response<Body> {
     shared
         .in_flight
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -154,11 +155,54 @@ async fn handle(shared: &Shared, drop_now: &Notify, req: Request<Incoming>) -> R
                 Value::Null,
             ))
         }
-        Some(FaultAction::Latency(_)) | None => route(shared, &parts.method, &recorded, &body),
+        Some(FaultAction::Latency(_)) | None => {
+            let response = route(shared, &parts.method, &recorded, &body);
+            schedule_readiness(shared);
+            response
+        }
     };
     let mut st = shared.lock();
     if let Some(r) = st.requests.iter_mut().rev().find(|r| r.seq == seq) {
         r.status = Some(response.status().as_u16());
     }
     response
+}
+
+/// Makes the pods of every scale-up since the last call ready after the configured delay.
+pub(super) fn schedule_readiness(shared: &Arc<Shared>) {
+    let (pending, delay) = {
+        let mut st = shared.lock();
+        (
+            std::mem::take(&mut st.objects.pending_ready),
+            st.objects.ready_delay,
+        )
+    };
+    let hook = shared.ready_hook();
+    for (ns, name, generation, up) in pending {
+        if !up {
+            if let Some(hook) = &hook {
+                hook(&ns, &name, false);
+            }
+            continue;
+        }
+        let (shared, hook) = (shared.clone(), hook.clone());
+        tokio::spawn(async move {
+            // The simulated pod start: the thing a readiness wait is tested against.
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            // The app's process starts before its pod reports ready, as a readiness probe
+            // only passes once the process serves.
+            let current = shared.lock().objects.is_current(&ns, &name, generation);
+            if !current {
+                return;
+            }
+            if let Some(hook) = &hook {
+                hook(&ns, &name, true);
+            }
+            if shared.lock().objects.mark_ready(&ns, &name, generation) {
+                debug!(namespace = %ns, name = %name, "fake API server: pods ready");
+            }
+        });
+    }
 }

@@ -31,21 +31,28 @@ pub(super) fn selector_string(d: &Value) -> String {
 
 /// The fake pretends the Deployment controller converges at once, so `status` follows
 /// `spec` in the same write (one `resourceVersion`), zero counts omitted as the API does.
-fn sync_status(d: &mut Value) {
+/// With `ready` false the pods exist but are not ready yet (a start delay is simulated).
+fn sync_status(d: &mut Value, ready: bool) {
     let n = replicas_of(d);
     let mut status = json!({ "observedGeneration": d["metadata"]["generation"].clone() });
     if n > 0 {
-        for k in [
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-        ] {
-            status[k] = json!(n);
+        status["replicas"] = json!(n);
+        status["updatedReplicas"] = json!(n);
+        if ready {
+            status["readyReplicas"] = json!(n);
+            status["availableReplicas"] = json!(n);
         }
     }
     d["status"] = status;
 }
+
+/// A watch event as the fake broadcasts it: namespace, name, type, object.
+pub(super) type Event = (String, String, &'static str, Value);
+
+/// A spec write whose pods start (or stop) outside the write: namespace, name, the
+/// generation written (a later spec write makes a pending readiness moot) and whether
+/// replicas went above 0.
+pub(super) type PendingReady = (String, String, i64, bool);
 
 /// The fake cluster's objects.
 #[derive(Debug, Default)]
@@ -57,6 +64,12 @@ pub(super) struct Objects {
     /// Like etcd's revision: one counter for the whole store, bumped by every effective write.
     revision: u64,
     uids: u64,
+    /// Where watch events go (none before the server starts).
+    pub events: Option<tokio::sync::broadcast::Sender<Event>>,
+    /// How long new pods take to become ready after a scale-up (zero: at once).
+    pub ready_delay: std::time::Duration,
+    /// Readiness the server must set after `ready_delay`.
+    pub pending_ready: Vec<PendingReady>,
 }
 
 impl Objects {
@@ -68,6 +81,44 @@ impl Objects {
     /// The list `resourceVersion`.
     pub fn revision(&self) -> String {
         self.revision.to_string()
+    }
+
+    fn emit(&self, kind: &'static str, d: &Value) {
+        if let Some(tx) = &self.events {
+            let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            // No receiver is fine: nobody watches.
+            let _ = tx.send((ns.to_owned(), name.to_owned(), kind, d.clone()));
+        }
+    }
+
+    /// Whether the Deployment is still at `generation` with replicas above 0.
+    pub fn is_current(&self, ns: &str, name: &str, generation: i64) -> bool {
+        self.deployments.get(&Self::key(ns, name)).is_some_and(|d| {
+            d["metadata"]["generation"].as_i64() == Some(generation) && replicas_of(d) > 0
+        })
+    }
+
+    /// The pods of generation `generation` became ready: a status write of its own
+    /// (new `resourceVersion`, same generation), unless the spec moved on meanwhile.
+    /// True when they are ready now.
+    pub fn mark_ready(&mut self, ns: &str, name: &str, generation: i64) -> bool {
+        let rv = self.revision + 1;
+        let Some(d) = self.deployments.get_mut(&Self::key(ns, name)) else {
+            return false;
+        };
+        if d["metadata"]["generation"].as_i64() != Some(generation) || replicas_of(d) == 0 {
+            return false;
+        }
+        if d["status"]["readyReplicas"].as_i64().unwrap_or(0) > 0 {
+            return true;
+        }
+        self.revision = rv;
+        d["metadata"]["resourceVersion"] = json!(rv.to_string());
+        sync_status(d, true);
+        let d = d.clone();
+        self.emit("MODIFIED", &d);
+        true
     }
 
     fn key(ns: &str, name: &str) -> (String, String) {
@@ -159,9 +210,10 @@ impl Objects {
         meta["resourceVersion"] = json!(rv);
         meta["generation"] = json!(1);
         meta["creationTimestamp"] = json!(timestamp(Utc::now()));
-        sync_status(&mut d);
+        sync_status(&mut d, true);
         self.namespaces.insert(ns.to_owned());
         self.deployments.insert(Self::key(ns, &name), d.clone());
+        self.emit("ADDED", &d);
         Ok(d)
     }
 
@@ -207,7 +259,10 @@ impl Objects {
             .remove(&Self::key(ns, name))
             .ok_or_else(|| not_found(name))?;
         // A delete is a write: the store's revision moves on.
-        self.next_revision();
+        let rv = self.next_revision();
+        let mut gone = d.clone();
+        gone["metadata"]["resourceVersion"] = json!(rv);
+        self.emit("DELETED", &gone);
         Ok(json!({
             "kind": "Status",
             "apiVersion": "v1",
@@ -299,12 +354,17 @@ impl Objects {
     /// An effective spec write: new `resourceVersion`, next `generation`, status converged.
     fn set_replicas_unchecked(&mut self, ns: &str, name: &str, replicas: i64) -> Option<String> {
         let rv = self.next_revision();
+        let delayed = !self.ready_delay.is_zero() && replicas > 0;
         let d = self.deployments.get_mut(&Self::key(ns, name))?;
         d["spec"]["replicas"] = json!(replicas);
         let generation = d["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         d["metadata"]["generation"] = json!(generation);
         d["metadata"]["resourceVersion"] = json!(rv.clone());
-        sync_status(d);
+        sync_status(d, !delayed);
+        let d = d.clone();
+        self.emit("MODIFIED", &d);
+        self.pending_ready
+            .push((ns.to_owned(), name.to_owned(), generation, replicas > 0));
         Some(rv)
     }
 
@@ -344,7 +404,9 @@ impl Objects {
         let generation = d["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         d["metadata"]["generation"] = json!(generation);
         d["metadata"]["resourceVersion"] = json!(rv.clone());
-        sync_status(d);
+        sync_status(d, true);
+        let d = d.clone();
+        self.emit("MODIFIED", &d);
         Some(rv)
     }
 

@@ -201,6 +201,16 @@ impl Store for MemoryStore {
         Ok(by_time_then_id(found, |i| (i.sleep_state_changed_at, i.id)))
     }
 
+    async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>> {
+        let state = self.enter(StoreMethod::FindByProviderId)?;
+        Ok(state
+            .rows
+            .values()
+            .filter(|r| r.rec.provider_id == provider_id)
+            .max_by_key(|r| (r.rec.last_activity_at, r.rec.id))
+            .map(|r| r.rec.clone()))
+    }
+
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
         let state = self.enter(StoreMethod::Get)?;
         Ok(state.rows.get(&id).map(|r| r.rec.clone()))

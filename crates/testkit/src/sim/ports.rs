@@ -286,6 +286,13 @@ impl Store for SimPorts {
         let r = self.store.count_asleep().await;
         self.leave(f, r).await
     }
+
+    async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>> {
+        // A read like `get`: the same gate, no event (the waker is not simulated).
+        let f = self.enter(Call::Get).await?;
+        let r = self.store.find_by_provider_id(provider_id).await;
+        self.leave(f, r).await
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,108 @@
+//! The readiness wait over real HTTP: a watch of one Deployment on the fake, and the RBAC it
+//! needs (`list`, `watch` on `deployments`, nothing else).
+
+use idle_scaler_core::{Readiness, ReadyState, Scaler};
+
+use super::*;
+
+/// Every request the wait made is a GET of the `deployments` collection narrowed to the one
+/// name: a list or a watch, nothing RBAC would have to grant beyond `list` and `watch`.
+fn assert_only_list_and_watch(fake: &FakeApiServer) {
+    let requests = fake.requests();
+    assert!(!requests.is_empty());
+    for r in requests {
+        assert_eq!(r.method, "GET", "{r:?}");
+        assert_eq!(r.path, "/apis/apps/v1/namespaces/apps/deployments", "{r:?}");
+        assert_eq!(
+            r.query_param("fieldSelector").as_deref(),
+            Some("metadata.name%3Dweb"),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ready_deployment_is_ready_at_once_with_one_list() {
+    let (fake, scaler) = setup(2, TIMEOUT).await;
+    let got = scaler.wait_ready(&web(), TIMEOUT).await.expect("wait");
+    assert_eq!(got, ReadyState::Ready);
+    assert_only_list_and_watch(&fake);
+    assert_eq!(fake.requests().len(), 1, "one list, no watch");
+}
+
+#[tokio::test]
+async fn pods_that_start_later_are_seen_through_the_watch() {
+    let (fake, scaler) = setup(0, TIMEOUT).await;
+    fake.set_ready_delay(Duration::from_millis(300));
+    scaler
+        .set_replicas(&web(), 2, None)
+        .await
+        .expect("scale up");
+    let d = fake.deployment("apps", "web").expect("deployment");
+    assert!(d["status"]["readyReplicas"].is_null(), "not ready yet: {d}");
+    fake.clear_requests();
+
+    let started = tokio::time::Instant::now();
+    let got = scaler.wait_ready(&web(), TIMEOUT).await.expect("wait");
+    assert_eq!(got, ReadyState::Ready);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited for the pods"
+    );
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.query_param("watch").as_deref() == Some("true")),
+        "{requests:?}"
+    );
+    assert_only_list_and_watch(&fake);
+}
+
+#[tokio::test]
+async fn pods_never_ready_time_out() {
+    let (fake, scaler) = setup(0, TIMEOUT).await;
+    fake.set_ready_delay(Duration::from_secs(3600));
+    scaler
+        .set_replicas(&web(), 1, None)
+        .await
+        .expect("scale up");
+    let got = scaler
+        .wait_ready(&web(), Duration::from_millis(300))
+        .await
+        .expect("wait");
+    assert_eq!(got, ReadyState::TimedOut);
+}
+
+#[tokio::test]
+async fn a_status_of_an_older_generation_is_not_ready() {
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web", "generation": 3 },
+        "status": { "observedGeneration": 2, "readyReplicas": 1 },
+    }))
+    .expect("deployment");
+    assert!(!idle_scaler_kube::is_ready(&d));
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web", "generation": 3 },
+        "status": { "observedGeneration": 3, "availableReplicas": 1 },
+    }))
+    .expect("deployment");
+    assert!(idle_scaler_kube::is_ready(&d));
+}
+
+#[tokio::test]
+async fn a_missing_deployment_is_not_found() {
+    let (_fake, scaler) = setup(1, TIMEOUT).await;
+    let missing = Target {
+        namespace: "apps".into(),
+        name: "nope".into(),
+    };
+    let e = scaler
+        .wait_ready(&missing, TIMEOUT)
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(e, idle_scaler_core::Error::NotFound { .. }),
+        "{e:?}"
+    );
+}
