@@ -154,6 +154,10 @@ pub trait Store: Send + Sync {
 
     /// Number of `asleep` rows: the idle-apps gauge.
     async fn count_asleep(&self) -> Result<i64>;
+
+    /// Replicas the `asleep` rows will restore on wake (`replicas_before_sleep`, `default` for
+    /// a row without one): the replicas-asleep gauge, what sleeping saves.
+    async fn sum_asleep_replicas(&self, default: i32) -> Result<i64>;
 }
 
 /// A Deployment's scale subresource as read.

@@ -36,6 +36,7 @@ pub enum StoreMethod {
     RecordTraffic,
     ListSleeping,
     CountAsleep,
+    SumAsleepReplicas,
     BackOff,
     BackedOff,
     BeginWake,
@@ -582,6 +583,16 @@ impl Store for MemoryStore {
             .filter(|r| r.sleep_state == SleepState::Asleep)
             .count();
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    async fn sum_asleep_replicas(&self, default: i32) -> Result<i64> {
+        let state = self.enter(StoreMethod::SumAsleepReplicas)?;
+        Ok(state
+            .rows
+            .values()
+            .filter(|r| r.sleep_state == SleepState::Asleep)
+            .map(|r| i64::from(r.replicas_before_sleep.unwrap_or(default)))
+            .sum())
     }
 }
 
