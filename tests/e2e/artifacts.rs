@@ -42,7 +42,7 @@ fn dashboard_and_alerts_use_exactly_the_exported_metric_names() {
         used.difference(&exported)
     );
     assert_eq!(used, exported, "every exported metric has a panel");
-    let alerts = metric_names(&deploy("prometheusrule.yaml"));
+    let alerts = metric_names(&deploy("base/prometheusrule.yaml"));
     assert!(!alerts.is_empty());
     assert!(
         alerts.is_subset(&exported),
@@ -53,7 +53,7 @@ fn dashboard_and_alerts_use_exactly_the_exported_metric_names() {
 
 #[test]
 fn rbac_grants_the_scale_subresource_and_the_wakers_watch_only() {
-    let rbac = deploy("rbac.yaml");
+    let rbac = deploy("base/rbac.yaml");
     assert!(
         rbac.contains(r#"resources: ["deployments/scale"]"#),
         "{rbac}"

@@ -298,3 +298,52 @@ fn startup_refuses_surprising_values_naming_the_variable() {
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(v["job"]["protected_namespaces"], serde_json::json!([]));
 }
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn status_prints_apps_asleep_and_replicas_saved(_: PgPoolOptions, opts: PgConnectOptions) {
+    use idle_scaler_core::SleepState;
+    use idle_scaler_testkit::host::{HostOps, NewDeployment};
+
+    let (store, _fake) = crate::support::setup(&opts).await;
+    let old = chrono::Utc::now() - chrono::Duration::hours(3);
+    for (name, state, replicas) in [
+        ("web", SleepState::Asleep, Some(3)),
+        ("api", SleepState::Asleep, None),
+        ("mid", SleepState::Sleeping, Some(5)),
+        ("up", SleepState::Awake, None),
+    ] {
+        store
+            .insert(NewDeployment::k8s("apps", name, old).sleep_state(state, old, replicas))
+            .await
+            .expect("insert");
+    }
+    let status = |json: bool| {
+        let mut cmd = command(if json {
+            &["status", "--json"]
+        } else {
+            &["status"]
+        });
+        cmd.env("DATABASE_URL", database_url(&opts, None))
+            .env("DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS", "2");
+        cmd
+    };
+
+    // Two asleep: 3 recorded plus the default 2 for the one without a count; `sleeping`
+    // and `awake` rows are not saved replicas.
+    let out = crate::support::run_async(status(false)).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "totals: 2 apps asleep, 5 replicas saved (an app without a recorded count restores 2)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = crate::support::run_async(status(true)).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(
+        v["totals"],
+        serde_json::json!({ "apps_asleep": 2, "replicas_saved": 5 })
+    );
+}

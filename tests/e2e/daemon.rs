@@ -109,6 +109,19 @@ async fn idle_app_is_slept_and_an_http_wake_restores_the_exact_count(
     );
     assert_eq!(state(&store, busy).await, SleepState::Awake);
     assert_eq!(fake.replicas("apps", "busy"), Some(2));
+    // The tick samples the gauges after its sleeps: the 3 replicas web ran are saved.
+    let addr = daemon.addr;
+    eventually(
+        Duration::from_secs(20),
+        "replicas asleep = 3",
+        || async move {
+            let (_, metrics) = http(addr, "GET", "/metrics", None).await;
+            metrics
+                .contains("instant_deploy_scale_to_zero_replicas_asleep 3")
+                .then_some(())
+        },
+    )
+    .await;
 
     let path = format!("/v1/deployments/{idle}/wake");
     assert_eq!(http(daemon.addr, "POST", &path, None).await.0, 401);
@@ -149,6 +162,10 @@ async fn idle_app_is_slept_and_an_http_wake_restores_the_exact_count(
         "{metrics}"
     );
     assert!(metrics.contains("instant_deploy_idle_apps 0"), "{metrics}");
+    assert!(
+        metrics.contains("instant_deploy_scale_to_zero_replicas_asleep 0"),
+        "{metrics}"
+    );
     // Real histograms (buckets), so the dashboard's histogram_quantile works across instances.
     for h in [
         "tick_duration_seconds_bucket",

@@ -8,4 +8,5 @@ mod crash; // kill -9 mid-sleep, then a restart
 mod daemon; // the daemon against PostgreSQL and the fake API server
 mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked
 mod logs; // log lines: JSON fields once, no forged text line, no credential
+mod packaging; // the Containerfile and deploy/ agree (user, port, entrypoint, lean build)
 mod support; // helpers: running the binary, HTTP, the database URL

@@ -260,7 +260,8 @@ fn print_backing_off(rows: &[idle_scaler_core::BackedOff]) {
 /// How many backing-off rows `status` lists.
 const STATUS_BACKING_OFF: u32 = 1_000;
 
-/// `status`: apps asleep or mid-sleep, and rows backing off.
+/// `status`: apps asleep or mid-sleep, rows backing off, and the totals (apps asleep,
+/// replicas saved: what the asleep apps restore on wake).
 pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
     let store = connect(&settings).await?;
@@ -268,12 +269,17 @@ pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> 
     let backing_off = store
         .backed_off(chrono::Utc::now(), STATUS_BACKING_OFF)
         .await?;
+    let apps_asleep = store.count_asleep().await?;
+    let default_replicas = settings.job.default_wake_replicas;
+    let replicas_saved = store.sum_asleep_replicas(default_replicas).await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "sleeping": rows, "backing_off": backing_off })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "sleeping": rows,
+                "backing_off": backing_off,
+                "totals": { "apps_asleep": apps_asleep, "replicas_saved": replicas_saved },
+            }))?
         );
     } else {
         println!(
@@ -294,6 +300,10 @@ pub async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> 
         }
         println!("{} asleep or going to sleep", rows.len());
         print_backing_off(&backing_off);
+        println!(
+            "totals: {apps_asleep} apps asleep, {replicas_saved} replicas saved \
+             (an app without a recorded count restores {default_replicas})"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -232,6 +232,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     for line in metrics.render().lines().filter(|l| {
         l.starts_with("instant_deploy_scaled_to_zero_total")
             || l.starts_with("instant_deploy_idle_apps")
+            || l.starts_with(idle_scaler_core::metrics::REPLICAS_ASLEEP)
     }) {
         println!("  {line}");
     }

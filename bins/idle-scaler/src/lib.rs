@@ -42,7 +42,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List apps asleep (or mid-sleep): id, target, since, restore count.
+    /// List apps asleep (or mid-sleep): id, target, since, restore count; then the totals
+    /// (apps asleep, replicas saved).
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]

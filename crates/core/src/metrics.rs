@@ -12,6 +12,10 @@ use crate::report::{Outcome, SkipReason};
 pub const SCALED_TO_ZERO_TOTAL: &str = "instant_deploy_scaled_to_zero_total";
 /// Gauge of Deployments currently asleep.
 pub const IDLE_APPS: &str = "instant_deploy_idle_apps";
+/// Gauge of replicas asleep: what the `asleep` rows restore on wake (their
+/// `replicas_before_sleep`, `default_wake_replicas` for a row without one). The replicas
+/// sleeping saves.
+pub const REPLICAS_ASLEEP: &str = "instant_deploy_scale_to_zero_replicas_asleep";
 /// Counter of candidates skipped, label `reason`.
 pub const SKIPPED_TOTAL: &str = "instant_deploy_scale_to_zero_skipped_total";
 /// Counter of stale `sleeping` intents (crash leftovers) recovery looked at, label `result`:
@@ -76,9 +80,10 @@ pub const WAKE_ON_REQUEST_RESULTS: [&str; 6] = [
 pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
 
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
+    REPLICAS_ASLEEP,
     SKIPPED_TOTAL,
     RECOVERED_TOTAL,
     TICKS_TOTAL,
@@ -105,6 +110,10 @@ pub fn describe_metrics() {
         "Sleep and wake transitions by outcome"
     );
     describe_gauge!(IDLE_APPS, "Deployments currently asleep (scaled to zero)");
+    describe_gauge!(
+        REPLICAS_ASLEEP,
+        "Replicas the asleep Deployments restore on wake (what sleeping saves)"
+    );
     describe_counter!(SKIPPED_TOTAL, "Idle candidates not slept, by reason");
     describe_counter!(
         RECOVERED_TOTAL,
@@ -195,6 +204,7 @@ pub fn prime() {
         counter!(WAKE_ON_REQUEST_TOTAL, "result" => result).absolute(0);
     }
     gauge!(IDLE_APPS).set(0.0);
+    gauge!(REPLICAS_ASLEEP).set(0.0);
     #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
     gauge!(STARTED_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
 }
@@ -230,6 +240,11 @@ pub(crate) fn recovered(result: crate::report::Recovery) {
 pub(crate) fn idle_apps(count: i64) {
     #[allow(clippy::cast_precision_loss)] // counts of apps are far below 2^52
     gauge!(IDLE_APPS).set(count as f64);
+}
+
+pub(crate) fn replicas_asleep(replicas: i64) {
+    #[allow(clippy::cast_precision_loss)] // replica counts are far below 2^52
+    gauge!(REPLICAS_ASLEEP).set(replicas as f64);
 }
 
 pub(crate) fn tick(

@@ -159,6 +159,10 @@ pub trait Store: Send + Sync {
     /// finds the app a request was for. When several rows share it, the one with the latest
     /// activity (then the greatest id), so the answer is stable.
     async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>>;
+
+    /// Replicas the `asleep` rows will restore on wake (`replicas_before_sleep`, `default` for
+    /// a row without one): the replicas-asleep gauge, what sleeping saves.
+    async fn sum_asleep_replicas(&self, default: i32) -> Result<i64>;
 }
 
 /// A Deployment's scale subresource as read.

@@ -116,6 +116,7 @@ async fn explain(pool: &PgPool, title: &str, sql: &str, generic: bool) -> String
             "(now() - interval '10 minutes', 100)".to_owned(),
         ),
         s if s == queries::BACKED_OFF => ("(timestamptz, bigint)", "(now(), 100)".to_owned()),
+        s if s == queries::SUM_ASLEEP_REPLICAS => ("(integer)", "(1)".to_owned()),
         _ => ("", String::new()),
     };
     let mode = if generic {
@@ -291,6 +292,13 @@ async fn main() {
     plans += &explain(&pool, "asleep_to_check", queries::ASLEEP_TO_CHECK, false).await;
     plans += &explain(&pool, "backed_off", queries::BACKED_OFF, false).await;
     plans += &explain(&pool, "count_asleep", queries::COUNT_ASLEEP, false).await;
+    plans += &explain(
+        &pool,
+        "sum_asleep_replicas",
+        queries::SUM_ASLEEP_REPLICAS,
+        false,
+    )
+    .await;
     plans += &explain(&pool, "stale intents", queries::STALE_INTENTS, false).await;
 
     // The idle tick: a redeploy wave made every idle app active again, so nothing is a

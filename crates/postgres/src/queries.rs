@@ -232,6 +232,12 @@ pub const LIST_SLEEPING: &str = concat!(
 /// Served by `deployments_sleep_state_idx` (an index-only scan once the table is vacuumed).
 pub const COUNT_ASLEEP: &str = "SELECT count(*) FROM deployments WHERE sleep_state = 'asleep'";
 
+/// The replicas asleep rows restore on wake; `$1` stands in for a row without a count (the
+/// wake uses `default_wake_replicas` then). Like the count, it reads a partial index of the
+/// rows out of `awake` only, however large the table.
+pub const SUM_ASLEEP_REPLICAS: &str = "SELECT COALESCE(SUM(COALESCE(replicas_before_sleep, $1)), 0)::bigint \
+     FROM deployments WHERE sleep_state = 'asleep'";
+
 /// A status summary; scans the table, so it is for commands, not for the tick.
 pub const STATE_COUNTS: &str = "SELECT sleep_state, count(*) FROM deployments GROUP BY sleep_state";
 

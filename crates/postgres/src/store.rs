@@ -279,6 +279,15 @@ impl Store for PgStore {
         Ok(n)
     }
 
+    async fn sum_asleep_replicas(&self, default: i32) -> idle_scaler_core::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(queries::SUM_ASLEEP_REPLICAS)
+            .bind(default)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::query("sum_asleep_replicas"))?;
+        Ok(n)
+    }
+
     async fn find_by_provider_id(
         &self,
         provider_id: &str,

@@ -19,7 +19,7 @@ mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
 mod drift; // drift checks: `begin_wake`, `asleep_to_check`, `mark_checked`, `reconcile_awake`
 mod host; // the `HostOps` fixtures themselves
 mod liveness; // backed-off and foreign rows never starve real candidates
-mod read; // `get`, `find_by_provider_id`, `count_asleep`, `list_sleeping`
+mod read; // `get`, `find_by_provider_id`, `count_asleep`, `sum_asleep_replicas`, `list_sleeping`
 mod recovery; // `stale_intents`, `settle_intent`
 mod select; // `select_candidates`
 mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
@@ -85,6 +85,7 @@ macro_rules! contract_cases {
             touch_awake_only_when_awake,
             record_traffic_moves_activity_forward_only_while_awake,
             count_asleep_counts_asleep_only,
+            sum_asleep_replicas_sums_restore_counts_of_asleep_rows,
             list_sleeping_lists_sleeping_and_asleep,
             host_ops_change_what_they_say,
         }

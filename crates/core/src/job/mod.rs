@@ -181,7 +181,7 @@ impl Job {
     }
 
     async fn sample_idle_apps(&self) -> Option<i64> {
-        let n = sample_idle_apps(self.store.as_ref()).await;
+        let n = sample_idle_apps(self.store.as_ref(), self.config.default_wake_replicas).await;
         if let Some(n) = n {
             self.idle_apps_seen
                 .store(n, std::sync::atomic::Ordering::Relaxed);
@@ -198,18 +198,24 @@ impl Job {
     }
 }
 
-/// Step 6: sets the idle-apps gauge. A failure is a WARN, never a failed tick or wake.
-async fn sample_idle_apps(store: &dyn Store) -> Option<i64> {
-    match store.count_asleep().await {
-        Ok(n) => {
-            metrics::idle_apps(n);
-            Some(n)
-        }
+/// Step 6: sets the idle-apps gauge, then the replicas-asleep gauge (a row without a recorded
+/// count wakes to `default_replicas`, so it counts as that many). A failure is a WARN, never a
+/// failed tick or wake; the replicas are not asked for when the count already failed (the
+/// store is down, and the tick or wake should not wait on it twice).
+async fn sample_idle_apps(store: &dyn Store, default_replicas: i32) -> Option<i64> {
+    let n = match store.count_asleep().await {
+        Ok(n) => n,
         Err(e) => {
             warn!(error = %e, "could not sample the idle-apps gauge");
-            None
+            return None;
         }
+    };
+    metrics::idle_apps(n);
+    match store.sum_asleep_replicas(default_replicas).await {
+        Ok(replicas) => metrics::replicas_asleep(replicas),
+        Err(e) => warn!(error = %e, "could not sample the replicas-asleep gauge"),
     }
+    Some(n)
 }
 
 fn log_tick(report: &TickReport) {

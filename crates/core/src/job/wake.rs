@@ -155,7 +155,7 @@ impl WakeCtx {
                 }
                 if r.result != WakeResult::AlreadyAwake {
                     // Keep the gauge true between ticks: dashboards watch apps waking.
-                    sample_idle_apps(self.store.as_ref()).await;
+                    sample_idle_apps(self.store.as_ref(), self.config.default_wake_replicas).await;
                 }
             }
             Err(Error::UnknownDeployment(_)) => {}

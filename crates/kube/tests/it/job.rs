@@ -37,6 +37,7 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
         .times(1)
         .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
     store.expect_count_asleep().returning(|| Ok(1));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
 
     let config = Config {
         enabled: true,
@@ -96,6 +97,7 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
     // adapter test's subject.
     store.expect_back_off().returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
 
     let job = Job::new(
         Config {

@@ -1,4 +1,4 @@
-//! Reads: one row by id, the asleep gauge, the status listing.
+//! Reads: one row by id, the asleep gauges, the status listing.
 
 use chrono::Duration;
 use idle_scaler_core::{SleepState, Store};
@@ -78,6 +78,31 @@ pub async fn count_asleep_counts_asleep_only<S: Store + HostOps>(s: &S) {
         .await;
     }
     assert_eq!(s.count_asleep().await.expect("count"), 2);
+}
+
+/// The replicas-asleep gauge: the restore counts of `asleep` rows, a row without one counted
+/// as the default; `sleeping` and `awake` rows count nothing.
+pub async fn sum_asleep_replicas_sums_restore_counts_of_asleep_rows<S: Store + HostOps>(s: &S) {
+    assert_eq!(s.sum_asleep_replicas(4).await.expect("sum"), 0);
+    let old = now() - mins(60);
+    for (i, (state, replicas)) in [
+        (SleepState::Asleep, Some(3)),
+        (SleepState::Asleep, Some(2)),
+        (SleepState::Asleep, None),
+        (SleepState::Sleeping, Some(7)),
+        (SleepState::Awake, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        insert(
+            s,
+            NewDeployment::k8s("apps", &format!("a{i}"), old).sleep_state(state, old, replicas),
+        )
+        .await;
+    }
+    assert_eq!(s.sum_asleep_replicas(4).await.expect("sum"), 3 + 2 + 4);
+    assert_eq!(s.sum_asleep_replicas(1).await.expect("sum"), 3 + 2 + 1);
 }
 
 /// Status listing: `asleep` and `sleeping` rows, by state change time then id.

@@ -38,6 +38,7 @@ pub enum StoreMethod {
     RecordTraffic,
     ListSleeping,
     CountAsleep,
+    SumAsleepReplicas,
     FindByProviderId,
     BackOff,
     BackedOff,

@@ -201,6 +201,16 @@ impl Store for MemoryStore {
         Ok(by_time_then_id(found, |i| (i.sleep_state_changed_at, i.id)))
     }
 
+    async fn sum_asleep_replicas(&self, default: i32) -> Result<i64> {
+        let state = self.enter(StoreMethod::SumAsleepReplicas)?;
+        Ok(state
+            .rows
+            .values()
+            .filter(|r| r.rec.sleep_state == SleepState::Asleep)
+            .map(|r| i64::from(r.rec.replicas_before_sleep.unwrap_or(default)))
+            .sum())
+    }
+
     async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>> {
         let state = self.enter(StoreMethod::FindByProviderId)?;
         Ok(state

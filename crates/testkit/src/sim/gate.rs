@@ -32,6 +32,7 @@ pub(super) enum Call {
     TouchAwake,
     ListSleeping,
     CountAsleep,
+    SumAsleepReplicas,
     RecordTraffic,
     BackOff,
     BackedOff,

@@ -293,6 +293,12 @@ impl Store for SimPorts {
         let r = self.store.find_by_provider_id(provider_id).await;
         self.leave(f, r).await
     }
+
+    async fn sum_asleep_replicas(&self, default: i32) -> Result<i64> {
+        let f = self.enter(Call::SumAsleepReplicas).await?;
+        let r = self.store.sum_asleep_replicas(default).await;
+        self.leave(f, r).await
+    }
 }
 
 #[async_trait]

@@ -12,6 +12,7 @@ fn backing_off(c: Candidate) -> (MockStore, Arc<std::sync::Mutex<Vec<BackOff>>>)
         .expect_select_candidates()
         .return_once(move |_, _, _| Ok(vec![c]));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
     let sink = seen_backoffs.clone();
     store.expect_back_off().returning(move |_, _, b| {
@@ -135,6 +136,7 @@ fn permanent_failures_at_the_head_of_the_queue_stop_one_tick_only() {
         Ok(true)
     });
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
     store
         .expect_claim_sleep()

@@ -95,6 +95,7 @@ fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
         .expect_select_candidates()
         .return_once(move |_, _, _| Ok(candidates));
     store.expect_count_asleep().returning(move || Ok(asleep));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     quiet(&mut store);
     store
 }

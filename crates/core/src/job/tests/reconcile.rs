@@ -28,6 +28,7 @@ fn drift_tick(row: AsleepRow, replicas: i32) -> (TickReport, Snapshot, Option<Dr
         .expect_select_candidates()
         .returning(|_, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(1));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     store
         .expect_asleep_to_check()
         .return_once(move |_, _| Ok(vec![row]));

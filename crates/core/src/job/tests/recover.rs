@@ -33,6 +33,7 @@ fn recovery(
         .expect_select_candidates()
         .returning(|_, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()

@@ -55,6 +55,7 @@ async fn selection_uses_the_idle_window_and_max_per_tick() {
         .times(1)
         .returning(|_, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let config = Config {
         idle_minutes: 45,
         max_per_tick: 7,
@@ -403,9 +404,59 @@ fn gauge_sampling_error_does_not_fail_the_tick() {
         .expect_count_asleep()
         .times(1)
         .returning(|| Err(Error::store("timeout")));
+    // The store is down: the tick does not wait on it a second time for the replicas.
+    store.expect_sum_asleep_replicas().times(0);
     let (report, snap) = recorded(job(enabled(), store, MockScaler::new()).tick());
     let report = report.unwrap();
     assert_eq!(report.idle_apps, None);
+    assert_eq!(
+        counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "ok")),
+        Some(1)
+    );
+}
+
+#[test]
+fn the_tick_sets_the_replicas_asleep_gauge_counting_unknown_counts_as_the_default() {
+    let mut store = MockStore::new();
+    quiet(&mut store);
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(|_, _, _| Ok(vec![]));
+    store.expect_count_asleep().times(1).returning(|| Ok(4));
+    // The store is asked with the replicas a wake restores to a row without a count.
+    store
+        .expect_sum_asleep_replicas()
+        .with(eq(3))
+        .times(1)
+        .returning(|_| Ok(11));
+    let config = Config {
+        default_wake_replicas: 3,
+        ..enabled()
+    };
+    let (report, snap) = recorded(job(config, store, MockScaler::new()).tick());
+    assert_eq!(report.unwrap().idle_apps, Some(4));
+    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(4.0));
+    assert_eq!(gauge(&snap, crate::metrics::REPLICAS_ASLEEP), Some(11.0));
+}
+
+#[test]
+fn a_failed_replica_sum_keeps_the_idle_apps_gauge_and_the_tick() {
+    let mut store = MockStore::new();
+    quiet(&mut store);
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(|_, _, _| Ok(vec![]));
+    store.expect_count_asleep().returning(|| Ok(2));
+    store
+        .expect_sum_asleep_replicas()
+        .times(1)
+        .returning(|_| Err(Error::store("timeout")));
+    let (report, snap) = recorded(job(enabled(), store, MockScaler::new()).tick());
+    assert_eq!(report.unwrap().idle_apps, Some(2));
+    assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(2.0));
+    assert_eq!(gauge(&snap, crate::metrics::REPLICAS_ASLEEP), None);
     assert_eq!(
         counter(&snap, crate::metrics::TICKS_TOTAL, ("result", "ok")),
         Some(1)

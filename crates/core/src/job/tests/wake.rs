@@ -27,6 +27,7 @@ fn wake_restores_the_exact_count() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().times(1).returning(|| Ok(4));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
@@ -58,6 +59,7 @@ async fn wake_without_a_recorded_count_uses_the_default() {
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
     store.expect_finish_wake().returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(0, "9")));
     scaler
@@ -149,6 +151,7 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     // At 0 when first read; running at the second look, after this wake scaled it up.
     let mut reads = 0;
@@ -221,6 +224,7 @@ fn wake_waits_for_a_sleep_in_flight_then_wakes() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
@@ -251,6 +255,7 @@ fn wake_never_lowers_a_running_app() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(5, "12")));
     scaler.expect_set_replicas().times(0);
@@ -277,6 +282,7 @@ fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     let mut reads = 0;
     scaler.expect_get_scale().times(2).returning(move |_| {
@@ -314,6 +320,7 @@ fn concurrent_wakes_of_one_app_share_one_attempt() {
         .times(1)
         .returning(|_, _, _| Ok(true));
     store.expect_count_asleep().times(1).returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
@@ -373,6 +380,7 @@ async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
             Ok(true)
         });
     store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let release = Arc::new(tokio::sync::Notify::new());
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let scaler = HeldScaler {
