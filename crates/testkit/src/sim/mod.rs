@@ -129,6 +129,36 @@ pub struct SimReport {
     pub deletions: u64,
     pub clock_advances: u64,
     pub invariant_checks: u64,
+    /// Ticks that completed more than `STALE_INTENT_AFTER` after they started.
+    pub slow_ticks: u64,
+    /// Claims written more than `STALE_INTENT_AFTER` after their tick started.
+    pub slow_tick_claims: u64,
+    /// Steps that ended with a tick of each instance in flight.
+    pub overlapping_ticks: u64,
+    /// Wakes dropped between their scale-up and the row flip.
+    pub wakes_cancelled: u64,
+    /// Deployments whose RBAC was removed (403 for good).
+    pub forbidden_deployments: u64,
+    /// Kubernetes requests answered 403.
+    pub forbidden_answers: u64,
+    /// Ticks stopped early by the blast radius.
+    pub ticks_stopped_early: u64,
+    /// Rows whose backoff was checked after a 403 in a clean tick (invariant 7).
+    pub backoffs_checked: u64,
+    /// `asleep` rows found running and set `awake` by ticks, by any kind.
+    pub drifts_fixed: u64,
+    /// Times an `asleep` row's app started running (a person, a cancelled wake, a late write).
+    pub drift_episodes: u64,
+    /// Clean ticks that started with a drifting row due and left it drifting (invariant 8).
+    pub drift_strikes: u64,
+    /// The most such clean ticks one drift lasted.
+    pub max_drift_strikes: u64,
+    /// The longest a drift lasted before it ended, in simulated seconds.
+    pub max_drift_seconds: u64,
+    /// Job-made scale-ups checked to start from 0 (invariant 9).
+    pub scale_ups_checked: u64,
+    /// Steps at which an `asleep` row's restore count was checked against the scale-down.
+    pub restore_counts_checked: u64,
 }
 
 impl SimReport {
@@ -163,8 +193,23 @@ impl SimReport {
             external_scalings,
             deletions,
             clock_advances,
-            invariant_checks
+            invariant_checks,
+            slow_ticks,
+            slow_tick_claims,
+            overlapping_ticks,
+            wakes_cancelled,
+            forbidden_deployments,
+            forbidden_answers,
+            ticks_stopped_early,
+            backoffs_checked,
+            drifts_fixed,
+            drift_episodes,
+            drift_strikes,
+            scale_ups_checked,
+            restore_counts_checked
         );
+        self.max_drift_strikes = self.max_drift_strikes.max(o.max_drift_strikes);
+        self.max_drift_seconds = self.max_drift_seconds.max(o.max_drift_seconds);
     }
 }
 
