@@ -103,6 +103,7 @@ pub(super) enum Event {
         op: OpId,
         now: DateTime<Utc>,
         found: Vec<(Uuid, DateTime<Utc>)>,
+        backoffs: Vec<(Uuid, u32)>,
     },
     /// The slice of `asleep` rows a tick's drift check read.
     ToCheck {

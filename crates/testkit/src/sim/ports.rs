@@ -102,6 +102,7 @@ impl Store for SimPorts {
                 op: self.op(),
                 now,
                 found: found.iter().map(|c| (c.id, c.last_activity_at)).collect(),
+                backoffs: found.iter().map(|c| (c.id, c.backoff_count)).collect(),
             });
         }
         self.leave(f, r).await

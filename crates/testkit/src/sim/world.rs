@@ -71,8 +71,11 @@ struct Op {
     due_drift: Vec<(Uuid, DateTime<Utc>)>,
     /// This tick's drift slice held a row it had to leave for a wake in flight.
     slice_waited: bool,
-    /// Rows whose sleep-path read answered 403 in this tick: (activity as selected, clock then).
-    forbidden: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>,
+    /// Each candidate's backoff count as selected.
+    backoffs: BTreeMap<Uuid, u32>,
+    /// Rows whose sleep-path read answered 403 in this tick: (activity and backoff count as
+    /// selected).
+    forbidden: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
     /// A wake that has scaled its app up (a cancel now leaves it running under `asleep`).
     scaled_up: bool,
 }
@@ -91,6 +94,7 @@ impl Op {
             claiming: BTreeMap::new(),
             due_drift: Vec::new(),
             slice_waited: false,
+            backoffs: BTreeMap::new(),
             forbidden: BTreeMap::new(),
             scaled_up: false,
         }

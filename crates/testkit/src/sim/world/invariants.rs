@@ -8,7 +8,7 @@ use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{ConfirmOutcome, SleepState, Store, Target, WakeReport};
 use uuid::Uuid;
 
-use super::{AwaitNow, Drifting, Kind, Op, World, Writer, ready};
+use super::{AwaitNow, Drifting, Kind, Op, World, Writer, ready, t0};
 use crate::host::HostOps;
 use crate::sim::SimFailure;
 use crate::sim::cluster::SimDeployment;
@@ -26,7 +26,12 @@ impl World {
 
     pub(super) fn on_event(&mut self, e: Event) -> std::result::Result<(), SimFailure> {
         match e {
-            Event::Selected { op, now, found } => {
+            Event::Selected {
+                op,
+                now,
+                found,
+                backoffs,
+            } => {
                 // Invariant 7: a row backing off is no candidate, so it cannot hold up the
                 // rows behind it.
                 let backing_off = ready(self.store.backed_off(now, u32::MAX)).unwrap_or_default();
@@ -41,6 +46,7 @@ impl World {
                 }
                 if let Some(o) = self.ops.get_mut(&op) {
                     o.selected = found.into_iter().collect();
+                    o.backoffs = backoffs.into_iter().collect();
                 }
             }
             Event::ToCheck {
@@ -63,7 +69,6 @@ impl World {
                     return Ok(());
                 };
                 let row = self.store.read(id).await_now();
-                let now = self.now();
                 if let Some(o) = self.ops.get_mut(&op)
                     && matches!(o.kind, Kind::Tick(_))
                     && let Some(seen) = o.selected.get(&id).copied()
@@ -72,7 +77,8 @@ impl World {
                 {
                     // The sleep path's read of a candidate: it must back off (invariant 7),
                     // a compare-and-set on the activity it was selected with.
-                    o.forbidden.insert(id, (seen, now));
+                    let count = o.backoffs.get(&id).copied().unwrap_or(0);
+                    o.forbidden.insert(id, (seen, count));
                 }
             }
             Event::Read { op, row } => {
@@ -567,9 +573,11 @@ impl World {
     }
 
     /// Invariant 7: a candidate whose read answered 403 backs off (so it neither starves the
-    /// rows behind it nor trips the blast radius tick after tick), unless its activity moved.
+    /// rows behind it nor trips the blast radius tick after tick), unless its activity moved:
+    /// a backoff is recorded after the failure (its count went up). Its length is not checked
+    /// here: two instances' backoffs of one row may land out of order, the older stamp last.
     fn check_backed_off(&mut self, tick: &Op) -> std::result::Result<(), SimFailure> {
-        for (id, (activity, at)) in &tick.forbidden {
+        for (id, (activity, count)) in &tick.forbidden {
             let Some(row) = self.store.read(*id).await_now() else {
                 continue;
             };
@@ -577,11 +585,17 @@ impl World {
                 continue;
             }
             self.report.backoffs_checked += 1;
-            let backing_off = ready(self.store.backed_off(*at, u32::MAX)).unwrap_or_default();
-            if !backing_off.iter().any(|b| b.id == *id) {
+            let recorded = ready(self.store.backed_off(t0(), u32::MAX)).unwrap_or_default();
+            if !recorded
+                .iter()
+                .any(|b| b.id == *id && b.backoff_count > *count)
+            {
                 return Err(self.fail(
                     7,
-                    format!("row {id} answered 403 in clean tick and was not backed off: {row:?}"),
+                    format!(
+                        "row {id} answered 403 in a clean tick and no backoff was recorded \
+                         after it (count at selection {count}): {row:?}; backoffs: {recorded:?}"
+                    ),
                 ));
             }
         }
