@@ -1,5 +1,5 @@
-//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2-5 (docs/architecture.md)
-//! checked after every step, over many seeded worlds.
+//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2 to 9 checked after
+//! every step, over many seeded worlds.
 //!
 //! `IDLE_SCALER_SIM_STEPS` (default 100,000) is the total number of steps, spread over worlds
 //! of 2,500 steps with seeds 1, 2, 3, ...; `IDLE_SCALER_SIM_SEED` runs that one world for
@@ -43,6 +43,22 @@ fn invariants_hold_in_every_simulated_world() {
         "{total:#?}"
     );
     assert!(total.crashes > 0 && total.faults_before > 0 && total.faults_after > 0);
+    // And the liveness and drift models: ticks longer than the stale age, both instances in
+    // flight at once, 403s, wakes cut after their scale-up, drifts set awake.
+    if worlds.len() > 1 {
+        assert!(
+            total.slow_ticks > 0
+                && total.slow_tick_claims > 0
+                && total.overlapping_ticks > 0
+                && total.forbidden_answers > 0
+                && total.backoffs_checked > 0
+                && total.wakes_cancelled > 0
+                && total.drifts_fixed > 0
+                && total.drift_strikes > 0
+                && total.restore_counts_checked > 0,
+            "{total:#?}"
+        );
+    }
 }
 
 /// The same seed gives the same run, step for step.

@@ -93,6 +93,11 @@ impl Job {
             }
             Err(e) => {
                 log_scale_error(id, &target, &e, "drift check could not read the scale");
+                // A 403 or 422 answers the same next tick: to the back of the queue, or this
+                // row would head every slice and starve the drift checks of the rows behind.
+                if matches!(e, Error::Forbidden { .. } | Error::Invalid { .. }) {
+                    self.store.mark_checked(id, now).await?;
+                }
                 return Err(e);
             }
         };

@@ -7,9 +7,11 @@
 //! - a write with a `resourceVersion` that is not the current one is `Conflict` (409);
 //! - an effective write bumps the `resourceVersion` (one revision counter for the whole store,
 //!   like etcd); a write that changes nothing keeps it, as the apiserver skips no-op updates;
-//! - a negative count is `Invalid` (422).
+//! - a negative count is `Invalid` (422);
+//! - a Deployment the job's RBAC does not cover answers every read and write `Forbidden`
+//!   (403), for good: only a person can fix RBAC.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -32,6 +34,7 @@ fn key(t: &Target) -> (String, String) {
 #[derive(Debug, Default)]
 struct State {
     deployments: BTreeMap<(String, String), SimDeployment>,
+    forbidden: BTreeSet<(String, String)>,
     revision: u64,
 }
 
@@ -91,6 +94,23 @@ impl SimCluster {
         }
     }
 
+    /// From now on every request about the Deployment answers 403 (its RBAC was removed).
+    pub fn forbid(&self, target: &Target) {
+        self.lock().forbidden.insert(key(target));
+    }
+
+    /// True when requests about the Deployment answer 403.
+    pub fn is_forbidden(&self, target: &Target) -> bool {
+        self.lock().forbidden.contains(&key(target))
+    }
+
+    fn forbidden(target: &Target) -> Error {
+        Error::forbidden(format!(
+            "deployments.apps {:?} is forbidden: cannot get resource \"deployments/scale\"",
+            target.name
+        ))
+    }
+
     /// Deletes the Deployment; false when it did not exist.
     pub fn delete(&self, target: &Target) -> bool {
         let mut s = self.lock();
@@ -102,7 +122,8 @@ impl SimCluster {
     /// count changed, `Ok(false)` for a no-op (the `resourceVersion` stays).
     ///
     /// # Errors
-    /// `NotFound`, `Conflict` on a stale `resource_version`, `Invalid` for a negative count.
+    /// `Forbidden`, `NotFound`, `Conflict` on a stale `resource_version`, `Invalid` for a
+    /// negative count.
     pub fn set_scale(
         &self,
         target: &Target,
@@ -110,6 +131,9 @@ impl SimCluster {
         resource_version: Option<&str>,
     ) -> Result<bool> {
         let mut s = self.lock();
+        if s.forbidden.contains(&key(target)) {
+            return Err(Self::forbidden(target));
+        }
         let Some(current) = s.deployments.get(&key(target)).copied() else {
             return Err(Error::not_found(format!(
                 "deployments.apps {:?}",
@@ -145,8 +169,11 @@ impl SimCluster {
     /// The scale as `GET .../scale` shows it.
     ///
     /// # Errors
-    /// `NotFound` when the Deployment does not exist.
+    /// `Forbidden`, or `NotFound` when the Deployment does not exist.
     pub fn scale(&self, target: &Target) -> Result<Scale> {
+        if self.is_forbidden(target) {
+            return Err(Self::forbidden(target));
+        }
         self.get(target)
             .map(|d| Scale {
                 replicas: d.replicas,
@@ -217,5 +244,20 @@ mod tests {
             c.set_scale(&web(), 1, None),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_forbidden_deployment_answers_403_to_reads_and_writes() {
+        let c = SimCluster::new();
+        assert!(c.apply(&web(), 2));
+        c.forbid(&web());
+        assert!(c.is_forbidden(&web()));
+        assert!(matches!(c.scale(&web()), Err(Error::Forbidden { .. })));
+        assert!(matches!(
+            c.set_scale(&web(), 0, None),
+            Err(Error::Forbidden { .. })
+        ));
+        // Nothing changed behind the 403; the host still sees it.
+        assert_eq!(c.get(&web()).map(|d| d.replicas), Some(2));
     }
 }

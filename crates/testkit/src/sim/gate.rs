@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use chrono::{DateTime, Utc};
-use idle_scaler_core::{ConfirmOutcome, DeploymentRecord, SleepState, Target};
+use idle_scaler_core::{AsleepRow, ConfirmOutcome, DeploymentRecord, SleepState, Target};
 use uuid::Uuid;
 
 use super::cluster::SimDeployment;
@@ -102,7 +102,20 @@ pub(super) struct DelayedWrite {
 pub(super) enum Event {
     Selected {
         op: OpId,
+        now: DateTime<Utc>,
         found: Vec<(Uuid, DateTime<Utc>)>,
+        backoffs: Vec<(Uuid, u32)>,
+    },
+    /// The slice of `asleep` rows a tick's drift check read.
+    ToCheck {
+        op: OpId,
+        checked_before: DateTime<Utc>,
+        rows: Vec<AsleepRow>,
+    },
+    /// A Kubernetes request answered 403.
+    Forbidden {
+        op: OpId,
+        target: Target,
     },
     Claim {
         op: OpId,

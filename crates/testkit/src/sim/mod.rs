@@ -4,13 +4,17 @@
 //!
 //! # What a step is
 //!
-//! Each step does one of: start a tick of job instance A or B (two runners on one database);
+//! Each step does one of: start a tick of job instance A or B (two runners on one database;
+//! each instance's job lives across its ticks, like a process, until one of its ticks dies);
 //! start a wake of a random app (two wake slots, so wakes race each other too); let one waiting
 //! port call of an operation in flight through; crash an operation between two calls (its
 //! future is dropped, leaving whatever it half did); a host event (redeploy = activity bump
 //! and a new `resourceVersion`, pin/unpin, expiry set in the past or future or cleared, status
-//! `healthy`/`failed`, Deployment deleted or recreated); a person or an HPA scaling a
-//! Deployment (0..=4 replicas, no precondition); or the clock moving (1 s to 10 min).
+//! `healthy`/`failed`, Deployment deleted or recreated, RBAC removed so that the Deployment
+//! answers 403 for good); a person or an HPA scaling a Deployment (0..=4 replicas, no
+//! precondition; half the time an `asleep` app scaled up); cancelling a wake that has scaled
+//! its app up but not yet flipped its row (its future is dropped); or the clock moving (1 s
+//! to 10 min). Some worlds start with one Deployment answering 403.
 //!
 //! Every granted port call may be given a fault: fail before its effect (500, connection
 //! reset), fail after it (the write committed or was applied, the answer was lost: a timeout),
@@ -18,10 +22,14 @@
 //! lost, at a later step, its precondition checked then; never after the clock next moves,
 //! as the apiserver's own timeout bounds it), or never return (the process died before or
 //! after the effect; the operation is dropped).
-//! An operation still in flight when the clock would pass 4 minutes after its start is killed
+//! A transition still in flight when the clock would pass 4 minutes after its intent is killed
 //! the same way: a real transition is bounded by its request timeouts, far below
 //! [`STALE_INTENT_AFTER`](idle_scaler_core::job::STALE_INTENT_AFTER) (5 min), which is what
-//! lets recovery treat an older intent as dead.
+//! lets recovery treat an older intent as dead. For a tick that is 4 minutes after any claim
+//! it still holds (or a claim call it is waiting in: the stamp is read right before); for a
+//! wake 4 minutes after its start. A tick as a whole is not bounded: intents are stamped at
+//! their write, so ticks run longer than the stale age (`slow_ticks`) and claim after it
+//! (`slow_tick_claims`).
 //!
 //! Everything is a function of the seed: the PRNG is ours, maps are ordered, ids come from the
 //! seed, the clock is manual and operations are polled by hand in a fixed order.
@@ -52,7 +60,27 @@
 //!   clean ticks started (one is not enough: host activity can land between recovery's read
 //!   and its write, and the next tick then restores). A 0 written from outside the job is not
 //!   the job's to undo and is exempt.
+//! - **7** (liveness) A clean tick's candidate whose read answered 403 has a backoff recorded
+//!   after the failure (its backoff count went up), unless its activity moved; and no tick
+//!   selects a row whose backoff is running.
+//! - **8** (drift) An `asleep` row over a running app the job can read is set `awake` before
+//!   `ceil(reconcile period / interval) + 2` clean ticks have started with it due for a check
+//!   (not checked within an interval) and ended with it still drifting; ticks whose slice
+//!   had to leave a row to a wake in flight do not count. Each tick checks
+//!   `ceil(asleep * interval / period)` rows, least recently checked first, so a due row is
+//!   reached within `period / interval` ticks, plus one per instance whose gauge was sampled
+//!   before the row slept. The sim's job ticks every 60 s with a 5-minute period.
+//! - **9** Every scale-up the job writes (wake, restore, recovery) goes from 0: it never
+//!   overrides a running app; and a wake writes at most once, unless someone else wrote the
+//!   Deployment after its first write.
+//! - **4'** A row the job scaled down from `n > 0` keeps `replicas_before_sleep = n` for as
+//!   long as it is `asleep` (no restore count lost).
+//! - **10** A wake cut after its scale-up leaves the app running under an `asleep` row marked
+//!   as being woken: 8 checks that the drift check finishes it.
 //! - **6** (also checked) a tick with no fault injected never fails.
+//!
+//! A Deployment answering 403 for good is exempt from 3 and from the final checks: only a
+//! person can fix RBAC.
 //!
 //! At the end every operation is dropped, faults stop, the clock moves past the stale
 //! threshold, and one tick runs: then no row may be `sleeping` and no job-written 0 may sit
@@ -129,6 +157,36 @@ pub struct SimReport {
     pub deletions: u64,
     pub clock_advances: u64,
     pub invariant_checks: u64,
+    /// Ticks that completed more than `STALE_INTENT_AFTER` after they started.
+    pub slow_ticks: u64,
+    /// Claims written more than `STALE_INTENT_AFTER` after their tick started.
+    pub slow_tick_claims: u64,
+    /// Steps that ended with a tick of each instance in flight.
+    pub overlapping_ticks: u64,
+    /// Wakes dropped between their scale-up and the row flip.
+    pub wakes_cancelled: u64,
+    /// Deployments whose RBAC was removed (403 for good).
+    pub forbidden_deployments: u64,
+    /// Kubernetes requests answered 403.
+    pub forbidden_answers: u64,
+    /// Ticks stopped early by the blast radius.
+    pub ticks_stopped_early: u64,
+    /// Rows whose backoff was checked after a 403 in a clean tick (invariant 7).
+    pub backoffs_checked: u64,
+    /// `asleep` rows found running and set `awake` by ticks, by any kind.
+    pub drifts_fixed: u64,
+    /// Times an `asleep` row's app started running (a person, a cancelled wake, a late write).
+    pub drift_episodes: u64,
+    /// Clean ticks that started with a drifting row due and left it drifting (invariant 8).
+    pub drift_strikes: u64,
+    /// The most such clean ticks one drift lasted.
+    pub max_drift_strikes: u64,
+    /// The longest a drift lasted before it ended, in simulated seconds.
+    pub max_drift_seconds: u64,
+    /// Job-made scale-ups checked to start from 0 (invariant 9).
+    pub scale_ups_checked: u64,
+    /// Steps at which an `asleep` row's restore count was checked against the scale-down.
+    pub restore_counts_checked: u64,
 }
 
 impl SimReport {
@@ -163,8 +221,23 @@ impl SimReport {
             external_scalings,
             deletions,
             clock_advances,
-            invariant_checks
+            invariant_checks,
+            slow_ticks,
+            slow_tick_claims,
+            overlapping_ticks,
+            wakes_cancelled,
+            forbidden_deployments,
+            forbidden_answers,
+            ticks_stopped_early,
+            backoffs_checked,
+            drifts_fixed,
+            drift_episodes,
+            drift_strikes,
+            scale_ups_checked,
+            restore_counts_checked
         );
+        self.max_drift_strikes = self.max_drift_strikes.max(o.max_drift_strikes);
+        self.max_drift_seconds = self.max_drift_seconds.max(o.max_drift_seconds);
     }
 }
 

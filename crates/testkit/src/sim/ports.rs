@@ -4,6 +4,7 @@
 //! lost), or never completes (the process died there).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,24 +19,30 @@ use super::gate::{Call, DelayedWrite, Event, Fault, Gate, OpId, Shared};
 use crate::host::HostOps;
 use crate::memory::MemoryStore;
 
-/// The `Store` and `Scaler` of one operation.
+/// The `Store` and `Scaler` of one job instance, on behalf of its operation in flight.
 #[derive(Clone)]
 pub(super) struct SimPorts {
     pub(super) shared: Shared,
-    pub(super) op: OpId,
+    /// The operation the calls belong to: a tick instance's job outlives its ticks (its drift
+    /// slice is sized by its last count of asleep rows), so the scheduler sets it per tick.
+    pub(super) op: Arc<AtomicU64>,
     pub(super) store: MemoryStore,
     pub(super) cluster: Arc<SimCluster>,
 }
 
 impl std::fmt::Debug for SimPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimPorts").field("op", &self.op).finish()
+        f.debug_struct("SimPorts").field("op", &self.op()).finish()
     }
 }
 
 impl SimPorts {
+    fn op(&self) -> OpId {
+        self.op.load(Ordering::SeqCst)
+    }
+
     async fn enter(&self, call: Call) -> Result<Fault> {
-        let fault = Gate::new(self.shared.clone(), self.op, call).await;
+        let fault = Gate::new(self.shared.clone(), self.op(), call).await;
         match fault {
             Fault::ErrBefore if call.is_kube() => {
                 Err(Error::unavailable("injected: 500 Internal Server Error"))
@@ -58,12 +65,21 @@ impl SimPorts {
 
     /// The process died here: this call never returns.
     async fn hang<T>(&self) -> T {
-        self.shared.lock().crashed.push(self.op);
+        self.shared.lock().crashed.push(self.op());
         std::future::pending().await
     }
 
     fn record(&self, event: Event) {
         self.shared.lock().events.push(event);
+    }
+
+    fn record_forbidden<T>(&self, target: &Target, r: &Result<T>) {
+        if matches!(r, Err(Error::Forbidden { .. })) {
+            self.record(Event::Forbidden {
+                op: self.op(),
+                target: target.clone(),
+            });
+        }
     }
 
     async fn row(&self, id: Uuid) -> Option<DeploymentRecord> {
@@ -83,8 +99,10 @@ impl Store for SimPorts {
         let r = self.store.select_candidates(now, idle_before, limit).await;
         if let Ok(found) = &r {
             self.record(Event::Selected {
-                op: self.op,
+                op: self.op(),
+                now,
                 found: found.iter().map(|c| (c.id, c.last_activity_at)).collect(),
+                backoffs: found.iter().map(|c| (c.id, c.backoff_count)).collect(),
             });
         }
         self.leave(f, r).await
@@ -106,7 +124,7 @@ impl Store for SimPorts {
             .await;
         if let Ok(won) = &r {
             self.record(Event::Claim {
-                op: self.op,
+                op: self.op(),
                 id,
                 seen,
                 idle_before,
@@ -130,7 +148,7 @@ impl Store for SimPorts {
         let r = self.store.confirm_sleep(id, seen, intent_at, now).await;
         if let Ok(outcome) = &r {
             self.record(Event::Confirm {
-                op: self.op,
+                op: self.op(),
                 id,
                 seen,
                 before,
@@ -150,7 +168,7 @@ impl Store for SimPorts {
         let r = self.store.revert_sleep(id, intent_at, now).await;
         if let Ok(done) = &r {
             self.record(Event::Revert {
-                op: self.op,
+                op: self.op(),
                 id,
                 done: *done,
             });
@@ -182,7 +200,7 @@ impl Store for SimPorts {
         let r = self.store.settle_intent(id, intent_at, to, now).await;
         if let Ok(done) = &r {
             self.record(Event::Settle {
-                op: self.op,
+                op: self.op(),
                 id,
                 to,
                 before,
@@ -203,7 +221,7 @@ impl Store for SimPorts {
         let r = self.store.get(id).await;
         if let Ok(row) = &r {
             self.record(Event::Read {
-                op: self.op,
+                op: self.op(),
                 row: row.clone(),
             });
         }
@@ -215,7 +233,7 @@ impl Store for SimPorts {
         let r = self.store.finish_wake(id, from, now).await;
         if let Ok(done) = &r {
             self.record(Event::FinishWake {
-                op: self.op,
+                op: self.op(),
                 id,
                 from,
                 done: *done,
@@ -242,6 +260,13 @@ impl Store for SimPorts {
     ) -> Result<Vec<AsleepRow>> {
         let f = self.enter(Call::AsleepToCheck).await?;
         let r = self.store.asleep_to_check(checked_before, limit).await;
+        if let Ok(rows) = &r {
+            self.record(Event::ToCheck {
+                op: self.op(),
+                checked_before,
+                rows: rows.clone(),
+            });
+        }
         self.leave(f, r).await
     }
 
@@ -306,6 +331,7 @@ impl Scaler for SimPorts {
     async fn get_scale(&self, target: &Target) -> Result<Scale> {
         let f = self.enter(Call::GetScale).await?;
         let r = self.cluster.scale(target);
+        self.record_forbidden(target, &r);
         self.leave(f, r).await
     }
 
@@ -318,7 +344,7 @@ impl Scaler for SimPorts {
         let f = self.enter(Call::SetReplicas).await?;
         if f == Fault::Delayed {
             self.shared.lock().delayed.push(DelayedWrite {
-                op: self.op,
+                op: self.op(),
                 target: target.clone(),
                 replicas,
                 resource_version: resource_version.map(str::to_owned),
@@ -329,9 +355,10 @@ impl Scaler for SimPorts {
         }
         let before = self.cluster.get(target);
         let r = self.cluster.set_scale(target, replicas, resource_version);
+        self.record_forbidden(target, &r);
         if r.is_ok() {
             self.record(Event::Scaled {
-                op: self.op,
+                op: self.op(),
                 target: target.clone(),
                 replicas,
                 before,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -29,9 +29,11 @@ use crate::clock::ManualClock;
 use crate::host::{HostOps, NewDeployment};
 use crate::memory::MemoryStore;
 
-/// An operation in flight is killed (as a crash) before the clock passes this age: a real
-/// transition is three requests bounded by the request timeout, far below
-/// `STALE_INTENT_AFTER`, which is what lets recovery treat an older intent as dead.
+/// A transition in flight is killed (as a crash) before the clock passes this age, counted
+/// from its intent write (a tick's claim, a wake's start): a real transition is a few
+/// requests bounded by the request timeout, far below `STALE_INTENT_AFTER`, which is what
+/// lets recovery treat an older intent as dead. A tick as a whole is not bounded: intents are
+/// stamped at their write, so a tick may run longer than the stale age.
 const TRANSITION_BOUND: Duration = Duration::minutes(4);
 
 /// How many trace lines a failure shows.
@@ -58,6 +60,56 @@ struct Op {
     faulted: bool,
     selected: BTreeMap<Uuid, DateTime<Utc>>,
     last_read: Option<DeploymentRecord>,
+    /// The intents this tick wrote, with their stamps (the transition bound counts from them).
+    claimed: BTreeMap<Uuid, DateTime<Utc>>,
+    /// Claims waiting at their gate, by waiter, since when: the stamp is read right before
+    /// the call, so a transition starts when its claim call does (a real store call is
+    /// bounded by its statement timeout).
+    claiming: BTreeMap<u64, DateTime<Utc>>,
+    /// Rows `asleep` over a running app and due for a drift check when this tick started,
+    /// with the `sleep_state_changed_at` of that sleep (invariant 8).
+    due_drift: Vec<(Uuid, DateTime<Utc>)>,
+    /// This tick's drift slice held a row it had to leave for a wake in flight.
+    slice_waited: bool,
+    /// Each candidate's backoff count as selected.
+    backoffs: BTreeMap<Uuid, u32>,
+    /// Rows whose sleep-path read answered 403 in this tick: (activity and backoff count as
+    /// selected).
+    forbidden: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
+    /// A wake that has scaled its app up (a cancel now leaves it running under `asleep`).
+    scaled_up: bool,
+}
+
+impl Op {
+    fn new(kind: Kind, fut: OpFuture, step: u64, clock: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            fut,
+            started_step: step,
+            started_clock: clock,
+            faulted: false,
+            selected: BTreeMap::new(),
+            last_read: None,
+            claimed: BTreeMap::new(),
+            claiming: BTreeMap::new(),
+            due_drift: Vec::new(),
+            slice_waited: false,
+            backoffs: BTreeMap::new(),
+            forbidden: BTreeMap::new(),
+            scaled_up: false,
+        }
+    }
+}
+
+/// An `asleep` row over a running app (invariant 8).
+#[derive(Debug, Clone, Copy)]
+struct Drifting {
+    /// The `sleep_state_changed_at` of the sleep it drifted from.
+    state_at: DateTime<Utc>,
+    since_step: u64,
+    since: DateTime<Utc>,
+    /// Clean ticks that started with it due and ended with it still drifting.
+    strikes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +164,15 @@ pub(super) struct World {
     /// Rows still `sleeping` after a clean tick that should have recovered them.
     /// (intent change time, strikes, step of the last strike).
     strikes: BTreeMap<Uuid, (DateTime<Utc>, u32, u64)>,
+    /// Each tick instance's job (a process: replaced when its tick dies) and the cell
+    /// telling its ports which operation they serve.
+    tick_jobs: [Option<(Arc<Job>, Arc<AtomicU64>)>; 2],
+    /// Rows `asleep` over a running app, since when.
+    drifting: BTreeMap<Uuid, Drifting>,
+    /// Rows a tick scaled down from `n > 0`: while `asleep`, they must keep `n` to restore.
+    restore_expect: BTreeMap<Uuid, i32>,
+    /// Scale-ups per wake operation, kept after it ends (a delayed write can land later).
+    wake_ups: BTreeMap<OpId, u32>,
     faults_on: bool,
     step: u64,
     trace: VecDeque<String>,
@@ -164,8 +225,18 @@ impl World {
             concurrency: 3,
             max_consecutive_failures: 3,
             default_wake_replicas: 1,
+            // Short, so that drift checks are sliced (ceil(asleep / 5) rows per tick) and
+            // backoffs end within a world.
+            interval_seconds: 60,
+            reconcile_minutes: 5,
             ..Config::default()
         };
+        // Some worlds start with a Deployment the job may not touch (403 for good).
+        if rng.percent(30)
+            && let Some(t) = &apps[3].target
+        {
+            cluster.forbid(t);
+        }
         Self {
             report: SimReport {
                 seed: cfg.seed,
@@ -187,6 +258,10 @@ impl World {
             claims: BTreeMap::new(),
             last_writer,
             strikes: BTreeMap::new(),
+            tick_jobs: [None, None],
+            drifting: BTreeMap::new(),
+            restore_expect: BTreeMap::new(),
+            wake_ups: BTreeMap::new(),
             faults_on: true,
             step: 0,
             trace: VecDeque::new(),
@@ -215,7 +290,34 @@ impl World {
         self.clock.now()
     }
 
+    fn interval(&self) -> Duration {
+        Duration::seconds(i64::try_from(self.config.interval_seconds).unwrap_or(i64::MAX))
+    }
+
+    /// The job's own bound on a transition (a wake mark younger than this is a wake in flight).
+    fn transition_bound(&self) -> Duration {
+        Duration::from_std(self.config.transition_bound()).unwrap_or(TRANSITION_BOUND)
+    }
+
+    /// A job (a process) for one operation: a wake's dies with it.
     fn job(&self, op: OpId) -> Arc<Job> {
+        self.new_job(Arc::new(AtomicU64::new(op)))
+    }
+
+    /// The job of tick instance `i`, serving `op`: the same process across its ticks until one
+    /// of them dies.
+    fn tick_job(&mut self, i: usize, op: OpId) -> Arc<Job> {
+        if let Some((job, cell)) = &self.tick_jobs[i] {
+            cell.store(op, Ordering::SeqCst);
+            return job.clone();
+        }
+        let cell = Arc::new(AtomicU64::new(op));
+        let job = self.new_job(cell.clone());
+        self.tick_jobs[i] = Some((job.clone(), cell));
+        job
+    }
+
+    fn new_job(&self, op: Arc<AtomicU64>) -> Arc<Job> {
         let ports = Arc::new(SimPorts {
             shared: self.shared.clone(),
             op,
@@ -245,12 +347,23 @@ impl World {
         for step in 1..=self.cfg.steps {
             self.step = step;
             self.act().await?;
+            self.track()?;
+            if self.ops.values().any(|o| o.kind == Kind::Tick(0))
+                && self.ops.values().any(|o| o.kind == Kind::Tick(1))
+            {
+                self.report.overlapping_ticks += 1;
+            }
             self.report.steps += 1;
         }
         self.settle().await
     }
 
     async fn act(&mut self) -> std::result::Result<(), SimFailure> {
+        let cancellable = self.cancellable_wakes();
+        if !cancellable.is_empty() && self.rng.percent(5) {
+            let op = cancellable[self.rng.index(cancellable.len())];
+            return self.cancel_wake(op);
+        }
         if !self.shared.lock().delayed.is_empty() && self.rng.percent(15) {
             return self.land_delayed(false);
         }
@@ -308,7 +421,14 @@ impl World {
             self.advance(op)?;
         }
         let rows = self.store.rows().await.unwrap_or_default();
+        let cluster = self.cluster.clone();
+        let forbidden = move |row: &DeploymentRecord| {
+            Target::parse(&row.provider_id).is_ok_and(|t| cluster.is_forbidden(&t))
+        };
         for row in &rows {
+            if forbidden(row) {
+                continue;
+            }
             if row.sleep_state == SleepState::Sleeping {
                 return Err(self.fail(3, format!("after settling, row still sleeping: {row:?}")));
             }
@@ -326,6 +446,7 @@ impl World {
         // Every app asleep wakes to its count.
         for row in rows {
             if row.sleep_state == SleepState::Asleep
+                && !forbidden(&row)
                 && Target::parse(&row.provider_id).is_ok_and(|t| self.cluster.get(&t).is_some())
             {
                 self.start_wake(0, row.id)?;
@@ -339,6 +460,15 @@ impl World {
             }
         }
         Ok(())
+    }
+}
+
+/// The output of a future of the in-memory store, which completes on its first poll.
+fn ready<T, F: Future<Output = Result<T>>>(f: F) -> Option<T> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v.ok(),
+        Poll::Pending => None,
     }
 }
 

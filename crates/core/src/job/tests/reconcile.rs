@@ -102,3 +102,38 @@ fn an_app_still_at_zero_is_only_marked_checked() {
     assert!(checked);
     assert!(report.drift.is_empty());
 }
+
+#[test]
+fn an_app_answering_403_goes_to_the_back_of_the_queue() {
+    // Never marked, it would stay the least recently checked row and head every slice.
+    let checked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(|_, _, _| Ok(vec![]));
+    store.expect_count_asleep().returning(|| Ok(1));
+    let row = asleep_row(false, None);
+    store
+        .expect_asleep_to_check()
+        .return_once(move |_, _| Ok(vec![row]));
+    store.expect_reconcile_awake().times(0);
+    let sink = checked.clone();
+    store
+        .expect_mark_checked()
+        .with(mockall::predicate::always(), eq(t0()))
+        .times(1)
+        .returning(move |_, _| {
+            sink.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(true)
+        });
+    let mut scaler = MockScaler::new();
+    scaler
+        .expect_get_scale()
+        .returning(|_| Err(Error::forbidden("deployments/scale is forbidden")));
+    scaler.expect_set_replicas().times(0);
+    let (report, _) = recorded(job(enabled(), store, scaler).tick());
+    let report = report.unwrap();
+    assert!(checked.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(report.drift.is_empty());
+}

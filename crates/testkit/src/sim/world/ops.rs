@@ -1,14 +1,15 @@
 //! Operations in flight: starting ticks and wakes, letting their port calls through one at a
 //! time (with a fault drawn per call), polling them, and accounting for how they end.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use idle_scaler_core::{Outcome, WakeResult};
+use idle_scaler_core::job::STALE_INTENT_AFTER;
+use idle_scaler_core::{Outcome, SleepState, WakeResult};
 use uuid::Uuid;
 
-use super::{Ended, Kind, Op, OpOut, World};
+use super::{AwaitNow, Ended, Kind, Op, OpOut, World};
+use crate::host::HostOps;
 use crate::sim::SimFailure;
 use crate::sim::gate::{Call, Fault, OpId};
 
@@ -19,22 +20,18 @@ impl World {
         }
         self.next_op += 1;
         let op = self.next_op;
-        let job = self.job(op);
+        let job = self.tick_job(instance, op);
         self.report.ticks_started += 1;
         self.kinds.insert(op, Kind::Tick(instance));
         self.log(format!("op {op}: tick of instance {instance} starts"));
-        self.ops.insert(
-            op,
-            Op {
-                kind: Kind::Tick(instance),
-                fut: Box::pin(async move { OpOut::Tick(job.tick().await) }),
-                started_step: self.step,
-                started_clock: self.now(),
-                faulted: false,
-                selected: BTreeMap::new(),
-                last_read: None,
-            },
+        let mut o = Op::new(
+            Kind::Tick(instance),
+            Box::pin(async move { OpOut::Tick(job.tick().await) }),
+            self.step,
+            self.now(),
         );
+        o.due_drift = self.due_drift();
+        self.ops.insert(op, o);
         self.poll(op)
     }
 
@@ -58,17 +55,41 @@ impl World {
         self.log(format!("op {op}: wake {id} starts"));
         self.ops.insert(
             op,
-            Op {
-                kind: Kind::Wake(slot, id),
-                fut: Box::pin(async move { OpOut::Wake(job.wake(id).await) }),
-                started_step: self.step,
-                started_clock: self.now(),
-                faulted: false,
-                selected: BTreeMap::new(),
-                last_read: None,
-            },
+            Op::new(
+                Kind::Wake(slot, id),
+                Box::pin(async move { OpOut::Wake(job.wake(id).await) }),
+                self.step,
+                self.now(),
+            ),
         );
         self.poll(op)
+    }
+
+    /// Wakes in flight that have scaled their app up and not yet flipped the row.
+    pub(super) fn cancellable_wakes(&self) -> Vec<OpId> {
+        self.ops
+            .iter()
+            .filter(|(_, o)| o.scaled_up)
+            .filter(|(_, o)| {
+                let Kind::Wake(_, id) = o.kind else {
+                    return false;
+                };
+                self.store
+                    .read(id)
+                    .await_now()
+                    .is_some_and(|r| r.sleep_state != SleepState::Awake)
+            })
+            .map(|(op, _)| *op)
+            .collect()
+    }
+
+    /// Drops a wake between its scale-up and its row flip (its process died): the app runs
+    /// under a row still `asleep` and marked as being woken, which the drift check settles.
+    pub(super) fn cancel_wake(&mut self, op: OpId) -> std::result::Result<(), SimFailure> {
+        self.log(format!("op {op}: wake cancelled after its scale-up"));
+        self.report.wakes_cancelled += 1;
+        self.end(op);
+        self.check()
     }
 
     /// Lets one waiting port call of `op` through (chosen at random when its concurrent
@@ -140,6 +161,20 @@ impl World {
         if self.shared.grant_pending() {
             return Err(self.fail(0, format!("harness: op {op} did not take its grant")));
         }
+        let now = self.now();
+        let claiming: Vec<u64> = self
+            .shared
+            .waiting(op)
+            .into_iter()
+            .filter(|(_, call)| *call == Call::Claim)
+            .map(|(w, _)| w)
+            .collect();
+        if let Some(o) = self.ops.get_mut(&op) {
+            o.claiming.retain(|w, _| claiming.contains(w));
+            for w in claiming {
+                o.claiming.entry(w).or_insert(now);
+            }
+        }
         self.process_events()?;
         let crashed = std::mem::take(&mut self.shared.lock().crashed);
         if crashed.contains(&op) {
@@ -157,10 +192,14 @@ impl World {
         self.check()
     }
 
+    /// Drops `op` half way: its process died (a tick's instance restarts with a new job).
     pub(super) fn end(&mut self, op: OpId) {
-        if self.ops.remove(&op).is_some() {
+        if let Some(o) = self.ops.remove(&op) {
             self.shared.forget(op);
             self.ended.insert(op, Ended { step: self.step });
+            if let Kind::Tick(i) = o.kind {
+                self.tick_jobs[i] = None;
+            }
         }
     }
 
@@ -170,18 +209,29 @@ impl World {
         };
         self.shared.forget(op);
         self.ended.insert(op, Ended { step: self.step });
+        if matches!(o.kind, Kind::Tick(_)) && self.now() - o.started_clock > STALE_INTENT_AFTER {
+            self.report.slow_ticks += 1;
+            self.log(format!(
+                "op {op}: slow tick, {}s long",
+                (self.now() - o.started_clock).num_seconds()
+            ));
+        }
         match out {
             OpOut::Tick(Ok(report)) => {
                 self.report.ticks_completed += 1;
+                self.report.ticks_stopped_early += u64::from(report.stopped_early);
+                self.report.drifts_fixed += report.drift.values().sum::<u64>();
                 self.report.scaled_down += report.outcome(Outcome::ScaledDown);
                 self.report.scale_failed += report.outcome(Outcome::ScaleFailed);
                 self.report.recovered += report.recovered.values().sum::<u64>();
                 self.log(format!(
-                    "op {op}: tick done: {} slept, {} failed, skips {:?}, recovered {:?}",
+                    "op {op}: tick done: {} slept, {} failed, skips {:?}, recovered {:?}, drift {:?}{}",
                     report.outcome(Outcome::ScaledDown),
                     report.outcome(Outcome::ScaleFailed),
                     report.skips,
-                    report.recovered
+                    report.recovered,
+                    report.drift,
+                    if report.stopped_early { ", stopped early" } else { "" }
                 ));
                 if !o.faulted {
                     self.report.clean_ticks += 1;

@@ -3,7 +3,7 @@
 
 use chrono::Duration;
 
-use super::{TRANSITION_BOUND, World, Writer};
+use super::{Kind, TRANSITION_BOUND, World, Writer};
 use crate::host::HostOps;
 use crate::sim::SimFailure;
 use crate::sim::gate::{DelayedWrite, Event, OpId};
@@ -49,14 +49,28 @@ impl World {
                 format!("host: status {status} {id}")
             }
             60..=79 => {
-                let Some(t) = target else { return Ok(()) };
-                let replicas = i32::try_from(self.rng.range(0, 4)).unwrap_or(0);
+                // Half the time, a scale-up of an app that is asleep (a person, a GitOps
+                // self-heal, an HPA): the drift the job must notice.
+                let asleep = self.asleep_apps().await;
+                let (t, replicas) = if !asleep.is_empty() && self.rng.percent(50) {
+                    let t = asleep[self.rng.index(asleep.len())].clone();
+                    (t, i32::try_from(self.rng.range(1, 4)).unwrap_or(1))
+                } else {
+                    let Some(t) = target else { return Ok(()) };
+                    (t, i32::try_from(self.rng.range(0, 4)).unwrap_or(0))
+                };
                 self.report.external_scalings += 1;
                 if self.cluster.get(&t).is_some() {
                     self.cluster.apply(&t, replicas);
                     self.last_writer.insert(t.to_string(), Writer::Outside);
                 }
                 format!("outside: {t} scaled to {replicas}")
+            }
+            84 if self.rng.percent(50) => {
+                let Some(t) = target else { return Ok(()) };
+                self.report.forbidden_deployments += u64::from(!self.cluster.is_forbidden(&t));
+                self.cluster.forbid(&t);
+                format!("host: RBAC for {t} removed (403 for good)")
             }
             80..=84 => {
                 let Some(t) = target else { return Ok(()) };
@@ -78,6 +92,25 @@ impl World {
         };
         self.log(line);
         self.check()
+    }
+
+    /// The Deployments whose row is `asleep`.
+    async fn asleep_apps(&self) -> Vec<idle_scaler_core::Target> {
+        let mut found = Vec::new();
+        for app in &self.apps {
+            if let Some(t) = &app.target
+                && self
+                    .store
+                    .read(app.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.sleep_state == idle_scaler_core::SleepState::Asleep)
+            {
+                found.push(t.clone());
+            }
+        }
+        found
     }
 
     /// Lands (or, at random, loses) the oldest delayed write; with `all`, every one of them:
@@ -139,15 +172,24 @@ impl World {
             _ => self.rng.range(180, 600),
         };
         let to = self.now() + Duration::seconds(secs);
+        // A wake is one transition from its start; a tick is bounded per transition, from
+        // each intent it wrote and still holds, so the tick itself may outlast the stale age.
         let expired: Vec<OpId> = self
             .ops
             .iter()
-            .filter(|(_, o)| o.started_clock + TRANSITION_BOUND <= to)
+            .filter(|(op, o)| match o.kind {
+                Kind::Wake(..) => o.started_clock + TRANSITION_BOUND <= to,
+                Kind::Tick(_) => {
+                    o.claimed.iter().any(|(id, at)| {
+                        self.claims.get(id) == Some(*op) && *at + TRANSITION_BOUND <= to
+                    }) || o.claiming.values().any(|at| *at + TRANSITION_BOUND <= to)
+                }
+            })
             .map(|(id, _)| *id)
             .collect();
         for op in expired {
             self.log(format!(
-                "op {op}: killed, in flight past the transition bound"
+                "op {op}: killed, a transition in flight past the transition bound"
             ));
             self.report.crashes += 1;
             self.report.killed_slow += 1;
