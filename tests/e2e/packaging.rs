@@ -130,12 +130,14 @@ fn the_image_and_the_deployment_agree() {
 
     // Port: the one the image exposes is the container's, the scrape annotation's and the
     // default listen address's.
-    let port = only(image, "EXPOSE");
-    assert_eq!(
-        port,
-        one_value(&deployment, "containerPort"),
-        "containerPort"
-    );
+    let exposed: Vec<&str> = only(image, "EXPOSE").split_whitespace().collect();
+    let mut declared = yaml_values(&deployment, "containerPort");
+    declared.sort();
+    let mut exposed_sorted: Vec<String> = exposed.iter().map(|p| (*p).to_owned()).collect();
+    exposed_sorted.sort();
+    assert_eq!(exposed_sorted, declared, "EXPOSE and the containerPorts");
+    // The first exposed port serves /metrics; the other is the waker's.
+    let port = exposed[0];
     assert_eq!(
         port,
         one_value(&deployment, "prometheus.io/port"),

@@ -106,8 +106,16 @@ pub trait Store: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>>;
 
     /// Wake: `from -> awake` with `last_activity_at = now`, clearing the restore count, any
-    /// backoff, the flap count and the wake mark. False when the row is no longer in `from`.
-    async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool>;
+    /// backoff, the flap count and the wake mark. A compare-and-set on the state and its
+    /// `sleep_state_changed_at` as the wake read them (`state_at`): false when the row left
+    /// that state since, even if it came back to it (a drift fix and a new sleep).
+    async fn finish_wake(
+        &self,
+        id: Uuid,
+        from: SleepState,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// Marks that a wake is about to scale up the app of an `asleep` or `sleeping` row
     /// still stamped `state_at`, so a drift check can tell an interrupted wake from someone

@@ -157,7 +157,8 @@ pub const FIND_BY_PROVIDER_ID: &str = concat!(
     " FROM deployments WHERE provider_id = $1 ORDER BY last_activity_at DESC, id DESC LIMIT 1"
 );
 
-/// $1 id, $2 from state, $3 now. The state change time moves only when the state does. A
+/// $1 id, $2 from state, $3 now, $4 the state's change time as the wake read it (the row
+/// must still be in that very state). The state change time moves only when the state does. A
 /// wake is a fresh start: no backoff, no flaps, no wake mark, no drift check.
 pub const FINISH_WAKE: &str = "\
     UPDATE deployments \
@@ -168,7 +169,7 @@ pub const FINISH_WAKE: &str = "\
         sleep_backoff_count = 0, sleep_skip_reason = NULL, \
         sleep_flaps = 0, sleep_flaps_since = NULL, \
         sleep_wake_started_at = NULL, sleep_checked_at = NULL \
-    WHERE id = $1 AND sleep_state = $2 \
+    WHERE id = $1 AND sleep_state = $2 AND sleep_state_changed_at = $4 \
     RETURNING id";
 
 /// $1 id, $2 the state's stamp, $3 now.

@@ -174,12 +174,14 @@ impl Store for PgStore {
         &self,
         id: Uuid,
         from: SleepState,
+        state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
         let wake = sqlx::query(queries::FINISH_WAKE)
             .bind(id)
             .bind(from.as_str())
-            .bind(now);
+            .bind(now)
+            .bind(state_at);
         Ok(self.matched("finish_wake", wake).await?)
     }
 

@@ -3,7 +3,10 @@
 //! Each tick checks a slice of the asleep rows, least recently checked first, sized so that
 //! every row is checked once per `reconcile_minutes`: O(asleep) reads per period, spread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::{Job, log_scale_error};
@@ -11,7 +14,10 @@ use crate::metrics;
 use crate::{AsleepRow, Drift, Error, Result, Scaler, Target, TickReport};
 
 /// The most rows one tick checks, whatever the fleet: a bound on one tick's work.
-const MAX_CHECKS_PER_TICK: u64 = 2_000;
+const MAX_CHECKS_PER_TICK: u64 = 50_000;
+
+/// The slice of the first tick, before the first count of asleep rows sizes it.
+const FIRST_TICK_CHECKS: u64 = 2_000;
 
 impl Job {
     /// Checks this tick's slice of `asleep` rows. Best effort: a failure is a WARN, and the
@@ -33,7 +39,7 @@ impl Job {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<()> {
-        // The last gauge sample sizes the slice; before the first one, the most a tick checks.
+        // The last gauge sample sizes the slice; before the first one, a modest slice.
         let budget = match self.idle_apps_seen() {
             Some(0) => return Ok(()),
             Some(asleep) => checks_per_tick(
@@ -41,7 +47,7 @@ impl Job {
                 self.config.interval_seconds,
                 self.config.reconcile_minutes,
             ),
-            None => MAX_CHECKS_PER_TICK,
+            None => FIRST_TICK_CHECKS,
         };
         // Not re-read within one interval: a row is checked about once per period.
         let interval = chrono::Duration::seconds(
@@ -51,19 +57,44 @@ impl Job {
             .store
             .asleep_to_check(now - interval, u32::try_from(budget).unwrap_or(u32::MAX))
             .await?;
-        for row in &due {
-            match self.check_drift(scaler, row, now).await {
-                Ok(Some(kind)) => {
-                    metrics::drift(kind.as_str());
-                    *report.drift.entry(kind).or_default() += 1;
-                }
-                Ok(None) => {}
-                // The API is down: the rest of the slice would fail the same way.
-                Err(Error::Unavailable { .. }) => break,
-                Err(_) => {}
-            }
+        // As many reads at once as the sleep path makes; an unreachable API stops the slice
+        // (the rest would fail the same way) and the next tick goes on with it.
+        let unreachable = AtomicBool::new(false);
+        // Collected first, as in the sleep pass: a closure inside the stream would make the
+        // tick future not `Send`.
+        let checks: Vec<_> = due
+            .iter()
+            .map(|row| self.check_unless(&unreachable, scaler, row, now))
+            .collect();
+        let found: Vec<Option<Drift>> = futures::stream::iter(checks)
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        for kind in found.into_iter().flatten() {
+            metrics::drift(kind.as_str());
+            *report.drift.entry(kind).or_default() += 1;
         }
         Ok(())
+    }
+
+    async fn check_unless(
+        &self,
+        unreachable: &AtomicBool,
+        scaler: &dyn Scaler,
+        row: &AsleepRow,
+        now: DateTime<Utc>,
+    ) -> Option<Drift> {
+        if unreachable.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.check_drift(scaler, row, now).await {
+            Ok(kind) => kind,
+            Err(Error::Unavailable { .. }) => {
+                unreachable.store(true, Ordering::Relaxed);
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// One row: at 0 (or gone) it is marked checked; running, it is set `awake`.
@@ -148,7 +179,7 @@ mod tests {
     #[test]
     fn the_slice_covers_every_asleep_row_once_per_period() {
         // 2 min ticks, 10 min period: five ticks per period, a fifth each.
-        assert_eq!(checks_per_tick(100_000, 120, 10), 2_000);
+        assert_eq!(checks_per_tick(100_000, 120, 10), 20_000);
         assert_eq!(checks_per_tick(1_000, 120, 10), 200);
         assert_eq!(checks_per_tick(3, 120, 10), 1);
         // A tick longer than the period checks them all.

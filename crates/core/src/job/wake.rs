@@ -293,7 +293,9 @@ impl WakeCtx {
                 .await?
                 && self.store.touch_awake(id, now).await?
         } else {
-            self.store.finish_wake(id, row.sleep_state, now).await?
+            self.store
+                .finish_wake(id, row.sleep_state, row.sleep_state_changed_at, now)
+                .await?
         };
         if !finished {
             return Ok(None);

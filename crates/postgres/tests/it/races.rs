@@ -150,9 +150,15 @@ async fn confirm_loses_to_a_wake_committed_on_another_connection(pool: PgPool) {
             .await
             .expect("pool"),
     );
+    let intent_at = store
+        .get(id)
+        .await
+        .expect("get")
+        .expect("row")
+        .sleep_state_changed_at;
     assert!(
         waker
-            .finish_wake(id, SleepState::Sleeping, Utc::now())
+            .finish_wake(id, SleepState::Sleeping, intent_at, Utc::now())
             .await
             .expect("wake")
     );

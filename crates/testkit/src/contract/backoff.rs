@@ -161,9 +161,14 @@ pub async fn backoff_is_cleared_by_a_wake<S: Store + HostOps>(s: &S) {
     assert!(back_off(s, id, &until("activity_unknown", now() + mins(600))).await);
     assert!(back_off(s, id, &until("activity_unknown", now() + mins(600))).await);
     assert!(
-        s.finish_wake(id, SleepState::Awake, now())
-            .await
-            .expect("wake")
+        s.finish_wake(
+            id,
+            SleepState::Awake,
+            row(s, id).await.sleep_state_changed_at,
+            now()
+        )
+        .await
+        .expect("wake")
     );
     assert!(
         s.backed_off(now(), 50)

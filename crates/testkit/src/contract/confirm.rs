@@ -37,9 +37,14 @@ pub async fn confirm_loses_to_wake<S: Store + HostOps>(s: &S) {
     let seen = row(s, id).await.last_activity_at;
     assert!(claim(s, id, Some(2)).await);
     assert!(
-        s.finish_wake(id, SleepState::Sleeping, now())
-            .await
-            .expect("wake")
+        s.finish_wake(
+            id,
+            SleepState::Sleeping,
+            row(s, id).await.sleep_state_changed_at,
+            now()
+        )
+        .await
+        .expect("wake")
     );
     assert_eq!(
         s.confirm_sleep(id, seen, now(), now())
@@ -195,9 +200,14 @@ pub async fn confirm_distinguishes_three_outcomes<S: Store + HostOps>(s: &S) {
     }
     assert!(s.bump_activity(moved, now() + mins(1)).await.expect("bump"));
     assert!(
-        s.finish_wake(woken, SleepState::Sleeping, now())
-            .await
-            .expect("wake")
+        s.finish_wake(
+            woken,
+            SleepState::Sleeping,
+            row(s, woken).await.sleep_state_changed_at,
+            now()
+        )
+        .await
+        .expect("wake")
     );
     let later = now() + mins(2);
     let outcome = |id| s.confirm_sleep(id, seen, now(), later);

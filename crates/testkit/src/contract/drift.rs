@@ -91,9 +91,14 @@ pub async fn begin_wake_marks_the_state_it_read<S: Store + HostOps>(s: &S) {
 
     // The wake finishes: the mark is gone with it (seen once the row sleeps again).
     assert!(
-        s.finish_wake(id, SleepState::Asleep, now())
-            .await
-            .expect("wake")
+        s.finish_wake(
+            id,
+            SleepState::Asleep,
+            row(s, id).await.sleep_state_changed_at,
+            now()
+        )
+        .await
+        .expect("wake")
     );
     assert!(
         s.set_sleep_state(id, SleepState::Asleep, at, Some(2))
@@ -279,9 +284,14 @@ pub async fn reconcile_awake_is_a_cas_and_counts_flaps<S: Store + HostOps>(s: &S
     // A wake clears the flaps.
     assert!(sleep_again(inside).await.expect("asleep"));
     assert!(
-        s.finish_wake(id, SleepState::Asleep, now() - mins(40))
-            .await
-            .expect("wake")
+        s.finish_wake(
+            id,
+            SleepState::Asleep,
+            row(s, id).await.sleep_state_changed_at,
+            now() - mins(40)
+        )
+        .await
+        .expect("wake")
     );
     let c = candidate(s, id).await;
     assert_eq!((c.flaps, c.flaps_since), (0, None));

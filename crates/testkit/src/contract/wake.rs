@@ -23,25 +23,56 @@ pub async fn finish_wake_is_a_cas_on_state<S: Store + HostOps>(s: &S) {
 
     // A wake that read `sleeping` loses once a tick confirmed the row.
     assert!(
-        !s.finish_wake(asleep, SleepState::Sleeping, now())
-            .await
-            .expect("wake")
+        !s.finish_wake(
+            asleep,
+            SleepState::Sleeping,
+            row(s, asleep).await.sleep_state_changed_at,
+            now()
+        )
+        .await
+        .expect("wake")
     );
     assert_eq!(row(s, asleep).await.sleep_state, SleepState::Asleep);
 
     for id in [asleep, sleeping] {
         let from = row(s, id).await.sleep_state;
-        assert!(s.finish_wake(id, from, now()).await.expect("wake"));
+        assert!(
+            s.finish_wake(id, from, row(s, id).await.sleep_state_changed_at, now())
+                .await
+                .expect("wake")
+        );
         let r = row(s, id).await;
         assert_eq!(r.sleep_state, SleepState::Awake);
         assert_eq!(r.last_activity_at, now());
         assert_eq!(r.sleep_state_changed_at, now());
         assert_eq!(r.replicas_before_sleep, None);
         // A second wake of the same read loses: the state moved.
-        assert!(!s.finish_wake(id, from, now()).await.expect("wake"));
+        assert!(
+            !s.finish_wake(id, from, row(s, id).await.sleep_state_changed_at, now())
+                .await
+                .expect("wake")
+        );
     }
+    // A wake that read one sleep loses to a later sleep of the same row: between its read
+    // and its write the row was set awake (a drift check) and slept again, app at 0.
+    let old = now() - mins(60);
+    let again = insert(
+        s,
+        NewDeployment::k8s("apps", "again", old).sleep_state(SleepState::Asleep, old, Some(3)),
+    )
+    .await;
+    let read_at = row(s, again).await.sleep_state_changed_at;
+    s.set_sleep_state(again, SleepState::Asleep, now() - mins(1), Some(3))
+        .await
+        .expect("slept again");
     assert!(
-        !s.finish_wake(Uuid::new_v4(), SleepState::Asleep, now())
+        !s.finish_wake(again, SleepState::Asleep, read_at, now())
+            .await
+            .expect("wake")
+    );
+    assert_eq!(row(s, again).await.sleep_state, SleepState::Asleep);
+    assert!(
+        !s.finish_wake(Uuid::new_v4(), SleepState::Asleep, now(), now())
             .await
             .expect("wake")
     );

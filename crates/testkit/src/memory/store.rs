@@ -226,11 +226,17 @@ impl Store for MemoryStore {
         Ok(state.rows.get(&id).map(|r| r.rec.clone()))
     }
 
-    async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool> {
+    async fn finish_wake(
+        &self,
+        id: Uuid,
+        from: SleepState,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut state = self.enter(StoreMethod::FinishWake)?;
         let now = ts(now);
         match state.rows.get_mut(&id) {
-            Some(row) if row.sleep_state == from => {
+            Some(row) if row.sleep_state == from && row.sleep_state_changed_at == ts(state_at) => {
                 if row.sleep_state != SleepState::Awake {
                     row.sleep_state_changed_at = now;
                 }

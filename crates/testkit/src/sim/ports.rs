@@ -228,9 +228,15 @@ impl Store for SimPorts {
         self.leave(f, r).await
     }
 
-    async fn finish_wake(&self, id: Uuid, from: SleepState, now: DateTime<Utc>) -> Result<bool> {
+    async fn finish_wake(
+        &self,
+        id: Uuid,
+        from: SleepState,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let f = self.enter(Call::FinishWake).await?;
-        let r = self.store.finish_wake(id, from, now).await;
+        let r = self.store.finish_wake(id, from, state_at, now).await;
         if let Ok(done) = &r {
             self.record(Event::FinishWake {
                 op: self.op(),

@@ -113,6 +113,7 @@ fn an_app_answering_403_goes_to_the_back_of_the_queue() {
         .expect_select_candidates()
         .returning(|_, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(1));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(1));
     let row = asleep_row(false, None);
     store
         .expect_asleep_to_check()

@@ -23,9 +23,14 @@ fn wake_restores_the_exact_count() {
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(5)))));
     store
         .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Asleep), eq(t0()))
+        .with(
+            eq(id),
+            eq(SleepState::Asleep),
+            mockall::predicate::always(),
+            eq(t0()),
+        )
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().times(1).returning(|| Ok(4));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -57,7 +62,7 @@ async fn wake_without_a_recorded_count_uses_the_default() {
     store
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
-    store.expect_finish_wake().returning(|_, _, _| Ok(true));
+    store.expect_finish_wake().returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -147,9 +152,14 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         .returning(|_, _, _, _| Ok(false));
     store
         .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Asleep), eq(t0()))
+        .with(
+            eq(id),
+            eq(SleepState::Asleep),
+            mockall::predicate::always(),
+            eq(t0()),
+        )
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -220,9 +230,14 @@ fn wake_waits_for_a_sleep_in_flight_then_wakes() {
     });
     store
         .expect_finish_wake()
-        .with(eq(id), eq(SleepState::Asleep), eq(t0()))
+        .with(
+            eq(id),
+            eq(SleepState::Asleep),
+            mockall::predicate::always(),
+            eq(t0()),
+        )
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -253,7 +268,7 @@ fn wake_never_lowers_a_running_app() {
     store
         .expect_finish_wake()
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -280,7 +295,7 @@ fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
     store
         .expect_finish_wake()
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -318,7 +333,7 @@ fn concurrent_wakes_of_one_app_share_one_attempt() {
     store
         .expect_finish_wake()
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_, _, _, _| Ok(true));
     store.expect_count_asleep().times(1).returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();
@@ -373,7 +388,7 @@ async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
     store
         .expect_finish_wake()
         .times(1)
-        .returning(move |_, _, _| {
+        .returning(move |_, _, _, _| {
             if let Some(tx) = flipped_tx.lock().unwrap().take() {
                 let _ = tx.send(());
             }
