@@ -111,6 +111,14 @@ async fn explain(pool: &PgPool, title: &str, sql: &str, generic: bool) -> String
         s if s == queries::STALE_INTENTS => {
             ("(timestamptz)", "(now() - interval '5 minutes')".to_owned())
         }
+        // As the idle tick asks: one interval back, the first tick's slice.
+        s if s == queries::ASLEEP_TO_CHECK && title.ends_with("none due") => (
+            "(timestamptz, bigint)",
+            "(now() - interval '2 minutes', 2000)".to_owned(),
+        ),
+        s if s == queries::ANY_ASLEEP_TO_CHECK => {
+            ("(timestamptz)", "(now() - interval '2 minutes')".to_owned())
+        }
         s if s == queries::ASLEEP_TO_CHECK => (
             "(timestamptz, bigint)",
             "(now() - interval '10 minutes', 100)".to_owned(),
@@ -317,6 +325,24 @@ async fn main() {
     )
     .await;
     exec(&pool, "VACUUM ANALYZE deployments").await;
+    // What the idle tick's drift look costs when nothing is due, in both plan shapes (a
+    // prepared statement turns generic after five executions).
+    for generic in [false, true] {
+        plans += &explain(
+            &pool,
+            "asleep_to_check, none due",
+            queries::ASLEEP_TO_CHECK,
+            generic,
+        )
+        .await;
+    }
+    plans += &explain(
+        &pool,
+        "any_asleep_to_check, none due",
+        queries::ANY_ASLEEP_TO_CHECK,
+        false,
+    )
+    .await;
     let scaler = Arc::new(NeverCalled::default());
     let config = Config {
         enabled: true,

@@ -70,6 +70,11 @@ CREATE INDEX IF NOT EXISTS deployments_sleep_drift_idx
     ON deployments ((COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
     WHERE sleep_state = 'asleep';
 
+-- The replicas-asleep gauge: an index-only sum over asleep rows' restore counts.
+CREATE INDEX IF NOT EXISTS deployments_sleep_asleep_replicas_idx
+    ON deployments (replicas_before_sleep)
+    WHERE sleep_state = 'asleep';
+
 -- The backoff listing (plan, status): only rows that backed off since their last sleep.
 CREATE INDEX IF NOT EXISTS deployments_sleep_backoff_idx
     ON deployments (sleep_retry_after, id)

@@ -210,6 +210,14 @@ impl Store for PgStore {
             DateTime<Utc>,
             Option<DateTime<Utc>>,
         );
+        let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
+            .bind(checked_before)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::query("asleep_to_check"))?;
+        if due.is_none() || limit == 0 {
+            return Ok(Vec::new());
+        }
         let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
             .bind(checked_before)
             .bind(i64::from(limit))

@@ -103,9 +103,10 @@ async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
 }
 
 /// The indexes of an integrated table, as of the reference schema.
-const INDEXES: [&str; 6] = [
+const INDEXES: [&str; 7] = [
     "deployments_pkey",
     "deployments_provider_id_idx",
+    "deployments_sleep_asleep_replicas_idx",
     "deployments_sleep_backoff_idx",
     "deployments_sleep_drift_idx",
     "deployments_sleep_eligible_idx",

@@ -22,6 +22,7 @@ async fn migrate_creates_the_reference_schema_and_is_idempotent(pool: PgPool) {
         [
             "deployments_pkey",
             "deployments_provider_id_idx",
+            "deployments_sleep_asleep_replicas_idx",
             "deployments_sleep_backoff_idx",
             "deployments_sleep_drift_idx",
             "deployments_sleep_eligible_idx",
