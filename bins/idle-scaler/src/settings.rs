@@ -202,10 +202,17 @@ impl Settings {
         ) {
             job.extend(prometheus);
         }
+        // The waker's keys share the job's sources and prefix, so they print beside them.
+        if let (Some(job), serde_json::Value::Object(waker)) =
+            (job.as_object_mut(), serde_json::to_value(&self.waker)?)
+        {
+            job.extend(waker);
+        }
         Ok(serde_json::json!({
             "job": job,
             "database_url": self.database_url.as_deref().map(redact_url),
             "listen_addr": self.listen_addr.to_string(),
+            "waker_listen_addr": self.waker_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,
@@ -315,6 +322,9 @@ mod tests {
         assert_eq!(v["job"]["prometheus_url"], "http://u:<redacted>@prom:9090");
         assert_eq!(v["job"]["prometheus_timeout_seconds"], 5);
         assert_eq!(v["job"]["idle_minutes"], 30);
+        assert_eq!(v["job"]["waker_timeout_seconds"], 30);
+        assert_eq!(v["job"]["waker_target_header"], "X-Idle-Scaler-Target");
+        assert_eq!(v["waker_listen_addr"], "off");
         assert!(!format!("{settings:?}").contains("s3cret"));
     }
 }
