@@ -1,6 +1,6 @@
-//! `prometheus_headers`: extra request headers (a tenant for Mimir, Cortex or Thanos, say).
+//! `prometheus_headers`: extra request headers (the tenant of Mimir, Cortex or Thanos, say).
 //! Their values may be credentials, so neither `Debug`, the `config` output nor an error
-//! shows one; the tenant header is the one exception, being an identifier and not a secret.
+//! shows one; the tenant headers are the exception, being identifiers and not secrets.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +28,9 @@ const RESERVED: [&str; 6] = [
     "transfer-encoding",
 ];
 
-/// Header names whose values are shown: identifiers, never credentials.
-const SHOWN: [&str; 1] = ["x-scope-orgid"];
+/// Header names whose values are shown: tenant identifiers (Mimir and Cortex; Thanos's
+/// default), never credentials.
+const SHOWN: [&str; 2] = ["x-scope-orgid", "thanos-tenant"];
 
 /// Header names and values, in the spelling given; `Debug` hides the values.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +44,7 @@ impl fmt::Debug for Headers {
 }
 
 impl Headers {
-    /// The same names, every value replaced by `<redacted>` but the tenant's.
+    /// The same names, every value replaced by `<redacted>` but the tenants'.
     pub fn redacted(&self) -> Self {
         Self(
             self.0

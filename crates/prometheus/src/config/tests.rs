@@ -471,13 +471,18 @@ fn redacted_and_debug_hide_header_values_but_the_tenant() {
         prometheus_url: "https://u:pw@prom".into(),
         prometheus_bearer_token_file: "/run/token".into(),
         prometheus_headers: Headers(
-            [("X-Scope-OrgID", "team-a"), ("X-Api-Key", "s3cret")]
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .into(),
+            [
+                ("X-Scope-OrgID", "team-a"),
+                ("Thanos-Tenant", "team-b"),
+                ("X-Api-Key", "s3cret"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
         ),
         ..PrometheusConfig::default()
     };
     let shown = config.redacted();
+    assert_eq!(shown.prometheus_headers.0["Thanos-Tenant"], "team-b");
     assert_eq!(shown.prometheus_url, "https://u:<redacted>@prom");
     assert_eq!(shown.prometheus_headers.0["X-Api-Key"], "<redacted>");
     assert_eq!(shown.prometheus_headers.0["X-Scope-OrgID"], "team-a");
