@@ -496,3 +496,17 @@ fn redacted_and_debug_hide_header_values_but_the_tenant() {
         "{debug}"
     );
 }
+
+#[test]
+fn every_key_is_in_the_readme_table_with_its_variable() {
+    let readme = include_str!("../../../../README.md");
+    for key in KEYS {
+        let env = format!("`DEPLOY_SCALE_TO_ZERO_{}`", key.to_uppercase());
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{key}` | {env} |"))),
+            "README's configuration table lacks {key} ({env})"
+        );
+    }
+}
