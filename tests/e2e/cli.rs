@@ -140,6 +140,66 @@ fn config_redacts_secrets() {
     assert!(out.stderr.contains("below the floor"), "{}", out.stderr);
 }
 
+#[test]
+fn config_shows_prometheus_credential_files_and_the_tenant_but_no_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "tok-prom-very-secret").expect("write");
+    let mut cmd = command(&["config"]);
+    cmd.env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus")
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
+            "https://mimir.example/prometheus",
+        )
+        .env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_PRESET", "istio")
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE",
+            &token_file,
+        )
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS",
+            "X-Scope-OrgID=team-a,X-Api-Key=key-very-secret",
+        );
+    let out = run(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        !all.contains("tok-prom-very-secret") && !all.contains("key-very-secret"),
+        "{all}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let job = &v["job"];
+    assert_eq!(
+        job["prometheus_bearer_token_file"],
+        token_file.display().to_string()
+    );
+    assert_eq!(job["prometheus_headers"]["X-Scope-OrgID"], "team-a");
+    assert_eq!(job["prometheus_headers"]["X-Api-Key"], "<redacted>");
+    assert_eq!(job["prometheus_preset"], "istio");
+    assert_eq!(job["prometheus_name_label"], "destination_workload");
+
+    // Both kinds of credentials: a one-line startup error naming the variable.
+    let mut both = command(&["config"]);
+    both.env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus")
+        .env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "http://prom:9090")
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE",
+            &token_file,
+        )
+        .env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_USERNAME", "u")
+        .env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+            &token_file,
+        );
+    let out = run(both);
+    assert_one_line_error(&out, "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE");
+    assert!(
+        !out.stderr.contains("tok-prom-very-secret"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn secrets_never_reach_the_logs(_: PgPoolOptions, opts: PgConnectOptions) {
     const PASSWORD: &str = "pw-Zq81-never-log-me";

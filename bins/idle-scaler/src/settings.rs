@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use idle_scaler_core::Config;
-use idle_scaler_core::redact::{redact_in, redact_url};
+use idle_scaler_core::redact::redact_url;
 use idle_scaler_prometheus::PrometheusConfig;
 use idle_scaler_waker::WakerConfig;
 use serde::Serialize;
@@ -222,14 +222,10 @@ impl Settings {
         }))
     }
 
-    /// The Prometheus keys with a password in the URL redacted. Only the password: an empty
-    /// or mistyped URL is shown as given, so that the output still explains a startup error.
+    /// The Prometheus keys as they may be shown: the crate's own rule (a URL password and
+    /// header values that may be credentials hidden; the credentials themselves are files).
     fn prometheus_redacted(&self) -> PrometheusConfig {
-        let url = &self.prometheus.prometheus_url;
-        PrometheusConfig {
-            prometheus_url: redact_in(url, url),
-            ..self.prometheus.clone()
-        }
+        self.prometheus.redacted()
     }
 }
 
@@ -277,6 +273,8 @@ fn non_empty_env(name: &str) -> anyhow::Result<Option<String>> {
 
 #[cfg(test)]
 mod tests {
+    use idle_scaler_prometheus::Headers;
+
     use super::*;
 
     // The rule itself is tested in `idle_scaler_core::redact`; this pins what `config` shows.
@@ -307,6 +305,12 @@ mod tests {
             job: Config::default(),
             prometheus: PrometheusConfig {
                 prometheus_url: "http://u:s3cret@prom:9090".into(),
+                prometheus_bearer_token_file: "/run/secrets/token".into(),
+                prometheus_headers: Headers(
+                    [("X-Scope-OrgID", "team-a"), ("X-Api-Key", "k3y-s3cret")]
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .into(),
+                ),
                 ..PrometheusConfig::default()
             },
             database_url: None,
@@ -325,6 +329,14 @@ mod tests {
         assert_eq!(v["job"]["waker_timeout_seconds"], 30);
         assert_eq!(v["job"]["waker_target_header"], "X-Idle-Scaler-Target");
         assert_eq!(v["waker_listen_addr"], "off");
+        assert_eq!(
+            v["job"]["prometheus_bearer_token_file"],
+            "/run/secrets/token"
+        );
+        assert_eq!(v["job"]["prometheus_headers"]["X-Scope-OrgID"], "team-a");
+        assert_eq!(v["job"]["prometheus_headers"]["X-Api-Key"], "<redacted>");
+        assert_eq!(v["job"]["prometheus_preset"], "ingress-nginx");
+        assert!(!v.to_string().contains("s3cret"), "{v}");
         assert!(!format!("{settings:?}").contains("s3cret"));
     }
 }

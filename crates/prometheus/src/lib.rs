@@ -2,8 +2,8 @@
 //! (`POST /api/v1/query`, an instant query) whether the tick's idle-looking candidates served
 //! requests within the idle window.
 //!
-//! The query is a template ([`DEFAULT_QUERY`] by
-//! default, for ingress-nginx) with three placeholders, filled once per tick for the whole
+//! The query is a template ([`DEFAULT_QUERY`] by default, for ingress-nginx; [`Preset`]
+//! names the others shipped) with three placeholders, filled once per tick for the whole
 //! batch:
 //!
 //! | placeholder | becomes |
@@ -22,50 +22,80 @@
 //! | no sample, `NaN`, or `0 < v < 1e9` (a count, not a time) | no data: the target is left out of the answer (unknown) |
 //!
 //! Errors map to the core's outcomes: connect failure, timeout, 429 and 5xx are
-//! [`CoreError::unavailable`]; a query Prometheus rejects (400, 422) or an answer that is not
+//! [`CoreError::unavailable`]; 401 and 403 (credentials refused) are
+//! [`CoreError::forbidden`]; a query Prometheus rejects (400, 422) or an answer that is not
 //! an instant vector is [`CoreError::invalid`]. Either way the tick treats every candidate's
 //! traffic as unknown, so an outage never sleeps an app.
+//!
+//! Prometheus may be reached over `https` (system roots or a CA file) with a bearer token or
+//! basic auth read from files at every query, and extra headers ([`Auth`], [`Headers`]).
+//! No credential is ever part of an error, a log line or `Debug` output.
 //!
 //! Its keys ([`PrometheusConfig`], [`KEYS`]) are read from the job's figment; [`attach`] gives
 //! a [`Job`] the source its configuration asks for.
 #![warn(missing_docs)]
 
+mod answer;
+mod client;
 mod config;
+mod presets;
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
 use idle_scaler_core::{
     ActivitySource, ActivitySourceKind, Error as CoreError, Job, Target, Traffic,
 };
-use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::answer::{Answer, map_samples, parse_answer};
+pub use crate::client::Auth;
+use crate::client::HttpClient;
 use crate::config::query_endpoint;
-pub use crate::config::{DEFAULT_QUERY, KEYS, PrometheusConfig, QUERY_PLACEHOLDERS, placeholders};
-
-/// Largest answer read: a vector of one sample per candidate is a few kilobytes; anything
-/// near this is a template that does not aggregate.
-const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+pub use crate::config::{Headers, KEYS, PrometheusConfig, QUERY_PLACEHOLDERS, placeholders};
+pub use crate::presets::{DEFAULT_QUERY, ISTIO_QUERY, Preset, TRAEFIK_QUERY};
 
 /// Why a [`PrometheusSource`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The base URL does not parse or is not plain `http://`.
+    /// The base URL does not parse or is not `http://` or `https://`.
     #[error("invalid Prometheus URL {url:?}: {why}")]
     Url {
         /// The URL as given, its password redacted.
         url: String,
         /// What is wrong with it.
+        why: String,
+    },
+    /// A file a key names cannot be read.
+    #[error("cannot read {key} {}: {source}", path.display())]
+    File {
+        /// The key naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A credential file holds nothing usable (never shown: only the path is).
+    #[error("{key} {} {why}", path.display())]
+    Secret {
+        /// The key naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        why: &'static str,
+    },
+    /// TLS cannot be set up (no usable CA certificate).
+    #[error("TLS to Prometheus: {why}")]
+    Tls {
+        /// Why.
         why: String,
     },
 }
@@ -82,7 +112,7 @@ impl From<Error> for CoreError {
 /// What a [`PrometheusSource`] needs; [`Settings::from_config`] takes it from the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Base URL of the HTTP API, `http://host:port[/prefix]`.
+    /// Base URL of the HTTP API, `http[s]://host:port[/prefix]`.
     pub url: String,
     /// The PromQL template.
     pub query: String,
@@ -92,24 +122,46 @@ pub struct Settings {
     pub name_label: String,
     /// Bound on one query, connect included.
     pub timeout: Duration,
+    /// PEM file of the CAs an `https` Prometheus is verified against; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The credentials.
+    pub auth: Auth,
+    /// Extra request headers.
+    pub headers: Headers,
 }
 
 impl Settings {
     /// The `prometheus_*` keys of the job configuration.
     pub fn from_config(config: &PrometheusConfig) -> Self {
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        let auth = match (
+            path(&config.prometheus_bearer_token_file),
+            path(&config.prometheus_basic_auth_password_file),
+        ) {
+            (Some(token_file), _) => Auth::Bearer { token_file },
+            (None, Some(password_file)) => Auth::Basic {
+                username: config.prometheus_basic_auth_username.clone(),
+                password_file,
+            },
+            (None, None) => Auth::None,
+        };
         Self {
             url: config.prometheus_url.clone(),
             query: config.prometheus_query.clone(),
             namespace_label: config.prometheus_namespace_label.clone(),
             name_label: config.prometheus_name_label.clone(),
             timeout: config.timeout(),
+            ca_file: path(&config.prometheus_ca_file),
+            auth,
+            headers: config.prometheus_headers.clone(),
         }
     }
 }
 
 /// `job` with the activity source its configuration names (`activity_source`), built from
-/// `config`; unchanged with `activity_source = none`. Builds no connection: an unreachable
-/// Prometheus shows up per tick as unknown traffic (apps kept awake), never as a failed start.
+/// `config`; unchanged with `activity_source = none`. Reads the CA and credential files (an
+/// unreadable one fails here, naming it) but opens no connection: an unreachable Prometheus
+/// shows up per tick as unknown traffic (apps kept awake), never as a failed start.
 pub fn attach(job: Job, config: &PrometheusConfig) -> Result<Job> {
     Ok(match job.config().activity_source {
         ActivitySourceKind::None => job,
@@ -123,34 +175,26 @@ pub fn attach(job: Job, config: &PrometheusConfig) -> Result<Job> {
 /// The Prometheus [`ActivitySource`].
 #[derive(Clone)]
 pub struct PrometheusSource {
-    client: Client<HttpConnector, Full<Bytes>>,
-    endpoint: Uri,
+    client: HttpClient,
     settings: Settings,
 }
 
 impl std::fmt::Debug for PrometheusSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusSource")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.client.endpoint)
             .field("timeout", &self.settings.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl PrometheusSource {
-    /// A source querying `settings.url`. Builds no connection yet.
+    /// A source querying `settings.url`. Reads the CA file and checks that the credential
+    /// files can be read; opens no connection yet.
     pub fn new(settings: Settings) -> Result<Self> {
         let endpoint = query_endpoint(&settings.url)?;
-        let mut connector = HttpConnector::new();
-        // The overall timeout bounds the whole query; this makes a black-holed address fail
-        // with a connect error rather than a generic timeout.
-        connector.set_connect_timeout(Some(settings.timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self {
-            client,
-            endpoint,
-            settings,
-        })
+        let client = HttpClient::new(endpoint, &settings)?;
+        Ok(Self { client, settings })
     }
 
     /// The query sent for `targets` with this `lookback`.
@@ -163,38 +207,16 @@ impl PrometheusSource {
             .append_pair("query", promql)
             .append_pair("time", &unix_seconds(at))
             .finish();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| CoreError::invalid(format!("building the Prometheus request: {e}")))?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                CoreError::unavailable(format!("Prometheus at {}: {e:#}", self.endpoint))
-            })?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    CoreError::unavailable(format!(
-                        "reading the answer of Prometheus at {}: {e}",
-                        self.endpoint
-                    ))
-                })?
-                .to_bytes();
-            Ok::<_, CoreError>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(self.settings.timeout, exchange)
-            .await
-            .map_err(|_| {
-                CoreError::unavailable(format!(
-                    "Prometheus at {} did not answer within {:?}",
-                    self.endpoint, self.settings.timeout
-                ))
-            })??;
+        let (status, bytes) = self.client.post(body).await?;
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // The body is not shown: what a proxy says about refused credentials is of no
+            // use and could echo them.
+            return Err(CoreError::forbidden(format!(
+                "Prometheus at {} answered {status}: the credentials were refused (check \
+                 prometheus_bearer_token_file or prometheus_basic_auth_*)",
+                self.client.endpoint
+            )));
+        }
         parse_answer(status, &bytes)
     }
 }
@@ -229,9 +251,14 @@ impl ActivitySource for PrometheusSource {
 
 /// Fills the placeholders. Only validated DNS names reach here, so the regexes need no
 /// escaping beyond the dot; `[.]` is used for it because it means the same inside double
-/// quotes, single quotes and backticks.
+/// quotes, single quotes and backticks. Longer alternatives come first: a template that
+/// captures a name followed by more text (Traefik's `<namespace>-<service>-<port>`) then
+/// reads `web-api-80` as `web-api`, not as `web` with port `api-80` (RE2 takes the first
+/// alternative that matches).
 fn render(template: &str, targets: &[Target], lookback: chrono::Duration) -> String {
     let alternation = |parts: BTreeSet<&str>| {
+        let mut parts: Vec<&str> = parts.into_iter().collect();
+        parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
         parts
             .into_iter()
             .map(regex_literal)
@@ -264,185 +291,6 @@ fn regex_literal(s: &str) -> String {
 /// Prometheus takes `time` as Unix seconds with a fraction.
 fn unix_seconds(at: DateTime<Utc>) -> String {
     format!("{}.{:03}", at.timestamp(), at.timestamp_subsec_millis())
-}
-
-/// The parts of `/api/v1/query`'s JSON envelope that are read.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    status: String,
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(default, rename = "errorType")]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Data {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    result: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct Sample {
-    metric: HashMap<String, String>,
-    /// `[<unix seconds>, "<value>"]`.
-    value: (f64, String),
-}
-
-type Answer = Vec<Sample>;
-
-fn parse_answer(status: StatusCode, bytes: &[u8]) -> Result<Answer, CoreError> {
-    let envelope: Option<Envelope> = serde_json::from_slice(bytes).ok();
-    let said = |e: &Envelope| {
-        format!(
-            "{}: {}",
-            e.error_type.as_deref().unwrap_or("error"),
-            e.error.as_deref().unwrap_or("(no message)")
-        )
-    };
-    if !status.is_success() {
-        let detail = envelope
-            .as_ref()
-            .map(said)
-            .unwrap_or_else(|| snippet(bytes));
-        // 400 bad_data and 422 execution errors are the template's fault and will not pass
-        // by retrying; anything else (429, 5xx, a proxy's 502) is an outage.
-        return Err(match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => CoreError::invalid(
-                format!("Prometheus rejected the query ({status}): {detail}"),
-            ),
-            _ => CoreError::unavailable(format!("Prometheus answered {status}: {detail}")),
-        });
-    }
-    let envelope = envelope.ok_or_else(|| {
-        CoreError::unavailable(format!(
-            "Prometheus answered 200 with a body that is not its JSON: {}",
-            snippet(bytes)
-        ))
-    })?;
-    if envelope.status != "success" {
-        return Err(CoreError::unavailable(format!(
-            "Prometheus answered status {:?}: {}",
-            envelope.status,
-            said(&envelope)
-        )));
-    }
-    let data = envelope
-        .data
-        .ok_or_else(|| CoreError::unavailable("Prometheus answered success without data"))?;
-    if data.result_type != "vector" {
-        return Err(CoreError::invalid(format!(
-            "the activity query must return an instant vector, Prometheus returned a {}",
-            data.result_type
-        )));
-    }
-    serde_json::from_value(data.result)
-        .map_err(|e| CoreError::unavailable(format!("Prometheus vector not understood: {e}")))
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        s.push_str("...");
-    }
-    s
-}
-
-/// Maps samples back to the asked targets. Samples without both labels, for targets not
-/// asked about (the regexes select a cross product), or with a value that is not a number
-/// are ignored; several samples for one target combine to the latest traffic.
-fn map_samples(
-    samples: Answer,
-    asked: &[Target],
-    namespace_label: &str,
-    name_label: &str,
-) -> HashMap<Target, Traffic> {
-    let asked: BTreeSet<(&str, &str)> = asked
-        .iter()
-        .map(|t| (t.namespace.as_str(), t.name.as_str()))
-        .collect();
-    let mut seen: HashMap<Target, Traffic> = HashMap::new();
-    let mut unlabelled = 0_usize;
-    let mut not_a_time = 0_usize;
-    for sample in samples {
-        let (Some(namespace), Some(name)) = (
-            sample.metric.get(namespace_label),
-            sample.metric.get(name_label),
-        ) else {
-            unlabelled += 1;
-            continue;
-        };
-        if !asked.contains(&(namespace.as_str(), name.as_str())) {
-            continue;
-        }
-        let Some(traffic) = traffic_of(&sample.value.1) else {
-            if implausible(&sample.value.1) {
-                not_a_time += 1;
-            }
-            continue;
-        };
-        let target = Target {
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
-        let merged = match (seen.get(&target), traffic) {
-            (Some(Traffic::LastSeen(a)), Traffic::LastSeen(b)) => Traffic::LastSeen((*a).max(b)),
-            (Some(earlier @ Traffic::LastSeen(_)), Traffic::Quiet) => *earlier,
-            (_, t) => t,
-        };
-        seen.insert(target, merged);
-    }
-    if unlabelled > 0 {
-        warn!(
-            samples = unlabelled,
-            namespace_label,
-            name_label,
-            "Prometheus samples without the configured labels were ignored; check \
-             DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAMESPACE_LABEL/_NAME_LABEL against the query"
-        );
-    }
-    if not_a_time > 0 {
-        warn!(
-            samples = not_a_time,
-            "Prometheus values that are not a Unix time were read as no data; the activity \
-             query must return the time of the latest traffic (a request count is not one)"
-        );
-    }
-    seen
-}
-
-/// Unix seconds before this (2001-09-09) are not a time of traffic: most likely a template
-/// returning a request count or a rate. Reading `5` as "last traffic in 1970" would make a
-/// busy app look idle, so such values count as no data instead.
-const EARLIEST_PLAUSIBLE: f64 = 1.0e9;
-
-fn implausible(value: &str) -> bool {
-    value
-        .trim()
-        .parse::<f64>()
-        .is_ok_and(|v| v > 0.0 && v < EARLIEST_PLAUSIBLE)
-}
-
-/// A sample value: Unix seconds of the latest traffic, `<= 0` for none, `NaN` for no data.
-fn traffic_of(value: &str) -> Option<Traffic> {
-    let v: f64 = value.trim().parse().ok()?;
-    if !v.is_finite() {
-        return None;
-    }
-    if v <= 0.0 {
-        return Some(Traffic::Quiet);
-    }
-    if v < EARLIEST_PLAUSIBLE {
-        return None;
-    }
-    // Whole milliseconds of a finite positive float below ~year 2286 fit an i64 exactly.
-    #[allow(clippy::cast_possible_truncation)]
-    let millis = (v * 1000.0).round() as i64;
-    DateTime::from_timestamp_millis(millis).map(Traffic::LastSeen)
 }
 
 #[cfg(test)]

@@ -28,6 +28,17 @@ fn render_fills_every_placeholder_for_the_batch() {
         q,
         "x{namespace=~\"apps|shop\", ingress=~\"api[.]v2|web\"}[1800s] api[.]v2|web"
     );
+    // Longest first, then in order: `web-api` is tried before `web`.
+    let q = render(
+        "{names}",
+        &[
+            target("a", "web"),
+            target("a", "web-api"),
+            target("a", "api"),
+        ],
+        chrono::Duration::minutes(1),
+    );
+    assert_eq!(q, "web-api|api|web");
 }
 
 #[test]
@@ -53,12 +64,13 @@ fn endpoint_keeps_a_route_prefix_and_refuses_what_it_cannot_speak() {
             "http://prom/monitoring/",
             "http://prom/monitoring/api/v1/query",
         ),
+        ("https://prom:9443/", "https://prom:9443/api/v1/query"),
     ] {
         assert_eq!(query_endpoint(url).expect(url).to_string(), want);
     }
     for (url, why) in [
-        ("https://prom", "https is not supported"),
-        ("prom:9090", "expected http://"),
+        ("ftp://prom", "expected http:// or https://"),
+        ("prom:9090", "expected http:// or https://"),
         ("http://user@prom", "credentials"),
         ("http://[::1", "invalid"),
     ] {

@@ -10,6 +10,7 @@ use idle_scaler_core::config::ConfigWarning;
 use idle_scaler_core::{ActivitySourceKind, UnknownActivity};
 
 use super::*;
+use crate::presets::{DEFAULT_QUERY, ISTIO_QUERY, TRAEFIK_QUERY};
 
 type Loaded = (Config, PrometheusConfig, Vec<ConfigWarning>);
 
@@ -71,6 +72,8 @@ fn the_url_rule_is_the_sources_own() {
         ("http://prom:9090 x", false),
         ("http:///x", false),
         ("http://u:p@prom", false),
+        ("https://prom.example:443", true),
+        ("ftp://prom", false),
     ] {
         let config = PrometheusConfig {
             prometheus_url: url.into(),
@@ -142,24 +145,24 @@ fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
     // (other variables set, the variable, its value, a part of what is allowed)
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
     // `activity_source` and `activity_unknown` are the job's keys, tested in the core crate.
-    let cases: [Case; 9] = [
+    let cases: [Case; 12] = [
         (
             &[prometheus],
             "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
             "",
-            "http:// URL",
+            "https:// URL",
         ),
         (
             &[prometheus],
             "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
-            "https://prom",
-            "https is not supported",
+            "ftp://prom",
+            "https:// URL",
         ),
         (
             &[prometheus],
             "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
             "prom:9090",
-            "http:// URL",
+            "https:// URL",
         ),
         (
             &[prometheus],
@@ -182,8 +185,26 @@ fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
         (
             &[prometheus, url],
             "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
-            " ",
+            "{bogus}",
             "PromQL template",
+        ),
+        (
+            &[],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_PRESET",
+            "nginx",
+            "ingress-nginx (the default), istio or traefik",
+        ),
+        (
+            &[prometheus, url],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_CA_FILE",
+            "/etc/ca.pem",
+            "verifies an https:// Prometheus",
+        ),
+        (
+            &[prometheus, url],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_USERNAME",
+            "scraper",
+            "needs both a username and a password file",
         ),
         (
             &[],
@@ -274,4 +295,218 @@ fn the_source_reads_the_same_host_section_and_prefix_as_the_job() {
         assert_eq!(prometheus.prometheus_name_label, "host");
         Ok(())
     });
+}
+
+#[test]
+fn a_preset_sets_the_query_and_labels_that_are_not_set_themselves() {
+    for (preset, query, namespace, name) in [
+        (
+            "istio",
+            ISTIO_QUERY,
+            "destination_workload_namespace",
+            "destination_workload",
+        ),
+        ("Traefik", TRAEFIK_QUERY, "namespace", "service_name"),
+        ("ingress-nginx", DEFAULT_QUERY, "namespace", "ingress"),
+    ] {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", "http://prom:9090");
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_PRESET", preset);
+            let (_, c, w) = load().unwrap();
+            assert_eq!(c.prometheus_query, query, "{preset}");
+            assert_eq!(c.prometheus_namespace_label, namespace, "{preset}");
+            assert_eq!(c.prometheus_name_label, name, "{preset}");
+            assert!(w.is_empty(), "{w:?}");
+            Ok(())
+        });
+    }
+    Jail::expect_with(|j| {
+        j.create_file(
+            "scaler.toml",
+            "prometheus_preset = \"istio\"\nprometheus_name_label = \"destination_app\"\n",
+        )?;
+        let (_, c, _) = load_from(Some(Path::new("scaler.toml"))).unwrap();
+        assert_eq!(c.prometheus_preset, Preset::Istio);
+        assert_eq!(c.prometheus_query, ISTIO_QUERY);
+        assert_eq!(
+            c.prometheus_namespace_label,
+            "destination_workload_namespace"
+        );
+        assert_eq!(c.prometheus_name_label, "destination_app", "a set key wins");
+        Ok(())
+    });
+}
+
+fn with_prometheus(j: &mut Jail, url: &str) {
+    j.set_env("DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE", "prometheus");
+    j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL", url);
+}
+
+#[test]
+fn credentials_and_headers_from_env_and_from_a_toml_table() {
+    Jail::expect_with(|j| {
+        with_prometheus(j, "https://mimir.example/prometheus");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_CA_FILE", "/etc/ca/ca.pem");
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE",
+            "/run/token",
+        );
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS",
+            "X-Scope-OrgID=team-a, X-Api-Key = k3y==",
+        );
+        let (_, c, w) = load().unwrap();
+        assert!(w.is_empty(), "every new key is known: {w:?}");
+        assert_eq!(c.prometheus_ca_file, "/etc/ca/ca.pem");
+        assert_eq!(c.prometheus_bearer_token_file, "/run/token");
+        assert_eq!(
+            c.prometheus_headers.0,
+            [("X-Api-Key", "k3y=="), ("X-Scope-OrgID", "team-a")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into()
+        );
+        Ok(())
+    });
+    Jail::expect_with(|j| {
+        j.create_file(
+            "scaler.toml",
+            "activity_source = \"prometheus\"\nprometheus_url = \"https://prom\"\n\
+             prometheus_basic_auth_username = \"scraper\"\n\
+             prometheus_basic_auth_password_file = \"/run/password\"\n\
+             [prometheus_headers]\n\"X-Scope-OrgID\" = \"a|b\"\n",
+        )?;
+        let (_, c, w) = load_from(Some(Path::new("scaler.toml"))).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.prometheus_basic_auth_username, "scraper");
+        assert_eq!(c.prometheus_basic_auth_password_file, "/run/password");
+        assert_eq!(c.prometheus_headers.0.get("X-Scope-OrgID").unwrap(), "a|b");
+        Ok(())
+    });
+}
+
+#[test]
+fn one_kind_of_credentials_and_no_second_authorization() {
+    for (extra, key, allowed) in [
+        (
+            &[
+                ("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE", "/t"),
+                ("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_USERNAME", "u"),
+                (
+                    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+                    "/p",
+                ),
+            ][..],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE",
+            "one kind of credentials",
+        ),
+        (
+            &[(
+                "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+                "/p",
+            )][..],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+            "both a username and a password file",
+        ),
+        (
+            &[
+                ("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_BEARER_TOKEN_FILE", "/t"),
+                (
+                    "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS",
+                    "authorization=Bearer s3cret",
+                ),
+            ][..],
+            "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS",
+            "no Authorization header",
+        ),
+    ] {
+        Jail::expect_with(|j| {
+            with_prometheus(j, "http://prom:9090");
+            for (k, v) in extra {
+                j.set_env(k, v);
+            }
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(allowed), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_bad_header_is_named_without_its_value() {
+    for (given, shown) in [
+        (
+            "Authorization: Bearer s3cret",
+            "\"Authorization\" followed by ':'",
+        ),
+        (
+            "Authorization: Bearer s3cret==",
+            "\"Authorization\" followed by ':'",
+        ),
+        ("X Team=s3cret", "\"X\" followed by ' '"),
+        ("X-Scope-OrgID=", "\"X-Scope-OrgID\" = <redacted> (empty"),
+        ("X-Token=s3cret\u{7f}", "\"X-Token\" = <redacted>"),
+        ("Host=s3cret", "\"Host\", which the client sets itself"),
+        ("X-A=s3cret,x-a=s3cret", "\"x-a\" given twice"),
+    ] {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS", given);
+            let err = load().unwrap_err().to_string();
+            assert!(
+                err.contains("DEPLOY_SCALE_TO_ZERO_PROMETHEUS_HEADERS")
+                    && err.contains(shown)
+                    && err.contains("Name=value pairs"),
+                "{given:?}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{given:?}: {err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn redacted_and_debug_hide_header_values_but_the_tenant() {
+    let config = PrometheusConfig {
+        prometheus_url: "https://u:pw@prom".into(),
+        prometheus_bearer_token_file: "/run/token".into(),
+        prometheus_headers: Headers(
+            [
+                ("X-Scope-OrgID", "team-a"),
+                ("Thanos-Tenant", "team-b"),
+                ("X-Api-Key", "s3cret"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        ),
+        ..PrometheusConfig::default()
+    };
+    let shown = config.redacted();
+    assert_eq!(shown.prometheus_headers.0["Thanos-Tenant"], "team-b");
+    assert_eq!(shown.prometheus_url, "https://u:<redacted>@prom");
+    assert_eq!(shown.prometheus_headers.0["X-Api-Key"], "<redacted>");
+    assert_eq!(shown.prometheus_headers.0["X-Scope-OrgID"], "team-a");
+    assert_eq!(
+        shown.prometheus_bearer_token_file, "/run/token",
+        "a path is no secret"
+    );
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("s3cret") && debug.contains("team-a"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn every_key_is_in_the_readme_table_with_its_variable() {
+    let readme = include_str!("../../../../README.md");
+    for key in KEYS {
+        let env = format!("`DEPLOY_SCALE_TO_ZERO_{}`", key.to_uppercase());
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{key}` | {env} |"))),
+            "README's configuration table lacks {key} ({env})"
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! A real Prometheus on loopback and a request-counter exporter it scrapes every second.
+//! A real Prometheus on loopback (optionally behind TLS and basic auth, through its
+//! `--web.config.file`) and a request-counter exporter it scrapes every second.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -74,6 +75,37 @@ impl Exporter {
         );
     }
 
+    /// One Istio request counter, as a sidecar (`reporter`) exports it.
+    pub fn istio(&self, namespace: &str, workload: &str, reporter: &str, by: u64) {
+        self.add(
+            "istio_requests_total",
+            &[
+                ("reporter", reporter),
+                ("destination_workload_namespace", namespace),
+                ("destination_workload", workload),
+                ("destination_service_name", workload),
+                ("response_code", "200"),
+            ],
+            by,
+        );
+    }
+
+    /// One Traefik service counter: the Ingress provider names the service
+    /// `<namespace>-<service>-<port>@kubernetes`.
+    pub fn traefik(&self, namespace: &str, service: &str, port: &str, by: u64) {
+        let name = format!("{namespace}-{service}-{port}@kubernetes");
+        self.add(
+            "traefik_service_requests_total",
+            &[
+                ("code", "200"),
+                ("method", "GET"),
+                ("protocol", "http"),
+                ("service", &name),
+            ],
+            by,
+        );
+    }
+
     fn render(&self) -> String {
         let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
@@ -93,6 +125,7 @@ pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl Drop for Prometheus {
@@ -128,9 +161,98 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// What `--web.config.file` asks of clients: TLS with this certificate, and basic auth.
+pub struct WebConfig {
+    pub tls: Tls,
+    pub user: String,
+    /// The password's bcrypt hash, as Prometheus stores it.
+    pub bcrypt_hash: String,
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1, made with the `openssl` CLI.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// Creates the files in `dir`.
+    pub fn create(dir: &Path) -> Self {
+        let path = |name: &str| dir.join(name);
+        let ext = path("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-subj", "/CN=idle-scaler test CA", "-days", "2"],
+            ]
+            .concat(),
+            &[("-keyout", path("ca.key")), ("-out", path("ca.pem"))],
+        );
+        openssl(
+            &[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1"]].concat(),
+            &[
+                ("-keyout", path("server.key")),
+                ("-out", path("server.csr")),
+            ],
+        );
+        openssl(
+            &["x509", "-req", "-days", "2", "-CAcreateserial"],
+            &[
+                ("-in", path("server.csr")),
+                ("-CA", path("ca.pem")),
+                ("-CAkey", path("ca.key")),
+                ("-extfile", ext),
+                ("-out", path("server.crt")),
+            ],
+        );
+        Self {
+            ca: path("ca.pem"),
+            cert: path("server.crt"),
+            key: path("server.key"),
+        }
+    }
+}
+
+fn openssl(args: &[&str], paths: &[(&str, PathBuf)]) {
+    let mut command = Command::new("openssl");
+    command.args(args);
+    for (flag, path) in paths {
+        command.arg(flag).arg(path);
+    }
+    let out = command.output().unwrap_or_else(|e| {
+        panic!("running openssl (the Debian package `openssl` makes the test certificates): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping `target` every second, and waits until it is ready.
     pub async fn start(target: SocketAddr) -> Self {
+        Self::start_with(target, None).await
+    }
+
+    /// [`Prometheus::start`] with a web configuration (TLS and basic auth). Ready then means
+    /// serving: the readiness endpoint itself is behind TLS and the password.
+    pub async fn start_with(target: SocketAddr, web: Option<&WebConfig>) -> Self {
         let bin = binary();
         // The port is free when chosen but another process may take it before Prometheus
         // binds it: try a few.
@@ -147,6 +269,22 @@ impl Prometheus {
                 ),
             )
             .expect("write prometheus.yml");
+            let web_file = web.map(|web| {
+                let path = dir.path().join("web.yml");
+                std::fs::write(
+                    &path,
+                    format!(
+                        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n\
+                         basic_auth_users:\n  {}: '{}'\n",
+                        web.tls.cert.display(),
+                        web.tls.key.display(),
+                        web.user,
+                        web.bcrypt_hash
+                    ),
+                )
+                .expect("write web.yml");
+                path
+            });
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let log_path = dir.path().join("prometheus.log");
             let log = std::fs::File::create(&log_path).expect("log file");
@@ -158,12 +296,18 @@ impl Prometheus {
                 ))
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--log.level=warn")
+                .args(web_file.map(|f| format!("--web.config.file={}", f.display())))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            let mut prometheus = Self { child, addr, dir };
+            let mut prometheus = Self {
+                child,
+                addr,
+                dir,
+                tls: web.is_some(),
+            };
             match prometheus.wait_ready().await {
                 Ok(()) => return prometheus,
                 Err(why) => last_log = format!("{why}\n{}", read_log(&log_path)),
@@ -174,7 +318,8 @@ impl Prometheus {
 
     /// The base URL the adapter is given.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {
@@ -183,7 +328,7 @@ impl Prometheus {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("Prometheus exited with {status}"));
             }
-            if ready(self.addr).await {
+            if ready(self.addr, self.tls).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -203,8 +348,9 @@ fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// `GET /-/ready` answers 200.
-async fn ready(addr: SocketAddr) -> bool {
+/// `GET /-/ready` answers 200; behind TLS, any HTTP answer (Go's server tells a plain
+/// request it reached an HTTPS port), since the port then serves.
+async fn ready(addr: SocketAddr, tls: bool) -> bool {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return false;
     };
@@ -214,6 +360,9 @@ async fn ready(addr: SocketAddr) -> bool {
     }
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer).await;
+    if tls {
+        return answer.starts_with(b"HTTP/1.");
+    }
     answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200")
 }
 
