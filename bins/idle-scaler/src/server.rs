@@ -198,6 +198,10 @@ impl IntoResponse for ApiError {
                 format!("{:?} is not a deployment id (a UUID)", truncate(&id)),
             ),
             Self::Job(e @ Error::UnknownDeployment(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+            // Another instance's app: nothing was tried, and retrying here will not help.
+            Self::Job(e @ Error::ClusterNotServed { .. }) => {
+                (StatusCode::MISDIRECTED_REQUEST, e.to_string())
+            }
             // Nothing was changed, or the app is left as it was: retry later.
             Self::Job(e @ (Error::Store { .. } | Error::Conflict { .. } | Error::Config(_))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, e.to_string())

@@ -8,8 +8,9 @@
 -- and, if it has no pinning or expiry yet, this script adds always_on / expires_at with the
 -- neutral values (not pinned, never expires).
 --
--- Only adds, except for one index of idle-scaler's own that an earlier version of this script
--- created (deployments_sleep_candidates_idx): it is replaced by deployments_sleep_eligible_idx.
+-- Only adds, except for idle-scaler's own candidate index: one an earlier version of this
+-- script created (deployments_sleep_candidates_idx, or deployments_sleep_eligible_idx without
+-- the cluster key) is replaced by the current deployments_sleep_eligible_idx.
 
 ALTER TABLE deployments
     ADD COLUMN IF NOT EXISTS always_on              boolean     NOT NULL DEFAULT false,
@@ -49,16 +50,28 @@ BEGIN
 END
 $$;
 
--- The candidate query's index: only this scaler's sleepable rows, keyed by when each becomes
--- eligible (a backed-off row at its retry key). The expression and the WHERE must stay exactly
--- as written: the candidate query repeats them so the planner can use the index.
+-- The candidate query's index: only this scaler's sleepable rows (of every cluster: ids
+-- `k8s:...` and `k8s@<cluster>:...`), keyed by cluster, then by when each becomes eligible (a
+-- backed-off row at its retry key). The expressions and the WHERE must stay exactly as written:
+-- the candidate query repeats them so the planner can use the index. An earlier version of this
+-- script created it without the cluster key; that one is replaced.
 DROP INDEX IF EXISTS deployments_sleep_candidates_idx;
+DO $$
+DECLARE
+    def text := pg_get_indexdef(to_regclass('deployments_sleep_eligible_idx'));
+BEGIN
+    IF def IS NOT NULL AND def NOT LIKE '%split_part%' THEN
+        DROP INDEX deployments_sleep_eligible_idx;
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS deployments_sleep_eligible_idx
-    ON deployments ((CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at
+    ON deployments ((split_part(provider_id, ':', 1)),
+                    (CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at
                           THEN last_activity_at
                           ELSE GREATEST(last_activity_at, sleep_retry_key) END), id)
     WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on
-      AND provider_id LIKE 'k8s:%';
+      AND provider_id LIKE 'k8s%:%';
 
 -- Stale intents, the asleep gauge and the status listing: only rows out of `awake`.
 CREATE INDEX IF NOT EXISTS deployments_sleep_state_idx

@@ -6,17 +6,27 @@ use super::*;
 impl Store for PgStore {
     async fn select_candidates(
         &self,
+        served: &ServedClusters,
         now: DateTime<Utc>,
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<Candidate>> {
-        let rows: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
-            .bind(now)
-            .bind(idle_before)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::query("select_candidates"))?;
+        // One ordered index walk per cluster (each stops after `limit` entries), merged as
+        // one walk of them all would have ordered them.
+        let mut rows: Vec<CandidateRow> = Vec::new();
+        for scheme in served.schemes() {
+            let mut of_cluster: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
+                .bind(now)
+                .bind(idle_before)
+                .bind(i64::from(limit))
+                .bind(scheme)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::query("select_candidates"))?;
+            rows.append(&mut of_cluster);
+        }
+        rows.sort_by_key(|r| (r.eligible_at, r.id));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(rows
             .into_iter()
             .map(CandidateRow::into_candidate)
@@ -136,11 +146,13 @@ impl Store for PgStore {
 
     async fn stale_intents(
         &self,
+        served: &ServedClusters,
         older_than: DateTime<Utc>,
     ) -> idle_scaler_core::Result<Vec<StaleIntent>> {
         type R = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i32>);
         let rows: Vec<R> = sqlx::query_as(queries::STALE_INTENTS)
             .bind(older_than)
+            .bind(served.schemes())
             .fetch_all(&self.pool)
             .await
             .map_err(Error::query("stale_intents"))?;
@@ -200,6 +212,7 @@ impl Store for PgStore {
 
     async fn asleep_to_check(
         &self,
+        served: &ServedClusters,
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<AsleepRow>> {
@@ -212,6 +225,7 @@ impl Store for PgStore {
         );
         let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
             .bind(checked_before)
+            .bind(served.schemes())
             .fetch_optional(&self.pool)
             .await
             .map_err(Error::query("asleep_to_check"))?;
@@ -221,6 +235,7 @@ impl Store for PgStore {
         let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
             .bind(checked_before)
             .bind(i64::from(limit))
+            .bind(served.schemes())
             .fetch_all(&self.pool)
             .await
             .map_err(Error::query("asleep_to_check"))?;

@@ -386,6 +386,7 @@ fn map_samples(
             continue;
         };
         let target = Target {
+            cluster: None,
             namespace: namespace.clone(),
             name: name.clone(),
         };

@@ -17,6 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn web() -> Target {
     Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }

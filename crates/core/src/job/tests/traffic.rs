@@ -223,6 +223,7 @@ fn recording_the_traffic_failing_still_keeps_the_app_up() {
 #[test]
 fn no_data_for_an_app_keeps_it_awake_with_a_metric_and_a_warning() {
     let api = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "api".into(),
     };
@@ -398,9 +399,10 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
     store
         .expect_select_candidates()
         .times(1)
-        .return_once(move |_, _, _| Ok(vec![busy, unknown, quiet]));
+        .return_once(move |_, _, _, _| Ok(vec![busy, unknown, quiet]));
     // No other Store method (no record_traffic) and no ScalerSource call may happen.
     let target = |name: &str| Target {
+        cluster: None,
         namespace: "apps".into(),
         name: name.into(),
     };

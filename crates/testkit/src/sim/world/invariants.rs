@@ -306,8 +306,12 @@ impl World {
     pub(super) fn due_drift(&self) -> Vec<(Uuid, DateTime<Utc>)> {
         let now = self.now();
         let bound = self.transition_bound();
-        let due =
-            ready(self.store.asleep_to_check(now - self.interval(), u32::MAX)).unwrap_or_default();
+        let due = ready(self.store.asleep_to_check(
+            &idle_scaler_core::ServedClusters::default(),
+            now - self.interval(),
+            u32::MAX,
+        ))
+        .unwrap_or_default();
         due.into_iter()
             .filter(|r| r.wake_started_at.is_none_or(|at| now - at >= bound))
             .filter_map(|r| {
