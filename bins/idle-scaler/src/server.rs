@@ -280,6 +280,17 @@ mod tests {
     }
 
     #[test]
+    fn a_wake_of_another_instances_cluster_is_misdirected_not_a_server_error() {
+        let id = Uuid::nil();
+        let res = ApiError::Job(Error::ClusterNotServed {
+            id,
+            cluster: "west".into(),
+        })
+        .into_response();
+        assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
+    }
+
+    #[test]
     fn echoed_input_is_capped() {
         let long = "x".repeat(10_000);
         let cut = truncate(&long);

@@ -284,3 +284,49 @@ async fn a_wake_uses_the_client_of_the_rows_cluster() {
     let report = job.wake(id).await.expect("woken");
     assert_eq!(report.result, WakeResult::WokeUp);
 }
+
+#[test]
+fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
+    let mut candidates: Vec<_> = (0..3)
+        .map(|i| candidate(&format!("k8s@east:apps/web-{i}")))
+        .collect();
+    candidates.push(candidate("k8s:apps/web"));
+    let mut store = store_with(candidates, 1);
+    claims_and_confirms(&mut store);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .returning(|_| Err(Error::unavailable("connect: connection refused")));
+    east_scaler.expect_set_replicas().times(0);
+    let config = Config {
+        concurrency: 1,
+        ..two_clusters()
+    };
+    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(1)), clock())
+        .with_cluster(east(), source(east_scaler));
+    let (report, snap, logs) = super::traffic::recorded_and_logged(job.tick());
+    let report = report.expect("tick");
+    assert_eq!(
+        report.outcome(Outcome::ScaledDown),
+        1,
+        "the default cluster went on"
+    );
+    assert_eq!(report.clusters_unreachable, ["east"]);
+    let warns: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("Kubernetes API did not answer"))
+        .collect();
+    assert_eq!(warns.len(), 1, "one WARN per cluster and tick: {logs}");
+    assert!(
+        warns[0].contains("cluster=\"east\"") || warns[0].contains("cluster=east"),
+        "{logs}"
+    );
+    assert_eq!(
+        counter(
+            &snap,
+            crate::metrics::CLUSTER_UNREACHABLE_TOTAL,
+            ("cluster", "east")
+        ),
+        Some(1)
+    );
+}

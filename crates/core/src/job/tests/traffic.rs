@@ -95,7 +95,7 @@ impl Logs {
 }
 
 /// `recorded`, with the tracing events of the run captured too.
-fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
+pub(super) fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)
