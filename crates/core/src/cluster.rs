@@ -89,12 +89,11 @@ impl ServedClusters {
         scheme_of(provider_id).is_some_and(|s| self.iter().any(|c| scheme(c) == s))
     }
 
-    /// Whether a row with `provider_id` is one the recovery and drift queries hand to this
-    /// instance: an id of a served cluster, or an id of no cluster at all (another provider's,
-    /// which the protocols settle without a Kubernetes call, as they always did). Ids of
-    /// other clusters (`k8s...:...`) are left to the instances serving them. The same test as
-    /// [`crate::job`]'s store queries: `split_part(provider_id, ':', 1) = ANY(schemes) OR
-    /// provider_id NOT LIKE 'k8s%:%'`.
+    /// Whether a `sleeping` row with `provider_id` is one recovery hands to this instance: an
+    /// id of a served cluster, or an id of no cluster at all (another provider's, which
+    /// recovery settles without a Kubernetes call, as it always did). Ids of other clusters
+    /// (`k8s...:...`) are left to the instances serving them. The store's test:
+    /// `split_part(provider_id, ':', 1) = ANY(schemes) OR provider_id NOT LIKE 'k8s%:%'`.
     pub fn admits_id(&self, provider_id: &str) -> bool {
         self.serves_id(provider_id)
             || !(provider_id.starts_with("k8s") && provider_id.contains(':'))

@@ -138,8 +138,8 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
 
     /// `asleep` rows whose last drift check (or, never checked, whose sleep) is at or before
-    /// `checked_before`, least recently checked first, at most `limit`; only rows the
-    /// `served` clusters admit (see [`ServedClusters::admits_id`]).
+    /// `checked_before`, least recently checked first across the `served` clusters, at most
+    /// `limit`; only rows of those clusters (see [`ServedClusters::serves_id`]).
     async fn asleep_to_check(
         &self,
         served: &ServedClusters,

@@ -115,17 +115,18 @@ async fn explain(pool: &PgPool, title: &str, sql: &str, generic: bool) -> String
             "(now() - interval '5 minutes', '{k8s}')".to_owned(),
         ),
         // As the idle tick asks: one interval back, the first tick's slice.
+        // The default cluster's walks: the store runs one per served cluster.
         s if s == queries::ASLEEP_TO_CHECK && title.ends_with("none due") => (
-            "(timestamptz, bigint, text[])",
-            "(now() - interval '2 minutes', 2000, '{k8s}')".to_owned(),
+            "(timestamptz, bigint, text)",
+            "(now() - interval '2 minutes', 2000, 'k8s')".to_owned(),
         ),
         s if s == queries::ANY_ASLEEP_TO_CHECK => (
-            "(timestamptz, text[])",
-            "(now() - interval '2 minutes', '{k8s}')".to_owned(),
+            "(timestamptz, text)",
+            "(now() - interval '2 minutes', 'k8s')".to_owned(),
         ),
         s if s == queries::ASLEEP_TO_CHECK => (
-            "(timestamptz, bigint, text[])",
-            "(now() - interval '10 minutes', 100, '{k8s}')".to_owned(),
+            "(timestamptz, bigint, text)",
+            "(now() - interval '10 minutes', 100, 'k8s')".to_owned(),
         ),
         s if s == queries::BACKED_OFF => ("(timestamptz, bigint)", "(now(), 100)".to_owned()),
         s if s == queries::SUM_ASLEEP_REPLICAS => ("(integer)", "(1)".to_owned()),

@@ -8,9 +8,9 @@
 -- and, if it has no pinning or expiry yet, this script adds always_on / expires_at with the
 -- neutral values (not pinned, never expires).
 --
--- Only adds, except for idle-scaler's own candidate index: one an earlier version of this
--- script created (deployments_sleep_candidates_idx, or deployments_sleep_eligible_idx without
--- the cluster key) is replaced by the current deployments_sleep_eligible_idx.
+-- Only adds, except for idle-scaler's own indexes that an earlier version of this script
+-- created: deployments_sleep_candidates_idx, and deployments_sleep_eligible_idx and
+-- deployments_sleep_drift_idx without the cluster key, are replaced by the current ones.
 
 ALTER TABLE deployments
     ADD COLUMN IF NOT EXISTS always_on              boolean     NOT NULL DEFAULT false,
@@ -58,11 +58,13 @@ $$;
 DROP INDEX IF EXISTS deployments_sleep_candidates_idx;
 DO $$
 DECLARE
-    def text := pg_get_indexdef(to_regclass('deployments_sleep_eligible_idx'));
+    idx text;
 BEGIN
-    IF def IS NOT NULL AND def NOT LIKE '%split_part%' THEN
-        DROP INDEX deployments_sleep_eligible_idx;
-    END IF;
+    FOREACH idx IN ARRAY ARRAY['deployments_sleep_eligible_idx', 'deployments_sleep_drift_idx'] LOOP
+        IF pg_get_indexdef(to_regclass(idx)) NOT LIKE '%split_part%' THEN
+            EXECUTE format('DROP INDEX %I', idx);
+        END IF;
+    END LOOP;
 END
 $$;
 CREATE INDEX IF NOT EXISTS deployments_sleep_eligible_idx
@@ -78,9 +80,11 @@ CREATE INDEX IF NOT EXISTS deployments_sleep_state_idx
     ON deployments (sleep_state, sleep_state_changed_at)
     WHERE sleep_state <> 'awake';
 
--- Drift checks: asleep rows, least recently checked first.
+-- Drift checks: asleep rows by cluster, least recently checked first (an earlier version of
+-- this script created it without the cluster key; the block above dropped that one).
 CREATE INDEX IF NOT EXISTS deployments_sleep_drift_idx
-    ON deployments ((COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
+    ON deployments ((split_part(provider_id, ':', 1)),
+                    (COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
     WHERE sleep_state = 'asleep';
 
 -- The replicas-asleep gauge: an index-only sum over asleep rows' restore counts.

@@ -41,9 +41,9 @@ macro_rules! cluster_of {
     };
 }
 
-/// The rows recovery and the drift check hand to an instance serving the schemes in `$n`:
-/// its clusters' rows, and rows of no cluster at all (another provider's id, settled
-/// without a Kubernetes call). `ServedClusters::admits_id` is the same test in Rust.
+/// The stale intents recovery hands to an instance serving the schemes in `$n`: its
+/// clusters' rows, and rows of no cluster at all (another provider's id, settled without a
+/// Kubernetes call). `ServedClusters::admits_id` is the same test in Rust.
 macro_rules! admitted {
     ($schemes:literal) => {
         concat!(
@@ -211,31 +211,36 @@ pub const BEGIN_WAKE: &str = "\
     WHERE id = $1 AND sleep_state IN ('asleep', 'sleeping') AND sleep_state_changed_at = $2 \
     RETURNING id";
 
-/// $1 checked_before. Whether any drift check is due: the first entry of
-/// `deployments_sleep_drift_idx`, whatever the planner believes about the cut-off. The slice
-/// query below runs only when this finds a row, because PostgreSQL keeps no statistics for a
-/// partial index's expression: it guesses a third of the asleep rows are due, and then
-/// prefers reading every asleep row and sorting them (36 ms at 10,000 asleep rows in the
-/// store bench) to walking the index, on every tick where nothing is due.
-/// $2 the served schemes: rows of other clusters are skipped in the walk (their own
-/// instances keep them checked, so they do not pile up at its head).
+/// $1 checked_before, $2 the scheme of one cluster. Whether any drift check of that cluster is
+/// due: the first of its entries in `deployments_sleep_drift_idx`, whatever the planner
+/// believes about the cut-off. The slice query below runs only when this finds a row, because
+/// PostgreSQL keeps no statistics for a partial index's expression: it guesses a third of the
+/// asleep rows are due, and then prefers reading every asleep row and sorting them (36 ms at
+/// 10,000 asleep rows in the store bench) to walking the index, on every tick where nothing
+/// is due. The index leads with the cluster, so the walk never passes another cluster's rows
+/// (which would pile up at its head while no instance serving them checks them).
 pub const ANY_ASLEEP_TO_CHECK: &str = concat!(
     "SELECT id FROM deployments \
-     WHERE sleep_state = 'asleep' AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
-       AND ",
-    admitted!("$2"),
-    " ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
+     WHERE ",
+    cluster_of!(),
+    " = $2 AND sleep_state = 'asleep' \
+       AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
+     ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
      LIMIT 1"
 );
 
-/// $1 checked_before, $2 limit, $3 the served schemes. Served by `deployments_sleep_drift_idx`.
+/// $1 checked_before, $2 limit, $3 the scheme of one cluster. Served by
+/// `deployments_sleep_drift_idx`; the store runs it per served cluster and merges by `due`,
+/// then `id`.
 pub const ASLEEP_TO_CHECK: &str = concat!(
-    "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_wake_started_at \
+    "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_wake_started_at, \
+            COALESCE(sleep_checked_at, sleep_state_changed_at) AS due \
      FROM deployments \
-     WHERE sleep_state = 'asleep' AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
-       AND ",
-    admitted!("$3"),
-    " ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
+     WHERE ",
+    cluster_of!(),
+    " = $3 AND sleep_state = 'asleep' \
+       AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
+     ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
      LIMIT $2"
 );
 

@@ -222,27 +222,45 @@ impl Store for PgStore {
             DateTime<Utc>,
             DateTime<Utc>,
             Option<DateTime<Utc>>,
+            DateTime<Utc>,
         );
-        let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
-            .bind(checked_before)
-            .bind(served.schemes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("asleep_to_check"))?;
-        if due.is_none() || limit == 0 {
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
-            .bind(checked_before)
-            .bind(i64::from(limit))
-            .bind(served.schemes())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::query("asleep_to_check"))?;
+        // One walk per cluster, merged in the order one walk of them all would give.
+        let mut rows: Vec<R> = Vec::new();
+        for scheme in served.schemes() {
+            let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
+                .bind(checked_before)
+                .bind(&scheme)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::query("asleep_to_check"))?;
+            if due.is_none() {
+                continue;
+            }
+            let mut of_cluster: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
+                .bind(checked_before)
+                .bind(i64::from(limit))
+                .bind(&scheme)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::query("asleep_to_check"))?;
+            rows.append(&mut of_cluster);
+        }
+        rows.sort_by_key(|r| (r.5, r.0));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(rows
             .into_iter()
             .map(
-                |(id, provider_id, last_activity_at, sleep_state_changed_at, wake_started_at)| {
+                |(
+                    id,
+                    provider_id,
+                    last_activity_at,
+                    sleep_state_changed_at,
+                    wake_started_at,
+                    _,
+                )| {
                     AsleepRow {
                         id,
                         provider_id,

@@ -65,6 +65,7 @@ macro_rules! contract_cases {
             select_returns_only_rows_of_served_clusters,
             select_merges_clusters_oldest_first_within_the_limit,
             stale_intents_and_drift_checks_skip_unserved_clusters,
+            drift_checks_merge_clusters_oldest_first_within_the_limit,
             backoff_hides_row_until_retry_after,
             backoff_ends_with_newer_activity,
             backoff_is_cleared_by_a_wake,

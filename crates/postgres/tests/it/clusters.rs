@@ -1,6 +1,6 @@
-//! Several clusters in SQL: the candidate query walks one cluster's entries of
-//! `deployments_sleep_eligible_idx` in order, and both the migration and the host script
-//! replace the index of the earlier shape (without the cluster key).
+//! Several clusters in SQL: the candidate query and the drift checks walk one cluster's
+//! entries of their index in order, and both the migration and the host script replace the
+//! indexes of the earlier shape (without the cluster key).
 
 use chrono::Utc;
 use idle_scaler_core::{ServedClusters, Store};
@@ -15,13 +15,22 @@ const OLD_SHAPE: &str = "\
                               THEN last_activity_at \
                               ELSE GREATEST(last_activity_at, sleep_retry_key) END), id) \
         WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
-          AND provider_id LIKE 'k8s:%'";
+          AND provider_id LIKE 'k8s:%'; \
+    DROP INDEX deployments_sleep_drift_idx; \
+    CREATE INDEX deployments_sleep_drift_idx \
+        ON deployments ((COALESCE(sleep_checked_at, sleep_state_changed_at)), id) \
+        WHERE sleep_state = 'asleep'";
 
-async fn eligible_index(pool: &PgPool) -> String {
-    sqlx::query_scalar("SELECT pg_get_indexdef(to_regclass('deployments_sleep_eligible_idx'))")
+async fn index_def(pool: &PgPool, name: &str) -> String {
+    sqlx::query_scalar("SELECT pg_get_indexdef(to_regclass($1))")
+        .bind(name)
         .fetch_one(pool)
         .await
         .expect("index definition")
+}
+
+async fn eligible_index(pool: &PgPool) -> String {
+    index_def(pool, "deployments_sleep_eligible_idx").await
 }
 
 async fn plan(pool: &PgPool, scheme: &str) -> String {
@@ -42,10 +51,11 @@ async fn plan(pool: &PgPool, scheme: &str) -> String {
         .join("\n")
 }
 
-/// 20,000 idle rows of the default cluster and 200 of east: east's walk reads its own
-/// entries only, in index order (no sort), and stops at the limit.
+/// 20,000 idle rows of the default cluster and 200 of east, then a fifth of them asleep:
+/// east's walks (candidates, drift checks) read its own entries only, in index order (no
+/// sort), and stop at the limit.
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
-async fn each_cluster_is_one_ordered_walk_of_the_candidate_index(pool: PgPool) {
+async fn each_cluster_is_one_ordered_walk_of_its_indexes(pool: PgPool) {
     let now = Utc::now();
     sqlx::query(
         "INSERT INTO deployments (id, provider_id, status, last_activity_at) \
@@ -73,8 +83,46 @@ async fn each_cluster_is_one_ordered_walk_of_the_candidate_index(pool: PgPool) {
             "{scheme}: the index gives the order: {plan}"
         );
     }
+    // The drift walk of one cluster: its entries of the drift index only, in order.
+    sqlx::query(
+        "UPDATE deployments SET sleep_state = 'asleep', sleep_state_changed_at = last_activity_at \
+         WHERE right(provider_id, 1) IN ('1', '3') OR right(provider_id, 3) ~ '^[02468]00$'",
+    )
+    .execute(&pool)
+    .await
+    .expect("asleep rows");
+    sqlx::raw_sql("ANALYZE deployments")
+        .execute(&pool)
+        .await
+        .expect("analyze");
+    let drift: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+        "PREPARE d(timestamptz, bigint, text) AS {}; \
+         EXPLAIN (ANALYZE, COSTS OFF) EXECUTE d(now(), 100, 'k8s@east')",
+        queries::ASLEEP_TO_CHECK
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("explain")
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
+    let drift = drift.join("\n");
+    assert!(
+        drift.contains("Index Scan using deployments_sleep_drift_idx"),
+        "{drift}"
+    );
+    assert!(
+        !drift.contains("Sort"),
+        "the index gives the order: {drift}"
+    );
     let store = PgStore::from_pool(pool);
     let east = ServedClusters::new(false, [idle_scaler_core::ClusterName::new("east").unwrap()]);
+    let due = store
+        .asleep_to_check(&east, now, 1_000)
+        .await
+        .expect("asleep_to_check");
+    assert!(!due.is_empty());
+    assert!(due.iter().all(|r| r.provider_id.starts_with("k8s@east:")));
     let found = store
         .select_candidates(&east, now, now - chrono::Duration::minutes(30), 50)
         .await
@@ -100,6 +148,8 @@ async fn the_index_of_the_earlier_shape_is_replaced(pool: PgPool) {
         .await
         .expect("old shape");
     assert!(!eligible_index(&pool).await.contains("split_part"));
+    let drift = index_def(&pool, "deployments_sleep_drift_idx").await;
+    assert!(!drift.contains("split_part"), "{drift}");
     // The host script is how a host table gets it; it is idempotent and replaces the old one.
     store
         .apply_host_integration()
@@ -108,6 +158,8 @@ async fn the_index_of_the_earlier_shape_is_replaced(pool: PgPool) {
     let def = eligible_index(&pool).await;
     assert!(def.contains("split_part"), "{def}");
     assert!(def.contains("'k8s%:%'"), "{def}");
+    let drift = index_def(&pool, "deployments_sleep_drift_idx").await;
+    assert!(drift.contains("split_part"), "{drift}");
     store.apply_host_integration().await.expect("a second run");
     assert_eq!(eligible_index(&pool).await, def);
     // Rows of every cluster are selected through it.

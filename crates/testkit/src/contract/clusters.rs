@@ -87,8 +87,9 @@ pub async fn select_merges_clusters_oldest_first_within_the_limit<S: Store + Hos
     assert_eq!(selected(s, &both, 1).await, vec![a]);
 }
 
-/// Recovery and the drift check of an instance see its clusters' rows and rows of no cluster
-/// (another provider's id, which they settle without Kubernetes), never another cluster's.
+/// Recovery of an instance sees its clusters' stale intents and those of rows of no cluster
+/// (another provider's id, settled without Kubernetes), never another cluster's; its drift
+/// checks see its clusters' rows only.
 pub async fn stale_intents_and_drift_checks_skip_unserved_clusters<S: Store + HostOps>(s: &S) {
     let at = now() - mins(60);
     let mut sleeping = Vec::new();
@@ -131,23 +132,23 @@ pub async fn stale_intents_and_drift_checks_skip_unserved_clusters<S: Store + Ho
         ids.sort();
         ids
     };
-    // Default only: its row and the foreign one.
+    // Default only: its row (and, for recovery, the foreign one).
     assert_eq!(
         stale_ids(ServedClusters::default()).await,
         pick(&sleeping, &[0, 3])
     );
     assert_eq!(
         due_ids(ServedClusters::default()).await,
-        pick(&asleep, &[0, 3])
+        pick(&asleep, &[0])
     );
-    // East only: east's row and the foreign one; never west's or the default cluster's.
+    // East only: east's row (and the foreign intent); never west's or the default cluster's.
     assert_eq!(
         stale_ids(serving(false, &["east"])).await,
         pick(&sleeping, &[1, 3])
     );
     assert_eq!(
         due_ids(serving(false, &["east"])).await,
-        pick(&asleep, &[1, 3])
+        pick(&asleep, &[1])
     );
     // Default and west.
     assert_eq!(
@@ -156,6 +157,34 @@ pub async fn stale_intents_and_drift_checks_skip_unserved_clusters<S: Store + Ho
     );
     assert_eq!(
         due_ids(serving(true, &["west"])).await,
-        pick(&asleep, &[0, 2, 3])
+        pick(&asleep, &[0, 2])
     );
+}
+
+/// Drift checks across clusters come least recently checked first, as one walk of them all
+/// would give, within `limit` in all.
+pub async fn drift_checks_merge_clusters_oldest_first_within_the_limit<S: Store + HostOps>(s: &S) {
+    let asleep_since = |id: &str, ago: i64| {
+        let at = now() - mins(ago);
+        NewDeployment::new(id, at - mins(1)).sleep_state(SleepState::Asleep, at, Some(1))
+    };
+    let a = insert(s, asleep_since("k8s@east:apps/a", 90)).await;
+    let b = insert(s, asleep_since("k8s:apps/b", 80)).await;
+    let c = insert(s, asleep_since("k8s@east:apps/c", 70)).await;
+    insert(s, asleep_since("k8s@west:apps/old", 900)).await;
+    let both = serving(true, &["east"]);
+    let due = |limit: u32| {
+        let both = both.clone();
+        async move {
+            s.asleep_to_check(&both, now(), limit)
+                .await
+                .expect("asleep_to_check")
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(50).await, vec![a, b, c]);
+    assert_eq!(due(2).await, vec![a, b]);
+    assert!(due(0).await.is_empty());
 }

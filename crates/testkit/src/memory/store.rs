@@ -287,7 +287,7 @@ impl Store for MemoryStore {
         let found: Vec<(DateTime<Utc>, AsleepRow)> = state
             .rows
             .values()
-            .filter(|r| r.sleep_state == SleepState::Asleep && served.admits_id(&r.provider_id))
+            .filter(|r| r.sleep_state == SleepState::Asleep && served.serves_id(&r.provider_id))
             .map(|r| {
                 let due = r.live.checked_at.unwrap_or(r.sleep_state_changed_at);
                 let row = AsleepRow {
