@@ -353,6 +353,16 @@ mod tests {
     }
 
     #[test]
+    fn a_configuration_serialized_before_clusters_still_reads_as_the_default_cluster() {
+        let mut old = serde_json::to_value(Config::default()).expect("serialize");
+        let map = old.as_object_mut().expect("an object");
+        map.remove("clusters");
+        map.remove("default_cluster");
+        let read: Config = serde_json::from_value(old).expect("deserialize");
+        assert_eq!(read, Config::default());
+    }
+
+    #[test]
     fn serving_no_cluster_is_an_error() {
         Jail::expect_with(|j| {
             j.set_env("DEPLOY_SCALE_TO_ZERO_DEFAULT_CLUSTER", "false");

@@ -65,9 +65,12 @@ pub struct Config {
     /// What a candidate whose traffic is unknown (source failed, no data) gets.
     pub activity_unknown: UnknownActivity,
     /// Whether this instance serves the default cluster (ids `k8s:<namespace>/<deployment>`).
+    /// Absent from a serialized configuration of an earlier version: served, as then.
+    #[serde(default = "serves_the_default_cluster")]
     pub default_cluster: bool,
     /// The named clusters this instance serves (ids `k8s@<name>:<namespace>/<deployment>`),
     /// each with how to reach it.
+    #[serde(default)]
     pub clusters: BTreeMap<crate::ClusterName, ClusterConfig>,
 }
 
@@ -89,6 +92,10 @@ pub enum UnknownActivity {
     KeepAwake,
     /// Judged by `last_activity_at` alone, as with no source.
     Sleep,
+}
+
+fn serves_the_default_cluster() -> bool {
+    true
 }
 
 impl Default for Config {
