@@ -53,7 +53,7 @@ impl Config {
         let invalid =
             |key: &'static str, value: String, allowed: &'static str| ConfigError::Invalid {
                 key,
-                env: super::load::env_name(key),
+                env: super::env_name(key),
                 value,
                 origin: "the configuration built in code".to_owned(),
                 allowed,

@@ -419,10 +419,6 @@ pub(super) fn refuse_values_figment_panics_on(
     Ok(())
 }
 
-pub(super) fn env_name(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.to_uppercase())
-}
-
 pub(super) fn render(value: &Value) -> String {
     match value {
         Value::String(_, s) => format!("{s:?}"),

@@ -155,6 +155,11 @@ impl std::fmt::Display for ConfigWarning {
     }
 }
 
+/// The standalone environment variable of `key`.
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_uppercase())
+}
+
 /// The keys this crate reads; adapter crates name theirs to [`Config::extract_with`].
 const KEYS: [&str; 16] = [
     "enabled",
@@ -260,7 +265,7 @@ impl Config {
             } else {
                 Err(ConfigError::Invalid {
                     key,
-                    env: load::env_name(key),
+                    env: env_name(key),
                     value: value.to_string(),
                     origin: "the configuration built in code".to_owned(),
                     allowed,
