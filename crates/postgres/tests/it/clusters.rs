@@ -33,13 +33,22 @@ async fn eligible_index(pool: &PgPool) -> String {
     index_def(pool, "deployments_sleep_eligible_idx").await
 }
 
-async fn plan(pool: &PgPool, scheme: &str) -> String {
-    // One statement name per scheme: the pool may run them on one connection.
-    let name = format!("c_{}", scheme.replace('@', "_"));
+/// The candidate plan for `scheme`; `generic`: the plan PostgreSQL may cache for sqlx's
+/// prepared statement, with the cluster unknown to the planner.
+async fn plan(pool: &PgPool, scheme: &str, generic: bool) -> String {
+    // One statement name per call: the pool may run them on one connection.
+    let mode = if generic {
+        "force_generic_plan"
+    } else {
+        "force_custom_plan"
+    };
+    let name = format!("c_{}_{mode}", scheme.replace('@', "_"));
     let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-        "PREPARE {name}(timestamptz, timestamptz, bigint, text) AS {}; \
+        "SET plan_cache_mode = {mode}; \
+         PREPARE {name}(timestamptz, timestamptz, bigint, text) AS {}; \
          EXPLAIN (ANALYZE, COSTS OFF) \
-         EXECUTE {name}(now(), now() - interval '30 minutes', 50, '{scheme}')",
+         EXECUTE {name}(now(), now() - interval '30 minutes', 50, '{scheme}'); \
+         RESET plan_cache_mode",
         queries::SELECT_CANDIDATES
     )))
     .fetch_all(pool)
@@ -71,8 +80,13 @@ async fn each_cluster_is_one_ordered_walk_of_its_indexes(pool: PgPool) {
         .execute(&pool)
         .await
         .expect("analyze");
-    for scheme in ["k8s", "k8s@east"] {
-        let plan = plan(&pool, scheme).await;
+    for (scheme, generic) in [
+        ("k8s", false),
+        ("k8s@east", false),
+        ("k8s", true),
+        ("k8s@east", true),
+    ] {
+        let plan = plan(&pool, scheme, generic).await;
         assert!(
             plan.contains("Index Scan using deployments_sleep_eligible_idx"),
             "{scheme}: {plan}"
