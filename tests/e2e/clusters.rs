@@ -107,6 +107,35 @@ async fn one_tick_sleeps_both_clusters_and_a_broken_cluster_stops_only_itself(
     assert_eq!(row.sleep_state, SleepState::Asleep);
     let row = store.get(api_east).await.expect("get").expect("row");
     assert_eq!(row.sleep_state, SleepState::Awake);
+
+    // East's API server goes away: one WARN names east, the default cluster's app still sleeps.
+    home.create_deployment("apps", "db", 1);
+    let db_home = store
+        .insert(NewDeployment::new("k8s:apps/db", idle))
+        .await
+        .expect("insert");
+    east.shutdown().await;
+    let mut cmd = job_command(&["tick"], &db, &home_kc);
+    cmd.env(
+        "DEPLOY_SCALE_TO_ZERO_CLUSTERS",
+        format!("east={}", east_kc.display()),
+    );
+    let out = run_async(cmd).await;
+    // East's read failed: a scale failure, so `tick` exits 1, as it does for any.
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("scaled_down=1"), "{}", out.stdout);
+    let warns: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("Kubernetes API did not answer"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{}", out.stderr);
+    assert!(warns[0].contains("east"), "{}", warns[0]);
+    assert_eq!(home.replicas("apps", "db"), Some(0));
+    let row = store.get(db_home).await.expect("get").expect("row");
+    assert_eq!(row.sleep_state, SleepState::Asleep);
+    let row = store.get(api_east).await.expect("get").expect("row");
+    assert_eq!(row.sleep_state, SleepState::Awake, "left as it was");
 }
 
 #[test]
