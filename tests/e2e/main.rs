@@ -4,6 +4,7 @@
 mod activity; // the Prometheus activity source through the binary's wiring
 mod artifacts; // deploy/ agrees with the code (metric names, RBAC)
 mod cli; // command-line behaviour: bad input, secrets, the demo
+mod clusters; // several clusters: two kubeconfigs, a third cluster's rows, one failing alone
 mod crash; // kill -9 mid-sleep, then a restart
 mod daemon; // the daemon against PostgreSQL and the fake API server
 mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked

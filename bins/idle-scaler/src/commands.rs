@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use idle_scaler_core::{Job, Outcome, Store, SystemClock, TickReport};
-use idle_scaler_kube::LazyScalerSource;
+use idle_scaler_kube::KubeClusters;
 use idle_scaler_postgres::PgStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -30,16 +30,17 @@ fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
 }
 
 fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
-    let scalers = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
-    job_with(settings, store, scalers)
+    job_with(settings, store, &KubeClusters::from_config(&settings.job))
 }
 
+/// The job over one lazy Kubernetes client per served cluster (the default cluster's
+/// inferred, each named cluster's from its kubeconfig file or context).
 fn job_with(
     settings: &Settings,
     store: Arc<dyn Store>,
-    scalers: Arc<LazyScalerSource>,
+    clusters: &KubeClusters,
 ) -> anyhow::Result<Arc<Job>> {
-    let job = Job::new(settings.job.clone(), store, scalers, Arc::new(SystemClock));
+    let job = clusters.job(settings.job.clone(), store, Arc::new(SystemClock));
     let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
         .context("building the Prometheus activity source")?;
     Ok(Arc::new(job))
@@ -61,11 +62,13 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         info!("DEPLOY_SCALE_TO_ZERO_ENABLED is off: ticks do nothing; wake still works");
         Arc::new(connect_lazy(&settings)?)
     };
-    // One Kubernetes client for the ticks, the wakes and the waker's readiness watches.
-    let kube = Arc::new(LazyScalerSource::infer(settings.job.request_timeout()));
-    let job = job_with(&settings, store.clone(), kube.clone())?;
+    // One Kubernetes client per cluster for the ticks, the wakes and the waker's readiness
+    // watches.
+    let kube = Arc::new(KubeClusters::from_config(&settings.job));
+    let job = job_with(&settings, store.clone(), &kube)?;
     let shutdown = CancellationToken::new();
     let metrics = server::install_metrics(&shutdown)?;
+    idle_scaler_core::metrics::prime_clusters(job.served_clusters());
     let state = AppState {
         job: job.clone(),
         store: store.clone(),
@@ -112,6 +115,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         idle_minutes = settings.job.idle_minutes,
         activity_source = ?settings.job.activity_source,
         activity_unknown = ?settings.job.activity_unknown,
+        clusters = %job.served_clusters(),
         "idle-scaler started"
     );
     let ticks = tokio::spawn({
@@ -183,6 +187,12 @@ fn print_summary(report: &TickReport) {
     if report.no_scaler {
         println!("no Kubernetes client: nothing done (fail-open)");
         return;
+    }
+    if !report.clusters_unreachable.is_empty() {
+        println!(
+            "clusters unreachable (their apps left alone): {}",
+            report.clusters_unreachable.join(",")
+        );
     }
     println!(
         "candidates={} scaled_down={} scale_failed={} stopped_early={} idle_apps={} took={}ms",

@@ -198,6 +198,10 @@ impl IntoResponse for ApiError {
                 format!("{:?} is not a deployment id (a UUID)", truncate(&id)),
             ),
             Self::Job(e @ Error::UnknownDeployment(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+            // Another instance's app: nothing was tried, and retrying here will not help.
+            Self::Job(e @ Error::ClusterNotServed { .. }) => {
+                (StatusCode::MISDIRECTED_REQUEST, e.to_string())
+            }
             // Nothing was changed, or the app is left as it was: retry later.
             Self::Job(e @ (Error::Store { .. } | Error::Conflict { .. } | Error::Config(_))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
@@ -273,6 +277,17 @@ mod tests {
         }
         assert_eq!(bearer_token("Basic t0k"), None);
         assert_eq!(bearer_token("Bearert0k"), None);
+    }
+
+    #[test]
+    fn a_wake_of_another_instances_cluster_is_misdirected_not_a_server_error() {
+        let id = Uuid::nil();
+        let res = ApiError::Job(Error::ClusterNotServed {
+            id,
+            cluster: "west".into(),
+        })
+        .into_response();
+        assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
     }
 
     #[test]

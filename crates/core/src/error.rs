@@ -72,6 +72,15 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The deployment's app runs in a cluster this instance does not serve: ask an instance
+    /// that serves it. Nothing was changed.
+    #[error("deployment {id} is in cluster {cluster}, which this instance does not serve")]
+    ClusterNotServed {
+        /// The row.
+        id: uuid::Uuid,
+        /// The cluster its `provider_id` names.
+        cluster: String,
+    },
 }
 
 macro_rules! constructors {
@@ -118,7 +127,7 @@ impl Error {
             | Self::Invalid { source, .. }
             | Self::Unavailable { source, .. }
             | Self::Store { source, .. } => *source = Some(cause.into()),
-            Self::UnknownDeployment(_) | Self::Config(_) => {}
+            Self::UnknownDeployment(_) | Self::Config(_) | Self::ClusterNotServed { .. } => {}
         }
         self
     }

@@ -9,6 +9,7 @@
 //! and a recorder.
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod config;
 mod error;
 pub mod job;
@@ -29,7 +30,8 @@ pub mod reexports {
     pub use ::metrics;
 }
 
-pub use config::{ActivitySourceKind, Config, ConfigError, UnknownActivity};
+pub use cluster::{ClusterScalers, ServedClusters};
+pub use config::{ActivitySourceKind, ClusterConfig, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Result};
 pub use job::Job;
 pub use model::{
@@ -45,4 +47,4 @@ pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, Moc
 pub use readiness::MockReadiness;
 pub use readiness::{Readiness, ReadyState};
 pub use report::{Outcome, Recovery, SkipReason, SleptApp, TickReport, WakeReport, WakeResult};
-pub use target::{Target, TargetError};
+pub use target::{ClusterName, Target, TargetError, cluster_label, scheme, scheme_of};

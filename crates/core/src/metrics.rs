@@ -62,6 +62,12 @@ pub const COLD_START_SECONDS: &str = "instant_deploy_scale_to_zero_cold_start_se
 /// Histogram: the waker's own overhead, from the app being ready to the answer being sent.
 pub const WAKER_OVERHEAD_SECONDS: &str = "instant_deploy_scale_to_zero_waker_overhead_seconds";
 
+/// Counter of ticks in which a served cluster could not be reached (its client could not be
+/// built, or its API did not answer), label `cluster` (its name; `default` for the default
+/// cluster): that cluster's apps were left alone, the other clusters' went on.
+pub const CLUSTER_UNREACHABLE_TOTAL: &str =
+    "instant_deploy_scale_to_zero_cluster_unreachable_total";
+
 /// Values of the `result` label of [`WAKE_ON_REQUEST_TOTAL`]: this request's wake made the
 /// app ready; it was up already (or being started by someone else) and became ready; it did
 /// not become ready in time; a robot, not woken; no sleepable app; the wake failed.
@@ -80,7 +86,7 @@ pub const WAKE_ON_REQUEST_RESULTS: [&str; 6] = [
 pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
 
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     REPLICAS_ASLEEP,
@@ -98,6 +104,7 @@ pub const NAMES: [&str; 17] = [
     WAKE_ON_REQUEST_TOTAL,
     COLD_START_SECONDS,
     WAKER_OVERHEAD_SECONDS,
+    CLUSTER_UNREACHABLE_TOTAL,
 ];
 
 /// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
@@ -162,6 +169,23 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "The waker's own overhead: app ready to answer sent"
     );
+    describe_counter!(
+        CLUSTER_UNREACHABLE_TOTAL,
+        "Ticks in which a served cluster could not be reached, by cluster"
+    );
+}
+
+/// Makes the unreachable-cluster series of every served cluster exist at 0 (the cluster
+/// names come from the configuration, so [`prime`] cannot know them).
+pub fn prime_clusters(served: &crate::ServedClusters) {
+    for cluster in served.iter() {
+        counter!(CLUSTER_UNREACHABLE_TOTAL, "cluster" => crate::cluster_label(cluster).to_owned())
+            .absolute(0);
+    }
+}
+
+pub(crate) fn cluster_unreachable(cluster: &str) {
+    counter!(CLUSTER_UNREACHABLE_TOTAL, "cluster" => cluster.to_owned()).increment(1);
 }
 
 /// Whether a recorder of the `metrics` version this crate emits through (0.24, re-exported

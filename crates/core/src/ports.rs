@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, Result, SleepState,
-    StaleIntent, Target,
+    AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, Result, ServedClusters,
+    SleepState, StaleIntent, Target,
 };
 
 /// Result of confirming a sleep (`sleeping -> asleep`).
@@ -28,12 +28,16 @@ pub enum ConfirmOutcome {
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Rows of this scaler (`provider_id LIKE 'k8s:%'`) that are healthy, `awake`, not
-    /// `always_on`, not expired at `now`, with `last_activity_at <= idle_before`, and not
-    /// backing off (no backoff, its `retry_after <= now`, or activity newer than the
-    /// backoff); oldest first (a backed-off row at its retry time), at most `limit`.
+    /// Rows of the `served` clusters (their `provider_id`'s scheme, the part before the
+    /// first `:`, is a served one: `k8s` for the default cluster, `k8s@<name>` for a named
+    /// one) that are healthy, `awake`, not `always_on`, not expired at `now`, with
+    /// `last_activity_at <= idle_before`, and not backing off (no backoff, its
+    /// `retry_after <= now`, or activity newer than the backoff); oldest first (a backed-off
+    /// row at its retry time) across the clusters, at most `limit` in all. Rows of other
+    /// clusters and providers never leave the store.
     async fn select_candidates(
         &self,
+        served: &ServedClusters,
         now: DateTime<Utc>,
         idle_before: DateTime<Utc>,
         limit: u32,
@@ -99,8 +103,14 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// `sleeping` rows whose intent was written at or before `older_than`.
-    async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>>;
+    /// `sleeping` rows whose intent was written at or before `older_than`, of the `served`
+    /// clusters or of no cluster at all (see [`ServedClusters::admits_id`]): another
+    /// cluster's leftovers are its instances' to settle.
+    async fn stale_intents(
+        &self,
+        served: &ServedClusters,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<StaleIntent>>;
 
     /// One row, or None.
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>>;
@@ -128,9 +138,11 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
 
     /// `asleep` rows whose last drift check (or, never checked, whose sleep) is at or before
-    /// `checked_before`, least recently checked first, at most `limit`.
+    /// `checked_before`, least recently checked first across the `served` clusters, at most
+    /// `limit`; only rows of those clusters (see [`ServedClusters::serves_id`]).
     async fn asleep_to_check(
         &self,
+        served: &ServedClusters,
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<AsleepRow>>;

@@ -158,6 +158,10 @@ pub struct TickReport {
     pub disabled: bool,
     /// No Kubernetes client: nothing was done (fail-open).
     pub no_scaler: bool,
+    /// Served clusters whose client could not be built this tick, by label (`default` for
+    /// the default cluster): their apps were left alone (fail-open), the others' went on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clusters_unreachable: Vec<String>,
     /// Nothing was written.
     pub dry_run: bool,
     /// Candidates selected.

@@ -1,12 +1,100 @@
-//! `provider_id` parsing: `k8s:<namespace>/<deployment>`.
+//! `provider_id` parsing. The grammar:
+//!
+//! ```text
+//! provider_id = "k8s" [ "@" cluster ] ":" namespace "/" deployment
+//! cluster     = DNS-1123 label (1-63 of [a-z0-9-], alphanumeric at both ends), not "default"
+//! namespace   = DNS-1123 label
+//! deployment  = DNS-1123 subdomain (dot-separated labels, at most 253 characters)
+//! ```
+//!
+//! `k8s:<namespace>/<deployment>` is an app of the default cluster (what every id meant before
+//! clusters could be named); `k8s@<cluster>:<namespace>/<deployment>` one of the named cluster.
+//! The part before the first `:` is the id's *scheme* (`k8s`, `k8s@east`): what SQL's
+//! `split_part(provider_id, ':', 1)` yields, so the database can filter and index rows by
+//! cluster. Any id whose scheme is neither `k8s` nor `k8s@...` is another provider's.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-const SCHEME: &str = "k8s:";
+const SCHEME: &str = "k8s";
+
+/// The name of a cluster other than the default one: a DNS-1123 label, not `default` (the
+/// default cluster's name in logs and metric labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// The name the default cluster goes by in logs and metric labels.
+    pub const DEFAULT_LABEL: &'static str = "default";
+
+    /// A cluster name, or why `name` is none.
+    ///
+    /// # Errors
+    /// [`TargetError::Malformed`] saying which rule `name` breaks.
+    pub fn new(name: &str) -> Result<Self, TargetError> {
+        if name == Self::DEFAULT_LABEL {
+            return Err(TargetError::Malformed(
+                "cluster name \"default\" is reserved for the default cluster (write k8s:<namespace>/<deployment>)",
+            ));
+        }
+        if !is_dns1123_label(name) {
+            return Err(TargetError::Malformed(
+                "cluster name is not a DNS-1123 label",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClusterName {
+    type Error = TargetError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl From<ClusterName> for String {
+    fn from(c: ClusterName) -> Self {
+        c.0
+    }
+}
+
+impl std::fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The scheme of `cluster`'s ids: `k8s` for the default cluster, `k8s@<name>` for a named one.
+pub fn scheme(cluster: Option<&ClusterName>) -> String {
+    match cluster {
+        None => SCHEME.to_owned(),
+        Some(c) => format!("{SCHEME}@{c}"),
+    }
+}
+
+/// The scheme of a `provider_id`, as SQL's `split_part(provider_id, ':', 1)` reads it when
+/// the id has a `:`; None when it has none (no cluster's id).
+pub fn scheme_of(provider_id: &str) -> Option<&str> {
+    provider_id.split_once(':').map(|(scheme, _)| scheme)
+}
+
+/// The label of a cluster in logs and metrics: its name, or `default`.
+pub fn cluster_label(cluster: Option<&ClusterName>) -> &str {
+    cluster.map_or(ClusterName::DEFAULT_LABEL, ClusterName::as_str)
+}
 
 /// A Kubernetes Deployment this scaler may act on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Target {
+    /// The cluster it runs in; None: the default cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterName>,
     /// Namespace (a DNS-1123 label).
     pub namespace: String,
     /// Deployment name (a DNS-1123 subdomain).
@@ -19,19 +107,42 @@ pub enum TargetError {
     /// Another provider's id: not ours, skipped quietly.
     #[error("foreign provider id")]
     Foreign,
-    /// Our scheme but not a valid `<namespace>/<deployment>`.
+    /// Our scheme but not a valid `[@<cluster>]:<namespace>/<deployment>`.
     #[error("malformed provider id: {0}")]
     Malformed(&'static str),
 }
 
 impl Target {
-    /// Parses `k8s:<namespace>/<deployment>`.
+    /// A target in the default cluster.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            cluster: None,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `k8s:<namespace>/<deployment>` or `k8s@<cluster>:<namespace>/<deployment>`.
     pub fn parse(provider_id: &str) -> Result<Self, TargetError> {
         let rest = provider_id
             .strip_prefix(SCHEME)
             .ok_or(TargetError::Foreign)?;
+        let (cluster, rest) = if let Some(rest) = rest.strip_prefix(':') {
+            (None, rest)
+        } else if let Some(named) = rest.strip_prefix('@') {
+            let (name, rest) = named.split_once(':').ok_or(TargetError::Malformed(
+                "expected k8s@<cluster>:<namespace>/<deployment>",
+            ))?;
+            if name.is_empty() {
+                return Err(TargetError::Malformed("cluster name is empty"));
+            }
+            (Some(ClusterName::new(name)?), rest)
+        } else {
+            // `k8sfoo:...`, `k8s-apps/web`, `k8s`: another provider's id.
+            return Err(TargetError::Foreign);
+        };
         let (namespace, name) = rest.split_once('/').ok_or(TargetError::Malformed(
-            "expected k8s:<namespace>/<deployment>",
+            "expected <namespace>/<deployment> after the scheme",
         ))?;
         if !is_dns1123_label(namespace) {
             return Err(TargetError::Malformed("namespace is not a DNS-1123 label"));
@@ -42,6 +153,7 @@ impl Target {
             ));
         }
         Ok(Self {
+            cluster,
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         })
@@ -49,12 +161,25 @@ impl Target {
 
     /// The `provider_id` naming this target.
     pub fn provider_id(&self) -> String {
-        format!("{SCHEME}{}/{}", self.namespace, self.name)
+        format!(
+            "{}:{}/{}",
+            scheme(self.cluster.as_ref()),
+            self.namespace,
+            self.name
+        )
+    }
+
+    /// The label of its cluster in logs and metrics (`default` for the default cluster).
+    pub fn cluster_label(&self) -> &str {
+        cluster_label(self.cluster.as_ref())
     }
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(cluster) = &self.cluster {
+            write!(f, "{cluster}:")?;
+        }
         write!(f, "{}/{}", self.namespace, self.name)
     }
 }
@@ -155,7 +280,127 @@ mod tests {
         assert!(Target::parse(&format!("k8s:{ns}/{name}")).is_ok());
     }
 
+    #[test]
+    fn parses_named_clusters() {
+        let t = Target::parse("k8s@east:apps/web").expect("valid");
+        assert_eq!(t.cluster.as_ref().map(ClusterName::as_str), Some("east"));
+        assert_eq!((t.namespace.as_str(), t.name.as_str()), ("apps", "web"));
+        assert_eq!(t.provider_id(), "k8s@east:apps/web");
+        assert_eq!(t.to_string(), "east:apps/web");
+        assert_eq!(t.cluster_label(), "east");
+        assert_eq!(Target::parse("k8s:apps/web").map(|t| t.cluster), Ok(None));
+        assert_eq!(Target::new("apps", "web").cluster_label(), "default");
+    }
+
+    #[test]
+    fn rejects_malformed_cluster_names_naming_the_problem() {
+        let cases = [
+            ("k8s@:apps/web", "cluster name is empty"),
+            ("k8s@East:apps/web", "cluster name is not a DNS-1123 label"),
+            ("k8s@-east:apps/web", "cluster name is not a DNS-1123 label"),
+            ("k8s@east-:apps/web", "cluster name is not a DNS-1123 label"),
+            (
+                "k8s@us.east:apps/web",
+                "cluster name is not a DNS-1123 label",
+            ),
+            (
+                "k8s@us_east:apps/web",
+                "cluster name is not a DNS-1123 label",
+            ),
+            ("k8s@default:apps/web", "reserved"),
+            ("k8s@east", "expected k8s@<cluster>"),
+            ("k8s@east/apps/web", "expected k8s@<cluster>"),
+            ("k8s@east:apps", "expected <namespace>/<deployment>"),
+            ("k8s@east:/web", "namespace"),
+            ("k8s@east:apps/", "deployment name"),
+        ];
+        for (id, why) in cases {
+            match Target::parse(id) {
+                Err(TargetError::Malformed(got)) => {
+                    assert!(got.contains(why), "{id:?}: {got:?} does not say {why:?}");
+                }
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+        let long = format!("k8s@{}:apps/web", "a".repeat(64));
+        assert!(matches!(
+            Target::parse(&long),
+            Err(TargetError::Malformed(_))
+        ));
+        assert!(Target::parse(&format!("k8s@{}:apps/web", "a".repeat(63))).is_ok());
+    }
+
+    #[test]
+    fn schemes_are_what_sql_split_part_reads() {
+        let east = ClusterName::new("east").expect("valid");
+        assert_eq!(scheme(None), "k8s");
+        assert_eq!(scheme(Some(&east)), "k8s@east");
+        assert_eq!(scheme_of("k8s@east:apps/web"), Some("k8s@east"));
+        assert_eq!(scheme_of("k8s:apps/web"), Some("k8s"));
+        assert_eq!(scheme_of("k8s"), None);
+        assert_eq!(scheme_of("fly:k8s:x"), Some("fly"));
+    }
+
+    /// A DNS-1123 label: what a namespace or a cluster name may be.
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    }
+
+    /// Strings that are not DNS-1123 labels, each for a different reason.
+    fn bad_label() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[A-Z][a-z0-9]{0,10}",
+            "-[a-z0-9]{0,10}",
+            "[a-z0-9]{0,10}-",
+            "[a-z0-9]{1,5}[._~+ ][a-z0-9]{1,5}",
+            "[a-z]{64,80}",
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn round_trips(
+            cluster in proptest::option::of(label().prop_filter("reserved", |c| c != "default")),
+            namespace in label(),
+            name in proptest::collection::vec(label(), 1..4)
+                .prop_map(|parts| parts.join("."))
+                .prop_filter("at most 253", |n| n.len() <= 253),
+        ) {
+            let target = Target {
+                cluster: cluster.map(|c| ClusterName::new(&c).expect("a valid label")),
+                namespace,
+                name,
+            };
+            let id = target.provider_id();
+            prop_assert_eq!(Target::parse(&id), Ok(target.clone()));
+            prop_assert_eq!(scheme_of(&id).map(str::to_owned), Some(scheme(target.cluster.as_ref())));
+        }
+
+        #[test]
+        fn rejects_bad_cluster_names(cluster in bad_label(), namespace in label()) {
+            let id = format!("k8s@{cluster}:{namespace}/web");
+            match Target::parse(&id) {
+                Err(TargetError::Malformed(why)) => prop_assert!(why.contains("cluster"), "{}: {}", id, why),
+                other => prop_assert!(false, "{}: {:?}", id, other),
+            }
+        }
+
+        #[test]
+        fn rejects_empty_parts(cluster in proptest::option::of(label()), namespace in label()) {
+            let scheme = match &cluster {
+                Some(c) if c != "default" => format!("k8s@{c}"),
+                _ => "k8s".to_owned(),
+            };
+            for id in [
+                format!("{scheme}:/web"),
+                format!("{scheme}:{namespace}/"),
+                format!("{scheme}:"),
+                "k8s@:apps/web".to_owned(),
+            ] {
+                prop_assert!(matches!(Target::parse(&id), Err(TargetError::Malformed(_))), "{}", id);
+            }
+        }
+
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = Target::parse(&s);
@@ -163,6 +408,13 @@ mod tests {
 
         #[test]
         fn never_panics_with_scheme(s in "k8s:[a-z0-9./-]{0,300}") {
+            if let Ok(t) = Target::parse(&s) {
+                prop_assert_eq!(t.provider_id(), s);
+            }
+        }
+
+        #[test]
+        fn never_panics_with_a_cluster(s in "k8s@[a-z0-9.:/@-]{0,100}") {
             if let Ok(t) = Target::parse(&s) {
                 prop_assert_eq!(t.provider_id(), s);
             }

@@ -25,6 +25,7 @@ const WARMUP_PER_WORKER: usize = 5;
 
 fn target(i: usize) -> Target {
     Target {
+        cluster: None,
         namespace: "bench".into(),
         name: format!("app-{i}"),
     }

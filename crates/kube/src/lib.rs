@@ -21,7 +21,10 @@
 #![warn(missing_docs)]
 
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
+mod clusters;
 mod readiness;
+
+pub use clusters::KubeClusters;
 
 pub use readiness::is_ready;
 
@@ -33,7 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use idle_scaler_core::job::JobBuilder;
 use idle_scaler_core::{
-    Config, Error as CoreError, Job, Scale, Scaler, ScalerSource, Store, Target,
+    ClusterName, Config, Error as CoreError, Scale, Scaler, ScalerSource, Store, Target,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
@@ -71,6 +74,17 @@ pub enum Error {
     /// The configuration was found but the client could not be built from it (TLS, auth).
     #[error("building the Kubernetes client failed: {0}")]
     Client(#[source] kube::Error),
+    /// A named cluster's kubeconfig file or context could not be loaded.
+    #[error("cluster {cluster}: loading {what} failed: {source}")]
+    Kubeconfig {
+        /// The cluster's name.
+        cluster: String,
+        /// The file and context, as configured.
+        what: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
 }
 
 /// Result with this crate's [`Error`].
@@ -126,6 +140,41 @@ impl KubeScaler {
         Ok(Self::new(client(config)?, timeout))
     }
 
+    /// A scaler for the named `cluster` from its kubeconfig file (that file's current context
+    /// unless `context` names one) or, without a file, from `context` of the usual kubeconfig
+    /// (`KUBECONFIG`, `~/.kube/config`). The error names the cluster, the file and the context.
+    pub async fn from_kubeconfig(
+        cluster: &str,
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let options = kube::config::KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..kube::config::KubeConfigOptions::default()
+        };
+        let what = match (kubeconfig, context) {
+            (Some(file), Some(ctx)) => format!("context {ctx:?} of kubeconfig {}", file.display()),
+            (Some(file), None) => format!("kubeconfig {}", file.display()),
+            (None, Some(ctx)) => format!("context {ctx:?} of the default kubeconfig"),
+            (None, None) => "the default kubeconfig".to_owned(),
+        };
+        let loaded = match kubeconfig {
+            Some(path) => match kube::config::Kubeconfig::read_from(path) {
+                Ok(file) => kube::Config::from_custom_kubeconfig(file, &options).await,
+                Err(e) => Err(e),
+            },
+            None => kube::Config::from_kubeconfig(&options).await,
+        };
+        let mut config = loaded.map_err(|source| Error::Kubeconfig {
+            cluster: cluster.to_owned(),
+            what,
+            source,
+        })?;
+        config.connect_timeout = Some(timeout);
+        Ok(Self::new(client(config)?, timeout))
+    }
+
     /// The per-request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -159,12 +208,12 @@ fn client(config: kube::Config) -> Result<kube::Client> {
     client::build(config).map_err(Error::Client)
 }
 
-/// A [`JobBuilder`] with the lazy, inferred Kubernetes client as its scaler source (the
-/// in-cluster service account, `KUBECONFIG`, `~/.kube/config`; built on first use, retried
-/// while it fails) and every other default of [`JobBuilder`].
+/// A [`JobBuilder`] with lazy Kubernetes clients as its scaler sources (built on first use,
+/// retried while they fail): the inferred one for the default cluster (the in-cluster service
+/// account, `KUBECONFIG`, `~/.kube/config`) and one per configured cluster from its kubeconfig
+/// file or context (see [`KubeClusters`]), and every other default of [`JobBuilder`].
 pub fn job_builder(config: Config, store: Arc<dyn Store>) -> JobBuilder {
-    let scalers = Arc::new(LazyScalerSource::infer(config.request_timeout()));
-    Job::builder(config, store, scalers)
+    KubeClusters::from_config(&config).job_builder(config, store)
 }
 
 /// The merge patch a write sends. With `resource_version` the API server applies it only
@@ -298,6 +347,27 @@ impl LazyScalerSource {
     /// A source that infers the configuration ([`KubeScaler::infer`]).
     pub fn infer(timeout: Duration) -> Self {
         Self::new(Box::new(move || Box::pin(KubeScaler::infer(timeout))))
+    }
+
+    /// A source for the named `cluster` ([`KubeScaler::from_kubeconfig`]).
+    pub fn for_cluster(
+        cluster: &ClusterName,
+        settings: &idle_scaler_core::ClusterConfig,
+        timeout: Duration,
+    ) -> Self {
+        let (cluster, settings) = (cluster.to_string(), settings.clone());
+        Self::new(Box::new(move || {
+            let (cluster, settings) = (cluster.clone(), settings.clone());
+            Box::pin(async move {
+                KubeScaler::from_kubeconfig(
+                    &cluster,
+                    settings.kubeconfig.as_deref(),
+                    settings.context.as_deref(),
+                    timeout,
+                )
+                .await
+            })
+        }))
     }
 
     /// A source for an explicit API server URL ([`KubeScaler::from_url`]).

@@ -16,6 +16,7 @@ type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 fn target() -> Target {
     Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }

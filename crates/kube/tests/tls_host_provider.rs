@@ -22,6 +22,7 @@ async fn a_host_that_installs_aws_lc_first_gets_a_working_client() {
     let source = LazyScalerSource::from_url(fake.url(), Duration::from_secs(10));
     let scaler = source.scaler().await.expect("a client");
     let target = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     };

@@ -21,6 +21,7 @@ async fn with_no_process_provider_the_adapter_installs_its_own_and_works() {
     let source = LazyScalerSource::from_url(fake.url(), Duration::from_secs(10));
     let scaler = source.scaler().await.expect("a client, not a panic");
     let target = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     };

@@ -14,6 +14,7 @@
 //! `deployments` sequentially and that the candidate query uses
 //! `deployments_sleep_eligible_idx`. Drops its database at the end.
 
+use idle_scaler_core::ServedClusters;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -100,28 +101,32 @@ async fn exec(pool: &PgPool, sql: &str) {
 async fn explain(pool: &PgPool, title: &str, sql: &str, generic: bool) -> String {
     let mut conn = pool.acquire().await.expect("connection");
     let (types, args) = match sql {
+        // The default cluster's walk: the store runs one per served cluster.
         s if s == queries::SELECT_CANDIDATES => (
-            "(timestamptz, timestamptz, bigint)",
+            "(timestamptz, timestamptz, bigint, text)",
             format!(
-                "(now(), now() - interval '{IDLE_WINDOW_MINUTES} minutes', {})",
+                "(now(), now() - interval '{IDLE_WINDOW_MINUTES} minutes', {}, 'k8s')",
                 // The title names the limit: "candidate query, limit N".
                 title.rsplit(' ').next().unwrap_or("500")
             ),
         ),
-        s if s == queries::STALE_INTENTS => {
-            ("(timestamptz)", "(now() - interval '5 minutes')".to_owned())
-        }
-        // As the idle tick asks: one interval back, the first tick's slice.
-        s if s == queries::ASLEEP_TO_CHECK && title.ends_with("none due") => (
-            "(timestamptz, bigint)",
-            "(now() - interval '2 minutes', 2000)".to_owned(),
+        s if s == queries::STALE_INTENTS => (
+            "(timestamptz, text[])",
+            "(now() - interval '5 minutes', '{k8s}')".to_owned(),
         ),
-        s if s == queries::ANY_ASLEEP_TO_CHECK => {
-            ("(timestamptz)", "(now() - interval '2 minutes')".to_owned())
-        }
+        // As the idle tick asks: one interval back, the first tick's slice.
+        // The default cluster's walks: the store runs one per served cluster.
+        s if s == queries::ASLEEP_TO_CHECK && title.ends_with("none due") => (
+            "(timestamptz, bigint, text)",
+            "(now() - interval '2 minutes', 2000, 'k8s')".to_owned(),
+        ),
+        s if s == queries::ANY_ASLEEP_TO_CHECK => (
+            "(timestamptz, text)",
+            "(now() - interval '2 minutes', 'k8s')".to_owned(),
+        ),
         s if s == queries::ASLEEP_TO_CHECK => (
-            "(timestamptz, bigint)",
-            "(now() - interval '10 minutes', 100)".to_owned(),
+            "(timestamptz, bigint, text)",
+            "(now() - interval '10 minutes', 100, 'k8s')".to_owned(),
         ),
         s if s == queries::BACKED_OFF => ("(timestamptz, bigint)", "(now(), 100)".to_owned()),
         s if s == queries::SUM_ASLEEP_REPLICAS => ("(integer)", "(1)".to_owned()),
@@ -219,7 +224,7 @@ async fn main() {
     let now = Utc::now();
     let idle_before = now - chrono::Duration::minutes(IDLE_WINDOW_MINUTES);
     let candidates = store
-        .select_candidates(now, idle_before, u32::MAX)
+        .select_candidates(&ServedClusters::default(), now, idle_before, u32::MAX)
         .await
         .expect("select");
     let asleep = store.count_asleep().await.expect("count");
@@ -244,7 +249,7 @@ async fn main() {
     for limit in [50_u32, 500] {
         let s = measure(|| async {
             let n = store
-                .select_candidates(now, idle_before, limit)
+                .select_candidates(&ServedClusters::default(), now, idle_before, limit)
                 .await
                 .expect("select");
             assert_eq!(n.len(), usize::try_from(limit).expect("small"));
@@ -266,7 +271,7 @@ async fn main() {
     let checked_before = now - chrono::Duration::minutes(10);
     let s = measure(|| async {
         let due = store
-            .asleep_to_check(checked_before, 100)
+            .asleep_to_check(&ServedClusters::default(), checked_before, 100)
             .await
             .expect("asleep_to_check");
         assert_eq!(due.len(), 100);

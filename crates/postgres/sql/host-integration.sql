@@ -8,8 +8,9 @@
 -- and, if it has no pinning or expiry yet, this script adds always_on / expires_at with the
 -- neutral values (not pinned, never expires).
 --
--- Only adds, except for one index of idle-scaler's own that an earlier version of this script
--- created (deployments_sleep_candidates_idx): it is replaced by deployments_sleep_eligible_idx.
+-- Only adds, except for idle-scaler's own indexes that an earlier version of this script
+-- created: deployments_sleep_candidates_idx, and deployments_sleep_eligible_idx and
+-- deployments_sleep_drift_idx without the cluster key, are replaced by the current ones.
 
 ALTER TABLE deployments
     ADD COLUMN IF NOT EXISTS always_on              boolean     NOT NULL DEFAULT false,
@@ -49,25 +50,41 @@ BEGIN
 END
 $$;
 
--- The candidate query's index: only this scaler's sleepable rows, keyed by when each becomes
--- eligible (a backed-off row at its retry key). The expression and the WHERE must stay exactly
--- as written: the candidate query repeats them so the planner can use the index.
+-- The candidate query's index: only this scaler's sleepable rows (of every cluster: ids
+-- `k8s:...` and `k8s@<cluster>:...`), keyed by cluster, then by when each becomes eligible (a
+-- backed-off row at its retry key). The expressions and the WHERE must stay exactly as written:
+-- the candidate query repeats them so the planner can use the index. An earlier version of this
+-- script created it without the cluster key; that one is replaced.
 DROP INDEX IF EXISTS deployments_sleep_candidates_idx;
+DO $$
+DECLARE
+    idx text;
+BEGIN
+    FOREACH idx IN ARRAY ARRAY['deployments_sleep_eligible_idx', 'deployments_sleep_drift_idx'] LOOP
+        IF pg_get_indexdef(to_regclass(idx)) NOT LIKE '%split_part%' THEN
+            EXECUTE format('DROP INDEX %I', idx);
+        END IF;
+    END LOOP;
+END
+$$;
 CREATE INDEX IF NOT EXISTS deployments_sleep_eligible_idx
-    ON deployments ((CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at
+    ON deployments ((split_part(provider_id, ':', 1)),
+                    (CASE WHEN sleep_retry_key IS NULL OR last_activity_at > sleep_backoff_activity_at
                           THEN last_activity_at
                           ELSE GREATEST(last_activity_at, sleep_retry_key) END), id)
     WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on
-      AND provider_id LIKE 'k8s:%';
+      AND provider_id LIKE 'k8s%:%';
 
 -- Stale intents, the asleep gauge and the status listing: only rows out of `awake`.
 CREATE INDEX IF NOT EXISTS deployments_sleep_state_idx
     ON deployments (sleep_state, sleep_state_changed_at)
     WHERE sleep_state <> 'awake';
 
--- Drift checks: asleep rows, least recently checked first.
+-- Drift checks: asleep rows by cluster, least recently checked first (an earlier version of
+-- this script created it without the cluster key; the block above dropped that one).
 CREATE INDEX IF NOT EXISTS deployments_sleep_drift_idx
-    ON deployments ((COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
+    ON deployments ((split_part(provider_id, ':', 1)),
+                    (COALESCE(sleep_checked_at, sleep_state_changed_at)), id)
     WHERE sleep_state = 'asleep';
 
 -- The replicas-asleep gauge: an index-only sum over asleep rows' restore counts.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
-    AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, SleepState,
-    StaleIntent, Store,
+    AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift,
+    ServedClusters, SleepState, StaleIntent, Store,
 };
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -262,6 +262,8 @@ struct CandidateRow {
     sleep_backoff_count: i32,
     sleep_flaps: i32,
     sleep_flaps_since: Option<DateTime<Utc>>,
+    /// The index key the rows of several clusters are merged by.
+    eligible_at: DateTime<Utc>,
 }
 
 impl CandidateRow {

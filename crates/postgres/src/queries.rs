@@ -23,11 +23,36 @@ macro_rules! eligible_at {
 }
 
 /// The candidate predicate's fixed part: exactly the `WHERE` of the partial index
-/// `deployments_sleep_eligible_idx`, so the planner can use it.
+/// `deployments_sleep_eligible_idx`, so the planner can use it. `k8s%:%`: the ids of every
+/// cluster (`k8s:...` of the default one, `k8s@<name>:...` of a named one); which of them a
+/// query takes is the index's leading key, [`cluster_of!`].
 macro_rules! sleepable {
     () => {
         "status = 'healthy' AND sleep_state = 'awake' AND NOT always_on \
-         AND provider_id LIKE 'k8s:%'"
+         AND provider_id LIKE 'k8s%:%'"
+    };
+}
+
+/// The scheme of a row's `provider_id` (`k8s`, `k8s@east`): the cluster it belongs to, and
+/// the leading key of `deployments_sleep_eligible_idx`, exactly as the index writes it.
+macro_rules! cluster_of {
+    () => {
+        "split_part(provider_id, ':', 1)"
+    };
+}
+
+/// The stale intents recovery hands to an instance serving the schemes in `$n`: its
+/// clusters' rows, and rows of no cluster at all (another provider's id, settled without a
+/// Kubernetes call). `ServedClusters::admits_id` is the same test in Rust.
+macro_rules! admitted {
+    ($schemes:literal) => {
+        concat!(
+            "(",
+            cluster_of!(),
+            " = ANY(",
+            $schemes,
+            ") OR provider_id NOT LIKE 'k8s%:%')"
+        )
     };
 }
 
@@ -43,16 +68,22 @@ macro_rules! not_backing_off {
     };
 }
 
-/// $1 now, $2 idle_before, $3 limit. Filters and orders by the index's key expression, so the
-/// planner walks `deployments_sleep_eligible_idx` from its start and stops after `limit`
-/// entries: a backed-off row sorts at its retry key, beyond every real candidate, and costs
-/// nothing however many there are. The explicit terms after it keep the result exact whatever
-/// the idle window was when a backoff was recorded.
+/// $1 now, $2 idle_before, $3 limit, $4 the scheme of one cluster (`k8s`, `k8s@east`). Fixes
+/// the index's leading key and filters and orders by its second, so the planner walks
+/// `deployments_sleep_eligible_idx` from the start of that cluster's entries and stops after
+/// `limit`: a backed-off row sorts at its retry key, beyond every real candidate, and costs
+/// nothing however many there are; other clusters' rows are never read. The explicit terms
+/// after it keep the result exact whatever the idle window was when a backoff was recorded.
+/// The store runs it once per served cluster and merges by `eligible_at`, then `id`.
 pub const SELECT_CANDIDATES: &str = concat!(
     "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_backoff_count, \
-            sleep_flaps, sleep_flaps_since \
+            sleep_flaps, sleep_flaps_since, ",
+    eligible_at!(),
+    " AS eligible_at \
      FROM deployments \
      WHERE ",
+    cluster_of!(),
+    " = $4 AND ",
     sleepable!(),
     " AND ",
     eligible_at!(),
@@ -140,12 +171,14 @@ pub const SETTLE_INTENT: &str = "\
       AND ($3 = 'awake' OR last_activity_at <= sleep_state_changed_at) \
     RETURNING id";
 
-/// $1 older_than. Served by `deployments_sleep_state_idx`.
-pub const STALE_INTENTS: &str = "\
-    SELECT id, provider_id, last_activity_at, sleep_state_changed_at, replicas_before_sleep \
-    FROM deployments \
-    WHERE sleep_state = 'sleeping' AND sleep_state_changed_at <= $1 \
-    ORDER BY sleep_state_changed_at, id";
+/// $1 older_than, $2 the served schemes (`text[]`). Served by `deployments_sleep_state_idx`.
+pub const STALE_INTENTS: &str = concat!(
+    "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, replicas_before_sleep \
+     FROM deployments \
+     WHERE sleep_state = 'sleeping' AND sleep_state_changed_at <= $1 AND ",
+    admitted!("$2"),
+    " ORDER BY sleep_state_changed_at, id"
+);
 
 /// $1 id.
 pub const GET: &str = concat!("SELECT ", columns!(), " FROM deployments WHERE id = $1");
@@ -178,21 +211,38 @@ pub const BEGIN_WAKE: &str = "\
     WHERE id = $1 AND sleep_state IN ('asleep', 'sleeping') AND sleep_state_changed_at = $2 \
     RETURNING id";
 
-/// $1 checked_before. Whether any drift check is due: the first entry of
-/// `deployments_sleep_drift_idx`, whatever the planner believes about the cut-off. The slice
-/// query below runs only when this finds a row, because PostgreSQL keeps no statistics for a
-/// partial index's expression: it guesses a third of the asleep rows are due, and then
-/// prefers reading every asleep row and sorting them (36 ms at 10,000 asleep rows in the
-/// store bench) to walking the index, on every tick where nothing is due.
-pub const ANY_ASLEEP_TO_CHECK: &str = "    SELECT id FROM deployments     WHERE sleep_state = 'asleep' AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1     ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id     LIMIT 1";
+/// $1 checked_before, $2 the scheme of one cluster. Whether any drift check of that cluster is
+/// due: the first of its entries in `deployments_sleep_drift_idx`, whatever the planner
+/// believes about the cut-off. The slice query below runs only when this finds a row, because
+/// PostgreSQL keeps no statistics for a partial index's expression: it guesses a third of the
+/// asleep rows are due, and then prefers reading every asleep row and sorting them (36 ms at
+/// 10,000 asleep rows in the store bench) to walking the index, on every tick where nothing
+/// is due. The index leads with the cluster, so the walk never passes another cluster's rows
+/// (which would pile up at its head while no instance serving them checks them).
+pub const ANY_ASLEEP_TO_CHECK: &str = concat!(
+    "SELECT id FROM deployments \
+     WHERE ",
+    cluster_of!(),
+    " = $2 AND sleep_state = 'asleep' \
+       AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
+     ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
+     LIMIT 1"
+);
 
-/// $1 checked_before, $2 limit. Served by `deployments_sleep_drift_idx`.
-pub const ASLEEP_TO_CHECK: &str = "\
-    SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_wake_started_at \
-    FROM deployments \
-    WHERE sleep_state = 'asleep' AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
-    ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
-    LIMIT $2";
+/// $1 checked_before, $2 limit, $3 the scheme of one cluster. Served by
+/// `deployments_sleep_drift_idx`; the store runs it per served cluster and merges by `due`,
+/// then `id`.
+pub const ASLEEP_TO_CHECK: &str = concat!(
+    "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_wake_started_at, \
+            COALESCE(sleep_checked_at, sleep_state_changed_at) AS due \
+     FROM deployments \
+     WHERE ",
+    cluster_of!(),
+    " = $3 AND sleep_state = 'asleep' \
+       AND COALESCE(sleep_checked_at, sleep_state_changed_at) <= $1 \
+     ORDER BY COALESCE(sleep_checked_at, sleep_state_changed_at), id \
+     LIMIT $2"
+);
 
 /// $1 id, $2 now.
 pub const MARK_CHECKED: &str = "\

@@ -6,17 +6,27 @@ use super::*;
 impl Store for PgStore {
     async fn select_candidates(
         &self,
+        served: &ServedClusters,
         now: DateTime<Utc>,
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<Candidate>> {
-        let rows: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
-            .bind(now)
-            .bind(idle_before)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::query("select_candidates"))?;
+        // One ordered index walk per cluster (each stops after `limit` entries), merged as
+        // one walk of them all would have ordered them.
+        let mut rows: Vec<CandidateRow> = Vec::new();
+        for scheme in served.schemes() {
+            let mut of_cluster: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
+                .bind(now)
+                .bind(idle_before)
+                .bind(i64::from(limit))
+                .bind(scheme)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::query("select_candidates"))?;
+            rows.append(&mut of_cluster);
+        }
+        rows.sort_by_key(|r| (r.eligible_at, r.id));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(rows
             .into_iter()
             .map(CandidateRow::into_candidate)
@@ -136,11 +146,13 @@ impl Store for PgStore {
 
     async fn stale_intents(
         &self,
+        served: &ServedClusters,
         older_than: DateTime<Utc>,
     ) -> idle_scaler_core::Result<Vec<StaleIntent>> {
         type R = (Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i32>);
         let rows: Vec<R> = sqlx::query_as(queries::STALE_INTENTS)
             .bind(older_than)
+            .bind(served.schemes())
             .fetch_all(&self.pool)
             .await
             .map_err(Error::query("stale_intents"))?;
@@ -200,6 +212,7 @@ impl Store for PgStore {
 
     async fn asleep_to_check(
         &self,
+        served: &ServedClusters,
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<AsleepRow>> {
@@ -209,25 +222,45 @@ impl Store for PgStore {
             DateTime<Utc>,
             DateTime<Utc>,
             Option<DateTime<Utc>>,
+            DateTime<Utc>,
         );
-        let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
-            .bind(checked_before)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::query("asleep_to_check"))?;
-        if due.is_none() || limit == 0 {
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let rows: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
-            .bind(checked_before)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::query("asleep_to_check"))?;
+        // One walk per cluster, merged in the order one walk of them all would give.
+        let mut rows: Vec<R> = Vec::new();
+        for scheme in served.schemes() {
+            let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
+                .bind(checked_before)
+                .bind(&scheme)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::query("asleep_to_check"))?;
+            if due.is_none() {
+                continue;
+            }
+            let mut of_cluster: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
+                .bind(checked_before)
+                .bind(i64::from(limit))
+                .bind(&scheme)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::query("asleep_to_check"))?;
+            rows.append(&mut of_cluster);
+        }
+        rows.sort_by_key(|r| (r.5, r.0));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(rows
             .into_iter()
             .map(
-                |(id, provider_id, last_activity_at, sleep_state_changed_at, wake_started_at)| {
+                |(
+                    id,
+                    provider_id,
+                    last_activity_at,
+                    sleep_state_changed_at,
+                    wake_started_at,
+                    _,
+                )| {
                     AsleepRow {
                         id,
                         provider_id,

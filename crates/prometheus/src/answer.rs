@@ -129,6 +129,7 @@ pub(crate) fn map_samples(
             continue;
         };
         let target = Target {
+            cluster: None,
             namespace: namespace.clone(),
             name: name.clone(),
         };

@@ -4,6 +4,7 @@ use super::*;
 
 fn target(namespace: &str, name: &str) -> Target {
     Target {
+        cluster: None,
         namespace: namespace.into(),
         name: name.into(),
     }

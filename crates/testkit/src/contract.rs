@@ -15,6 +15,7 @@
 // One module per part of the protocol; each `pub async fn` in them is a case.
 mod backoff; // lasting skips: `back_off`, `backed_off`, and how selection honours them
 mod claim; // CAS 1 of a sleep: `claim_sleep`
+mod clusters; // several clusters: rows of clusters not served never leave the store
 mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
 mod drift; // drift checks: `begin_wake`, `asleep_to_check`, `mark_checked`, `reconcile_awake`
 mod host; // the `HostOps` fixtures themselves
@@ -26,6 +27,7 @@ mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
 
 pub use backoff::*;
 pub use claim::*;
+pub use clusters::*;
 pub use confirm::*;
 pub use drift::*;
 pub use host::*;
@@ -36,6 +38,7 @@ pub use select::*;
 pub use wake::*;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::Store;
 use uuid::Uuid;
 
@@ -59,6 +62,10 @@ macro_rules! contract_cases {
             select_excludes_recent_activity,
             select_orders_oldest_first_and_limits,
             select_excludes_other_providers,
+            select_returns_only_rows_of_served_clusters,
+            select_merges_clusters_oldest_first_within_the_limit,
+            stale_intents_and_drift_checks_skip_unserved_clusters,
+            drift_checks_merge_clusters_oldest_first_within_the_limit,
             backoff_hides_row_until_retry_after,
             backoff_ends_with_newer_activity,
             backoff_is_cleared_by_a_wake,
@@ -122,7 +129,7 @@ async fn idle<S: HostOps>(s: &S, name: &str, ago: i64) -> Uuid {
 }
 
 async fn candidate_ids<S: Store>(s: &S, limit: u32) -> Vec<Uuid> {
-    s.select_candidates(now(), idle_before(), limit)
+    s.select_candidates(&ServedClusters::default(), now(), idle_before(), limit)
         .await
         .expect("select_candidates")
         .into_iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use figment::Provider;
 use http::HeaderName;
 use idle_scaler_core::config::Reader;
-use idle_scaler_core::{Config, ConfigError};
+use idle_scaler_core::{ClusterName, Config, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// The keys [`WakerConfig`] reads; pass them to `Config::load_with` so the job does not warn
@@ -17,6 +17,7 @@ pub const KEYS: &[&str] = &[
     "waker_target_header",
     "waker_ignore_user_agents",
     "waker_ignore_paths",
+    "waker_cluster",
 ];
 
 /// User-Agent substrings (case-insensitive) that never wake an app: uptime checkers,
@@ -40,6 +41,11 @@ pub struct WakerConfig {
     pub waker_ignore_user_agents: String,
     /// Comma list of path prefixes that answer 503 without waking.
     pub waker_ignore_paths: String,
+    /// The cluster whose proxy sends this waker ingress-nginx's headers (`X-Namespace`,
+    /// `X-Service-Name`) and bare `<namespace>/<name>` targets; empty: the default cluster.
+    /// A target header may name another cluster itself: `<cluster>:<namespace>/<name>`.
+    #[serde(default)]
+    pub waker_cluster: String,
 }
 
 impl Default for WakerConfig {
@@ -49,6 +55,7 @@ impl Default for WakerConfig {
             waker_target_header: "X-Idle-Scaler-Target".to_owned(),
             waker_ignore_user_agents: DEFAULT_IGNORE_USER_AGENTS.to_owned(),
             waker_ignore_paths: DEFAULT_IGNORE_PATHS.to_owned(),
+            waker_cluster: String::new(),
         }
     }
 }
@@ -69,7 +76,16 @@ impl WakerConfig {
                 "an HTTP header name (letters, digits and -)",
             ));
         }
+        let cluster = read.string("waker_cluster")?;
+        if !cluster.is_empty() && ClusterName::new(&cluster).is_err() {
+            return Err(read.invalid(
+                "waker_cluster",
+                "a cluster name (a DNS-1123 label other than default), or empty for the \
+                 default cluster",
+            ));
+        }
         Ok(Self {
+            waker_cluster: cluster,
             waker_timeout_seconds: read.int(
                 "waker_timeout_seconds",
                 1,
@@ -80,6 +96,14 @@ impl WakerConfig {
             waker_ignore_user_agents: read.string("waker_ignore_user_agents")?,
             waker_ignore_paths: read.string("waker_ignore_paths")?,
         })
+    }
+
+    /// The cluster of bare targets (None: the default cluster). Checked when loaded; a
+    /// name built in code that is not a cluster name is taken as the default cluster.
+    pub fn cluster(&self) -> Option<ClusterName> {
+        Some(self.waker_cluster.trim())
+            .filter(|c| !c.is_empty())
+            .and_then(|c| ClusterName::new(c).ok())
     }
 
     /// How long a request is held.
@@ -110,6 +134,23 @@ fn list(s: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
     use figment::Jail;
+
+    #[test]
+    fn the_waker_cluster_is_a_cluster_name_or_empty() {
+        Jail::expect_with(|j| {
+            assert_eq!(WakerConfig::load(None).expect("defaults").cluster(), None);
+            j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER", "east");
+            let c = WakerConfig::load(None).expect("east");
+            assert_eq!(c.cluster().map(|c| c.to_string()).as_deref(), Some("east"));
+            j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER", "East");
+            let e = WakerConfig::load(None)
+                .expect_err("not a label")
+                .to_string();
+            assert!(e.contains("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER"), "{e}");
+            assert!(e.contains("\"East\""), "{e}");
+            Ok(())
+        });
+    }
 
     #[test]
     fn defaults_and_environment() {

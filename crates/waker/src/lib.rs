@@ -52,6 +52,8 @@ pub struct Waker {
     readiness: Arc<dyn Readiness>,
     clock: Arc<dyn Clock>,
     config: WakerConfig,
+    /// The cluster of bare targets (`waker_cluster`).
+    cluster: Option<idle_scaler_core::ClusterName>,
     ignore_user_agents: Vec<String>,
     ignore_paths: Vec<String>,
     flights: Arc<Flights>,
@@ -88,6 +90,7 @@ impl Waker {
         Self {
             ignore_user_agents: config.ignore_user_agents(),
             ignore_paths: config.ignore_paths(),
+            cluster: config.cluster(),
             job,
             store,
             readiness,
@@ -107,7 +110,9 @@ impl Waker {
         self.job.config()
     }
 
-    /// Which app: ingress-nginx's headers first, then the configured target header.
+    /// Which app: ingress-nginx's headers first, then the configured target header
+    /// (`<namespace>/<name>`, or `<cluster>:<namespace>/<name>` for an app of another
+    /// cluster). Bare names are of the waker's cluster (`waker_cluster`).
     fn target_of(&self, headers: &HeaderMap) -> Option<Target> {
         let get = |name: &str| {
             headers
@@ -116,13 +121,22 @@ impl Waker {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let (namespace, name) = match (get(NAMESPACE_HEADER), get(SERVICE_HEADER)) {
+        let own = idle_scaler_core::scheme(self.cluster.as_ref());
+        let (scheme, namespace, name) = match (get(NAMESPACE_HEADER), get(SERVICE_HEADER)) {
             // Service -> Deployment by name.
-            (Some(ns), Some(svc)) => (ns, svc),
-            _ => get(&self.config.waker_target_header)?.split_once('/')?,
+            (Some(ns), Some(svc)) => (own, ns, svc),
+            _ => {
+                let value = get(&self.config.waker_target_header)?;
+                let (scheme, path) = match value.split_once(':') {
+                    Some((cluster, path)) => (format!("k8s@{cluster}"), path),
+                    None => (own, value),
+                };
+                let (namespace, name) = path.split_once('/')?;
+                (scheme, namespace, name)
+            }
         };
         // The same rule as the table's provider ids: a malformed name is no app.
-        Target::parse(&format!("k8s:{namespace}/{name}")).ok()
+        Target::parse(&format!("{scheme}:{namespace}/{name}")).ok()
     }
 
     fn is_robot(&self, headers: &HeaderMap, path: &str) -> bool {
@@ -142,6 +156,10 @@ impl Waker {
         let Some(target) = self.target_of(headers) else {
             return Verdict::Unknown;
         };
+        // Another instance's cluster: this one cannot wake it (and says nothing about it).
+        if !self.job.served_clusters().serves(target.cluster.as_ref()) {
+            return Verdict::Unknown;
+        }
         if self.job_config().is_protected(&target.namespace) {
             return Verdict::Unknown;
         }

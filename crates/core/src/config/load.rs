@@ -70,6 +70,7 @@ impl Config {
             idle_minutes = IDLE_MINUTES_FLOOR;
         }
 
+        let (default_cluster, clusters) = read.served("default_cluster", "clusters")?;
         let config = Self {
             enabled: read.boolean("enabled")?,
             idle_minutes,
@@ -120,6 +121,8 @@ impl Config {
                 ],
                 "none or prometheus",
             )?,
+            default_cluster,
+            clusters,
             activity_unknown: read.choice(
                 "activity_unknown",
                 &[
@@ -217,7 +220,7 @@ impl Reader {
 
     /// Where `value` of `key` came from, from figment's metadata: the variable, the file and
     /// key, the defaults, or the host's own provider by its name.
-    fn origin(&self, key: &str, value: &Value) -> String {
+    pub(super) fn origin(&self, key: &str, value: &Value) -> String {
         let Some(meta) = self.fig.get_metadata(value.tag()) else {
             return "an unknown source".to_owned();
         };
@@ -246,7 +249,7 @@ impl Reader {
         }
     }
 
-    fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
+    pub(super) fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
         let value = self.find(key)?;
         let parsed = match &value {
             Value::Bool(_, b) => Some(*b),
@@ -333,7 +336,7 @@ impl Reader {
             .collect()
     }
 
-    fn find(&self, key: &'static str) -> Result<Value, ConfigError> {
+    pub(super) fn find(&self, key: &'static str) -> Result<Value, ConfigError> {
         self.fig
             .find_value(key)
             .map_err(|e| ConfigError::Source(one_line(&e.to_string())))
@@ -416,11 +419,7 @@ pub(super) fn refuse_values_figment_panics_on(
     Ok(())
 }
 
-pub(super) fn env_name(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.to_uppercase())
-}
-
-fn render(value: &Value) -> String {
+pub(super) fn render(value: &Value) -> String {
     match value {
         Value::String(_, s) => format!("{s:?}"),
         Value::Char(_, c) => format!("{c:?}"),

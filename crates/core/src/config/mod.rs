@@ -5,7 +5,10 @@
 //! their own keys from the same figment with a [`Reader`] and name them to
 //! [`Config::extract_with`] so they are not reported as unknown.
 
+mod clusters;
 mod load;
+
+use std::collections::BTreeMap;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 
+pub use clusters::ClusterConfig;
 pub use load::Reader;
 
 /// Prefix of every job environment variable.
@@ -60,6 +64,14 @@ pub struct Config {
     pub activity_source: ActivitySourceKind,
     /// What a candidate whose traffic is unknown (source failed, no data) gets.
     pub activity_unknown: UnknownActivity,
+    /// Whether this instance serves the default cluster (ids `k8s:<namespace>/<deployment>`).
+    /// Absent from a serialized configuration of an earlier version: served, as then.
+    #[serde(default = "serves_the_default_cluster")]
+    pub default_cluster: bool,
+    /// The named clusters this instance serves (ids `k8s@<name>:<namespace>/<deployment>`),
+    /// each with how to reach it.
+    #[serde(default)]
+    pub clusters: BTreeMap<crate::ClusterName, ClusterConfig>,
 }
 
 /// Where the tick learns about real traffic.
@@ -82,6 +94,10 @@ pub enum UnknownActivity {
     Sleep,
 }
 
+fn serves_the_default_cluster() -> bool {
+    true
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -101,6 +117,8 @@ impl Default for Config {
             flap_limit: 3,
             activity_source: ActivitySourceKind::None,
             activity_unknown: UnknownActivity::KeepAwake,
+            default_cluster: true,
+            clusters: BTreeMap::new(),
         }
     }
 }
@@ -137,8 +155,13 @@ impl std::fmt::Display for ConfigWarning {
     }
 }
 
+/// The standalone environment variable of `key`.
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_uppercase())
+}
+
 /// The keys this crate reads; adapter crates name theirs to [`Config::extract_with`].
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "enabled",
     "idle_minutes",
     "interval_seconds",
@@ -153,6 +176,8 @@ const KEYS: [&str; 14] = [
     "flap_limit",
     "activity_source",
     "activity_unknown",
+    "default_cluster",
+    "clusters",
 ];
 
 impl Config {
@@ -240,7 +265,7 @@ impl Config {
             } else {
                 Err(ConfigError::Invalid {
                     key,
-                    env: load::env_name(key),
+                    env: env_name(key),
                     value: value.to_string(),
                     origin: "the configuration built in code".to_owned(),
                     allowed,
@@ -310,7 +335,7 @@ impl Config {
             100,
             "an integer from 1 to 100",
         )?;
-        Ok(())
+        self.validate_clusters()
     }
 
     /// Whether the job must never touch `namespace`.

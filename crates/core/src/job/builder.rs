@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Job;
-use crate::{ActivitySource, Clock, Config, ScalerSource, Store, SystemClock};
+use crate::{ActivitySource, Clock, ClusterName, Config, ScalerSource, Store, SystemClock};
 
 /// Builds a [`Job`]. Defaults: the system clock, no activity source (idleness is
 /// `last_activity_at` alone). The scaler source is given: this crate knows no Kubernetes;
@@ -15,6 +15,7 @@ pub struct JobBuilder {
     config: Config,
     store: Arc<dyn Store>,
     scalers: Arc<dyn ScalerSource>,
+    clusters: Vec<(ClusterName, Arc<dyn ScalerSource>)>,
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
 }
@@ -39,6 +40,7 @@ impl Job {
             config,
             store,
             scalers,
+            clusters: Vec::new(),
             clock: Arc::new(SystemClock),
             activity: None,
         }
@@ -52,9 +54,16 @@ impl JobBuilder {
         self
     }
 
-    /// Another scaler source (an explicit API server, a client the host already has).
+    /// Another scaler source (an explicit API server, a client the host already has) for
+    /// the default cluster.
     pub fn scalers(mut self, scalers: Arc<dyn ScalerSource>) -> Self {
         self.scalers = scalers;
+        self
+    }
+
+    /// The scaler source of the named `cluster` (see [`Job::with_cluster`]).
+    pub fn cluster(mut self, cluster: ClusterName, source: Arc<dyn ScalerSource>) -> Self {
+        self.clusters.push((cluster, source));
         self
     }
 
@@ -66,7 +75,10 @@ impl JobBuilder {
 
     /// The job. Logs once, at INFO, when the configuration has it disabled.
     pub fn build(self) -> Job {
-        let job = Job::new(self.config, self.store, self.scalers, self.clock);
+        let job = self.clusters.into_iter().fold(
+            Job::new(self.config, self.store, self.scalers, self.clock),
+            |job, (cluster, source)| job.with_cluster(cluster, source),
+        );
         match self.activity {
             Some(source) => job.with_activity_source(source),
             None => job,

@@ -10,11 +10,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics;
 use crate::{
-    ActivitySource, Clock, Config, DeploymentRecord, Error, Outcome, Result, ScalerSource, Store,
-    Target, TickReport,
+    ActivitySource, Clock, ClusterName, ClusterScalers, Config, DeploymentRecord, Error, Outcome,
+    Result, ScalerSource, ServedClusters, Store, Target, TickReport,
 };
 
 mod builder;
+mod clusters;
 mod reconcile;
 mod recover;
 mod run;
@@ -31,7 +32,10 @@ pub use run::TickResult;
 pub struct Job {
     config: Config,
     store: Arc<dyn Store>,
-    scalers: Arc<dyn ScalerSource>,
+    /// The scaler source of each cluster; the served ones come from the configuration.
+    scalers: ClusterScalers,
+    /// The clusters this job serves (`Config::served_clusters`).
+    served: ServedClusters,
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
     last_success: Mutex<Option<Instant>>,
@@ -49,7 +53,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    /// A job over the given ports.
+    /// A job over the given ports; `scalers` reaches the default cluster (named clusters'
+    /// sources are added with [`Job::with_cluster`]).
     ///
     /// # Panics
     /// When `config` breaks a rule the loaders enforce (see [`Config::validate`]); use
@@ -79,9 +84,10 @@ impl Job {
             info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
         }
         Ok(Self {
+            served: config.served_clusters(),
             config,
             store,
-            scalers,
+            scalers: ClusterScalers::default_cluster(scalers),
             clock,
             activity: None,
             last_success: Mutex::new(None),
@@ -99,9 +105,22 @@ impl Job {
         self
     }
 
+    /// Reaches the named `cluster` through `source` (the default cluster's source is the one
+    /// given to [`Job::new`]). A served cluster without a source fails open on every tick.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterName, source: Arc<dyn ScalerSource>) -> Self {
+        self.scalers.insert(Some(cluster), source);
+        self
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The clusters this job serves.
+    pub fn served_clusters(&self) -> &ServedClusters {
+        &self.served
     }
 
     /// When the last tick completed without error (a disabled tick counts: it did its job).
@@ -143,21 +162,30 @@ impl Job {
             self.mark_success();
             return Ok(report);
         }
-        let scaler = match self.scalers.scaler().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "no Kubernetes client; tick skipped (fail-open), retrying next tick");
-                metrics::tick("no_scaler", started.elapsed(), self.clock.now());
-                return Ok(TickReport {
-                    no_scaler: true,
-                    ..TickReport::default()
-                });
+        let (scalers, unreachable) = self.tick_scalers().await;
+        if scalers.served().is_empty() {
+            // Every served cluster failed; each was logged (a lone cluster's WARN says this).
+            if self.served.len() > 1 {
+                warn!(
+                    "no served cluster has a Kubernetes client; tick skipped (fail-open), \
+                    retrying next tick"
+                );
             }
+            metrics::tick("no_scaler", started.elapsed(), self.clock.now());
+            return Ok(TickReport {
+                no_scaler: true,
+                clusters_unreachable: unreachable,
+                ..TickReport::default()
+            });
+        }
+        let mut report = TickReport {
+            clusters_unreachable: unreachable,
+            ..TickReport::default()
         };
-        let mut report = TickReport::default();
-        let result = self
-            .sleep_pass(scaler.as_ref(), shutdown, &mut report)
-            .await;
+        let result = self.sleep_pass(&scalers, shutdown, &mut report).await;
+        report
+            .clusters_unreachable
+            .extend(scalers.unreachable_labels());
         report.duration = started.elapsed();
         let finished = self.clock.now();
         match &result {
@@ -241,10 +269,11 @@ fn log_tick(report: &TickReport) {
 
 /// Logs a Kubernetes error of one app; a 401/403 is an ERROR because only a person can fix RBAC.
 fn log_scale_error(id: uuid::Uuid, target: &Target, e: &Error, what: &str) {
+    let cluster = target.cluster_label();
     match e {
-        Error::Forbidden { .. } => error!(deployment_id = %id, target = %target, error = %e,
-            "{what}: forbidden; check the RBAC for deployments/scale"),
-        _ => warn!(deployment_id = %id, target = %target, error = %e, "{what}"),
+        Error::Forbidden { .. } => error!(deployment_id = %id, target = %target, cluster,
+            error = %e, "{what}: forbidden; check the RBAC for deployments/scale"),
+        _ => warn!(deployment_id = %id, target = %target, cluster, error = %e, "{what}"),
     }
 }
 

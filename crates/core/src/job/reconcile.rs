@@ -3,12 +3,11 @@
 //! Each tick checks a slice of the asleep rows, least recently checked first, sized so that
 //! every row is checked once per `reconcile_minutes`: O(asleep) reads per period, spread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use super::clusters::TickScalers;
 use super::{Job, log_scale_error};
 use crate::metrics;
 use crate::{AsleepRow, Drift, Error, Result, Scaler, Target, TickReport};
@@ -24,18 +23,18 @@ impl Job {
     /// rows not checked now are the first ones next tick.
     pub(super) async fn reconcile(
         &self,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) {
-        if let Err(e) = self.reconcile_slice(scaler, now, report).await {
+        if let Err(e) = self.reconcile_slice(scalers, now, report).await {
             warn!(error = %e, "drift check failed; the next tick goes on with it");
         }
     }
 
     async fn reconcile_slice(
         &self,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<()> {
@@ -55,16 +54,19 @@ impl Job {
         );
         let due = self
             .store
-            .asleep_to_check(now - interval, u32::try_from(budget).unwrap_or(u32::MAX))
+            .asleep_to_check(
+                scalers.served(),
+                now - interval,
+                u32::try_from(budget).unwrap_or(u32::MAX),
+            )
             .await?;
         // As many reads at once as the sleep path makes; an unreachable API stops the slice
-        // (the rest would fail the same way) and the next tick goes on with it.
-        let unreachable = AtomicBool::new(false);
+        // of its cluster (the rest would fail the same way) and the next tick goes on with it.
         // Collected first, as in the sleep pass: a closure inside the stream would make the
         // tick future not `Send`.
         let checks: Vec<_> = due
             .iter()
-            .map(|row| self.check_unless(&unreachable, scaler, row, now))
+            .map(|row| self.check_unless(scalers, row, now))
             .collect();
         let found: Vec<Option<Drift>> = futures::stream::iter(checks)
             .buffer_unordered(self.config.concurrency)
@@ -79,18 +81,26 @@ impl Job {
 
     async fn check_unless(
         &self,
-        unreachable: &AtomicBool,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         row: &AsleepRow,
         now: DateTime<Utc>,
     ) -> Option<Drift> {
-        if unreachable.load(Ordering::Relaxed) {
+        let target = Target::parse(&row.provider_id).ok();
+        let cluster = target.as_ref().and_then(|t| t.cluster.as_ref());
+        if target.is_some() && scalers.is_unreachable(cluster) {
             return None;
         }
+        let scaler = match &target {
+            Some(t) => match scalers.of(t) {
+                Some(s) => Some(s),
+                None => return None, // another cluster's row: not this tick's to check
+            },
+            None => None,
+        };
         match self.check_drift(scaler, row, now).await {
             Ok(kind) => kind,
-            Err(Error::Unavailable { .. }) => {
-                unreachable.store(true, Ordering::Relaxed);
+            Err(e @ Error::Unavailable { .. }) => {
+                scalers.mark_unreachable(cluster, &e);
                 None
             }
             Err(_) => None,
@@ -98,9 +108,10 @@ impl Job {
     }
 
     /// One row: at 0 (or gone) it is marked checked; running, it is set `awake`.
+    /// `scaler` is the client of the row's cluster; None when the row names no target.
     async fn check_drift(
         &self,
-        scaler: &dyn Scaler,
+        scaler: Option<&dyn Scaler>,
         row: &AsleepRow,
         now: DateTime<Utc>,
     ) -> Result<Option<Drift>> {
@@ -112,7 +123,7 @@ impl Job {
         }) {
             return Ok(None);
         }
-        let Ok(target) = Target::parse(&row.provider_id) else {
+        let (Ok(target), Some(scaler)) = (Target::parse(&row.provider_id), scaler) else {
             self.store.mark_checked(id, now).await?;
             return Ok(None);
         };

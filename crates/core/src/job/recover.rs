@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::clusters::TickScalers;
 use super::{Job, log_scale_error};
 use crate::metrics;
 use crate::report::Recovery;
@@ -25,13 +26,16 @@ impl Job {
     /// Settles every stale intent, counting each result.
     pub(super) async fn recover(
         &self,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<()> {
-        let stale = self.store.stale_intents(now - STALE_INTENT_AFTER).await?;
+        let stale = self
+            .store
+            .stale_intents(scalers.served(), now - STALE_INTENT_AFTER)
+            .await?;
         for intent in &stale {
-            let result = self.recover_one(scaler, intent, now).await;
+            let result = self.recover_one(scalers, intent, now).await;
             info!(deployment_id = %intent.id, result = result.as_str(), "stale sleep intent recovered");
             metrics::recovered(result);
             *report.recovered.entry(result).or_default() += 1;
@@ -43,7 +47,7 @@ impl Job {
     /// after the intent, then the app is restored and the row `awake`.
     async fn recover_one(
         &self,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         intent: &StaleIntent,
         now: DateTime<Utc>,
     ) -> Recovery {
@@ -69,6 +73,7 @@ impl Job {
             // Only valid targets are ever claimed; a changed provider_id has nothing at 0.
             return settle(SleepState::Awake, Recovery::Awake).await;
         };
+        let scaler: &dyn Scaler = scalers.for_target(&target);
         match scaler.get_scale(&target).await {
             Ok(s) if s.replicas > 0 => settle(SleepState::Awake, Recovery::Awake).await,
             Ok(s) if intent.activity_after_intent() => {
@@ -101,6 +106,9 @@ impl Job {
             Err(Error::NotFound { .. }) => settle(SleepState::Awake, Recovery::Awake).await,
             Err(e) => {
                 log_scale_error(id, &target, &e, "recovery could not read the scale");
+                if matches!(e, Error::Unavailable { .. }) {
+                    scalers.mark_unreachable(target.cluster.as_ref(), &e);
+                }
                 Recovery::Failed
             }
         }

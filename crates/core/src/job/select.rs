@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 use super::Job;
 use super::traffic::Verdict;
 use crate::report::SleptApp;
-use crate::{Candidate, Result, SkipReason, Target, TargetError, TickReport};
+use crate::{Candidate, Result, ServedClusters, SkipReason, Target, TargetError, TickReport};
 
 /// How many backing-off rows a dry run lists.
 const PLAN_BACKING_OFF: u32 = 100;
@@ -36,13 +36,19 @@ pub(super) struct Selection {
 }
 
 impl Job {
-    /// Selects at `now` and decides per candidate. The activity source is asked only when
-    /// `ask_traffic` (a tick that is shutting down will attempt nothing anyway).
-    pub(super) async fn select(&self, now: DateTime<Utc>, ask_traffic: bool) -> Result<Selection> {
+    /// Selects the rows of the `served` clusters at `now` and decides per candidate. The
+    /// activity source is asked only when `ask_traffic` (a tick that is shutting down will
+    /// attempt nothing anyway).
+    pub(super) async fn select(
+        &self,
+        served: &ServedClusters,
+        now: DateTime<Utc>,
+        ask_traffic: bool,
+    ) -> Result<Selection> {
         let idle_before = now - self.config.idle_window();
         let candidates = self
             .store
-            .select_candidates(now, idle_before, self.config.max_per_tick)
+            .select_candidates(served, now, idle_before, self.config.max_per_tick)
             .await?;
         let targets: Vec<_> = candidates
             .iter()
@@ -84,7 +90,7 @@ impl Job {
         // The source is a read, so a dry run asks it too and reports the same skips a tick
         // would, without recording the traffic.
         let now = self.clock.now();
-        let selection = self.select(now, true).await?;
+        let selection = self.select(&self.served, now, true).await?;
         let mut report = TickReport {
             dry_run: true,
             candidates: selection.candidates.len(),

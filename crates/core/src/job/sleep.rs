@@ -7,16 +7,21 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::clusters::TickScalers;
 use super::select::Decision;
 use super::{Job, log_scale_error};
 use crate::metrics;
 use crate::report::SleptApp;
 use crate::{
-    Candidate, ConfirmOutcome, Error, Outcome, Result, Scale, Scaler, SkipReason, SleepState,
-    Target, TickReport,
+    Candidate, ClusterName, ConfirmOutcome, Error, Outcome, Result, Scale, Scaler, SkipReason,
+    SleepState, Target, TickReport, cluster_label,
 };
 
+mod backoff;
 mod failed;
+
+#[cfg(test)]
+pub(crate) use backoff::backoff_for;
 
 /// How one candidate's attempt ended.
 #[derive(Debug)]
@@ -42,7 +47,8 @@ struct Intent {
 /// next step needs.
 type Step<T> = std::result::Result<T, Attempt>;
 
-/// Stops a tick after too many scale failures in a row.
+/// Stops a cluster's part of a tick after too many scale failures in a row there: one
+/// cluster failing never stops the others.
 #[derive(Default)]
 struct BlastRadius {
     consecutive_failures: AtomicU32,
@@ -52,10 +58,13 @@ struct BlastRadius {
 /// What every attempt of one tick shares.
 pub(super) struct TickCtx<'a> {
     job: &'a Job,
-    scaler: &'a dyn Scaler,
+    scalers: &'a TickScalers,
     idle_before: chrono::DateTime<chrono::Utc>,
     shutdown: &'a CancellationToken,
-    guard: BlastRadius,
+    /// The blast radius of each cluster with a client this tick.
+    guards: std::collections::HashMap<Option<ClusterName>, BlastRadius>,
+    /// The blast radius of rows of no served cluster (foreign, malformed).
+    no_cluster_guard: BlastRadius,
     /// Rows whose scale-down met a 409 this tick (a repeated one backs off).
     conflicts: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
@@ -66,50 +75,32 @@ pub(super) fn gone(id: uuid::Uuid, target: &Target) -> Attempt {
     Attempt::SkippedLasting(SkipReason::NotFound)
 }
 
-/// The backoff after `count` earlier ones: one interval doubling up to a day. With
-/// `first_is_free` the first one waits no time (it only starts the count).
-pub(crate) fn backoff_for(
-    config: &crate::Config,
-    count: u32,
-    first_is_free: bool,
-    reason: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> crate::BackOff {
-    const CAP: chrono::Duration = chrono::Duration::hours(24);
-    let interval = chrono::Duration::from_std(config.interval()).unwrap_or(CAP);
-    let steps = if first_is_free {
-        (1_i32 << count.min(20)) - 1
-    } else {
-        1_i32 << count.min(20)
-    };
-    let delay = interval.checked_mul(steps).map_or(CAP, |d| d.min(CAP));
-    let retry_after = now + delay;
-    crate::BackOff {
-        reason: reason.to_owned(),
-        retry_after,
-        retry_key: retry_after - config.idle_window(),
-    }
-}
-
 impl Job {
     /// Steps 3 to 6 of a tick: recover, select, attempt each candidate, sample the gauge.
     pub(super) async fn sleep_pass(
         &self,
-        scaler: &dyn Scaler,
+        scalers: &TickScalers,
         shutdown: &CancellationToken,
         report: &mut TickReport,
     ) -> Result<()> {
         let now = self.clock.now();
-        self.recover(scaler, now, report).await?;
-        let selection = self.select(now, !shutdown.is_cancelled()).await?;
+        self.recover(scalers, now, report).await?;
+        let selection = self
+            .select(scalers.served(), now, !shutdown.is_cancelled())
+            .await?;
         report.candidates = selection.candidates.len();
 
         let ctx = TickCtx {
             job: self,
-            scaler,
+            scalers,
             idle_before: selection.idle_before,
             shutdown,
-            guard: BlastRadius::default(),
+            guards: scalers
+                .served()
+                .iter()
+                .map(|c| (c.cloned(), BlastRadius::default()))
+                .collect(),
+            no_cluster_guard: BlastRadius::default(),
             conflicts: std::sync::Mutex::default(),
         };
         // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
@@ -124,7 +115,11 @@ impl Job {
             .collect()
             .await;
 
-        report.stopped_early = ctx.guard.stop.load(Ordering::SeqCst);
+        report.stopped_early = ctx
+            .guards
+            .values()
+            .chain([&ctx.no_cluster_guard])
+            .any(|g| g.stop.load(Ordering::SeqCst));
         for attempt in ended {
             match attempt {
                 Attempt::Slept(p) => {
@@ -144,7 +139,7 @@ impl Job {
         }
 
         if !shutdown.is_cancelled() {
-            self.reconcile(scaler, now, report).await;
+            self.reconcile(scalers, now, report).await;
         }
         report.idle_apps = self.sample_idle_apps().await;
         Ok(())
@@ -152,15 +147,43 @@ impl Job {
 }
 
 impl TickCtx<'_> {
-    /// One candidate, unless the tick is stopping; feeds the blast radius.
+    /// The client of `target`'s cluster (one that refuses every call if it has none).
+    fn scaler(&self, target: &Target) -> &dyn Scaler {
+        self.scalers.for_target(target)
+    }
+
+    /// The blast radius `c` counts in: its cluster's.
+    fn guard(&self, c: &Candidate, decision: &Decision) -> (&BlastRadius, Option<ClusterName>) {
+        let cluster = match decision {
+            Decision::Attempt(t) | Decision::RecentTraffic(t, _) | Decision::KeepUnknown(t, _) => {
+                t.cluster.clone()
+            }
+            // No target: the cluster its id's scheme names, if any.
+            Decision::Skip(_) => crate::scheme_of(&c.provider_id)
+                .and_then(|s| s.strip_prefix("k8s@"))
+                .and_then(|name| ClusterName::new(name).ok()),
+        };
+        match self.guards.get(&cluster) {
+            Some(guard) => (guard, cluster),
+            None => (&self.no_cluster_guard, cluster),
+        }
+    }
+
+    /// One candidate, unless the tick or its cluster is stopping; feeds the blast radius.
     async fn attempt(&self, c: &Candidate, decision: &Decision) -> Attempt {
         if self.shutdown.is_cancelled() {
             return Attempt::Skipped(SkipReason::ShuttingDown);
         }
-        if self.guard.stop.load(Ordering::SeqCst) {
+        let (guard, cluster) = self.guard(c, decision);
+        if guard.stop.load(Ordering::SeqCst) {
             return Attempt::Skipped(SkipReason::BlastRadius);
         }
         let attempt = match decision {
+            // A row of a cluster without a client this tick: not this tick's to touch, and no
+            // backoff is written on it (the store never hands one over; this is a guard).
+            Decision::Attempt(target) if self.scalers.of(target).is_none() => {
+                Attempt::Skipped(SkipReason::Foreign)
+            }
             Decision::Attempt(target) => self.sleep_one(c, target).await,
             // Foreign, malformed, protected, fighting back: the same next tick.
             Decision::Skip(reason) => Attempt::SkippedLasting(*reason),
@@ -178,63 +201,22 @@ impl TickCtx<'_> {
         self.back_off_if_lasting(c, &attempt).await;
         match attempt {
             Attempt::Failed | Attempt::FailedLasting => {
-                let n = self
-                    .guard
-                    .consecutive_failures
-                    .fetch_add(1, Ordering::SeqCst)
-                    + 1;
+                let n = guard.consecutive_failures.fetch_add(1, Ordering::SeqCst) + 1;
                 if n >= self.job.config.max_consecutive_failures
-                    && !self.guard.stop.swap(true, Ordering::SeqCst)
+                    && !guard.stop.swap(true, Ordering::SeqCst)
                 {
                     error!(
                         failures = n,
-                        "too many scale failures in a row; stopping this tick early"
+                        cluster = cluster_label(cluster.as_ref()),
+                        "too many scale failures in a row; stopping this tick early (for this \
+                         cluster; the others go on)"
                     );
                 }
             }
-            Attempt::Slept(_) => self.guard.consecutive_failures.store(0, Ordering::SeqCst),
+            Attempt::Slept(_) => guard.consecutive_failures.store(0, Ordering::SeqCst),
             Attempt::Skipped(_) | Attempt::SkippedLasting(_) => {}
         }
         attempt
-    }
-
-    /// A row that failed or was skipped for a lasting reason is no candidate for a while
-    /// (one interval, doubling up to a day), so it neither starves the rows behind it nor
-    /// trips the blast radius on every tick. A 409 is lasting only when it repeats: the
-    /// first one waits no time but counts.
-    async fn back_off_if_lasting(&self, c: &Candidate, attempt: &Attempt) {
-        let (reason, first_is_free) = match attempt {
-            Attempt::SkippedLasting(reason) => (reason.as_str(), false),
-            Attempt::FailedLasting => (crate::Outcome::ScaleFailed.as_str(), false),
-            Attempt::Skipped(SkipReason::Raced) if self.raced_by_kubernetes(c) => ("raced", true),
-            _ => return,
-        };
-        let backoff = backoff_for(
-            &self.job.config,
-            c.backoff_count,
-            first_is_free,
-            reason,
-            self.job.clock.now(),
-        );
-        match self
-            .job
-            .store
-            .back_off(c.id, c.last_activity_at, &backoff)
-            .await
-        {
-            Ok(true) => debug!(deployment_id = %c.id, reason, retry_after = %backoff.retry_after,
-                backoffs = c.backoff_count + 1, "backing off"),
-            Ok(false) => {}
-            Err(e) => warn!(deployment_id = %c.id, error = %e,
-                "recording the backoff failed; the row is tried again next tick"),
-        }
-    }
-
-    fn raced_by_kubernetes(&self, c: &Candidate) -> bool {
-        self.conflicts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&c.id)
     }
 
     /// Traffic inside the window: recorded so the row, `status` and the next plan agree on
@@ -270,7 +252,7 @@ impl TickCtx<'_> {
     }
 
     async fn read_scale(&self, c: &Candidate, target: &Target) -> Step<Scale> {
-        match self.scaler.get_scale(target).await {
+        match self.scaler(target).get_scale(target).await {
             Ok(s) => Ok(s),
             Err(Error::NotFound { .. }) => Err(gone(c.id, target)),
             Err(e @ (Error::Forbidden { .. } | Error::Invalid { .. })) => {
@@ -279,6 +261,9 @@ impl TickCtx<'_> {
             }
             Err(e) => {
                 log_scale_error(c.id, target, &e, "reading the scale failed");
+                if matches!(e, Error::Unavailable { .. }) {
+                    self.scalers.mark_unreachable(target.cluster.as_ref(), &e);
+                }
                 Err(Attempt::Failed)
             }
         }
@@ -311,7 +296,7 @@ impl TickCtx<'_> {
     async fn scale_down(&self, intent: Intent, target: &Target, scale: &Scale) -> Step<()> {
         let id = intent.id;
         match self
-            .scaler
+            .scaler(target)
             .set_replicas(target, 0, Some(&scale.resource_version))
             .await
         {
@@ -403,9 +388,9 @@ impl TickCtx<'_> {
     /// version read as precondition, so it never overrides whoever started it meanwhile.
     /// False when the app may still be at 0 (an error), so the caller keeps the intent.
     async fn restore(&self, id: uuid::Uuid, target: &Target, replicas: i32) -> bool {
-        match self.scaler.get_scale(target).await {
-            Ok(s) if s.replicas == 0 => match self
-                .scaler
+        let scaler = self.scaler(target);
+        match scaler.get_scale(target).await {
+            Ok(s) if s.replicas == 0 => match scaler
                 .set_replicas(target, replicas, Some(&s.resource_version))
                 .await
             {

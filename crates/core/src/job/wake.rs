@@ -19,8 +19,8 @@ use super::recover::STALE_INTENT_AFTER;
 use super::{Job, log_scale_error, sample_idle_apps};
 use crate::metrics;
 use crate::{
-    Clock, Config, DeploymentRecord, Error, Outcome, Result, ScalerSource, SleepState, Store,
-    Target, WakeReport, WakeResult,
+    Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Result, ServedClusters,
+    SleepState, Store, Target, WakeReport, WakeResult,
 };
 
 /// How often a wake looks again when its compare-and-set loses to a concurrent transition.
@@ -47,7 +47,8 @@ struct WakeCtx {
     intent_wait: Duration,
     config: Config,
     store: Arc<dyn Store>,
-    scalers: Arc<dyn ScalerSource>,
+    scalers: ClusterScalers,
+    served: ServedClusters,
     clock: Arc<dyn Clock>,
 }
 
@@ -74,6 +75,7 @@ impl Job {
                     config: self.config.clone(),
                     store: self.store.clone(),
                     scalers: self.scalers.clone(),
+                    served: self.served.clone(),
                     clock: self.clock.clone(),
                 };
                 let wakes = self.wakes.clone();
@@ -158,7 +160,7 @@ impl WakeCtx {
                     sample_idle_apps(self.store.as_ref(), self.config.default_wake_replicas).await;
                 }
             }
-            Err(Error::UnknownDeployment(_)) => {}
+            Err(Error::UnknownDeployment(_) | Error::ClusterNotServed { .. }) => {}
             // Retryable: nothing failed, a transition was in flight; not a `wake_failed`.
             Err(Error::Conflict { .. }) => metrics::wake_conflict(),
             Err(_) => metrics::outcome(Outcome::WakeFailed),
@@ -179,6 +181,7 @@ impl WakeCtx {
                 .get(id)
                 .await?
                 .ok_or(Error::UnknownDeployment(id))?;
+            self.check_served(&row)?;
             let now = self.clock.now();
             match row.sleep_state {
                 SleepState::Awake => {
@@ -219,6 +222,23 @@ impl WakeCtx {
         )))
     }
 
+    /// A row of a cluster this instance does not serve is another instance's to wake: refused
+    /// before anything is read or written. Ids that name no target are left to `scale_up`,
+    /// which refuses them as before.
+    fn check_served(&self, row: &DeploymentRecord) -> Result<()> {
+        match Target::parse(&row.provider_id) {
+            Ok(t) if !self.served.serves(t.cluster.as_ref()) => {
+                info!(deployment_id = %row.id, cluster = t.cluster_label(),
+                    "wake refused: the app's cluster is not served by this instance");
+                Err(Error::ClusterNotServed {
+                    id: row.id,
+                    cluster: t.cluster_label().to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Reads the Deployment and brings it up unless it runs, then marks the row awake.
     /// `None`: something moved meanwhile (a precondition or a compare-and-set lost).
     async fn scale_up(
@@ -233,7 +253,13 @@ impl WakeCtx {
                 row.provider_id
             ))
         })?;
-        let scaler = self.scalers.scaler().await?;
+        let source = self.scalers.get(target.cluster.as_ref()).ok_or_else(|| {
+            Error::unavailable(format!(
+                "no scaler source was given for cluster {}",
+                target.cluster_label()
+            ))
+        })?;
+        let scaler = source.scaler().await?;
         let scale = scaler.get_scale(&target).await.inspect_err(|e| {
             log_scale_error(
                 id,

@@ -16,6 +16,7 @@ fn assert_kind(err: &Error, want: &str) {
 async fn missing_deployment_is_not_found_on_read_and_write() {
     let (_fake, scaler) = setup(1, TIMEOUT).await;
     let gone = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "gone".into(),
     };

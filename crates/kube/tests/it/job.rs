@@ -18,13 +18,15 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
     let seen = Utc::now() - Age::hours(2);
 
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
-    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
     store.expect_back_off().returning(|_, _, _| Ok(true));
     store
         .expect_select_candidates()
         .times(1)
-        .returning(move |_, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
+        .returning(move |_, _, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
     // CAS 1 records the replica count read from the fake.
     store
         .expect_claim_sleep()
@@ -74,12 +76,14 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
     let during_claim = fake.clone();
 
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
-    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
     store.expect_back_off().returning(|_, _, _| Ok(true));
     store
         .expect_select_candidates()
-        .returning(move |_, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
+        .returning(move |_, _, _, _| Ok(vec![Candidate::new(id, "k8s:apps/web", seen)]));
     store
         .expect_claim_sleep()
         .times(1)

@@ -1,5 +1,6 @@
 //! The adapter over real HTTP against the fake API server (one test binary, a module per topic).
 
+mod clusters; // several clusters: a kubeconfig with two contexts, one job serving both
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
 mod pool; // the client's connection pool: idle connections bounded and closed
@@ -17,6 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn web() -> Target {
     Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }

@@ -94,6 +94,7 @@ async fn a_status_of_an_older_generation_is_not_ready() {
 async fn a_missing_deployment_is_not_found() {
     let (_fake, scaler) = setup(1, TIMEOUT).await;
     let missing = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "nope".into(),
     };

@@ -3,6 +3,7 @@
 //! rows are awake, and the whole `Store` contract holds on it.
 
 use chrono::Utc;
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{SleepState, Store};
 use idle_scaler_postgres::PgStore;
 use idle_scaler_testkit::contract;
@@ -88,7 +89,12 @@ async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
     assert_eq!(row.replicas_before_sleep, None);
     let now = Utc::now();
     let found = store
-        .select_candidates(now, now - chrono::Duration::minutes(30), 50)
+        .select_candidates(
+            &ServedClusters::default(),
+            now,
+            now - chrono::Duration::minutes(30),
+            50,
+        )
         .await
         .expect("select");
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
@@ -167,7 +173,12 @@ async fn a_table_integrated_before_liveness_is_upgraded(pool: PgPool) {
     assert_eq!(indexes(&pool).await, INDEXES);
     let now = Utc::now();
     let found = store
-        .select_candidates(now, now - chrono::Duration::minutes(30), 50)
+        .select_candidates(
+            &ServedClusters::default(),
+            now,
+            now - chrono::Duration::minutes(30),
+            50,
+        )
         .await
         .expect("select");
     assert_eq!(found.len(), 1);

@@ -4,6 +4,7 @@
 //! query still returns the 50 oldest real candidates, walking the eligibility index.
 
 use chrono::{Duration, Utc};
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::Store;
 use idle_scaler_postgres::{PgStore, queries};
 use idle_scaler_testkit::contract::{LASTING_SKIPS, REAL_CANDIDATES};
@@ -64,7 +65,7 @@ async fn backed_off_rows_never_starve_candidates_at_10k_per_kind(pool: PgPool) {
         .expect("analyze");
 
     let ids: Vec<_> = store
-        .select_candidates(now, now - IDLE_WINDOW, 50)
+        .select_candidates(&ServedClusters::default(), now, now - IDLE_WINDOW, 50)
         .await
         .expect("select")
         .into_iter()
@@ -78,8 +79,8 @@ async fn backed_off_rows_never_starve_candidates_at_10k_per_kind(pool: PgPool) {
     // The plan walks the eligibility index and reads about `limit` entries, not the 70,000
     // rows backing off.
     let plan: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
-        "PREPARE c(timestamptz, timestamptz, bigint) AS {}; \
-         EXPLAIN (ANALYZE, COSTS OFF) EXECUTE c(now(), now() - interval '30 minutes', 50)",
+        "PREPARE c(timestamptz, timestamptz, bigint, text) AS {}; \
+         EXPLAIN (ANALYZE, COSTS OFF) EXECUTE c(now(), now() - interval '30 minutes', 50, 'k8s')",
         queries::SELECT_CANDIDATES
     )))
     .fetch_all(&pool)

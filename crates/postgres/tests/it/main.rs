@@ -2,6 +2,7 @@
 //! fresh database. One binary, one module per topic.
 
 mod chaos; // both real adapters under concurrency and injected Kubernetes faults
+mod clusters; // several clusters: one ordered index walk per cluster, the index's upgrade
 mod connect; // connecting: timeouts, bad URLs, passwords never echoed
 mod contract; // the shared `Store` contract suite on the reference schema
 mod db_faults; // the database failing under the job: terminated connections, a dead server

@@ -1,6 +1,7 @@
 //! Races the database must decide: writes committed on another connection between the tick's
 //! select and its compare-and-set.
 
+use idle_scaler_core::ServedClusters;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Minutes, Utc};
@@ -49,7 +50,7 @@ async fn claim_loses_to_activity_committed_on_another_connection(pool: PgPool) {
         .expect("insert");
     let idle_before = now - Minutes::minutes(30);
     let selected = store
-        .select_candidates(now, idle_before, 50)
+        .select_candidates(&ServedClusters::default(), now, idle_before, 50)
         .await
         .expect("select");
     assert_eq!(selected.len(), 1);
@@ -87,7 +88,7 @@ async fn claim_blocked_by_an_open_redeploy_rechecks_after_its_commit(pool: PgPoo
         .expect("insert");
     let idle_before = now - Minutes::minutes(30);
     let c = store
-        .select_candidates(now, idle_before, 50)
+        .select_candidates(&ServedClusters::default(), now, idle_before, 50)
         .await
         .expect("select")
         .remove(0);
@@ -134,7 +135,7 @@ async fn confirm_loses_to_a_wake_committed_on_another_connection(pool: PgPool) {
         .expect("insert");
     let idle_before = now - Minutes::minutes(30);
     let c = store
-        .select_candidates(now, idle_before, 50)
+        .select_candidates(&ServedClusters::default(), now, idle_before, 50)
         .await
         .expect("select")
         .remove(0);
@@ -189,7 +190,12 @@ async fn confirm_blocked_by(pool: PgPool, write: &'static str, expected: Confirm
         .await
         .expect("insert");
     let c = store
-        .select_candidates(now, now - Minutes::minutes(30), 50)
+        .select_candidates(
+            &ServedClusters::default(),
+            now,
+            now - Minutes::minutes(30),
+            50,
+        )
         .await
         .expect("select")
         .remove(0);

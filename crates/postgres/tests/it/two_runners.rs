@@ -1,6 +1,7 @@
 //! Two job instances with separate pools on one database, ticking at the same time over the
 //! same 200 idle apps: each app is slept exactly once and nothing is left half-done.
 
+use idle_scaler_core::ServedClusters;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -121,6 +122,7 @@ async fn two_runners_sleep_each_app_exactly_once(
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 Target {
+                    cluster: None,
                     namespace: "apps".into(),
                     name,
                 },
@@ -160,7 +162,7 @@ async fn two_runners_sleep_each_app_exactly_once(
     assert_eq!(store_a.count_asleep().await.expect("count"), APPS as i64);
     assert!(
         store_a
-            .stale_intents(Utc::now() + Duration::days(1))
+            .stale_intents(&ServedClusters::default(), Utc::now() + Duration::days(1))
             .await
             .expect("stale")
             .is_empty()

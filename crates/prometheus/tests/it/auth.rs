@@ -29,6 +29,7 @@ const WRONG_PASSWORD: &str = "wrong-horse-staple";
 
 fn web() -> Target {
     Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }

@@ -20,6 +20,7 @@ fn settings(url: String, timeout: Duration) -> Settings {
 
 fn web() -> [Target; 1] {
     [Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }]

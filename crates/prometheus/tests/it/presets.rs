@@ -9,6 +9,7 @@ use crate::support::{Exporter, Prometheus, eventually};
 
 fn target(namespace: &str, name: &str) -> Target {
     Target {
+        cluster: None,
         namespace: namespace.into(),
         name: name.into(),
     }

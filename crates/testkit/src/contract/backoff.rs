@@ -2,6 +2,7 @@
 //! retry time, unless its activity moves or a wake clears it.
 
 use chrono::{DateTime, Duration, Utc};
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{BackOff, SleepState, Store};
 use uuid::Uuid;
 
@@ -29,7 +30,7 @@ async fn back_off<S: Store + HostOps>(s: &S, id: Uuid, backoff: &BackOff) -> boo
 
 /// Candidates at `at` with the cases' idle window.
 async fn candidates_at<S: Store>(s: &S, at: DateTime<Utc>) -> Vec<Uuid> {
-    s.select_candidates(at, at - window(), 50)
+    s.select_candidates(&ServedClusters::default(), at, at - window(), 50)
         .await
         .expect("select")
         .into_iter()
@@ -60,7 +61,7 @@ pub async fn backoff_hides_row_until_retry_after<S: Store + HostOps>(s: &S) {
     let late = idle(s, "late", 55).await;
     assert_eq!(candidates_at(s, retry).await, vec![plain, late, stuck]);
     let found = s
-        .select_candidates(retry, retry - window(), 50)
+        .select_candidates(&ServedClusters::default(), retry, retry - window(), 50)
         .await
         .expect("select");
     let c = found.iter().find(|c| c.id == stuck).expect("stuck");
@@ -77,7 +78,12 @@ pub async fn backoff_hides_row_until_retry_after<S: Store + HostOps>(s: &S) {
     assert!(back_off(s, stuck, &odd).await);
     assert_eq!(candidates_at(s, now() + mins(19)).await, vec![plain, late]);
     let c = s
-        .select_candidates(now() + mins(20), now() - mins(10), 50)
+        .select_candidates(
+            &ServedClusters::default(),
+            now() + mins(20),
+            now() - mins(10),
+            50,
+        )
         .await
         .expect("select");
     assert_eq!(c[0].id, stuck, "sorted at its (old) key once due");
@@ -124,7 +130,7 @@ pub async fn backoff_ends_with_newer_activity<S: Store + HostOps>(s: &S) {
             .expect("traffic")
     );
     let found = s
-        .select_candidates(now(), idle_before(), 50)
+        .select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
         .await
         .expect("select");
     let ids: Vec<Uuid> = found.iter().map(|c| c.id).collect();
@@ -148,7 +154,7 @@ pub async fn backoff_ends_with_newer_activity<S: Store + HostOps>(s: &S) {
             .expect("revert")
     );
     let found = s
-        .select_candidates(now(), idle_before(), 50)
+        .select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
         .await
         .expect("select");
     assert_eq!(found[0].id, redeployed);
@@ -178,7 +184,7 @@ pub async fn backoff_is_cleared_by_a_wake<S: Store + HostOps>(s: &S) {
     );
     let later = now() + mins(60);
     let found = s
-        .select_candidates(later, later - window(), 50)
+        .select_candidates(&ServedClusters::default(), later, later - window(), 50)
         .await
         .expect("select");
     assert_eq!(found.len(), 1);

@@ -1,5 +1,6 @@
 //! CAS 1 of a sleep: `awake -> sleeping`, which rechecks everything selection checked.
 
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{SleepState, Store};
 
 use super::{candidate_ids, claim, idle, idle_before, mins, now, row};
@@ -78,7 +79,7 @@ pub async fn claim_loses_to_activity_bump<S: Store + HostOps>(s: &S) {
     let bumped = idle(s, "bumped", 90).await;
     let still_idle = idle(s, "still-idle", 90).await;
     let selected = s
-        .select_candidates(now(), idle_before(), 50)
+        .select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
         .await
         .expect("select");
     assert_eq!(selected.len(), 2);

@@ -2,6 +2,7 @@
 //! check, and setting a row whose app was found running back to `awake`.
 
 use chrono::{DateTime, Duration, Utc};
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{AsleepRow, Candidate, Drift, SleepState, Store};
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ async fn asleep<S: HostOps>(s: &S, name: &str, at: DateTime<Utc>) -> Uuid {
 }
 
 async fn due<S: Store>(s: &S, checked_before: DateTime<Utc>, limit: u32) -> Vec<AsleepRow> {
-    s.asleep_to_check(checked_before, limit)
+    s.asleep_to_check(&ServedClusters::default(), checked_before, limit)
         .await
         .expect("asleep_to_check")
 }
@@ -36,7 +37,7 @@ async fn due_ids<S: Store>(s: &S, checked_before: DateTime<Utc>) -> Vec<Uuid> {
 }
 
 async fn candidate<S: Store>(s: &S, id: Uuid) -> Candidate {
-    s.select_candidates(now(), idle_before(), 50)
+    s.select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
         .await
         .expect("select")
         .into_iter()

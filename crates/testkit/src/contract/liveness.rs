@@ -1,5 +1,6 @@
 //! Liveness: rows that back off, and other providers' rows, never starve real candidates.
 
+use idle_scaler_core::ServedClusters;
 use std::future::Future;
 
 use chrono::Duration;
@@ -67,7 +68,7 @@ pub fn backed_off_rows_never_starve_at<S: Store + HostOps>(
             real.push(insert(s, NewDeployment::k8s("real", &format!("app-{i}"), at)).await);
         }
         let found = s
-            .select_candidates(now(), idle_before(), 50)
+            .select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
             .await
             .expect("select");
         let ids: Vec<_> = found.iter().map(|c| c.id).collect();

@@ -1,5 +1,6 @@
 //! Recovery of intents a dead transition left: finding them, settling them.
 
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{SleepState, Store};
 use uuid::Uuid;
 
@@ -47,7 +48,10 @@ pub async fn stale_intents_are_old_sleeping_rows<S: Store + HostOps>(s: &S) {
     // Activity arrived after the intent: recovery must see it.
     assert!(s.bump_activity(at_edge, now()).await.expect("bump"));
 
-    let stale = s.stale_intents(threshold).await.expect("stale_intents");
+    let stale = s
+        .stale_intents(&ServedClusters::default(), threshold)
+        .await
+        .expect("stale_intents");
     assert_eq!(
         stale.iter().map(|i| i.id).collect::<Vec<_>>(),
         vec![leftover, at_edge]

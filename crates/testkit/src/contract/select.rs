@@ -1,6 +1,7 @@
 //! Candidate selection: which rows a tick may try to put to sleep, in which order.
 
 use chrono::Duration;
+use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{SleepState, Store};
 
 use super::{candidate_ids, idle, idle_before, insert, mins, now};
@@ -10,7 +11,7 @@ use crate::host::{HostOps, NewDeployment};
 pub async fn select_takes_idle_healthy_awake_rows<S: Store + HostOps>(s: &S) {
     let id = idle(s, "idle", 60).await;
     let found = s
-        .select_candidates(now(), idle_before(), 50)
+        .select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
         .await
         .expect("select");
     assert_eq!(found.len(), 1);

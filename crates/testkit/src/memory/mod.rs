@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
-    Result, SleepState, StaleIntent, Store,
+    Result, ServedClusters, SleepState, StaleIntent, Store,
 };
 use uuid::Uuid;
 
@@ -193,12 +193,14 @@ impl MemoryStore {
     }
 }
 
-/// The rows of this scaler that may be slept at all (the partial index's `WHERE`).
+/// The rows of this scaler that may be slept at all (the partial index's `WHERE`: the ids
+/// of every cluster, `provider_id LIKE 'k8s%:%'`).
 fn sleepable(row: &Stored) -> bool {
     row.status == "healthy"
         && row.sleep_state == SleepState::Awake
         && !row.always_on
-        && row.provider_id.starts_with("k8s:")
+        && row.provider_id.starts_with("k8s")
+        && row.provider_id[3..].contains(':')
 }
 
 /// The candidate query's predicate, term for term.

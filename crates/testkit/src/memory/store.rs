@@ -6,6 +6,7 @@ use super::*;
 impl Store for MemoryStore {
     async fn select_candidates(
         &self,
+        served: &ServedClusters,
         now: DateTime<Utc>,
         idle_before: DateTime<Utc>,
         limit: u32,
@@ -15,7 +16,7 @@ impl Store for MemoryStore {
         let found: Vec<(DateTime<Utc>, Candidate)> = state
             .rows
             .values()
-            .filter(|r| is_candidate(r, now, idle_before))
+            .filter(|r| served.serves_id(&r.provider_id) && is_candidate(r, now, idle_before))
             .map(|r| {
                 let c = Candidate {
                     sleep_state_changed_at: r.sleep_state_changed_at,
@@ -181,14 +182,20 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>> {
+    async fn stale_intents(
+        &self,
+        served: &ServedClusters,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<StaleIntent>> {
         let state = self.enter(StoreMethod::StaleIntents)?;
         let older_than = ts(older_than);
         let found = state
             .rows
             .values()
             .filter(|r| {
-                r.sleep_state == SleepState::Sleeping && r.sleep_state_changed_at <= older_than
+                r.sleep_state == SleepState::Sleeping
+                    && r.sleep_state_changed_at <= older_than
+                    && served.admits_id(&r.provider_id)
             })
             .map(|r| StaleIntent {
                 id: r.id,
@@ -271,6 +278,7 @@ impl Store for MemoryStore {
 
     async fn asleep_to_check(
         &self,
+        served: &ServedClusters,
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<AsleepRow>> {
@@ -279,7 +287,7 @@ impl Store for MemoryStore {
         let found: Vec<(DateTime<Utc>, AsleepRow)> = state
             .rows
             .values()
-            .filter(|r| r.sleep_state == SleepState::Asleep)
+            .filter(|r| r.sleep_state == SleepState::Asleep && served.serves_id(&r.provider_id))
             .map(|r| {
                 let due = r.live.checked_at.unwrap_or(r.sleep_state_changed_at);
                 let row = AsleepRow {

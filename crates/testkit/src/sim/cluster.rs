@@ -206,6 +206,7 @@ mod tests {
 
     fn web() -> Target {
         Target {
+            cluster: None,
             namespace: "apps".into(),
             name: "web".into(),
         }

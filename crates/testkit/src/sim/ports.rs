@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
-    Result, Scale, Scaler, SleepState, StaleIntent, Store, Target,
+    Result, Scale, Scaler, ServedClusters, SleepState, StaleIntent, Store, Target,
 };
 use uuid::Uuid;
 
@@ -91,12 +91,16 @@ impl SimPorts {
 impl Store for SimPorts {
     async fn select_candidates(
         &self,
+        served: &ServedClusters,
         now: DateTime<Utc>,
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Candidate>> {
         let f = self.enter(Call::Select).await?;
-        let r = self.store.select_candidates(now, idle_before, limit).await;
+        let r = self
+            .store
+            .select_candidates(served, now, idle_before, limit)
+            .await;
         if let Ok(found) = &r {
             self.record(Event::Selected {
                 op: self.op(),
@@ -210,9 +214,13 @@ impl Store for SimPorts {
         self.leave(f, r).await
     }
 
-    async fn stale_intents(&self, older_than: DateTime<Utc>) -> Result<Vec<StaleIntent>> {
+    async fn stale_intents(
+        &self,
+        served: &ServedClusters,
+        older_than: DateTime<Utc>,
+    ) -> Result<Vec<StaleIntent>> {
         let f = self.enter(Call::Stale).await?;
-        let r = self.store.stale_intents(older_than).await;
+        let r = self.store.stale_intents(served, older_than).await;
         self.leave(f, r).await
     }
 
@@ -261,11 +269,15 @@ impl Store for SimPorts {
 
     async fn asleep_to_check(
         &self,
+        served: &ServedClusters,
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<AsleepRow>> {
         let f = self.enter(Call::AsleepToCheck).await?;
-        let r = self.store.asleep_to_check(checked_before, limit).await;
+        let r = self
+            .store
+            .asleep_to_check(served, checked_before, limit)
+            .await;
         if let Ok(rows) = &r {
             self.record(Event::ToCheck {
                 op: self.op(),

@@ -23,7 +23,7 @@ impl TickCtx<'_> {
         e: &Error,
     ) -> Step<()> {
         let id = intent.id;
-        match self.scaler.get_scale(target).await {
+        match self.scaler(target).get_scale(target).await {
             Ok(s) if s.replicas == 0 => {
                 warn!(deployment_id = %id, target = %target, error = %e,
                     "scaling to 0 reported an error but took effect; confirming the sleep");

@@ -7,13 +7,15 @@ use crate::BackOff;
 fn backing_off(c: Candidate) -> (MockStore, Arc<std::sync::Mutex<Vec<BackOff>>>) {
     let seen_backoffs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .return_once(move |_, _, _| Ok(vec![c]));
+        .return_once(move |_, _, _, _| Ok(vec![c]));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
-    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
     let sink = seen_backoffs.clone();
     store.expect_back_off().returning(move |_, _, b| {
         sink.lock().unwrap().push(b.clone());
@@ -120,16 +122,18 @@ fn permanent_failures_at_the_head_of_the_queue_stop_one_tick_only() {
     let good = candidate("k8s:apps/web");
     let backed_off = Arc::new(AtomicBool::new(false));
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     let (flag, bad_rows, good_row) = (backed_off.clone(), bad.clone(), good.clone());
-    store.expect_select_candidates().returning(move |_, _, _| {
-        // The store hides rows that back off.
-        Ok(if flag.load(Ordering::SeqCst) {
-            vec![good_row.clone()]
-        } else {
-            bad_rows.iter().cloned().chain([good_row.clone()]).collect()
-        })
-    });
+    store
+        .expect_select_candidates()
+        .returning(move |_, _, _, _| {
+            // The store hides rows that back off.
+            Ok(if flag.load(Ordering::SeqCst) {
+                vec![good_row.clone()]
+            } else {
+                bad_rows.iter().cloned().chain([good_row.clone()]).collect()
+            })
+        });
     let flag = backed_off.clone();
     store.expect_back_off().returning(move |_, _, _| {
         flag.store(true, Ordering::SeqCst);
@@ -137,7 +141,9 @@ fn permanent_failures_at_the_head_of_the_queue_stop_one_tick_only() {
     });
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
-    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
     store
         .expect_claim_sleep()
         .returning(|_, _, _, _, _| Ok(true));

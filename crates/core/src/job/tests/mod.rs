@@ -15,8 +15,8 @@ use super::*;
 use crate::report::{Recovery, SleptApp};
 use crate::{
     Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerSource, MockClock,
-    MockScaler, MockScalerSource, MockStore, Scale, SkipReason, SleepState, StaleIntent, Target,
-    WakeResult,
+    MockScaler, MockScalerSource, MockStore, Scale, ServedClusters, SkipReason, SleepState,
+    StaleIntent, Target, WakeResult,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -61,6 +61,7 @@ fn candidate(provider_id: &str) -> Candidate {
 
 fn web() -> Target {
     Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "web".into(),
     }
@@ -90,10 +91,10 @@ fn record(id: Uuid, state: SleepState, replicas: Option<i32>) -> DeploymentRecor
 /// A store that selects `candidates`, has no stale intents and counts `asleep` rows.
 fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .return_once(move |_, _, _| Ok(candidates));
+        .return_once(move |_, _, _, _| Ok(candidates));
     store.expect_count_asleep().returning(move || Ok(asleep));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     quiet(&mut store);
@@ -104,7 +105,9 @@ fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
 /// lasting skips back off, the drift check finds no row due, a dry run lists no backoff.
 fn quiet(store: &mut MockStore) {
     store.expect_back_off().returning(|_, _, _| Ok(true));
-    store.expect_asleep_to_check().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
     store.expect_backed_off().returning(|_, _| Ok(vec![]));
 }
 
@@ -164,6 +167,7 @@ fn gauge(s: &Snapshot, name: &str) -> Option<f64> {
 }
 
 // One file per protocol, as in the job itself: a new test goes beside the code it tests.
+mod clusters; // several clusters: a client each, fail-open and blast radius per cluster
 mod liveness; // backoff, blast radius, fights_back, intent stamps, config guardrails
 mod reconcile; // drift: asleep rows whose app runs
 mod recover; // stale intents

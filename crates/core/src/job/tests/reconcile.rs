@@ -23,15 +23,15 @@ fn drift_tick(row: AsleepRow, replicas: i32) -> (TickReport, Snapshot, Option<Dr
     let reconciled = Arc::new(std::sync::Mutex::new(None));
     let checked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(1));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     store
         .expect_asleep_to_check()
-        .return_once(move |_, _| Ok(vec![row]));
+        .return_once(move |_, _, _| Ok(vec![row]));
     let sink = reconciled.clone();
     store
         .expect_reconcile_awake()
@@ -108,16 +108,16 @@ fn an_app_answering_403_goes_to_the_back_of_the_queue() {
     // Never marked, it would stay the least recently checked row and head every slice.
     let checked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(1));
     store.expect_sum_asleep_replicas().returning(|_| Ok(1));
     let row = asleep_row(false, None);
     store
         .expect_asleep_to_check()
-        .return_once(move |_, _| Ok(vec![row]));
+        .return_once(move |_, _, _| Ok(vec![row]));
     store.expect_reconcile_awake().times(0);
     let sink = checked.clone();
     store

@@ -26,12 +26,15 @@ fn recovery(
     quiet(&mut store);
     store
         .expect_stale_intents()
-        .with(eq(t0() - STALE_INTENT_AFTER))
+        .with(
+            eq(ServedClusters::default_only()),
+            eq(t0() - STALE_INTENT_AFTER),
+        )
         .times(1)
-        .return_once(move |_| Ok(vec![intent]));
+        .return_once(move |_, _| Ok(vec![intent]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let mut scaler = MockScaler::new();

@@ -63,12 +63,12 @@ fn priming_creates_every_outcome_series_at_zero() {
 async fn run_ticks_every_interval_until_cancelled() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     // Ticks at 0, 120, 240 and 360 s of virtual time, then the loop is cancelled.
     store
         .expect_select_candidates()
         .times(4)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let job = Arc::new(job(enabled(), store, MockScaler::new()));
@@ -86,12 +86,12 @@ async fn run_ticks_every_interval_until_cancelled() {
 async fn a_failed_tick_does_not_stop_the_loop() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     let mut calls = 0;
     store
         .expect_select_candidates()
         .times(3)
-        .returning(move |_, _, _| {
+        .returning(move |_, _, _, _| {
             calls += 1;
             if calls == 1 {
                 Err(Error::store("connection reset"))

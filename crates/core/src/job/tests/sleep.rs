@@ -48,12 +48,17 @@ fn happy_path_sleeps_records_replicas_and_sets_the_gauge() {
 async fn selection_uses_the_idle_window_and_max_per_tick() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .with(eq(t0()), eq(t0() - chrono::Duration::minutes(45)), eq(7))
+        .with(
+            eq(ServedClusters::default_only()),
+            eq(t0()),
+            eq(t0() - chrono::Duration::minutes(45)),
+            eq(7),
+        )
         .times(1)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     let config = Config {
@@ -396,10 +401,10 @@ async fn a_failed_scale_down_that_cannot_be_read_back_leaves_the_intent() {
 fn gauge_sampling_error_does_not_fail_the_tick() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store
         .expect_count_asleep()
         .times(1)
@@ -419,10 +424,10 @@ fn gauge_sampling_error_does_not_fail_the_tick() {
 fn the_tick_sets_the_replicas_asleep_gauge_counting_unknown_counts_as_the_default() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().times(1).returning(|| Ok(4));
     // The store is asked with the replicas a wake restores to a row without a count.
     store
@@ -444,10 +449,10 @@ fn the_tick_sets_the_replicas_asleep_gauge_counting_unknown_counts_as_the_defaul
 fn a_failed_replica_sum_keeps_the_idle_apps_gauge_and_the_tick() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     store.expect_count_asleep().returning(|| Ok(2));
     store
         .expect_sum_asleep_replicas()
@@ -467,11 +472,11 @@ fn a_failed_replica_sum_keeps_the_idle_apps_gauge_and_the_tick() {
 fn candidate_query_error_fails_the_tick_and_does_nothing_else() {
     let mut store = MockStore::new();
     quiet(&mut store);
-    store.expect_stale_intents().returning(|_| Ok(vec![]));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
     store
         .expect_select_candidates()
         .times(1)
-        .returning(|_, _, _| Err(Error::store("boom")));
+        .returning(|_, _, _, _| Err(Error::store("boom")));
     store.expect_count_asleep().times(0);
     let job = job(enabled(), store, MockScaler::new());
     let (result, snap) = recorded(job.tick());
@@ -602,7 +607,7 @@ async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
     store
         .expect_select_candidates()
         .times(1)
-        .return_once(move |_, _, _| Ok(vec![a, b]));
+        .return_once(move |_, _, _, _| Ok(vec![a, b]));
     // No other Store method and no ScalerSource call may happen.
     let job = Job::new(
         Config {

@@ -95,7 +95,7 @@ impl Logs {
 }
 
 /// `recorded`, with the tracing events of the run captured too.
-fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
+pub(super) fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)
@@ -223,6 +223,7 @@ fn recording_the_traffic_failing_still_keeps_the_app_up() {
 #[test]
 fn no_data_for_an_app_keeps_it_awake_with_a_metric_and_a_warning() {
     let api = Target {
+        cluster: None,
         namespace: "apps".into(),
         name: "api".into(),
     };
@@ -398,9 +399,10 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
     store
         .expect_select_candidates()
         .times(1)
-        .return_once(move |_, _, _| Ok(vec![busy, unknown, quiet]));
+        .return_once(move |_, _, _, _| Ok(vec![busy, unknown, quiet]));
     // No other Store method (no record_traffic) and no ScalerSource call may happen.
     let target = |name: &str| Target {
+        cluster: None,
         namespace: "apps".into(),
         name: name.into(),
     };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use idle_scaler_core::job::STALE_INTENT_AFTER;
-use idle_scaler_core::{ConfirmOutcome, SleepState, Store, Target, WakeReport};
+use idle_scaler_core::{ConfirmOutcome, ServedClusters, SleepState, Store, Target, WakeReport};
 use uuid::Uuid;
 
 use super::{AwaitNow, Drifting, Kind, Op, World, Writer, ready, t0};
@@ -306,8 +306,8 @@ impl World {
     pub(super) fn due_drift(&self) -> Vec<(Uuid, DateTime<Utc>)> {
         let now = self.now();
         let bound = self.transition_bound();
-        let due =
-            ready(self.store.asleep_to_check(now - self.interval(), u32::MAX)).unwrap_or_default();
+        let (served, since) = (ServedClusters::default(), now - self.interval());
+        let due = ready(self.store.asleep_to_check(&served, since, u32::MAX)).unwrap_or_default();
         due.into_iter()
             .filter(|r| r.wake_started_at.is_none_or(|at| now - at >= bound))
             .filter_map(|r| {

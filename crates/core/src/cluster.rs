@@ -1,0 +1,181 @@
+//! Several clusters: which ones an instance serves, and the scaler source of each.
+//!
+//! A row belongs to the cluster its `provider_id` names (see [`Target`](crate::Target)); the
+//! store is always asked with a [`ServedClusters`], so rows of clusters an instance does not
+//! serve never leave the database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::ScalerSource;
+use crate::target::{ClusterName, scheme, scheme_of};
+
+/// The clusters one instance serves: the default one (ids `k8s:...`) or not, and named ones
+/// (ids `k8s@<name>:...`). Never empty when built from a valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServedClusters {
+    /// Sorted, without repeats; the default cluster (None) first.
+    clusters: Vec<Option<ClusterName>>,
+}
+
+impl Default for ServedClusters {
+    /// The default cluster only: what an instance served before clusters could be named.
+    fn default() -> Self {
+        Self::default_only()
+    }
+}
+
+impl ServedClusters {
+    /// The default cluster only.
+    pub fn default_only() -> Self {
+        Self {
+            clusters: vec![None],
+        }
+    }
+
+    /// The default cluster if `default`, and the `named` ones.
+    pub fn new(default: bool, named: impl IntoIterator<Item = ClusterName>) -> Self {
+        let mut clusters: Vec<Option<ClusterName>> = named.into_iter().map(Some).collect();
+        if default {
+            clusters.push(None);
+        }
+        clusters.sort();
+        clusters.dedup();
+        Self { clusters }
+    }
+
+    /// A set holding only these clusters of `self` (the ones whose client is ready this tick).
+    #[must_use]
+    pub fn only(&self, keep: impl Fn(Option<&ClusterName>) -> bool) -> Self {
+        Self {
+            clusters: self
+                .clusters
+                .iter()
+                .filter(|c| keep(c.as_ref()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The clusters, the default one (None) first.
+    pub fn iter(&self) -> impl Iterator<Item = Option<&ClusterName>> {
+        self.clusters.iter().map(Option::as_ref)
+    }
+
+    /// How many clusters.
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// Whether no cluster is served.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
+    /// Whether `cluster` is served.
+    pub fn serves(&self, cluster: Option<&ClusterName>) -> bool {
+        self.clusters.iter().any(|c| c.as_ref() == cluster)
+    }
+
+    /// The schemes of the served clusters' ids (`k8s`, `k8s@east`): the values the store
+    /// compares `split_part(provider_id, ':', 1)` with.
+    pub fn schemes(&self) -> Vec<String> {
+        self.iter().map(scheme).collect()
+    }
+
+    /// Whether `provider_id` is an id of a served cluster, as the store's candidate query
+    /// decides it: it has a `:` and its scheme is a served one.
+    pub fn serves_id(&self, provider_id: &str) -> bool {
+        scheme_of(provider_id).is_some_and(|s| self.iter().any(|c| scheme(c) == s))
+    }
+
+    /// Whether a `sleeping` row with `provider_id` is one recovery hands to this instance: an
+    /// id of a served cluster, or an id of no cluster at all (another provider's, which
+    /// recovery settles without a Kubernetes call, as it always did). Ids of other clusters
+    /// (`k8s...:...`) are left to the instances serving them. The store's test:
+    /// `split_part(provider_id, ':', 1) = ANY(schemes) OR provider_id NOT LIKE 'k8s%:%'`.
+    pub fn admits_id(&self, provider_id: &str) -> bool {
+        self.serves_id(provider_id)
+            || !(provider_id.starts_with("k8s") && provider_id.contains(':'))
+    }
+}
+
+impl std::fmt::Display for ServedClusters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<&str> = self.iter().map(crate::target::cluster_label).collect();
+        f.write_str(&labels.join(","))
+    }
+}
+
+/// The scaler source of each cluster a job can reach: the default cluster's and the named
+/// ones'. A served cluster without one fails open on every tick (a WARN naming it).
+#[derive(Clone, Default)]
+pub struct ClusterScalers {
+    sources: BTreeMap<Option<ClusterName>, Arc<dyn ScalerSource>>,
+}
+
+impl std::fmt::Debug for ClusterScalers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.sources
+                    .keys()
+                    .map(|c| crate::target::cluster_label(c.as_ref())),
+            )
+            .finish()
+    }
+}
+
+impl ClusterScalers {
+    /// Only the default cluster's source.
+    pub fn default_cluster(source: Arc<dyn ScalerSource>) -> Self {
+        let mut s = Self::default();
+        s.insert(None, source);
+        s
+    }
+
+    /// Sets the source of `cluster` (None: the default cluster).
+    pub fn insert(&mut self, cluster: Option<ClusterName>, source: Arc<dyn ScalerSource>) {
+        self.sources.insert(cluster, source);
+    }
+
+    /// The source of `cluster`, if there is one.
+    pub fn get(&self, cluster: Option<&ClusterName>) -> Option<&Arc<dyn ScalerSource>> {
+        self.sources.get(&cluster.cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ClusterName {
+        ClusterName::new(s).expect("valid")
+    }
+
+    #[test]
+    fn served_sets_are_sorted_and_filter_ids_as_sql_does() {
+        let served = ServedClusters::new(true, [name("west"), name("east"), name("east")]);
+        assert_eq!(served.schemes(), ["k8s", "k8s@east", "k8s@west"]);
+        assert_eq!(served.to_string(), "default,east,west");
+        assert!(served.serves_id("k8s@east:apps/web"));
+        assert!(served.serves_id("k8s:apps/web"));
+        assert!(!served.serves_id("k8s@north:apps/web"));
+        assert!(!served.serves_id("k8s"));
+        assert!(!served.serves_id("fly:k8s:x"));
+
+        let east = ServedClusters::new(false, [name("east")]);
+        assert!(!east.serves_id("k8s:apps/web"));
+        assert!(
+            !east.admits_id("k8s:apps/web"),
+            "the default cluster's row is not east's"
+        );
+        assert!(
+            east.admits_id("fly:app"),
+            "foreign rows are settled by anyone"
+        );
+        assert!(east.admits_id("k8s"), "no cluster's id");
+        assert!(!east.admits_id("k8s@north:apps/web"));
+        assert_eq!(ServedClusters::default().schemes(), ["k8s"]);
+    }
+}

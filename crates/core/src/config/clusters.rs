@@ -1,0 +1,389 @@
+//! The `clusters` and `default_cluster` keys: which clusters an instance serves, and how to
+//! reach each named one (a kubeconfig file, a context, or both).
+//!
+//! TOML:
+//! ```toml
+//! default_cluster = true          # also serve the default cluster (ids k8s:<ns>/<name>)
+//! [clusters.east]                 # ids k8s@east:<ns>/<name>
+//! kubeconfig = "/etc/kube/east.yaml"
+//! context = "east-admin"
+//! ```
+//! Environment: `DEPLOY_SCALE_TO_ZERO_CLUSTERS="east=/etc/kube/east.yaml#east-admin,west=#west"`
+//! (`<name>=<kubeconfig file>#<context>`, either part may be left out but not both; a file
+//! name holding `,` or `#` needs the TOML form), `none` or empty for no named cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+use super::load::Reader;
+use super::{Config, ConfigError};
+use crate::{ClusterName, ServedClusters};
+
+/// How to reach one named cluster. With only `kubeconfig`, that file's current context; with
+/// only `context`, that context of the usual kubeconfig (`KUBECONFIG`, `~/.kube/config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// A kubeconfig file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+const ALLOWED_ENTRIES: &str = "a comma-separated list of <name>=<kubeconfig file>#<context> \
+     entries (either part may be left out, not both; <name> a DNS-1123 label other than \
+     \"default\"), or none";
+const ALLOWED_TABLE: &str = "a table of clusters, each [clusters.<name>] (<name> a DNS-1123 \
+     label other than \"default\") with a kubeconfig file, a context, or both, and no other key";
+pub(super) const ALLOWED_DEFAULT: &str = "true while no clusters are configured: an instance must serve \
+     at least one cluster";
+
+impl Config {
+    /// The clusters this configuration serves.
+    pub fn served_clusters(&self) -> ServedClusters {
+        ServedClusters::new(self.default_cluster, self.clusters.keys().cloned())
+    }
+
+    /// The rules of [`Config::validate`] for the cluster keys.
+    pub(super) fn validate_clusters(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &'static str, value: String, allowed: &'static str| ConfigError::Invalid {
+                key,
+                env: super::env_name(key),
+                value,
+                origin: "the configuration built in code".to_owned(),
+                allowed,
+            };
+        if let Some((name, _)) = self
+            .clusters
+            .iter()
+            .find(|(_, c)| c.kubeconfig.is_none() && c.context.is_none())
+        {
+            return Err(invalid(
+                "clusters",
+                format!("{name} (neither kubeconfig nor context)"),
+                ALLOWED_TABLE,
+            ));
+        }
+        if self.served_clusters().is_empty() {
+            return Err(invalid(
+                "default_cluster",
+                "false".to_owned(),
+                ALLOWED_DEFAULT,
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// `default_cluster` and `clusters`, refusing a configuration that serves no cluster.
+    pub(super) fn served(
+        &self,
+        default_key: &'static str,
+        clusters_key: &'static str,
+    ) -> Result<(bool, BTreeMap<ClusterName, ClusterConfig>), ConfigError> {
+        let default = self.boolean(default_key)?;
+        let clusters = self.clusters(clusters_key)?;
+        if !default && clusters.is_empty() {
+            return Err(self.invalid(default_key, ALLOWED_DEFAULT));
+        }
+        Ok((default, clusters))
+    }
+
+    /// The error for `value` of `key`, showing `shown` (the bad entry) as the value.
+    fn refuse_as(
+        &self,
+        key: &'static str,
+        value: &Value,
+        shown: String,
+        allowed: &'static str,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            key,
+            env: self.env_name(key),
+            value: shown,
+            origin: self.origin(key, value),
+            allowed,
+        }
+    }
+
+    /// The `clusters` key: a TOML table, or the environment's entry list.
+    fn clusters(
+        &self,
+        key: &'static str,
+    ) -> Result<BTreeMap<ClusterName, ClusterConfig>, ConfigError> {
+        let value = self.find(key)?;
+        match &value {
+            Value::Empty(..) => Ok(BTreeMap::new()),
+            Value::String(_, s) => self.cluster_entries(key, &value, s),
+            Value::Dict(_, dict) => {
+                let mut out = BTreeMap::new();
+                for (name, entry) in dict {
+                    let refuse = |what: String| self.refuse_as(key, &value, what, ALLOWED_TABLE);
+                    let cluster = ClusterName::new(name)
+                        .map_err(|e| refuse(format!("[clusters.{name}]: {e}")))?;
+                    let Value::Dict(_, fields) = entry else {
+                        return Err(refuse(format!("clusters.{name} is not a table")));
+                    };
+                    let mut config = ClusterConfig::default();
+                    for (field, v) in fields {
+                        let text = v
+                            .as_str()
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .ok_or_else(|| {
+                                refuse(format!("clusters.{name}.{field} is not a non-empty string"))
+                            })?;
+                        match field.as_str() {
+                            "kubeconfig" => config.kubeconfig = Some(PathBuf::from(text)),
+                            "context" => config.context = Some(text.to_owned()),
+                            _ => {
+                                return Err(refuse(format!(
+                                    "clusters.{name}.{field} is no setting of a cluster"
+                                )));
+                            }
+                        }
+                    }
+                    if config.kubeconfig.is_none() && config.context.is_none() {
+                        return Err(refuse(format!(
+                            "[clusters.{name}] has neither kubeconfig nor context"
+                        )));
+                    }
+                    out.insert(cluster, config);
+                }
+                Ok(out)
+            }
+            _ => Err(self.refuse_as(key, &value, super::load::render(&value), ALLOWED_TABLE)),
+        }
+    }
+
+    /// `east=/etc/kube/east.yaml#east-admin,west=#west`: each entry checked on its own, and
+    /// an error names the entry.
+    fn cluster_entries(
+        &self,
+        key: &'static str,
+        value: &Value,
+        text: &str,
+    ) -> Result<BTreeMap<ClusterName, ClusterConfig>, ConfigError> {
+        let text = text.trim();
+        let mut out = BTreeMap::new();
+        if text.is_empty() || text.eq_ignore_ascii_case("none") {
+            return Ok(out);
+        }
+        for entry in text.split(',').map(str::trim) {
+            let refuse = |why: &str| {
+                self.refuse_as(
+                    key,
+                    value,
+                    format!("entry {entry:?}: {why}"),
+                    ALLOWED_ENTRIES,
+                )
+            };
+            let (name, how) = entry
+                .split_once('=')
+                .ok_or_else(|| refuse("no = after the cluster name"))?;
+            let name = ClusterName::new(name.trim()).map_err(|e| refuse(&e.to_string()))?;
+            let (file, context) = how.split_once('#').unwrap_or((how, ""));
+            let config = ClusterConfig {
+                kubeconfig: Some(file.trim())
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from),
+                context: Some(context.trim())
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+            };
+            if config.kubeconfig.is_none() && config.context.is_none() {
+                return Err(refuse("neither a kubeconfig file nor a context"));
+            }
+            if out.insert(name, config).is_some() {
+                return Err(refuse("the cluster is named twice"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::result_large_err)] // figment::Jail's closure error type
+
+    use figment::Jail;
+
+    use super::*;
+
+    fn load() -> Result<Config, ConfigError> {
+        Config::extract(Config::figment(None)).map(|(c, _)| c)
+    }
+
+    fn name(s: &str) -> ClusterName {
+        ClusterName::new(s).expect("valid")
+    }
+
+    #[test]
+    fn by_default_only_the_default_cluster_is_served() {
+        Jail::expect_with(|_| {
+            let c = load().expect("loads");
+            assert!(c.default_cluster);
+            assert!(c.clusters.is_empty());
+            assert_eq!(c.served_clusters(), ServedClusters::default_only());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn clusters_from_the_environment() {
+        Jail::expect_with(|j| {
+            j.set_env(
+                "DEPLOY_SCALE_TO_ZERO_CLUSTERS",
+                "east=/etc/kube/east.yaml#east-admin, west=#west-ctx,north=/k/north.yaml",
+            );
+            j.set_env("DEPLOY_SCALE_TO_ZERO_DEFAULT_CLUSTER", "false");
+            let c = load().expect("loads");
+            assert!(!c.default_cluster);
+            assert_eq!(
+                c.clusters[&name("east")],
+                ClusterConfig {
+                    kubeconfig: Some("/etc/kube/east.yaml".into()),
+                    context: Some("east-admin".into()),
+                }
+            );
+            assert_eq!(c.clusters[&name("west")].kubeconfig, None);
+            assert_eq!(
+                c.clusters[&name("west")].context.as_deref(),
+                Some("west-ctx")
+            );
+            assert_eq!(c.clusters[&name("north")].context, None);
+            assert_eq!(
+                c.served_clusters().schemes(),
+                ["k8s@east", "k8s@north", "k8s@west"]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn clusters_from_a_toml_file() {
+        Jail::expect_with(|j| {
+            j.create_file(
+                "c.toml",
+                "[clusters.east]\nkubeconfig = \"/etc/kube/east.yaml\"\ncontext = \"east-admin\"\n\
+                 [clusters.west]\ncontext = \"west\"\n",
+            )?;
+            let (c, warnings) =
+                Config::extract(Config::figment(Some("c.toml".as_ref()))).expect("loads");
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert!(c.default_cluster);
+            assert_eq!(
+                c.served_clusters().schemes(),
+                ["k8s", "k8s@east", "k8s@west"]
+            );
+            assert_eq!(c.clusters[&name("west")].context.as_deref(), Some("west"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_bad_entry() {
+        let cases = [
+            (
+                "East=/k.yaml",
+                "entry \"East=/k.yaml\": malformed provider id: cluster name is not a DNS-1123 label",
+            ),
+            ("east", "entry \"east\": no = after the cluster name"),
+            (
+                "east=",
+                "entry \"east=\": neither a kubeconfig file nor a context",
+            ),
+            ("east=#", "neither a kubeconfig file nor a context"),
+            ("default=/k.yaml", "reserved"),
+            (
+                "east=/a.yaml,east=#b",
+                "entry \"east=#b\": the cluster is named twice",
+            ),
+            ("east=/a.yaml,,west=#w", "entry \"\""),
+        ];
+        for (given, why) in cases {
+            Jail::expect_with(|j| {
+                j.set_env("DEPLOY_SCALE_TO_ZERO_CLUSTERS", given);
+                let e = load().expect_err(given).to_string();
+                assert!(e.contains("DEPLOY_SCALE_TO_ZERO_CLUSTERS"), "{e}");
+                assert!(e.contains(why), "{given}: {e}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_the_cluster_and_key() {
+        let cases = [
+            (
+                "[clusters.east]\nkubconfig = \"/k.yaml\"\n",
+                "clusters.east.kubconfig is no setting",
+            ),
+            (
+                "[clusters.east]\n",
+                "[clusters.east] has neither kubeconfig nor context",
+            ),
+            (
+                "[clusters.Bad]\ncontext = \"x\"\n",
+                "[clusters.Bad]: malformed provider id",
+            ),
+            (
+                "[clusters.east]\ncontext = 3\n",
+                "clusters.east.context is not a non-empty string",
+            ),
+            ("clusters = 3\n", "expected a table of clusters"),
+        ];
+        for (toml, why) in cases {
+            Jail::expect_with(|j| {
+                j.create_file("c.toml", toml)?;
+                let e = Config::extract(Config::figment(Some("c.toml".as_ref())))
+                    .expect_err(toml)
+                    .to_string();
+                assert!(e.contains(why), "{toml}: {e}");
+                assert!(e.contains("c.toml"), "names the file: {e}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_configuration_serialized_before_clusters_still_reads_as_the_default_cluster() {
+        let mut old = serde_json::to_value(Config::default()).expect("serialize");
+        let map = old.as_object_mut().expect("an object");
+        map.remove("clusters");
+        map.remove("default_cluster");
+        let read: Config = serde_json::from_value(old).expect("deserialize");
+        assert_eq!(read, Config::default());
+    }
+
+    #[test]
+    fn serving_no_cluster_is_an_error() {
+        Jail::expect_with(|j| {
+            j.set_env("DEPLOY_SCALE_TO_ZERO_DEFAULT_CLUSTER", "false");
+            let e = load().expect_err("no cluster").to_string();
+            assert!(e.contains("DEPLOY_SCALE_TO_ZERO_DEFAULT_CLUSTER"), "{e}");
+            assert!(e.contains("at least one cluster"), "{e}");
+            Ok(())
+        });
+        let built = Config {
+            default_cluster: false,
+            ..Config::default()
+        };
+        assert!(built.validate().is_err());
+        let mut no_way = Config::default();
+        no_way
+            .clusters
+            .insert(name("east"), ClusterConfig::default());
+        let e = no_way
+            .validate()
+            .expect_err("no kubeconfig, no context")
+            .to_string();
+        assert!(e.contains("east"), "{e}");
+    }
+}

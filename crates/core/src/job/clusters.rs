@@ -1,0 +1,144 @@
+//! One tick's Kubernetes clients: one per served cluster that has one now. A cluster whose
+//! client cannot be built fails open on its own: one WARN naming it, its rows are not even
+//! selected this tick, and the other clusters go on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tracing::warn;
+
+use super::Job;
+use crate::{
+    ClusterName, Error, Result, Scale, Scaler, ServedClusters, Target, cluster_label, metrics,
+};
+
+/// The clients of one tick, and the clusters they reach.
+pub(super) struct TickScalers {
+    scalers: HashMap<Option<ClusterName>, Arc<dyn Scaler>>,
+    served: ServedClusters,
+    /// Clusters whose API did not answer this tick (each is reported once).
+    unreachable: Mutex<HashSet<Option<ClusterName>>>,
+}
+
+/// The client of a cluster without one this tick. Never called in practice (the store is
+/// asked only for rows of clusters with a client), but if a row of another cluster slips
+/// through, every call is refused before anything is written.
+struct NoClient;
+
+#[async_trait]
+impl Scaler for NoClient {
+    async fn get_scale(&self, target: &Target) -> Result<Scale> {
+        Err(Error::unavailable(format!(
+            "no Kubernetes client for cluster {} this tick",
+            target.cluster_label()
+        )))
+    }
+
+    async fn set_replicas<'a>(&self, target: &Target, _: i32, _: Option<&'a str>) -> Result<()> {
+        self.get_scale(target).await.map(|_| ())
+    }
+}
+
+impl TickScalers {
+    /// The clusters with a client this tick: the store is asked for their rows only.
+    pub(super) fn served(&self) -> &ServedClusters {
+        &self.served
+    }
+
+    /// The client of `cluster`, if it has one this tick.
+    pub(super) fn get(&self, cluster: Option<&ClusterName>) -> Option<&dyn Scaler> {
+        self.scalers.get(&cluster.cloned()).map(AsRef::as_ref)
+    }
+
+    /// The client of `target`'s cluster, if it has one this tick.
+    pub(super) fn of(&self, target: &Target) -> Option<&dyn Scaler> {
+        self.get(target.cluster.as_ref())
+    }
+
+    /// The client of `target`'s cluster, or one that refuses every call.
+    pub(super) fn for_target(&self, target: &Target) -> &dyn Scaler {
+        self.of(target).unwrap_or(&NoClient)
+    }
+
+    /// Records that `cluster`'s API did not answer: the first time in a tick, one WARN
+    /// naming the cluster and one count of the unreachable-cluster metric.
+    pub(super) fn mark_unreachable(&self, cluster: Option<&ClusterName>, e: &Error) {
+        let first = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(cluster.cloned());
+        if first {
+            let label = cluster_label(cluster);
+            warn!(cluster = label, error = %e,
+                "the cluster's Kubernetes API did not answer; its apps are left as they are \
+                 (fail-open), the other clusters go on");
+            metrics::cluster_unreachable(label);
+        }
+    }
+
+    /// Whether `cluster`'s API failed to answer earlier in this tick.
+    pub(super) fn is_unreachable(&self, cluster: Option<&ClusterName>) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&cluster.cloned())
+    }
+
+    /// The labels of the clusters found unreachable in this tick.
+    pub(super) fn unreachable_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|c| cluster_label(c.as_ref()).to_owned())
+            .collect();
+        labels.sort();
+        labels
+    }
+}
+
+impl Job {
+    /// Step 2 for each served cluster: its client, or a WARN naming it. Returns the clients
+    /// and the labels of the clusters without one.
+    pub(super) async fn tick_scalers(&self) -> (TickScalers, Vec<String>) {
+        let mut scalers = HashMap::new();
+        let mut unreachable = Vec::new();
+        let several = self.served.len() > 1;
+        for cluster in self.served.iter() {
+            let label = cluster_label(cluster);
+            let built = match self.scalers.get(cluster) {
+                Some(source) => source.scaler().await,
+                None => Err(crate::Error::unavailable(format!(
+                    "no scaler source was given for cluster {label}"
+                ))),
+            };
+            match built {
+                Ok(scaler) => {
+                    scalers.insert(cluster.cloned(), scaler);
+                }
+                Err(e) => {
+                    if several {
+                        warn!(cluster = label, error = %e,
+                            "no Kubernetes client for this cluster; its apps are left alone this \
+                             tick (fail-open), the other clusters go on; retrying next tick");
+                    } else {
+                        warn!(cluster = label, error = %e,
+                            "no Kubernetes client; tick skipped (fail-open), retrying next tick");
+                    }
+                    metrics::cluster_unreachable(label);
+                    unreachable.push(label.to_owned());
+                }
+            }
+        }
+        let served = self.served.only(|c| scalers.contains_key(&c.cloned()));
+        let scalers = TickScalers {
+            scalers,
+            served,
+            unreachable: Mutex::default(),
+        };
+        (scalers, unreachable)
+    }
+}

@@ -1,0 +1,332 @@
+//! Several clusters: each served cluster has its own client, fails open on its own, and has
+//! its own blast radius; the store is only asked for rows of clusters with a client.
+
+use super::*;
+use crate::{ClusterConfig, ClusterName};
+
+fn east() -> ClusterName {
+    ClusterName::new("east").expect("valid")
+}
+
+/// Serves the default cluster and `east`.
+fn two_clusters() -> Config {
+    let mut config = enabled();
+    config.clusters.insert(
+        east(),
+        ClusterConfig {
+            context: Some("east".into()),
+            ..ClusterConfig::default()
+        },
+    );
+    config
+}
+
+fn source(scaler: MockScaler) -> Arc<dyn ScalerSource> {
+    Arc::new(FixedScalerSource(Arc::new(scaler)))
+}
+
+fn failing_source() -> Arc<dyn ScalerSource> {
+    let mut s = MockScalerSource::new();
+    s.expect_scaler().returning(|| {
+        Err(Error::unavailable(
+            "kubeconfig context east: connection refused",
+        ))
+    });
+    Arc::new(s)
+}
+
+/// A scaler that sleeps every app it is asked about (at 2 replicas, version 1).
+fn sleeping_scaler(times: usize) -> MockScaler {
+    let mut scaler = MockScaler::new();
+    scaler
+        .expect_get_scale()
+        .times(times)
+        .returning(|_| Ok(scale(2, "1")));
+    scaler
+        .expect_set_replicas()
+        .times(times)
+        .returning(|_, _, _| Ok(()));
+    scaler
+}
+
+fn claims_and_confirms(store: &mut MockStore) {
+    store
+        .expect_claim_sleep()
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+}
+
+#[tokio::test]
+async fn both_clusters_apps_sleep_each_through_its_own_client() {
+    let mut store = MockStore::new();
+    quiet(&mut store);
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .withf(|served, _, _, _| served.schemes() == ["k8s", "k8s@east"])
+        .return_once(|_, _, _, _| {
+            Ok(vec![
+                candidate("k8s:apps/web"),
+                candidate("k8s@east:apps/web"),
+                candidate("k8s@east:apps/api"),
+            ])
+        });
+    store.expect_count_asleep().returning(|| Ok(3));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(6));
+    claims_and_confirms(&mut store);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .withf(|t| t.cluster == Some(east()))
+        .times(2)
+        .returning(|_| Ok(scale(2, "1")));
+    east_scaler
+        .expect_set_replicas()
+        .withf(|t, r, _| t.cluster == Some(east()) && *r == 0)
+        .times(2)
+        .returning(|_, _, _| Ok(()));
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(sleeping_scaler(1)),
+        clock(),
+    )
+    .with_cluster(east(), source(east_scaler));
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 3);
+    assert!(report.clusters_unreachable.is_empty());
+    let mut slept: Vec<_> = report.slept.iter().map(|s| s.target.as_str()).collect();
+    slept.sort_unstable();
+    assert_eq!(slept, ["apps/web", "east:apps/api", "east:apps/web"]);
+}
+
+#[test]
+fn a_cluster_without_a_client_is_left_alone_and_the_others_go_on() {
+    let mut store = MockStore::new();
+    // Neither recovery, selection nor the drift check ask for east's rows this tick.
+    store
+        .expect_asleep_to_check()
+        .withf(|served, _, _| *served == ServedClusters::default_only())
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    store.expect_back_off().times(0);
+    store
+        .expect_stale_intents()
+        .withf(|served, _| *served == ServedClusters::default_only())
+        .times(1)
+        .returning(|_, _| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .withf(|served, _, _, _| *served == ServedClusters::default_only())
+        .return_once(|_, _, _, _| Ok(vec![candidate("k8s:apps/web")]));
+    store.expect_count_asleep().returning(|| Ok(1));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(2));
+    claims_and_confirms(&mut store);
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(sleeping_scaler(1)),
+        clock(),
+    )
+    .with_cluster(east(), failing_source());
+    let (report, snap) = recorded(job.tick());
+    let report = report.expect("a failing cluster never fails the tick");
+    assert!(!report.no_scaler, "the default cluster had a client");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1);
+    assert_eq!(report.clusters_unreachable, ["east"]);
+    assert_eq!(
+        counter(
+            &snap,
+            crate::metrics::CLUSTER_UNREACHABLE_TOTAL,
+            ("cluster", "east")
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        counter(
+            &snap,
+            crate::metrics::CLUSTER_UNREACHABLE_TOTAL,
+            ("cluster", "default")
+        ),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_served_cluster_without_a_source_fails_open_alone() {
+    let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
+    claims_and_confirms(&mut store);
+    // east is configured, but the host gave no source for it.
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(sleeping_scaler(1)),
+        clock(),
+    );
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1);
+    assert_eq!(report.clusters_unreachable, ["east"]);
+}
+
+#[tokio::test]
+async fn every_cluster_without_a_client_is_the_no_scaler_tick() {
+    let mut store = MockStore::new();
+    store.expect_select_candidates().times(0);
+    store.expect_stale_intents().times(0);
+    let job = Job::new(two_clusters(), Arc::new(store), failing_source(), clock())
+        .with_cluster(east(), failing_source());
+    let report = job.tick().await.expect("fail-open");
+    assert!(report.no_scaler);
+    assert_eq!(report.clusters_unreachable, ["default", "east"]);
+}
+
+#[tokio::test]
+async fn one_clusters_failures_stop_only_that_cluster() {
+    // East's API fails every write; the default cluster's apps come after east's in the
+    // selection and must still sleep.
+    let mut candidates: Vec<_> = (0..4)
+        .map(|i| candidate(&format!("k8s@east:apps/web-{i}")))
+        .collect();
+    candidates.extend((0..3).map(|i| candidate(&format!("k8s:apps/web-{i}"))));
+    let mut store = store_with(candidates, 0);
+    claims_and_confirms(&mut store);
+    store.expect_revert_sleep().returning(|_, _, _| Ok(true));
+    let mut east_scaler = MockScaler::new();
+    let mut version = 0;
+    east_scaler.expect_get_scale().returning(move |_| {
+        version += 1;
+        Ok(scale(1, &version.to_string()))
+    });
+    east_scaler
+        .expect_set_replicas()
+        .times(2)
+        .returning(|_, _, _| Err(Error::unavailable("500")));
+    let config = Config {
+        max_consecutive_failures: 2,
+        concurrency: 1,
+        ..two_clusters()
+    };
+    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(3)), clock())
+        .with_cluster(east(), source(east_scaler));
+    let report = job.tick().await.expect("tick");
+    assert!(report.stopped_early);
+    assert_eq!(report.outcome(Outcome::ScaleFailed), 2);
+    assert_eq!(report.skipped(SkipReason::BlastRadius), 2);
+    assert_eq!(
+        report.outcome(Outcome::ScaledDown),
+        3,
+        "the default cluster went on"
+    );
+}
+
+#[test]
+fn a_wake_of_an_app_in_an_unserved_cluster_is_refused_untouched() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store.expect_get().returning(move |_| {
+        Ok(Some(DeploymentRecord {
+            provider_id: "k8s@west:apps/web".into(),
+            ..record(id, SleepState::Asleep, Some(2))
+        }))
+    });
+    store.expect_begin_wake().times(0);
+    store.expect_finish_wake().times(0);
+    store.expect_touch_awake().times(0);
+    let (result, snap) = recorded(async {
+        let job = Job::new(two_clusters(), Arc::new(store), failing_source(), clock())
+            .with_cluster(east(), failing_source());
+        job.wake(id).await
+    });
+    match result {
+        Err(Error::ClusterNotServed { id: got, cluster }) => {
+            assert_eq!((got, cluster.as_str()), (id, "west"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(outcome(&snap, "wake_failed"), 0, "not a failed wake");
+}
+
+#[tokio::test]
+async fn a_wake_uses_the_client_of_the_rows_cluster() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store.expect_get().returning(move |_| {
+        Ok(Some(DeploymentRecord {
+            provider_id: "k8s@east:apps/web".into(),
+            ..record(id, SleepState::Asleep, Some(3))
+        }))
+    });
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
+    store.expect_finish_wake().returning(|_, _, _, _| Ok(true));
+    store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .withf(|t| t.cluster == Some(east()))
+        .returning(|_| Ok(scale(0, "7")));
+    east_scaler
+        .expect_set_replicas()
+        .withf(|t, r, rv| t.cluster == Some(east()) && *r == 3 && *rv == Some("7"))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut default_scaler = MockScaler::new();
+    default_scaler.expect_get_scale().times(0);
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(default_scaler),
+        clock(),
+    )
+    .with_cluster(east(), source(east_scaler));
+    let report = job.wake(id).await.expect("woken");
+    assert_eq!(report.result, WakeResult::WokeUp);
+}
+
+#[test]
+fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
+    let mut candidates: Vec<_> = (0..3)
+        .map(|i| candidate(&format!("k8s@east:apps/web-{i}")))
+        .collect();
+    candidates.push(candidate("k8s:apps/web"));
+    let mut store = store_with(candidates, 1);
+    claims_and_confirms(&mut store);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .returning(|_| Err(Error::unavailable("connect: connection refused")));
+    east_scaler.expect_set_replicas().times(0);
+    let config = Config {
+        concurrency: 1,
+        ..two_clusters()
+    };
+    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(1)), clock())
+        .with_cluster(east(), source(east_scaler));
+    let (report, snap, logs) = super::traffic::recorded_and_logged(job.tick());
+    let report = report.expect("tick");
+    assert_eq!(
+        report.outcome(Outcome::ScaledDown),
+        1,
+        "the default cluster went on"
+    );
+    assert_eq!(report.clusters_unreachable, ["east"]);
+    let warns: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("Kubernetes API did not answer"))
+        .collect();
+    assert_eq!(warns.len(), 1, "one WARN per cluster and tick: {logs}");
+    assert!(
+        warns[0].contains("cluster=\"east\"") || warns[0].contains("cluster=east"),
+        "{logs}"
+    );
+    assert_eq!(
+        counter(
+            &snap,
+            crate::metrics::CLUSTER_UNREACHABLE_TOTAL,
+            ("cluster", "east")
+        ),
+        Some(1)
+    );
+}
