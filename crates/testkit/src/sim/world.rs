@@ -2,12 +2,12 @@
 
 // One `impl World` block per concern; the scheduler (`run`, `act`, `settle`) stays here.
 mod invariants; // the checks of the invariants, per effect, per step and per clean tick
+mod op; // one tick or wake in flight and what the checks track of it
 mod ops; // ticks and wakes in flight: start, grant a port call, poll, end
 mod outside; // host events, outside scaling, delayed Kubernetes writes, the clock
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -16,7 +16,6 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
     Clock, Config, DeploymentRecord, FixedScalerSource, Job, Result, SleepState, Target,
-    TickReport, WakeReport,
 };
 use uuid::Uuid;
 
@@ -28,6 +27,7 @@ use super::{SimConfig, SimFailure, SimReport};
 use crate::clock::ManualClock;
 use crate::host::{HostOps, NewDeployment};
 use crate::memory::MemoryStore;
+use op::{Op, OpOut};
 
 /// A transition in flight is killed (as a crash) before the clock passes this age, counted
 /// from its intent write (a tick's claim, a wake's start): a real transition is a few
@@ -39,66 +39,10 @@ const TRANSITION_BOUND: Duration = Duration::minutes(4);
 /// How many trace lines a failure shows.
 const TRACE: usize = 200;
 
-type OpFuture = Pin<Box<dyn Future<Output = OpOut>>>;
-
-enum OpOut {
-    Tick(Result<TickReport>),
-    Wake(Result<WakeReport>),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Tick(usize),
     Wake(usize, Uuid),
-}
-
-struct Op {
-    kind: Kind,
-    fut: OpFuture,
-    started_step: u64,
-    started_clock: DateTime<Utc>,
-    faulted: bool,
-    selected: BTreeMap<Uuid, DateTime<Utc>>,
-    last_read: Option<DeploymentRecord>,
-    /// The intents this tick wrote, with their stamps (the transition bound counts from them).
-    claimed: BTreeMap<Uuid, DateTime<Utc>>,
-    /// Claims waiting at their gate, by waiter, since when: the stamp is read right before
-    /// the call, so a transition starts when its claim call does (a real store call is
-    /// bounded by its statement timeout).
-    claiming: BTreeMap<u64, DateTime<Utc>>,
-    /// Rows `asleep` over a running app and due for a drift check when this tick started,
-    /// with the `sleep_state_changed_at` of that sleep (invariant 8).
-    due_drift: Vec<(Uuid, DateTime<Utc>)>,
-    /// This tick's drift slice held a row it had to leave for a wake in flight.
-    slice_waited: bool,
-    /// Each candidate's backoff count as selected.
-    backoffs: BTreeMap<Uuid, u32>,
-    /// Rows whose sleep-path read answered 403 in this tick: (activity and backoff count as
-    /// selected).
-    forbidden: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
-    /// A wake that has scaled its app up (a cancel now leaves it running under `asleep`).
-    scaled_up: bool,
-}
-
-impl Op {
-    fn new(kind: Kind, fut: OpFuture, step: u64, clock: DateTime<Utc>) -> Self {
-        Self {
-            kind,
-            fut,
-            started_step: step,
-            started_clock: clock,
-            faulted: false,
-            selected: BTreeMap::new(),
-            last_read: None,
-            claimed: BTreeMap::new(),
-            claiming: BTreeMap::new(),
-            due_drift: Vec::new(),
-            slice_waited: false,
-            backoffs: BTreeMap::new(),
-            forbidden: BTreeMap::new(),
-            scaled_up: false,
-        }
-    }
 }
 
 /// An `asleep` row over a running app (invariant 8).

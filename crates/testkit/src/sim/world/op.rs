@@ -1,0 +1,67 @@
+//! An operation in flight (a tick or a wake): its future and what the checks track of it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use idle_scaler_core::{DeploymentRecord, Result, TickReport, WakeReport};
+use uuid::Uuid;
+
+use super::Kind;
+
+pub(super) type OpFuture = Pin<Box<dyn Future<Output = OpOut>>>;
+
+pub(super) enum OpOut {
+    Tick(Result<TickReport>),
+    Wake(Result<WakeReport>),
+}
+
+pub(super) struct Op {
+    pub(super) kind: Kind,
+    pub(super) fut: OpFuture,
+    pub(super) started_step: u64,
+    pub(super) started_clock: DateTime<Utc>,
+    pub(super) faulted: bool,
+    pub(super) selected: BTreeMap<Uuid, DateTime<Utc>>,
+    pub(super) last_read: Option<DeploymentRecord>,
+    /// The intents this tick wrote, with their stamps (the transition bound counts from them).
+    pub(super) claimed: BTreeMap<Uuid, DateTime<Utc>>,
+    /// Claims waiting at their gate, by waiter, since when: the stamp is read right before
+    /// the call, so a transition starts when its claim call does (a real store call is
+    /// bounded by its statement timeout).
+    pub(super) claiming: BTreeMap<u64, DateTime<Utc>>,
+    /// Rows `asleep` over a running app and due for a drift check when this tick started,
+    /// with the `sleep_state_changed_at` of that sleep (invariant 8).
+    pub(super) due_drift: Vec<(Uuid, DateTime<Utc>)>,
+    /// This tick's drift slice held a row it had to leave for a wake in flight.
+    pub(super) slice_waited: bool,
+    /// Each candidate's backoff count as selected.
+    pub(super) backoffs: BTreeMap<Uuid, u32>,
+    /// Rows whose sleep-path read answered 403 in this tick: (activity and backoff count as
+    /// selected).
+    pub(super) forbidden: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
+    /// A wake that has scaled its app up (a cancel now leaves it running under `asleep`).
+    pub(super) scaled_up: bool,
+}
+
+impl Op {
+    pub(super) fn new(kind: Kind, fut: OpFuture, step: u64, clock: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            fut,
+            started_step: step,
+            started_clock: clock,
+            faulted: false,
+            selected: BTreeMap::new(),
+            last_read: None,
+            claimed: BTreeMap::new(),
+            claiming: BTreeMap::new(),
+            due_drift: Vec::new(),
+            slice_waited: false,
+            backoffs: BTreeMap::new(),
+            forbidden: BTreeMap::new(),
+            scaled_up: false,
+        }
+    }
+}
