@@ -10,6 +10,38 @@ use std::sync::Arc;
 use crate::ScalerSource;
 use crate::target::{ClusterName, scheme, scheme_of};
 
+/// At most `limit` of `items`, the answers of several clusters' walks (each cluster's oldest
+/// first), shared fairly between the clusters: every cluster's oldest item comes before any
+/// cluster's second, and so on (ties within a round by `key`); the chosen come back ordered by
+/// `key`. So a cluster whose items cannot be acted on (its API is down, its apps are left
+/// alone) takes at most its share of a tick's work, and the others go on. With one cluster it
+/// is simply the first `limit` by `key`. `scheme` is the item's `provider_id` scheme, the part
+/// before the first `:` (`k8s`, `k8s@east`).
+pub fn fair_share<T, K: Ord>(
+    mut items: Vec<T>,
+    limit: usize,
+    scheme: impl Fn(&T) -> &str,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    items.sort_by_key(|i| key(i));
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let ranks: Vec<usize> = items
+        .iter()
+        .map(|i| {
+            let n = seen.entry(scheme(i).to_owned()).or_default();
+            *n += 1;
+            *n
+        })
+        .collect();
+    let mut ranked: Vec<(usize, T)> = ranks.into_iter().zip(items).collect();
+    // Stable: within a round the key order of the first sort holds.
+    ranked.sort_by_key(|(rank, _)| *rank);
+    ranked.truncate(limit);
+    let mut chosen: Vec<T> = ranked.into_iter().map(|(_, i)| i).collect();
+    chosen.sort_by_key(|i| key(i));
+    chosen
+}
+
 /// The clusters one instance serves: the default one (ids `k8s:...`) or not, and named ones
 /// (ids `k8s@<name>:...`). Never empty when built from a valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -177,5 +209,39 @@ mod tests {
         assert!(east.admits_id("k8s"), "no cluster's id");
         assert!(!east.admits_id("k8s@north:apps/web"));
         assert_eq!(ServedClusters::default().schemes(), ["k8s"]);
+    }
+
+    #[test]
+    fn fair_share_gives_each_cluster_its_turn_and_keeps_key_order() {
+        // (scheme, key): east has a backlog older than the default cluster's rows.
+        let items = vec![
+            ("k8s@east", 1),
+            ("k8s@east", 2),
+            ("k8s@east", 3),
+            ("k8s", 10),
+            ("k8s", 11),
+            ("k8s@west", 20),
+        ];
+        let share = |limit| fair_share(items.clone(), limit, |i| i.0, |i| i.1);
+        assert_eq!(share(1), [("k8s@east", 1)]);
+        assert_eq!(share(2), [("k8s@east", 1), ("k8s", 10)]);
+        assert_eq!(share(3), [("k8s@east", 1), ("k8s", 10), ("k8s@west", 20)]);
+        assert_eq!(
+            share(4),
+            [
+                ("k8s@east", 1),
+                ("k8s@east", 2),
+                ("k8s", 10),
+                ("k8s@west", 20)
+            ]
+        );
+        assert_eq!(share(100).len(), 6);
+        assert!(share(0).is_empty());
+        // One cluster: the first `limit` by key.
+        let one = vec![("k8s", 3), ("k8s", 1), ("k8s", 2)];
+        assert_eq!(
+            fair_share(one, 2, |i| i.0, |i| i.1),
+            [("k8s", 1), ("k8s", 2)]
+        );
     }
 }

@@ -30,7 +30,7 @@ pub mod reexports {
     pub use ::metrics;
 }
 
-pub use cluster::{ClusterScalers, ServedClusters};
+pub use cluster::{ClusterScalers, ServedClusters, fair_share};
 pub use config::{ActivitySourceKind, ClusterConfig, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Result};
 pub use job::Job;

@@ -1,6 +1,7 @@
 //! The `Store` port over PostgreSQL: one statement per transition (see `queries`).
 
 use super::*;
+use idle_scaler_core::fair_share;
 
 #[async_trait]
 impl Store for PgStore {
@@ -11,8 +12,8 @@ impl Store for PgStore {
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<Candidate>> {
-        // One ordered index walk per cluster (each stops after `limit` entries), merged as
-        // one walk of them all would have ordered them.
+        // One ordered index walk per cluster (each stops after `limit` entries), then each
+        // cluster's fair share of `limit`, oldest first.
         let mut rows: Vec<CandidateRow> = Vec::new();
         for scheme in served.schemes() {
             let mut of_cluster: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
@@ -25,8 +26,12 @@ impl Store for PgStore {
                 .map_err(Error::query("select_candidates"))?;
             rows.append(&mut of_cluster);
         }
-        rows.sort_by_key(|r| (r.eligible_at, r.id));
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let rows = fair_share(
+            rows,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+            |r| scheme_of_id(&r.provider_id),
+            |r| (r.eligible_at, r.id),
+        );
         Ok(rows
             .into_iter()
             .map(CandidateRow::into_candidate)
@@ -227,7 +232,8 @@ impl Store for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One walk per cluster, merged in the order one walk of them all would give.
+        // One walk per cluster, then each cluster's fair share of `limit`, least recently
+        // checked first.
         let mut rows: Vec<R> = Vec::new();
         for scheme in served.schemes() {
             let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
@@ -248,8 +254,12 @@ impl Store for PgStore {
                 .map_err(Error::query("asleep_to_check"))?;
             rows.append(&mut of_cluster);
         }
-        rows.sort_by_key(|r| (r.5, r.0));
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let rows = fair_share(
+            rows,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+            |r| scheme_of_id(&r.1),
+            |r| (r.5, r.0),
+        );
         Ok(rows
             .into_iter()
             .map(
@@ -342,4 +352,9 @@ impl Store for PgStore {
             .map_err(Error::query("find_by_provider_id"))?;
         Ok(row.map(Row::into_record).transpose()?)
     }
+}
+
+/// The cluster part of a `provider_id` as `split_part(provider_id, ':', 1)` reads it.
+fn scheme_of_id(provider_id: &str) -> &str {
+    provider_id.split(':').next().unwrap_or("")
 }

@@ -150,7 +150,7 @@ async fn one_job_serves_two_clusters_and_one_unreachable_cluster_stops_nothing_e
     let home_web = insert("k8s:apps/web").await;
 
     let job = KubeClusters::from_config(&config).job(
-        config,
+        config.clone(),
         Arc::new(store.clone()),
         Arc::new(clock.clone()),
     );
@@ -187,4 +187,33 @@ async fn one_job_serves_two_clusters_and_one_unreachable_cluster_stops_nothing_e
     assert_eq!(row.sleep_state, SleepState::Asleep);
     let row = store.get(east_api).await.expect("get").expect("row");
     assert_eq!(row.sleep_state, SleepState::Awake, "left as it was");
+
+    // A backlog of east's rows, idle for longer than anything of west's, cannot take every
+    // slot of a small tick while east is down: west's next idle app still sleeps.
+    for i in 0..5 {
+        store
+            .insert(NewDeployment::new(
+                format!("k8s@east:apps/old{i}"),
+                now - Age::hours(10),
+            ))
+            .await
+            .expect("insert");
+    }
+    west.create_deployment("apps", "late", 1);
+    let west_late = insert("k8s@west:apps/late").await;
+    let small = Config {
+        max_per_tick: 2,
+        ..config
+    };
+    let job = KubeClusters::from_config(&small).job(
+        small,
+        Arc::new(store.clone()),
+        Arc::new(clock.clone()),
+    );
+    clock.advance(Age::minutes(5));
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
+    assert_eq!(west.replicas("apps", "late"), Some(0));
+    let row = store.get(west_late).await.expect("get").expect("row");
+    assert_eq!(row.sleep_state, SleepState::Asleep);
 }

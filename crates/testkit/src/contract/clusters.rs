@@ -73,8 +73,9 @@ pub async fn select_returns_only_rows_of_served_clusters<S: Store + HostOps>(s: 
     );
 }
 
-/// Across clusters the candidates come oldest first, as one walk of them all would give,
-/// and `limit` bounds the whole answer.
+/// Across clusters the candidates come oldest first, and `limit` bounds the whole answer,
+/// shared fairly: each cluster's oldest comes before any cluster's second, so one cluster's
+/// backlog (its API down, its apps left alone tick after tick) never takes every slot.
 pub async fn select_merges_clusters_oldest_first_within_the_limit<S: Store + HostOps>(s: &S) {
     let a = idle_at(s, "k8s@east:apps/a", 90).await;
     let b = idle_at(s, "k8s:apps/b", 80).await;
@@ -85,6 +86,19 @@ pub async fn select_merges_clusters_oldest_first_within_the_limit<S: Store + Hos
     assert_eq!(selected(s, &both, 50).await, vec![a, b, c, d]);
     assert_eq!(selected(s, &both, 3).await, vec![a, b, c]);
     assert_eq!(selected(s, &both, 1).await, vec![a]);
+
+    // East's backlog is older than anything of the default cluster: the default cluster
+    // still gets its share of a small limit.
+    let backlog = [
+        idle_at(s, "k8s@east:apps/e1", 300).await,
+        idle_at(s, "k8s@east:apps/e2", 290).await,
+        idle_at(s, "k8s@east:apps/e3", 280).await,
+    ];
+    assert_eq!(selected(s, &both, 2).await, vec![backlog[0], b]);
+    assert_eq!(
+        selected(s, &both, 4).await,
+        vec![backlog[0], backlog[1], b, d]
+    );
 }
 
 /// Recovery of an instance sees its clusters' stale intents and those of rows of no cluster
@@ -161,8 +175,8 @@ pub async fn stale_intents_and_drift_checks_skip_unserved_clusters<S: Store + Ho
     );
 }
 
-/// Drift checks across clusters come least recently checked first, as one walk of them all
-/// would give, within `limit` in all.
+/// Drift checks across clusters come least recently checked first, within `limit` in all,
+/// shared fairly between the clusters as the candidates are.
 pub async fn drift_checks_merge_clusters_oldest_first_within_the_limit<S: Store + HostOps>(s: &S) {
     let asleep_since = |id: &str, ago: i64| {
         let at = now() - mins(ago);
@@ -187,4 +201,7 @@ pub async fn drift_checks_merge_clusters_oldest_first_within_the_limit<S: Store 
     assert_eq!(due(50).await, vec![a, b, c]);
     assert_eq!(due(2).await, vec![a, b]);
     assert!(due(0).await.is_empty());
+    // East's rows, checked less recently than any other, do not take every slot.
+    let e = insert(s, asleep_since("k8s@east:apps/e", 300)).await;
+    assert_eq!(due(2).await, vec![e, b]);
 }

@@ -1,6 +1,7 @@
 //! The `Store` port in memory, with the PostgreSQL statements' semantics.
 
 use super::*;
+use idle_scaler_core::fair_share;
 
 #[async_trait]
 impl Store for MemoryStore {
@@ -28,12 +29,13 @@ impl Store for MemoryStore {
                 (r.eligible_at(), c)
             })
             .collect();
-        let found = by_time_then_id(found, |(at, c)| (*at, c.id));
-        Ok(found
-            .into_iter()
-            .map(|(_, c)| c)
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect())
+        let found = fair_share(
+            found,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+            |(_, c)| scheme_of_id(&c.provider_id),
+            |(at, c)| (*at, c.id),
+        );
+        Ok(found.into_iter().map(|(_, c)| c).collect())
     }
 
     async fn claim_sleep(
@@ -301,12 +303,13 @@ impl Store for MemoryStore {
             })
             .filter(|(due, _)| *due <= checked_before)
             .collect();
-        let found = by_time_then_id(found, |(due, r)| (*due, r.id));
-        Ok(found
-            .into_iter()
-            .map(|(_, r)| r)
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect())
+        let found = fair_share(
+            found,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+            |(_, r)| scheme_of_id(&r.provider_id),
+            |(due, r)| (*due, r.id),
+        );
+        Ok(found.into_iter().map(|(_, r)| r).collect())
     }
 
     async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
@@ -399,4 +402,9 @@ impl Store for MemoryStore {
             .count();
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
+}
+
+/// The cluster part of a `provider_id`, as the SQL store's `split_part(provider_id, ':', 1)`.
+fn scheme_of_id(provider_id: &str) -> &str {
+    provider_id.split(':').next().unwrap_or("")
 }
