@@ -15,12 +15,12 @@ use crate::target::{ClusterName, scheme, scheme_of};
 /// cluster's second, and so on (ties within a round by `key`); the chosen come back ordered by
 /// `key`. So a cluster whose items cannot be acted on (its API is down, its apps are left
 /// alone) takes at most its share of a tick's work, and the others go on. With one cluster it
-/// is simply the first `limit` by `key`. `scheme` is the item's `provider_id` scheme, the part
-/// before the first `:` (`k8s`, `k8s@east`).
+/// is simply the first `limit` by `key`. `provider_id` gives the item's id, whose
+/// [`scheme_of`] names its cluster.
 pub fn fair_share<T, K: Ord>(
     mut items: Vec<T>,
     limit: usize,
-    scheme: impl Fn(&T) -> &str,
+    provider_id: impl Fn(&T) -> &str,
     key: impl Fn(&T) -> K,
 ) -> Vec<T> {
     items.sort_by_key(|i| key(i));
@@ -28,7 +28,8 @@ pub fn fair_share<T, K: Ord>(
     let ranks: Vec<usize> = items
         .iter()
         .map(|i| {
-            let n = seen.entry(scheme(i).to_owned()).or_default();
+            let cluster = scheme_of(provider_id(i)).unwrap_or_default();
+            let n = seen.entry(cluster.to_owned()).or_default();
             *n += 1;
             *n
         })
@@ -213,35 +214,38 @@ mod tests {
 
     #[test]
     fn fair_share_gives_each_cluster_its_turn_and_keeps_key_order() {
-        // (scheme, key): east has a backlog older than the default cluster's rows.
+        // (provider_id, key): east has a backlog older than the default cluster's rows.
         let items = vec![
-            ("k8s@east", 1),
-            ("k8s@east", 2),
-            ("k8s@east", 3),
-            ("k8s", 10),
-            ("k8s", 11),
-            ("k8s@west", 20),
+            ("k8s@east:a/x", 1),
+            ("k8s@east:a/y", 2),
+            ("k8s@east:a/z", 3),
+            ("k8s:a/x", 10),
+            ("k8s:a/y", 11),
+            ("k8s@west:a/x", 20),
         ];
         let share = |limit| fair_share(items.clone(), limit, |i| i.0, |i| i.1);
-        assert_eq!(share(1), [("k8s@east", 1)]);
-        assert_eq!(share(2), [("k8s@east", 1), ("k8s", 10)]);
-        assert_eq!(share(3), [("k8s@east", 1), ("k8s", 10), ("k8s@west", 20)]);
+        assert_eq!(share(1), [("k8s@east:a/x", 1)]);
+        assert_eq!(share(2), [("k8s@east:a/x", 1), ("k8s:a/x", 10)]);
+        assert_eq!(
+            share(3),
+            [("k8s@east:a/x", 1), ("k8s:a/x", 10), ("k8s@west:a/x", 20)]
+        );
         assert_eq!(
             share(4),
             [
-                ("k8s@east", 1),
-                ("k8s@east", 2),
-                ("k8s", 10),
-                ("k8s@west", 20)
+                ("k8s@east:a/x", 1),
+                ("k8s@east:a/y", 2),
+                ("k8s:a/x", 10),
+                ("k8s@west:a/x", 20)
             ]
         );
         assert_eq!(share(100).len(), 6);
         assert!(share(0).is_empty());
         // One cluster: the first `limit` by key.
-        let one = vec![("k8s", 3), ("k8s", 1), ("k8s", 2)];
+        let one = vec![("k8s:a/c", 3), ("k8s:a/a", 1), ("k8s:a/b", 2)];
         assert_eq!(
             fair_share(one, 2, |i| i.0, |i| i.1),
-            [("k8s", 1), ("k8s", 2)]
+            [("k8s:a/a", 1), ("k8s:a/b", 2)]
         );
     }
 }

@@ -29,7 +29,7 @@ impl Store for PgStore {
         let rows = fair_share(
             rows,
             usize::try_from(limit).unwrap_or(usize::MAX),
-            |r| scheme_of_id(&r.provider_id),
+            |r| &r.provider_id,
             |r| (r.eligible_at, r.id),
         );
         Ok(rows
@@ -257,7 +257,7 @@ impl Store for PgStore {
         let rows = fair_share(
             rows,
             usize::try_from(limit).unwrap_or(usize::MAX),
-            |r| scheme_of_id(&r.1),
+            |r| &r.1,
             |r| (r.5, r.0),
         );
         Ok(rows
@@ -352,9 +352,4 @@ impl Store for PgStore {
             .map_err(Error::query("find_by_provider_id"))?;
         Ok(row.map(Row::into_record).transpose()?)
     }
-}
-
-/// The cluster part of a `provider_id` as `split_part(provider_id, ':', 1)` reads it.
-fn scheme_of_id(provider_id: &str) -> &str {
-    provider_id.split(':').next().unwrap_or("")
 }

@@ -32,7 +32,7 @@ impl Store for MemoryStore {
         let found = fair_share(
             found,
             usize::try_from(limit).unwrap_or(usize::MAX),
-            |(_, c)| scheme_of_id(&c.provider_id),
+            |(_, c)| &c.provider_id,
             |(at, c)| (*at, c.id),
         );
         Ok(found.into_iter().map(|(_, c)| c).collect())
@@ -306,7 +306,7 @@ impl Store for MemoryStore {
         let found = fair_share(
             found,
             usize::try_from(limit).unwrap_or(usize::MAX),
-            |(_, r)| scheme_of_id(&r.provider_id),
+            |(_, r)| &r.provider_id,
             |(due, r)| (*due, r.id),
         );
         Ok(found.into_iter().map(|(_, r)| r).collect())
@@ -402,9 +402,4 @@ impl Store for MemoryStore {
             .count();
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
-}
-
-/// The cluster part of a `provider_id`, as the SQL store's `split_part(provider_id, ':', 1)`.
-fn scheme_of_id(provider_id: &str) -> &str {
-    provider_id.split(':').next().unwrap_or("")
 }
