@@ -260,8 +260,7 @@ async fn a_wake_uses_the_client_of_the_rows_cluster() {
     });
     store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store.expect_finish_wake().returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut east_scaler = MockScaler::new();
     east_scaler
         .expect_get_scale()

@@ -11,8 +11,7 @@ fn backing_off(c: Candidate) -> (MockStore, Arc<std::sync::Mutex<Vec<BackOff>>>)
     store
         .expect_select_candidates()
         .return_once(move |_, _, _, _| Ok(vec![c]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     store
         .expect_asleep_to_check()
         .returning(|_, _, _| Ok(vec![]));
@@ -139,8 +138,7 @@ fn permanent_failures_at_the_head_of_the_queue_stop_one_tick_only() {
         flag.store(true, Ordering::SeqCst);
         Ok(true)
     });
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     store
         .expect_asleep_to_check()
         .returning(|_, _, _| Ok(vec![]));

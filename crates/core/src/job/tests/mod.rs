@@ -101,6 +101,12 @@ fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
     store
 }
 
+/// The gauges sampled after a tick or a wake: no app asleep.
+fn no_asleep(store: &mut MockStore) {
+    store.expect_count_asleep().returning(|| Ok(0));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+}
+
 /// The calls a tick makes beside the protocol under test, answered with nothing to do:
 /// lasting skips back off, the drift check finds no row due, a dry run lists no backoff.
 fn quiet(store: &mut MockStore) {

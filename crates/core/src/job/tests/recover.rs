@@ -35,8 +35,7 @@ fn recovery(
     store
         .expect_select_candidates()
         .returning(|_, _, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()

@@ -69,8 +69,7 @@ async fn run_ticks_every_interval_until_cancelled() {
         .expect_select_candidates()
         .times(4)
         .returning(|_, _, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let job = Arc::new(job(enabled(), store, MockScaler::new()));
     let token = CancellationToken::new();
     let handle = tokio::spawn({
@@ -99,8 +98,7 @@ async fn a_failed_tick_does_not_stop_the_loop() {
                 Ok(vec![])
             }
         });
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let job = Arc::new(job(enabled(), store, MockScaler::new()));
     let token = CancellationToken::new();
     let handle = tokio::spawn({

@@ -59,8 +59,7 @@ async fn selection_uses_the_idle_window_and_max_per_tick() {
         )
         .times(1)
         .returning(|_, _, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let config = Config {
         idle_minutes: 45,
         max_per_tick: 7,

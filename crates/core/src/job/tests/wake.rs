@@ -63,8 +63,7 @@ async fn wake_without_a_recorded_count_uses_the_default() {
         .expect_get()
         .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
     store.expect_finish_wake().returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(0, "9")));
     scaler
@@ -160,8 +159,7 @@ async fn wake_of_a_sleeping_row_that_a_tick_confirms_meanwhile_retries() {
         )
         .times(1)
         .returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     // At 0 when first read; running at the second look, after this wake scaled it up.
     let mut reads = 0;
@@ -238,8 +236,7 @@ fn wake_waits_for_a_sleep_in_flight_then_wakes() {
         )
         .times(1)
         .returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     scaler
         .expect_get_scale()
@@ -269,8 +266,7 @@ fn wake_never_lowers_a_running_app() {
         .expect_finish_wake()
         .times(1)
         .returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(5, "12")));
     scaler.expect_set_replicas().times(0);
@@ -296,8 +292,7 @@ fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
         .expect_finish_wake()
         .times(1)
         .returning(|_, _, _, _| Ok(true));
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let mut scaler = MockScaler::new();
     let mut reads = 0;
     scaler.expect_get_scale().times(2).returning(move |_| {
@@ -394,8 +389,7 @@ async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
             }
             Ok(true)
         });
-    store.expect_count_asleep().returning(|| Ok(0));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    no_asleep(&mut store);
     let release = Arc::new(tokio::sync::Notify::new());
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let scaler = HeldScaler {
