@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ScalerSource;
-use crate::target::{ClusterName, scheme, scheme_of};
+use crate::target::{ClusterName, is_cluster_id, scheme, scheme_of};
 
 /// At most `limit` of `items`, the answers of several clusters' walks (each cluster's oldest
 /// first), shared fairly between the clusters: every cluster's oldest item comes before any
@@ -128,8 +128,7 @@ impl ServedClusters {
     /// (`k8s...:...`) are left to the instances serving them. The store's test:
     /// `split_part(provider_id, ':', 1) = ANY(schemes) OR provider_id NOT LIKE 'k8s%:%'`.
     pub fn admits_id(&self, provider_id: &str) -> bool {
-        self.serves_id(provider_id)
-            || !(provider_id.starts_with("k8s") && provider_id.contains(':'))
+        self.serves_id(provider_id) || !is_cluster_id(provider_id)
     }
 }
 

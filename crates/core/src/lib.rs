@@ -47,4 +47,6 @@ pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, Moc
 pub use readiness::MockReadiness;
 pub use readiness::{Readiness, ReadyState};
 pub use report::{Outcome, Recovery, SkipReason, SleptApp, TickReport, WakeReport, WakeResult};
-pub use target::{ClusterName, Target, TargetError, cluster_label, scheme, scheme_of};
+pub use target::{
+    ClusterName, Target, TargetError, cluster_label, is_cluster_id, scheme, scheme_of,
+};

@@ -84,6 +84,12 @@ pub fn scheme_of(provider_id: &str) -> Option<&str> {
     provider_id.split_once(':').map(|(scheme, _)| scheme)
 }
 
+/// Whether `provider_id` is some cluster's id, this scaler's or not: SQL's
+/// `provider_id LIKE 'k8s%:%'`, the predicate of the candidate index.
+pub fn is_cluster_id(provider_id: &str) -> bool {
+    provider_id.starts_with(SCHEME) && provider_id.contains(':')
+}
+
 /// The label of a cluster in logs and metrics: its name, or `default`.
 pub fn cluster_label(cluster: Option<&ClusterName>) -> &str {
     cluster.map_or(ClusterName::DEFAULT_LABEL, ClusterName::as_str)

@@ -199,17 +199,12 @@ fn sleepable(row: &Stored) -> bool {
     row.status == "healthy"
         && row.sleep_state == SleepState::Awake
         && !row.always_on
-        && row.provider_id.starts_with("k8s")
-        && row.provider_id[3..].contains(':')
+        && idle_scaler_core::is_cluster_id(&row.provider_id)
 }
 
-/// The candidate query's predicate, term for term.
+/// The candidate query's predicate: the claim's, in eligibility order.
 fn is_candidate(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
-    sleepable(row)
-        && row.eligible_at() <= idle_before
-        && row.expires_at.is_none_or(|e| e > now)
-        && row.last_activity_at <= idle_before
-        && row.not_backing_off(now)
+    is_claimable(row, now, idle_before) && row.eligible_at() <= idle_before
 }
 
 /// The claim's predicate (the candidate predicate without the sort key).
