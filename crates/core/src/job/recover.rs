@@ -35,6 +35,13 @@ impl Job {
             .stale_intents(scalers.served(), now - STALE_INTENT_AFTER)
             .await?;
         for intent in &stale {
+            // A cluster found unreachable in this tick would time out on every one of its
+            // intents in turn, holding up every other cluster's sleeps: the next tick goes on.
+            if let Ok(t) = Target::parse(&intent.provider_id)
+                && scalers.is_unreachable(t.cluster.as_ref())
+            {
+                continue;
+            }
             let result = self.recover_one(scalers, intent, now).await;
             info!(deployment_id = %intent.id, result = result.as_str(), "stale sleep intent recovered");
             metrics::recovered(result);

@@ -329,3 +329,145 @@ fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
         Some(1)
     );
 }
+
+/// A stale intent of `provider_id`, older than the stale age, with no activity since.
+fn stale_of(provider_id: &str) -> crate::StaleIntent {
+    crate::StaleIntent {
+        id: Uuid::new_v4(),
+        provider_id: provider_id.into(),
+        last_activity_at: seen(),
+        sleep_state_changed_at: t0() - chrono::Duration::minutes(10),
+        replicas_before_sleep: Some(2),
+    }
+}
+
+/// East's API stops answering: recovery reads it once, not once per leftover intent, and
+/// the default cluster's leftover and idle app are still settled and slept in that tick.
+#[tokio::test]
+async fn recovery_stops_reading_an_unreachable_cluster_and_the_others_go_on() {
+    let mut store = MockStore::new();
+    quiet(&mut store);
+    store.expect_stale_intents().returning(|_, _| {
+        Ok(vec![
+            stale_of("k8s@east:apps/a"),
+            stale_of("k8s@east:apps/b"),
+            stale_of("k8s@east:apps/c"),
+            stale_of("k8s:apps/home"),
+        ])
+    });
+    // Only the default cluster's leftover is settled (its app is at 0: asleep).
+    store
+        .expect_settle_intent()
+        .withf(|_, _, to, _| *to == SleepState::Asleep)
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    store
+        .expect_select_candidates()
+        .return_once(|_, _, _, _| Ok(vec![candidate("k8s:apps/web")]));
+    no_asleep(&mut store);
+    claims_and_confirms(&mut store);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .times(1)
+        .returning(|_| Err(Error::unavailable("east: connection refused")));
+    let mut home = MockScaler::new();
+    home.expect_get_scale()
+        .withf(|t| t.name == "home")
+        .times(1)
+        .returning(|_| Ok(scale(0, "3")));
+    home.expect_get_scale()
+        .withf(|t| t.name == "web")
+        .times(1)
+        .returning(|_| Ok(scale(2, "1")));
+    home.expect_set_replicas()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let job = Job::new(two_clusters(), Arc::new(store), source(home), clock())
+        .with_cluster(east(), source(east_scaler));
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
+    assert_eq!(report.clusters_unreachable, ["east"], "{report:?}");
+    assert_eq!(report.recovered.get(&crate::Recovery::Asleep), Some(&1));
+    assert_eq!(report.recovered.get(&crate::Recovery::Failed), Some(&1));
+}
+
+/// East's API stops answering during the drift checks: the default cluster's asleep row
+/// whose app runs is still set `awake`; east's rows are neither read again nor marked checked.
+#[tokio::test]
+async fn drift_checks_go_on_in_the_other_clusters_while_one_is_unreachable() {
+    let slept = t0() - chrono::Duration::hours(1);
+    let asleep = |provider_id: &str| crate::AsleepRow {
+        id: Uuid::new_v4(),
+        provider_id: provider_id.into(),
+        last_activity_at: slept - chrono::Duration::minutes(30),
+        sleep_state_changed_at: slept,
+        wake_started_at: None,
+    };
+    let home = asleep("k8s:apps/web");
+    let home_id = home.id;
+    let mut store = MockStore::new();
+    store.expect_back_off().returning(|_, _, _| Ok(true));
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(|_, _, _, _| Ok(vec![]));
+    store.expect_count_asleep().returning(|| Ok(4));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(4));
+    let rows = vec![
+        asleep("k8s@east:apps/a"),
+        asleep("k8s@east:apps/b"),
+        asleep("k8s@east:apps/c"),
+        home,
+    ];
+    store
+        .expect_asleep_to_check()
+        .return_once(move |_, _, _| Ok(rows));
+    store
+        .expect_reconcile_awake()
+        .withf(move |id, _, kind, _| *id == home_id && *kind == crate::Drift::WokenExternally)
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    store.expect_mark_checked().times(0);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .times(1)
+        .returning(|_| Err(Error::unavailable("east: connection refused")));
+    let mut home_scaler = MockScaler::new();
+    home_scaler
+        .expect_get_scale()
+        .times(1)
+        .returning(|_| Ok(scale(2, "5")));
+    let config = Config {
+        concurrency: 1,
+        ..two_clusters()
+    };
+    let job = Job::new(config, Arc::new(store), source(home_scaler), clock())
+        .with_cluster(east(), source(east_scaler));
+    let report = job.tick().await.expect("tick");
+    assert_eq!(report.drift.get(&crate::Drift::WokenExternally), Some(&1));
+    assert_eq!(report.clusters_unreachable, ["east"], "{report:?}");
+}
+
+/// The flag off with clusters configured: no port is called, no cluster's client is built.
+#[tokio::test]
+async fn flag_off_with_clusters_makes_no_call() {
+    let config = Config {
+        enabled: false,
+        ..two_clusters()
+    };
+    let mut east_source = MockScalerSource::new();
+    east_source.expect_scaler().times(0);
+    let mut home_source = MockScalerSource::new();
+    home_source.expect_scaler().times(0);
+    let job = Job::new(
+        config,
+        Arc::new(MockStore::new()),
+        Arc::new(home_source),
+        clock(),
+    )
+    .with_cluster(east(), Arc::new(east_source));
+    let report = job.tick().await.expect("tick");
+    assert!(report.disabled, "{report:?}");
+}
