@@ -1,7 +1,7 @@
 //! Reading Prometheus's answer: the JSON envelope, the instant vector, and each sample's
 //! value as the time of the latest traffic.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::DateTime;
 use http::StatusCode;
@@ -104,10 +104,16 @@ pub(crate) fn map_samples(
     namespace_label: &str,
     name_label: &str,
 ) -> HashMap<Target, Traffic> {
-    let asked: BTreeSet<(&str, &str)> = asked
-        .iter()
-        .map(|t| (t.namespace.as_str(), t.name.as_str()))
-        .collect();
+    // The metrics name no cluster: an answer for a namespace and name is the answer for
+    // every asked target of that namespace and name, whichever cluster it is in (traffic
+    // seen anywhere keeps each of them awake, never the other way round).
+    let mut by_name: BTreeMap<(&str, &str), Vec<&Target>> = BTreeMap::new();
+    for t in asked {
+        by_name
+            .entry((t.namespace.as_str(), t.name.as_str()))
+            .or_default()
+            .push(t);
+    }
     let mut seen: HashMap<Target, Traffic> = HashMap::new();
     let mut unlabelled = 0_usize;
     let mut not_a_time = 0_usize;
@@ -119,26 +125,25 @@ pub(crate) fn map_samples(
             unlabelled += 1;
             continue;
         };
-        if !asked.contains(&(namespace.as_str(), name.as_str())) {
+        let Some(targets) = by_name.get(&(namespace.as_str(), name.as_str())) else {
             continue;
-        }
+        };
         let Some(traffic) = traffic_of(&sample.value.1) else {
             if implausible(&sample.value.1) {
                 not_a_time += 1;
             }
             continue;
         };
-        let target = Target {
-            cluster: None,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
-        let merged = match (seen.get(&target), traffic) {
-            (Some(Traffic::LastSeen(a)), Traffic::LastSeen(b)) => Traffic::LastSeen((*a).max(b)),
-            (Some(earlier @ Traffic::LastSeen(_)), Traffic::Quiet) => *earlier,
-            (_, t) => t,
-        };
-        seen.insert(target, merged);
+        for &target in targets {
+            let merged = match (seen.get(target), traffic) {
+                (Some(Traffic::LastSeen(a)), Traffic::LastSeen(b)) => {
+                    Traffic::LastSeen((*a).max(b))
+                }
+                (Some(earlier @ Traffic::LastSeen(_)), Traffic::Quiet) => *earlier,
+                (_, t) => t,
+            };
+            seen.insert(target.clone(), merged);
+        }
     }
     if unlabelled > 0 {
         warn!(

@@ -172,3 +172,26 @@ fn errors_say_whose_fault_they_are() {
         "{e}"
     );
 }
+
+/// The metrics name no cluster: an answer for `apps/web` is the answer for `apps/web` in every
+/// asked cluster (so a named cluster's busy app is seen busy, never "no data").
+#[test]
+fn an_answer_applies_to_the_asked_targets_of_every_cluster() {
+    let body =
+        vector(r#"{"metric":{"namespace":"apps","ingress":"web"},"value":[1,"1767268770"]}"#);
+    let east = Target {
+        cluster: Some(idle_scaler_core::ClusterName::new("east").expect("valid")),
+        ..target("apps", "web")
+    };
+    let seen = map_samples(
+        parse_answer(StatusCode::OK, &body).expect("vector"),
+        &[target("apps", "web"), east.clone(), target("apps", "api")],
+        "namespace",
+        "ingress",
+    );
+    let busy = Traffic::LastSeen(at(1_767_268_770));
+    assert_eq!(
+        seen,
+        HashMap::from([(target("apps", "web"), busy), (east, busy)])
+    );
+}

@@ -56,7 +56,9 @@ impl Job {
             return TrafficAnswer::Failed;
         };
         let mut asked: Vec<Target> = targets.iter().filter_map(|t| t.clone().ok()).collect();
-        asked.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        asked.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.cluster).cmp(&(&b.namespace, &b.name, &b.cluster))
+        });
         asked.dedup();
         if asked.is_empty() {
             return TrafficAnswer::Answered(HashMap::new());
