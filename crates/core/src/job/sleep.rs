@@ -353,8 +353,13 @@ impl TickCtx<'_> {
                 // count (no new resourceVersion), so make sure the app is not left at 0.
                 if let Some(r) = restore
                     && matches!(self.job.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake)
+                    && !self.restore(id, target, r).await
                 {
-                    self.ensure_running(target, id, r).await;
+                    // Its row is `awake` and nothing else will look at it: say so loudly and
+                    // count a failure, rather than report a harmless race.
+                    error!(deployment_id = %id, target = %target,
+                        "a wake won the race but the app may be left at 0 under an awake row;                          scale it to its replicas by hand");
+                    return Attempt::Failed;
                 }
                 info!(deployment_id = %id, outcome = "raced", "a wake won the race; left awake");
                 Attempt::Skipped(SkipReason::Raced)
@@ -378,10 +383,6 @@ impl TickCtx<'_> {
                 Attempt::Failed
             }
         }
-    }
-
-    async fn ensure_running(&self, target: &Target, id: uuid::Uuid, replicas: i32) {
-        self.restore(id, target, replicas).await;
     }
 
     /// Brings back an app this tick scaled down: reads first and writes only at 0, with the

@@ -218,6 +218,19 @@ async fn confirm_lost_to_a_same_count_wake_restores_the_app_left_at_zero() {
     assert_eq!(report.skipped(SkipReason::Raced), 1);
 }
 
+#[tokio::test]
+async fn confirm_lost_to_a_wake_with_the_restore_failing_is_a_failure_not_a_race() {
+    let (store, mut scaler) = confirm_lost(ConfirmOutcome::NotSleeping, SleepState::Awake, 0);
+    scaler
+        .expect_set_replicas()
+        .withf(|t, r, _| *t == web() && *r == 3)
+        .times(1)
+        .returning(|_, _, _| Err(Error::unavailable("connection reset")));
+    let report = job(enabled(), store, scaler).tick().await.unwrap();
+    assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
+    assert_eq!(report.skipped(SkipReason::Raced), 0);
+}
+
 /// Activity arrived during the sleep (a redeploy): the tick puts back what it took, reading
 /// first and writing with the version read.
 fn activity_during_the_sleep(replicas_now: i32, restores: usize) -> TickReport {
