@@ -276,8 +276,8 @@ impl Config {
             "idle_minutes",
             self.idle_minutes,
             IDLE_MINUTES_FLOOR.into(),
-            u32::MAX.into(),
-            "at least 5 (minutes)",
+            IDLE_MINUTES_MAX.into(),
+            "an integer from 5 to 525600 (minutes; one year)",
         )?;
         check(
             "interval_seconds",

@@ -289,6 +289,14 @@ fn a_job_cannot_be_built_from_an_invalid_config() {
             "idle_minutes",
         ),
         (
+            // Above the year the environment path allows.
+            Config {
+                idle_minutes: crate::config::IDLE_MINUTES_MAX + 1,
+                ..base.clone()
+            },
+            "idle_minutes",
+        ),
+        (
             Config {
                 interval_seconds: 0,
                 ..base.clone()
