@@ -8,11 +8,14 @@
 //!   basic auth, so the URL the stack sees (and kube's own error and debug output) has none;
 //! - kube's HTTP trace layer is left out: it logged every failure as a bare
 //!   `ERROR failed with error client error (Connect)` besides the job's own WARN, and the
-//!   full URL at debug level.
+//!   full URL at debug level;
+//! - TLS is configured by [`crate::client_config`] on an explicit rustls crypto provider,
+//!   where kube would take the process default and panic when there is none to choose.
 //!
-//! Otherwise the stack is kube's: TLS from the configuration, its auth and extra-header
-//! layers, and its retry of 429/503/504 when the configuration asks for it.
+//! Otherwise the stack is kube's: its auth and extra-header layers, and its retry of
+//! 429/503/504 when the configuration asks for it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client as HyperClient;
@@ -20,6 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt;
 use kube::client::retry::RetryPolicy;
+use rustls::crypto::CryptoProvider;
 use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder};
 
@@ -51,13 +55,22 @@ pub fn build(config: kube::Config) -> kube::Result<kube::Client> {
     build_with(config, Pool::default())
 }
 
-/// A client for `config` with `pool`.
-pub fn build_with(mut config: kube::Config, pool: Pool) -> kube::Result<kube::Client> {
+/// A client for `config` with `pool`, its TLS on [`crate::provider`].
+pub fn build_with(config: kube::Config, pool: Pool) -> kube::Result<kube::Client> {
+    build_with_provider(config, pool, crate::provider())
+}
+
+/// A client for `config` with `pool`, its TLS on `provider` (handed to rustls, not installed).
+pub fn build_with_provider(
+    mut config: kube::Config,
+    pool: Pool,
+    provider: Arc<CryptoProvider>,
+) -> kube::Result<kube::Client> {
     move_userinfo_to_basic_auth(&mut config);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let https = crate::tls::https_connector(&config, provider, http)?;
     let client: HyperClient<_, kube::client::Body> = HyperClient::builder(TokioExecutor::new())
         .pool_idle_timeout(pool.idle_timeout)
         .pool_max_idle_per_host(pool.max_idle_per_host)

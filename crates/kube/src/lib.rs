@@ -18,6 +18,10 @@
 //!
 //! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
+//!
+//! TLS is built by this crate ([`client_config`]) on a rustls crypto provider it hands to
+//! rustls ([`provider`]: the process default if the host installed one, else this crate's
+//! own, feature `ring` or `aws-lc-rs`); it never installs a process default.
 #![warn(missing_docs)]
 
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
@@ -46,7 +50,7 @@ use tracing::{debug, warn};
 
 mod tls;
 
-pub use tls::{crypto_provider, ensure_crypto_provider};
+pub use tls::{client_config, crypto_provider, provider};
 
 /// The field manager every write is recorded under (`metadata.managedFields`).
 pub const FIELD_MANAGER: &str = "idle-scaler";
@@ -202,9 +206,8 @@ impl KubeScaler {
     }
 }
 
-/// A client from `config`, with a crypto provider in place first (see [`tls`]).
+/// A client from `config` (TLS on [`provider`]).
 fn client(config: kube::Config) -> Result<kube::Client> {
-    ensure_crypto_provider();
     client::build(config).map_err(Error::Client)
 }
 

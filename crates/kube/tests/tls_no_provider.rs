@@ -1,35 +1,47 @@
-//! A process with both rustls providers compiled in and none installed (rustls alone would
-//! panic, unable to choose): the adapter installs its own (`ring` by default) and its client
-//! works. Its own test binary, because the default provider is process-wide.
+//! A process with both rustls providers compiled in and no default installed: rustls alone
+//! would panic, unable to choose. The adapter hands its own provider (`ring` by default) to
+//! rustls, so its client works over https and the process default stays unset. Its own test
+//! binary, because the default provider is process-wide.
 
 use std::time::Duration;
 
-use idle_scaler_core::{ScalerSource, Target};
+use idle_scaler_core::config::ClusterConfig;
+use idle_scaler_core::{ClusterName, ScalerSource, Target};
 use idle_scaler_kube::LazyScalerSource;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
+use idle_scaler_testkit::tls::{Pki, TlsFront, ca_data, kubeconfig};
 use rustls::crypto::CryptoProvider;
 
-fn suites(p: &CryptoProvider) -> Vec<rustls::CipherSuite> {
-    p.cipher_suites.iter().map(|s| s.suite()).collect()
-}
-
 #[tokio::test]
-async fn with_no_process_provider_the_adapter_installs_its_own_and_works() {
+async fn with_no_process_provider_the_adapter_hands_rustls_its_own() {
     assert!(CryptoProvider::get_default().is_none());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pki = Pki::create(dir.path(), "ca");
     let fake = FakeApiServer::start().await;
     fake.create_deployment("apps", "web", 3);
-    let source = LazyScalerSource::from_url(fake.url(), Duration::from_secs(10));
+    let front = TlsFront::start(fake.addr(), &pki.server("server", &["127.0.0.1"]), None).await;
+    let settings = ClusterConfig {
+        kubeconfig: Some(kubeconfig(dir.path(), &front.url(), &ca_data(&pki.ca), "")),
+        context: None,
+    };
+    let cluster = ClusterName::new("east").expect("a cluster name");
+    let source = LazyScalerSource::for_cluster(&cluster, &settings, Duration::from_secs(10));
     let scaler = source.scaler().await.expect("a client, not a panic");
     let target = Target {
-        cluster: None,
+        cluster: Some(cluster),
         namespace: "apps".into(),
         name: "web".into(),
     };
     assert_eq!(scaler.get_scale(&target).await.expect("scale").replicas, 3);
 
-    let installed = CryptoProvider::get_default().expect("the adapter installed one");
+    let own_first = idle_scaler_kube::crypto_provider().cipher_suites[0].suite();
     assert_eq!(
-        suites(installed),
-        suites(&idle_scaler_kube::crypto_provider())
+        front.suites(),
+        [own_first],
+        "one https connection, the adapter's provider"
+    );
+    assert!(
+        CryptoProvider::get_default().is_none(),
+        "the adapter installed a process default"
     );
 }

@@ -10,3 +10,5 @@ pub mod host;
 pub mod liveness;
 pub mod memory;
 pub mod sim;
+#[cfg(feature = "tls")]
+pub mod tls;

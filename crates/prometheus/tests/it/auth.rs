@@ -18,7 +18,8 @@ use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use idle_scaler_testkit::memory::MemoryStore;
 use tokio::net::TcpListener;
 
-use crate::support::{Exporter, Prometheus, Tls, WebConfig, eventually};
+use crate::support::{Exporter, Prometheus, WebConfig, eventually};
+use idle_scaler_testkit::tls::Pki;
 
 const USER: &str = "scraper";
 const PASSWORD: &str = "right-horse-battery";
@@ -85,8 +86,11 @@ async fn https_and_basic_auth_against_a_real_prometheus_and_a_refused_password_s
     let (exporter, exporter_addr) = Exporter::start().await;
     exporter.requests("apps", "web", "/", 1);
     let dir = tempfile::tempdir().expect("dir");
-    let tls = Tls::create(dir.path());
-    let ca = tls.ca.clone();
+    let pki = Pki::create(dir.path(), "ca");
+    let (ca, tls) = (
+        pki.ca.clone(),
+        pki.server("server", &["127.0.0.1", "localhost"]),
+    );
     let prometheus = Prometheus::start_with(
         exporter_addr,
         Some(&WebConfig {

@@ -163,85 +163,10 @@ fn free_port() -> u16 {
 
 /// What `--web.config.file` asks of clients: TLS with this certificate, and basic auth.
 pub struct WebConfig {
-    pub tls: Tls,
+    pub tls: idle_scaler_testkit::tls::Issued,
     pub user: String,
     /// The password's bcrypt hash, as Prometheus stores it.
     pub bcrypt_hash: String,
-}
-
-/// A test CA and a server certificate it signed for 127.0.0.1, made with the `openssl` CLI.
-pub struct Tls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Tls {
-    /// Creates the files in `dir`.
-    pub fn create(dir: &Path) -> Self {
-        let path = |name: &str| dir.join(name);
-        let ext = path("server.ext");
-        std::fs::write(
-            &ext,
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write server.ext");
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &["-subj", "/CN=idle-scaler test CA", "-days", "2"],
-            ]
-            .concat(),
-            &[("-keyout", path("ca.key")), ("-out", path("ca.pem"))],
-        );
-        openssl(
-            &[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1"]].concat(),
-            &[
-                ("-keyout", path("server.key")),
-                ("-out", path("server.csr")),
-            ],
-        );
-        openssl(
-            &["x509", "-req", "-days", "2", "-CAcreateserial"],
-            &[
-                ("-in", path("server.csr")),
-                ("-CA", path("ca.pem")),
-                ("-CAkey", path("ca.key")),
-                ("-extfile", ext),
-                ("-out", path("server.crt")),
-            ],
-        );
-        Self {
-            ca: path("ca.pem"),
-            cert: path("server.crt"),
-            key: path("server.key"),
-        }
-    }
-}
-
-fn openssl(args: &[&str], paths: &[(&str, PathBuf)]) {
-    let mut command = Command::new("openssl");
-    command.args(args);
-    for (flag, path) in paths {
-        command.arg(flag).arg(path);
-    }
-    let out = command.output().unwrap_or_else(|e| {
-        panic!("running openssl (the Debian package `openssl` makes the test certificates): {e}")
-    });
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Prometheus {

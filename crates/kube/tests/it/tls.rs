@@ -1,0 +1,236 @@
+//! The adapter's TLS, which it builds itself on an explicit crypto provider: each way a
+//! kubeconfig configures TLS, against the fake API server behind a real TLS front.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use idle_scaler_core::{Error, Scaler};
+use idle_scaler_kube::KubeScaler;
+use idle_scaler_kube::client::{Pool, build_with_provider};
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+use idle_scaler_testkit::tls::{Issued, Pki, TlsFront, ca_data, kubeconfig};
+use rustls::CipherSuite;
+
+use super::*;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    pki: Pki,
+    fake: FakeApiServer,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().to_owned();
+    let pki = Pki::create(&path, "ca");
+    let fake = FakeApiServer::start().await;
+    fake.create_deployment("apps", "web", 3);
+    Setup {
+        _dir: dir,
+        dir: path,
+        pki,
+        fake,
+    }
+}
+
+fn b64(path: &Path) -> String {
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).expect("read a PEM file"))
+}
+
+async fn scaler(file: &Path) -> KubeScaler {
+    KubeScaler::from_kubeconfig("test", Some(file), None, TIMEOUT)
+        .await
+        .expect("a client from the kubeconfig")
+}
+
+async fn replicas(scaler: &KubeScaler) -> idle_scaler_core::Result<i32> {
+    scaler.get_scale(&web()).await.map(|s| s.replicas)
+}
+
+fn front_server(s: &Setup) -> Issued {
+    s.pki.server("server", &["127.0.0.1", "localhost"])
+}
+
+#[tokio::test]
+async fn the_kubeconfig_ca_verifies_the_server() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
+    let ca = ca_data(&s.pki.ca);
+    let file = kubeconfig(&s.dir, &front.url(), &ca, "");
+    assert_eq!(
+        replicas(&scaler(&file).await)
+            .await
+            .expect("a scale over https"),
+        3
+    );
+    assert_eq!(front.suites().len(), 1, "one TLS connection");
+}
+
+#[tokio::test]
+async fn a_server_no_trusted_ca_issued_is_refused() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
+    // No CA in the kubeconfig: the platform's roots, which do not hold the test CA.
+    let file = kubeconfig(&s.dir, &front.url(), "", "");
+    let err = replicas(&scaler(&file).await).await.expect_err("refused");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // Another CA than the one that issued the server's certificate.
+    let other = Pki::create(&s.dir, "other");
+    let ca = ca_data(&other.ca);
+    let file = kubeconfig(&s.dir, &front.url(), &ca, "");
+    let err = replicas(&scaler(&file).await).await.expect_err("refused");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    front.wait_refused(2).await;
+    assert!(front.suites().is_empty(), "no handshake completed");
+    assert_eq!(s.fake.requests().len(), 0, "nothing reached the API server");
+}
+
+#[tokio::test]
+async fn the_in_cluster_ca_file_verifies_the_server() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
+    // What `kube::Config::incluster` sets: the mounted `ca.crt`, re-read as it rotates.
+    let mut config = kube::Config::new(front.url().parse().expect("a URL"));
+    config.root_cert_file = Some(s.pki.ca.clone());
+    let client = idle_scaler_kube::client::build(config).expect("a client");
+    assert_eq!(
+        replicas(&KubeScaler::new(client, TIMEOUT))
+            .await
+            .expect("a scale"),
+        3
+    );
+
+    let other = Pki::create(&s.dir, "other");
+    let mut config = kube::Config::new(front.url().parse().expect("a URL"));
+    config.root_cert_file = Some(other.ca.clone());
+    let client = idle_scaler_kube::client::build(config).expect("a client");
+    replicas(&KubeScaler::new(client, TIMEOUT))
+        .await
+        .expect_err("another CA's file does not verify it");
+}
+
+#[tokio::test]
+async fn insecure_skip_tls_verify_accepts_an_unknown_issuer() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
+    let file = kubeconfig(&s.dir, &front.url(), "insecure-skip-tls-verify: true", "");
+    assert_eq!(replicas(&scaler(&file).await).await.expect("a scale"), 3);
+}
+
+#[tokio::test]
+async fn tls_server_name_names_the_certificate_to_expect() {
+    let s = setup().await;
+    let named = s.pki.server("named", &["kubernetes.default.svc"]);
+    let front = TlsFront::start(s.fake.addr(), &named, None).await;
+    let ca = ca_data(&s.pki.ca);
+    let without = kubeconfig(&s.dir, &front.url(), &ca, "");
+    replicas(&scaler(&without).await)
+        .await
+        .expect_err("the certificate does not name 127.0.0.1");
+    let with = kubeconfig(
+        &s.dir,
+        &front.url(),
+        &format!("{ca}\ntls-server-name: kubernetes.default.svc"),
+        "",
+    );
+    assert_eq!(replicas(&scaler(&with).await).await.expect("a scale"), 3);
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_the_kubeconfig_passes_mutual_tls() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), Some(&s.pki.ca)).await;
+    let client = s.pki.client("client", "idle-scaler");
+    let ca = ca_data(&s.pki.ca);
+
+    let anonymous = kubeconfig(&s.dir, &front.url(), &ca, "");
+    replicas(&scaler(&anonymous).await)
+        .await
+        .expect_err("a client certificate is required");
+    let data = format!(
+        "client-certificate-data: {}\nclient-key-data: {}",
+        b64(&client.cert),
+        b64(&client.key)
+    );
+    let inline = kubeconfig(&s.dir, &front.url(), &ca, &data);
+    assert_eq!(replicas(&scaler(&inline).await).await.expect("a scale"), 3);
+    let files = format!(
+        "client-certificate: {}\nclient-key: {}",
+        client.cert.display(),
+        client.key.display()
+    );
+    let by_path = kubeconfig(&s.dir, &front.url(), &ca, &files);
+    assert_eq!(replicas(&scaler(&by_path).await).await.expect("a scale"), 3);
+    assert_eq!(front.client_certificates(), 2);
+}
+
+#[tokio::test]
+async fn a_client_certificate_without_its_key_is_an_error_naming_the_key() {
+    let s = setup().await;
+    let client = s.pki.client("client", "idle-scaler");
+    let ca = ca_data(&s.pki.ca);
+    let half = format!("client-certificate-data: {}", b64(&client.cert));
+    let file = kubeconfig(&s.dir, "https://127.0.0.1:1", &ca, &half);
+    let err = KubeScaler::from_kubeconfig("test", Some(&file), None, TIMEOUT)
+        .await
+        .expect_err("no key");
+    assert!(err.to_string().contains("client key"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_an_exec_plugin_passes_mutual_tls() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), Some(&s.pki.ca)).await;
+    let client = s.pki.client("exec", "idle-scaler");
+    let pem = |p: &Path| std::fs::read_to_string(p).expect("read PEM");
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "clientCertificateData": pem(&client.cert),
+            "clientKeyData": pem(&client.key),
+        },
+    });
+    let answer = s.dir.join("credential.json");
+    std::fs::write(&answer, credential.to_string()).expect("write the plugin's answer");
+    let exec = format!(
+        "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: /bin/cat\n  \
+         args: [\"{}\"]\n  interactiveMode: Never",
+        answer.display()
+    );
+    let ca = ca_data(&s.pki.ca);
+    let file = kubeconfig(&s.dir, &front.url(), &ca, &exec);
+    assert_eq!(replicas(&scaler(&file).await).await.expect("a scale"), 3);
+    assert_eq!(front.client_certificates(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_handed_to_the_client_is_the_one_that_negotiates() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
+    let mut only_chacha = rustls::crypto::aws_lc_rs::default_provider();
+    only_chacha
+        .cipher_suites
+        .retain(|c| c.suite() == CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    let mut config = kube::Config::new(front.url().parse().expect("a URL"));
+    config.root_cert = Some(vec![
+        rustls::pki_types::pem::PemObject::pem_file_iter(&s.pki.ca)
+            .expect("read the CA")
+            .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| {
+                c.expect("a certificate").to_vec()
+            })
+            .next()
+            .expect("one certificate"),
+    ]);
+    let client =
+        build_with_provider(config, Pool::default(), Arc::new(only_chacha)).expect("a client");
+    let scaler = KubeScaler::new(client, TIMEOUT);
+    assert_eq!(replicas(&scaler).await.expect("a scale"), 3);
+    assert_eq!(
+        front.suites(),
+        [CipherSuite::TLS13_CHACHA20_POLY1305_SHA256],
+        "both default providers put AES first: CHACHA20 means the handed provider chose"
+    );
+}
