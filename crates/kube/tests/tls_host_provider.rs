@@ -9,8 +9,7 @@ use std::time::Duration;
 use idle_scaler_core::config::ClusterConfig;
 use idle_scaler_core::{ClusterName, ScalerSource, Target};
 use idle_scaler_kube::LazyScalerSource;
-use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::tls::{Pki, TlsFront, ca_data, kubeconfig};
+use idle_scaler_testkit::tls::HttpsFake;
 use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 
@@ -24,12 +23,10 @@ async fn a_host_that_installs_aws_lc_first_gets_a_client_on_its_provider() {
     let installed = CryptoProvider::get_default().expect("installed").clone();
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let pki = Pki::create(dir.path(), "ca");
-    let fake = FakeApiServer::start().await;
-    fake.create_deployment("apps", "web", 2);
-    let front = TlsFront::start(fake.addr(), &pki.server("server", &["127.0.0.1"]), None).await;
+    let https = HttpsFake::start(dir.path()).await;
+    https.fake.create_deployment("apps", "web", 2);
     let settings = ClusterConfig {
-        kubeconfig: Some(kubeconfig(dir.path(), &front.url(), &ca_data(&pki.ca), "")),
+        kubeconfig: Some(https.kubeconfig.clone()),
         context: None,
     };
     let cluster = ClusterName::new("east").expect("a cluster name");
@@ -43,7 +40,7 @@ async fn a_host_that_installs_aws_lc_first_gets_a_client_on_its_provider() {
     assert_eq!(scaler.get_scale(&target).await.expect("scale").replicas, 2);
 
     assert_eq!(
-        front.suites(),
+        https.front.suites(),
         [CipherSuite::TLS13_CHACHA20_POLY1305_SHA256],
         "both default providers put AES first: CHACHA20 means the host's provider chose"
     );

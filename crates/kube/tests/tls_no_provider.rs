@@ -8,20 +8,17 @@ use std::time::Duration;
 use idle_scaler_core::config::ClusterConfig;
 use idle_scaler_core::{ClusterName, ScalerSource, Target};
 use idle_scaler_kube::LazyScalerSource;
-use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::tls::{Pki, TlsFront, ca_data, kubeconfig};
+use idle_scaler_testkit::tls::HttpsFake;
 use rustls::crypto::CryptoProvider;
 
 #[tokio::test]
 async fn with_no_process_provider_the_adapter_hands_rustls_its_own() {
     assert!(CryptoProvider::get_default().is_none());
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let pki = Pki::create(dir.path(), "ca");
-    let fake = FakeApiServer::start().await;
-    fake.create_deployment("apps", "web", 3);
-    let front = TlsFront::start(fake.addr(), &pki.server("server", &["127.0.0.1"]), None).await;
+    let https = HttpsFake::start(dir.path()).await;
+    https.fake.create_deployment("apps", "web", 3);
     let settings = ClusterConfig {
-        kubeconfig: Some(kubeconfig(dir.path(), &front.url(), &ca_data(&pki.ca), "")),
+        kubeconfig: Some(https.kubeconfig.clone()),
         context: None,
     };
     let cluster = ClusterName::new("east").expect("a cluster name");
@@ -36,7 +33,7 @@ async fn with_no_process_provider_the_adapter_hands_rustls_its_own() {
 
     let own_first = idle_scaler_kube::crypto_provider().cipher_suites[0].suite();
     assert_eq!(
-        front.suites(),
+        https.front.suites(),
         [own_first],
         "one https connection, the adapter's provider"
     );

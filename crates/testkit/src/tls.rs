@@ -114,6 +114,33 @@ impl Pki {
     }
 }
 
+/// The fake API server behind a [`TlsFront`] whose certificate (for 127.0.0.1) a new CA in
+/// `dir` issued, and a kubeconfig in `dir` that points at the front and trusts that CA.
+#[derive(Debug)]
+pub struct HttpsFake {
+    /// The fake API server (plain HTTP behind the front).
+    pub fake: crate::fake_kube::FakeApiServer,
+    /// The TLS front clients talk to.
+    pub front: TlsFront,
+    /// A kubeconfig for the front.
+    pub kubeconfig: PathBuf,
+}
+
+impl HttpsFake {
+    /// Starts the fake and its front.
+    pub async fn start(dir: &Path) -> Self {
+        let pki = Pki::create(dir, "ca");
+        let fake = crate::fake_kube::FakeApiServer::start().await;
+        let front = TlsFront::start(fake.addr(), &pki.server("server", &["127.0.0.1"]), None).await;
+        let kubeconfig = kubeconfig(dir, &front.url(), &ca_data(&pki.ca), "");
+        Self {
+            fake,
+            front,
+            kubeconfig,
+        }
+    }
+}
+
 /// Writes a kubeconfig with one context to a new file in `dir`: `cluster` and `user` are
 /// the bodies of its cluster and user (YAML lines, e.g. `certificate-authority-data: ...`).
 pub fn kubeconfig(dir: &Path, server: &str, cluster: &str, user: &str) -> PathBuf {
