@@ -149,9 +149,41 @@ impl Error {
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `e` and its causes, joined by `: `. HTTP clients say only "client error (Connect)"; the
+/// causes say which (refused, a certificate from an unknown issuer, ...). A cause whose text
+/// the previous one already ends with (an error that prints its source) is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("ServiceError: {0}")]
+        struct Prints(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Hides(#[source] Prints);
+        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            chain(&Hides(Prints(io))),
+            "client error (Connect): ServiceError: invalid peer certificate: UnknownIssuer"
+        );
+    }
 
     #[test]
     fn the_cause_is_kept_as_the_source() {

@@ -98,7 +98,7 @@ impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
         // A client that cannot be built now may be buildable later (a mounted token
         // appearing, a kubeconfig fixed): the job treats it as an outage and fails open.
-        CoreError::unavailable(e.to_string())
+        CoreError::unavailable(idle_scaler_core::error_chain(&e))
     }
 }
 
@@ -254,7 +254,9 @@ fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
             }
         }
         // Connect refused, TLS failure, dropped connection, unreadable body: transport.
-        other => CoreError::unavailable(format!("{what}: {other}")),
+        other => {
+            CoreError::unavailable(format!("{what}: {}", idle_scaler_core::error_chain(other)))
+        }
     };
     mapped.with_source(e)
 }

@@ -106,7 +106,10 @@ impl HttpClient {
             .map_err(|e| CoreError::invalid(format!("building the Prometheus request: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
-                CoreError::unavailable(format!("Prometheus at {endpoint}: {}", chain(&e)))
+                CoreError::unavailable(format!(
+                    "Prometheus at {endpoint}: {}",
+                    idle_scaler_core::error_chain(&e)
+                ))
             })?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
@@ -129,19 +132,6 @@ impl HttpClient {
                 ))
             })?
     }
-}
-
-/// `e` and its causes: hyper's own text is only "client error (Connect)", the cause says
-/// which (refused, a certificate from an unknown issuer, ...).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// The `Authorization` value, marked sensitive so that hyper never prints it.

@@ -119,10 +119,9 @@ async fn connect_refused_is_unavailable() {
     let url = fake.url();
     fake.shutdown().await;
     let scaler = KubeScaler::from_url(&url, TIMEOUT).expect("scaler");
-    assert_kind(
-        &scaler.get_scale(&web()).await.expect_err("refused"),
-        "Unavailable",
-    );
+    let err = scaler.get_scale(&web()).await.expect_err("refused");
+    assert_kind(&err, "Unavailable");
+    assert!(err.to_string().contains("Connection refused"), "{err}");
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ async fn a_server_no_trusted_ca_issued_is_refused() {
     let file = kubeconfig(&s.dir, &front.url(), "", "");
     let err = replicas(&scaler(&file).await).await.expect_err("refused");
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // The operator's WARN says why, not only hyper's "client error (Connect)".
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     // Another CA than the one that issued the server's certificate.
     let other = Pki::create(&s.dir, "other");
     let ca = ca_data(&other.ca);
@@ -126,9 +128,13 @@ async fn tls_server_name_names_the_certificate_to_expect() {
     let front = TlsFront::start(s.fake.addr(), &named, None).await;
     let ca = ca_data(&s.pki.ca);
     let without = kubeconfig(&s.dir, &front.url(), &ca, "");
-    replicas(&scaler(&without).await)
+    let err = replicas(&scaler(&without).await)
         .await
         .expect_err("the certificate does not name 127.0.0.1");
+    assert!(
+        err.to_string().contains("certificate not valid for name"),
+        "{err}"
+    );
     let with = kubeconfig(
         &s.dir,
         &front.url(),
@@ -146,9 +152,10 @@ async fn a_client_certificate_from_the_kubeconfig_passes_mutual_tls() {
     let ca = ca_data(&s.pki.ca);
 
     let anonymous = kubeconfig(&s.dir, &front.url(), &ca, "");
-    replicas(&scaler(&anonymous).await)
+    let err = replicas(&scaler(&anonymous).await)
         .await
         .expect_err("a client certificate is required");
+    assert!(err.to_string().contains("CertificateRequired"), "{err}");
     let data = format!(
         "client-certificate-data: {}\nclient-key-data: {}",
         b64(&client.cert),
