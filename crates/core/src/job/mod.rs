@@ -42,6 +42,8 @@ pub struct Job {
     wakes: Arc<wake::Wakes>,
     /// The last count of `asleep` rows, -1 before the first: sizes the drift checks.
     idle_apps_seen: Arc<std::sync::atomic::AtomicI64>,
+    /// Apps a lost race left at 0 under an `awake` row, restored at the next ticks.
+    owed_restores: sleep::OwedRestores,
 }
 
 impl std::fmt::Debug for Job {
@@ -93,6 +95,7 @@ impl Job {
             last_success: Mutex::new(None),
             wakes: Arc::default(),
             idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+            owed_restores: sleep::OwedRestores::default(),
         })
     }
 

@@ -19,6 +19,9 @@ use crate::{
 
 mod backoff;
 mod failed;
+mod repair;
+
+pub(crate) use repair::OwedRestores;
 
 #[cfg(test)]
 pub(crate) use backoff::backoff_for;
@@ -103,6 +106,9 @@ impl Job {
             no_cluster_guard: BlastRadius::default(),
             conflicts: std::sync::Mutex::default(),
         };
+        if !shutdown.is_cancelled() {
+            ctx.pay_owed_restores().await;
+        }
         // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
         // (rustc's higher-ranked lifetime limitation), and hosts `tokio::spawn` it.
         let attempts: Vec<_> = selection
@@ -355,10 +361,12 @@ impl TickCtx<'_> {
                     && matches!(self.job.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake)
                     && !self.restore(id, target, r).await
                 {
-                    // Its row is `awake` and nothing else will look at it: say so loudly and
-                    // count a failure, rather than report a harmless race.
-                    error!(deployment_id = %id, target = %target,
-                        "a wake won the race but the app may be left at 0 under an awake row;                          scale it to its replicas by hand");
+                    // Its row is `awake`, so nothing else looks at it: the job owes the
+                    // restore and pays it at the start of the next ticks; counted a failure.
+                    self.job.owed_restores.owe(id, target, r);
+                    error!(deployment_id = %id, target = %target, replicas = r,
+                        "a wake won the race but the app may be left at 0 under an awake row; \
+                         restoring it again next tick");
                     return Attempt::Failed;
                 }
                 info!(deployment_id = %id, outcome = "raced", "a wake won the race; left awake");

@@ -231,6 +231,90 @@ async fn confirm_lost_to_a_wake_with_the_restore_failing_is_a_failure_not_a_race
     assert_eq!(report.skipped(SkipReason::Raced), 0);
 }
 
+/// A wake wins the race against the first tick, whose restore of the app it left at 0 fails
+/// once; two more ticks follow. The row reads `awake` at the first tick and `later` after.
+/// Returns the restore writes after each tick.
+async fn owed_restore(later: SleepState) -> [usize; 3] {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let c = candidate("k8s:apps/web");
+    let id = c.id;
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    let mut selections = 0;
+    store
+        .expect_select_candidates()
+        .returning(move |_, _, _, _| {
+            selections += 1;
+            Ok(if selections == 1 {
+                vec![c.clone()]
+            } else {
+                vec![]
+            })
+        });
+    no_asleep(&mut store);
+    quiet(&mut store);
+    store
+        .expect_claim_sleep()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .times(1)
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::NotSleeping));
+    let mut gets = 0;
+    store.expect_get().returning(move |_| {
+        gets += 1;
+        let state = if gets == 1 { SleepState::Awake } else { later };
+        Ok(Some(record(id, state, None)))
+    });
+    let mut scaler = MockScaler::new();
+    let mut reads = 0;
+    scaler.expect_get_scale().returning(move |_| {
+        reads += 1;
+        Ok(if reads == 1 {
+            scale(3, "7")
+        } else {
+            scale(0, "9")
+        })
+    });
+    scaler
+        .expect_set_replicas()
+        .withf(|t, r, rv| *t == web() && *r == 0 && *rv == Some("7"))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = writes.clone();
+    scaler
+        .expect_set_replicas()
+        .withf(|t, r, rv| *t == web() && *r == 3 && *rv == Some("9"))
+        .returning(move |_, _, _| match counted.fetch_add(1, SeqCst) {
+            0 => Err(Error::unavailable("connection reset")),
+            _ => Ok(()),
+        });
+    let job = job(enabled(), store, scaler);
+    let mut after = [0; 3];
+    for (i, seen) in after.iter_mut().enumerate() {
+        let report = job.tick().await.unwrap();
+        if i == 0 {
+            assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
+        }
+        *seen = writes.load(SeqCst);
+    }
+    after
+}
+
+#[tokio::test]
+async fn a_restore_a_lost_race_left_undone_is_paid_at_the_next_tick_and_once() {
+    // Invariant 3: the app is not left at 0 under its awake row beyond one tick.
+    assert_eq!(owed_restore(SleepState::Awake).await, [1, 2, 2]);
+}
+
+#[tokio::test]
+async fn an_owed_restore_is_dropped_once_the_row_is_asleep_again() {
+    // Slept again by a later tick: 0 is right, nothing is written.
+    assert_eq!(owed_restore(SleepState::Asleep).await, [1, 1, 1]);
+}
+
 /// Activity arrived during the sleep (a redeploy): the tick puts back what it took, reading
 /// first and writing with the version read.
 fn activity_during_the_sleep(replicas_now: i32, restores: usize) -> TickReport {

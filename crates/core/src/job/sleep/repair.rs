@@ -1,0 +1,70 @@
+//! Restores owed after a lost race: a wake won while this tick was scaling the app to 0, and
+//! the tick could not bring the app back. Its row says `awake`, so neither drift (asleep
+//! rows) nor recovery (stale intents) looks at it, and a wake answers "already awake": only
+//! the job remembers it, and retries at the start of every tick until the app is back.
+//! Held in memory: lost with the process, as is the rare crash between the two failures.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tracing::{error, info};
+
+use super::TickCtx;
+use crate::{SleepState, Target};
+
+/// What a lost race left owing: the app and the count it had before this job scaled it down.
+#[derive(Debug, Default)]
+pub(crate) struct OwedRestores(Mutex<HashMap<uuid::Uuid, (Target, i32)>>);
+
+impl OwedRestores {
+    pub(super) fn owe(&self, id: uuid::Uuid, target: &Target, replicas: i32) {
+        self.lock().insert(id, (target.clone(), replicas));
+    }
+
+    fn settle(&self, id: uuid::Uuid) {
+        self.lock().remove(&id);
+    }
+
+    fn all(&self) -> Vec<(uuid::Uuid, Target, i32)> {
+        self.lock()
+            .iter()
+            .map(|(id, (t, r))| (*id, t.clone(), *r))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, (Target, i32)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TickCtx<'_> {
+    /// Retries every owed restore whose cluster has a client this tick. Settled when the app
+    /// runs again or no longer needs it: its row left `awake` (slept again, so 0 is right) or
+    /// is gone; kept while the app or its row cannot be read.
+    pub(super) async fn pay_owed_restores(&self) {
+        for (id, target, replicas) in self.job.owed_restores.all() {
+            if self.scalers.of(&target).is_none()
+                || self.scalers.is_unreachable(target.cluster.as_ref())
+            {
+                continue;
+            }
+            match self.job.store.get(id).await {
+                Ok(Some(row)) if row.sleep_state == SleepState::Awake => {
+                    if self.restore(id, &target, replicas).await {
+                        info!(deployment_id = %id, target = %target, replicas,
+                            "restored the app a lost race had left at 0");
+                        self.job.owed_restores.settle(id);
+                    } else {
+                        error!(deployment_id = %id, target = %target, replicas,
+                            "the app may still be at 0 under an awake row; trying again next tick");
+                    }
+                }
+                Ok(_) => self.job.owed_restores.settle(id),
+                Err(e) => error!(deployment_id = %id, error = %e,
+                    "reading the row of an app owed a restore failed; trying again next tick"),
+            }
+        }
+    }
+}
