@@ -13,4 +13,4 @@ mod migrate; // migrations: schema, idempotence, incompatible tables
 mod races; // writes on another connection between a tick's select and its CAS
 mod scratch; // `ScratchDatabase`, the demo's and the bench's throwaway database
 mod starvation; // liveness: rows the tick can never sleep do not starve the real ones
-mod two_runners; // two job instances on one database
+mod two_runners; // two job instances on one database, also serving overlapping clusters
