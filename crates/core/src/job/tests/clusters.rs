@@ -284,6 +284,91 @@ async fn a_wake_uses_the_client_of_the_rows_cluster() {
     assert_eq!(report.result, WakeResult::WokeUp);
 }
 
+fn asleep_in_east(id: Uuid) -> DeploymentRecord {
+    DeploymentRecord {
+        provider_id: "k8s@east:apps/web".into(),
+        ..record(id, SleepState::Asleep, Some(3))
+    }
+}
+
+/// Invariant 9 in a named cluster: 200 callers wake one of its apps at once; one read and
+/// one scale write through that cluster's client, none through the default cluster's.
+#[test]
+fn concurrent_wakes_of_a_named_clusters_app_make_one_write_there() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store
+        .expect_get()
+        .times(1)
+        .returning(move |_| Ok(Some(asleep_in_east(id))));
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
+    store
+        .expect_finish_wake()
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    no_asleep(&mut store);
+    let mut east_scaler = MockScaler::new();
+    east_scaler
+        .expect_get_scale()
+        .times(1)
+        .returning(|_| Ok(scale(0, "7")));
+    east_scaler
+        .expect_set_replicas()
+        .withf(|t, r, _| t.cluster == Some(east()) && *r == 3)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut default_scaler = MockScaler::new();
+    default_scaler.expect_get_scale().times(0);
+    default_scaler.expect_set_replicas().times(0);
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(default_scaler),
+        clock(),
+    )
+    .with_cluster(east(), source(east_scaler));
+    let (results, snap) = recorded(futures::future::join_all((0..200).map(|_| job.wake(id))));
+    assert!(
+        results
+            .into_iter()
+            .all(|r| r.expect("woken").result == WakeResult::WokeUp)
+    );
+    assert_eq!(outcome(&snap, "woke_up"), 1);
+}
+
+/// A wake of an app in a served cluster that cannot be reached: an `unavailable` error for
+/// the caller, a `wake_failed`, no write anywhere, and the row left `asleep` (invariant 10:
+/// the error is reported and the row is not flipped over an app still at 0).
+#[test]
+fn a_wake_in_a_served_but_unreachable_cluster_fails_and_leaves_the_row_asleep() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store
+        .expect_get()
+        .returning(move |_| Ok(Some(asleep_in_east(id))));
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
+    store.expect_finish_wake().times(0);
+    store.expect_touch_awake().times(0);
+    let mut default_scaler = MockScaler::new();
+    default_scaler.expect_get_scale().times(0);
+    default_scaler.expect_set_replicas().times(0);
+    let job = Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(default_scaler),
+        clock(),
+    )
+    .with_cluster(east(), failing_source());
+    let (result, snap) = recorded(job.wake(id));
+    match result {
+        Err(e @ Error::Unavailable { .. }) => {
+            assert!(e.to_string().contains("connection refused"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(outcome(&snap, "wake_failed"), 1);
+}
+
 #[test]
 fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
     let mut candidates: Vec<_> = (0..3)
