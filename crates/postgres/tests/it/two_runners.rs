@@ -13,6 +13,7 @@ use idle_scaler_core::{
 };
 use idle_scaler_postgres::PgStore;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const APPS: usize = 200;
@@ -92,17 +93,23 @@ fn job(store: PgStore, scaler: &Arc<RecordingScaler>) -> Job {
     )
 }
 
+/// Two separate pools on the test's database: two instances.
+async fn two_pools(options: PgPoolOptions, connect: PgConnectOptions) -> (PgPool, PgPool) {
+    let a = options
+        .clone()
+        .connect_with(connect.clone())
+        .await
+        .expect("pool a");
+    let b = options.connect_with(connect).await.expect("pool b");
+    (a, b)
+}
+
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn two_runners_sleep_each_app_exactly_once(
     pool_options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let pool_a = pool_options
-        .clone()
-        .connect_with(connect.clone())
-        .await
-        .expect("pool a");
-    let pool_b = pool_options.connect_with(connect).await.expect("pool b");
+    let (pool_a, pool_b) = two_pools(pool_options, connect).await;
     let (store_a, store_b) = (
         PgStore::from_pool(pool_a.clone()),
         PgStore::from_pool(pool_b.clone()),
@@ -245,12 +252,7 @@ async fn two_runners_with_overlapping_clusters_sleep_each_app_once_and_only_thei
     connect: PgConnectOptions,
 ) {
     const PER_CLUSTER: usize = 60;
-    let pool_a = pool_options
-        .clone()
-        .connect_with(connect.clone())
-        .await
-        .expect("pool a");
-    let pool_b = pool_options.connect_with(connect).await.expect("pool b");
+    let (pool_a, pool_b) = two_pools(pool_options, connect).await;
     let (store_a, store_b) = (
         PgStore::from_pool(pool_a.clone()),
         PgStore::from_pool(pool_b.clone()),

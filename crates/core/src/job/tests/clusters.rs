@@ -291,6 +291,21 @@ fn asleep_in_east(id: Uuid) -> DeploymentRecord {
     }
 }
 
+/// A job over `store` serving the default cluster (whose client must not be used) and east,
+/// reached through `east_source`.
+fn east_only_job(store: MockStore, east_source: Arc<dyn ScalerSource>) -> Job {
+    let mut default_scaler = MockScaler::new();
+    default_scaler.expect_get_scale().times(0);
+    default_scaler.expect_set_replicas().times(0);
+    Job::new(
+        two_clusters(),
+        Arc::new(store),
+        source(default_scaler),
+        clock(),
+    )
+    .with_cluster(east(), east_source)
+}
+
 /// Invariant 9 in a named cluster: 200 callers wake one of its apps at once; one read and
 /// one scale write through that cluster's client, none through the default cluster's.
 #[test]
@@ -317,16 +332,7 @@ fn concurrent_wakes_of_a_named_clusters_app_make_one_write_there() {
         .withf(|t, r, _| t.cluster == Some(east()) && *r == 3)
         .times(1)
         .returning(|_, _, _| Ok(()));
-    let mut default_scaler = MockScaler::new();
-    default_scaler.expect_get_scale().times(0);
-    default_scaler.expect_set_replicas().times(0);
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(default_scaler),
-        clock(),
-    )
-    .with_cluster(east(), source(east_scaler));
+    let job = east_only_job(store, source(east_scaler));
     let (results, snap) = recorded(futures::future::join_all((0..200).map(|_| job.wake(id))));
     assert!(
         results
@@ -349,16 +355,7 @@ fn a_wake_in_a_served_but_unreachable_cluster_fails_and_leaves_the_row_asleep() 
     store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store.expect_finish_wake().times(0);
     store.expect_touch_awake().times(0);
-    let mut default_scaler = MockScaler::new();
-    default_scaler.expect_get_scale().times(0);
-    default_scaler.expect_set_replicas().times(0);
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(default_scaler),
-        clock(),
-    )
-    .with_cluster(east(), failing_source());
+    let job = east_only_job(store, failing_source());
     let (result, snap) = recorded(job.wake(id));
     match result {
         Err(e @ Error::Unavailable { .. }) => {
