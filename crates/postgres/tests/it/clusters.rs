@@ -6,7 +6,7 @@ use chrono::Utc;
 use idle_scaler_core::{ServedClusters, Store};
 use idle_scaler_postgres::{PgStore, queries};
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::PgPool;
 
 const OLD_SHAPE: &str = "\
     DROP INDEX deployments_sleep_eligible_idx; \
@@ -43,21 +43,18 @@ async fn plan(pool: &PgPool, scheme: &str, generic: bool) -> String {
         "force_custom_plan"
     };
     let name = format!("c_{}_{mode}", scheme.replace('@', "_"));
-    let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-        "SET plan_cache_mode = {mode}; \
-         PREPARE {name}(timestamptz, timestamptz, bigint, text) AS {}; \
-         EXPLAIN (ANALYZE, COSTS OFF) \
-         EXECUTE {name}(now(), now() - interval '30 minutes', 50, '{scheme}'); \
-         RESET plan_cache_mode",
-        queries::SELECT_CANDIDATES
-    )))
-    .fetch_all(pool)
+    super::explain(
+        pool,
+        format!(
+            "SET plan_cache_mode = {mode}; \
+             PREPARE {name}(timestamptz, timestamptz, bigint, text) AS {}; \
+             EXPLAIN (ANALYZE, COSTS OFF) \
+             EXECUTE {name}(now(), now() - interval '30 minutes', 50, '{scheme}'); \
+             RESET plan_cache_mode",
+            queries::SELECT_CANDIDATES
+        ),
+    )
     .await
-    .expect("explain");
-    rows.iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// 20,000 idle rows of the default cluster and 200 of east, then a fifth of them asleep:
@@ -109,18 +106,15 @@ async fn each_cluster_is_one_ordered_walk_of_its_indexes(pool: PgPool) {
         .execute(&pool)
         .await
         .expect("analyze");
-    let drift: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
-        "PREPARE d(timestamptz, bigint, text) AS {}; \
-         EXPLAIN (ANALYZE, COSTS OFF) EXECUTE d(now(), 100, 'k8s@east')",
-        queries::ASLEEP_TO_CHECK
-    )))
-    .fetch_all(&pool)
-    .await
-    .expect("explain")
-    .iter()
-    .map(|r| r.get::<String, _>(0))
-    .collect();
-    let drift = drift.join("\n");
+    let drift = super::explain(
+        &pool,
+        format!(
+            "PREPARE d(timestamptz, bigint, text) AS {}; \
+             EXPLAIN (ANALYZE, COSTS OFF) EXECUTE d(now(), 100, 'k8s@east')",
+            queries::ASLEEP_TO_CHECK
+        ),
+    )
+    .await;
     assert!(
         drift.contains("Index Scan using deployments_sleep_drift_idx"),
         "{drift}"

@@ -9,7 +9,7 @@ use idle_scaler_core::Store;
 use idle_scaler_postgres::{PgStore, queries};
 use idle_scaler_testkit::contract::{LASTING_SKIPS, REAL_CANDIDATES};
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::PgPool;
 
 const PER_KIND: i64 = 10_000;
 const IDLE_WINDOW: Duration = Duration::minutes(30);
@@ -78,18 +78,16 @@ async fn backed_off_rows_never_starve_candidates_at_10k_per_kind(pool: PgPool) {
 
     // The plan walks the eligibility index and reads about `limit` entries, not the 70,000
     // rows backing off.
-    let plan: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
-        "PREPARE c(timestamptz, timestamptz, bigint, text) AS {}; \
-         EXPLAIN (ANALYZE, COSTS OFF) EXECUTE c(now(), now() - interval '30 minutes', 50, 'k8s')",
-        queries::SELECT_CANDIDATES
-    )))
-    .fetch_all(&pool)
-    .await
-    .expect("explain")
-    .iter()
-    .map(|r| r.get::<String, _>(0))
-    .collect();
-    let plan = plan.join("\n");
+    let plan = super::explain(
+        &pool,
+        format!(
+            "PREPARE c(timestamptz, timestamptz, bigint, text) AS {}; \
+             EXPLAIN (ANALYZE, COSTS OFF) \
+             EXECUTE c(now(), now() - interval '30 minutes', 50, 'k8s')",
+            queries::SELECT_CANDIDATES
+        ),
+    )
+    .await;
     assert!(
         plan.contains("Index Scan using deployments_sleep_eligible_idx"),
         "{plan}"

@@ -14,3 +14,17 @@ mod races; // writes on another connection between a tick's select and its CAS
 mod scratch; // `ScratchDatabase`, the demo's and the bench's throwaway database
 mod starvation; // liveness: rows the tick can never sleep do not starve the real ones
 mod two_runners; // two job instances on one database, also serving overlapping clusters
+
+/// The text of `EXPLAIN` output (the last result set of `sql`, which prepares and explains a
+/// store query), one line per plan node.
+async fn explain(pool: &sqlx::PgPool, sql: String) -> String {
+    use sqlx::Row;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
