@@ -104,9 +104,10 @@ pub(crate) fn map_samples(
     namespace_label: &str,
     name_label: &str,
 ) -> HashMap<Target, Traffic> {
-    // The metrics name no cluster: an answer for a namespace and name is the answer for
-    // every asked target of that namespace and name, whichever cluster it is in (traffic
-    // seen anywhere keeps each of them awake, never the other way round).
+    // The metrics name no cluster: traffic for a namespace and name keeps every asked target
+    // of that namespace and name awake, whichever cluster it is in. Quiet only speaks for the
+    // default cluster: a quiet series may be a namesake's, so a named cluster's app without
+    // traffic of its own is left with no data (`activity_unknown`), never read as idle.
     let mut by_name: BTreeMap<(&str, &str), Vec<&Target>> = BTreeMap::new();
     for t in asked {
         by_name
@@ -135,6 +136,9 @@ pub(crate) fn map_samples(
             continue;
         };
         for &target in targets {
+            if traffic == Traffic::Quiet && target.cluster.is_some() {
+                continue;
+            }
             let merged = match (seen.get(target), traffic) {
                 (Some(Traffic::LastSeen(a)), Traffic::LastSeen(b)) => {
                     Traffic::LastSeen((*a).max(b))

@@ -40,17 +40,19 @@ pub const ISTIO_QUERY: &str = concat!(
 /// provider), whose `service` label is `<namespace>-<service>-<port>@kubernetes`. That label
 /// is split with `label_replace` into `namespace` and `service_name` (the Kubernetes Service,
 /// matched against the Deployment name). Names are tried longest first, so `web-api` is not
-/// read as `web` with port `api-80`. The metric has no path label.
+/// read as `web` with port `api-80`, and the port is one segment without a dash, so neither
+/// is it when only `web` is asked (a port name with a dash gives no data: kept awake by
+/// default). The metric has no path label.
 pub const TRAEFIK_QUERY: &str = concat!(
     "max by (namespace, service_name) (max_over_time((timestamp(sum by (namespace, service_name) ",
     "(label_replace(label_replace(increase(traefik_service_requests_total",
-    "{service=~\"({namespaces})-({names})-.+@kubernetes\"}[2m]), ",
-    "\"namespace\", \"$1\", \"service\", \"({namespaces})-({names})-.+@kubernetes\"), ",
-    "\"service_name\", \"$2\", \"service\", \"({namespaces})-({names})-.+@kubernetes\")) > 0))",
+    "{service=~\"({namespaces})-({names})-[^-]+@kubernetes\"}[2m]), ",
+    "\"namespace\", \"$1\", \"service\", \"({namespaces})-({names})-[^-]+@kubernetes\"), ",
+    "\"service_name\", \"$2\", \"service\", \"({namespaces})-({names})-[^-]+@kubernetes\")) > 0))",
     "[{window}:30s])) or max by (namespace, service_name) (label_replace(label_replace(",
-    "0 * traefik_service_requests_total{service=~\"({namespaces})-({names})-.+@kubernetes\"}, ",
-    "\"namespace\", \"$1\", \"service\", \"({namespaces})-({names})-.+@kubernetes\"), ",
-    "\"service_name\", \"$2\", \"service\", \"({namespaces})-({names})-.+@kubernetes\"))"
+    "0 * traefik_service_requests_total{service=~\"({namespaces})-({names})-[^-]+@kubernetes\"}, ",
+    "\"namespace\", \"$1\", \"service\", \"({namespaces})-({names})-[^-]+@kubernetes\"), ",
+    "\"service_name\", \"$2\", \"service\", \"({namespaces})-({names})-[^-]+@kubernetes\"))"
 );
 
 /// A query template with the labels its answer carries (`prometheus_preset`). The query and

@@ -173,8 +173,8 @@ fn errors_say_whose_fault_they_are() {
     );
 }
 
-/// The metrics name no cluster: an answer for `apps/web` is the answer for `apps/web` in every
-/// asked cluster (so a named cluster's busy app is seen busy, never "no data").
+/// The metrics name no cluster: traffic for `apps/web` counts for `apps/web` in every asked
+/// cluster (so a named cluster's busy app is seen busy, never "no data").
 #[test]
 fn an_answer_applies_to_the_asked_targets_of_every_cluster() {
     let body =
@@ -193,5 +193,27 @@ fn an_answer_applies_to_the_asked_targets_of_every_cluster() {
     assert_eq!(
         seen,
         HashMap::from([(target("apps", "web"), busy), (east, busy)])
+    );
+}
+
+/// A quiet series may be a namesake's in another cluster: it makes only the default cluster's
+/// app quiet; a named cluster's app is left with no data (kept awake by default), so a busy
+/// app there is never slept on its namesake's silence.
+#[test]
+fn a_quiet_answer_never_speaks_for_a_named_clusters_app() {
+    let body = vector(r#"{"metric":{"namespace":"apps","ingress":"web"},"value":[1,"0"]}"#);
+    let east = Target {
+        cluster: Some(idle_scaler_core::ClusterName::new("east").expect("valid")),
+        ..target("apps", "web")
+    };
+    let seen = map_samples(
+        parse_answer(StatusCode::OK, &body).expect("vector"),
+        &[target("apps", "web"), east],
+        "namespace",
+        "ingress",
+    );
+    assert_eq!(
+        seen,
+        HashMap::from([(target("apps", "web"), Traffic::Quiet)])
     );
 }

@@ -24,7 +24,8 @@ async fn busy_quiet_and_unknown_are_told_apart(preset: Preset, drive: Drive) {
         ("apps", "web"),
         ("apps", "quiet"),
         ("apps", "web-api"),
-        ("apps", "webx"), // what an unanchored `web` would match
+        ("apps", "webx"),      // what an unanchored `web` would match
+        ("apps", "svc-extra"), // what `svc` with a port `extra-...` would match
         ("staging", "web"),
     ] {
         drive(&exporter, namespace, name, 1);
@@ -43,6 +44,7 @@ async fn busy_quiet_and_unknown_are_told_apart(preset: Preset, drive: Drive) {
         target("apps", "quiet"),
         target("apps", "web-api"),
         target("apps", "absent"),
+        target("apps", "svc"),
         target("staging", "web"),
     ];
     let ask = || async {
@@ -96,11 +98,13 @@ async fn busy_quiet_and_unknown_are_told_apart(preset: Preset, drive: Drive) {
             "{preset:?} {quiet}: {seen:?}"
         );
     }
-    assert_eq!(
-        seen.get(&target("apps", "absent")),
-        None,
-        "{preset:?}: no data, unknown"
-    );
+    for unknown in [target("apps", "absent"), target("apps", "svc")] {
+        assert_eq!(
+            seen.get(&unknown),
+            None,
+            "{preset:?} {unknown}: no data, unknown: {seen:?}"
+        );
+    }
     assert_eq!(seen.len(), 4, "{preset:?}: only asked targets: {seen:?}");
 }
 
