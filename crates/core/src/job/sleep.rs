@@ -87,6 +87,10 @@ impl Job {
         report: &mut TickReport,
     ) -> Result<()> {
         let now = self.clock.now();
+        // First, and whatever the store's queries do after: an app owed a restore is down.
+        if !shutdown.is_cancelled() {
+            self.pay_owed_restores(scalers).await;
+        }
         self.recover(scalers, now, report).await?;
         let selection = self
             .select(scalers.served(), now, !shutdown.is_cancelled())
@@ -106,9 +110,6 @@ impl Job {
             no_cluster_guard: BlastRadius::default(),
             conflicts: std::sync::Mutex::default(),
         };
-        if !shutdown.is_cancelled() {
-            ctx.pay_owed_restores().await;
-        }
         // Collected first: a `Map` closure inside the stream makes the tick future not `Send`
         // (rustc's higher-ranked lifetime limitation), and hosts `tokio::spawn` it.
         let attempts: Vec<_> = selection
@@ -357,17 +358,27 @@ impl TickCtx<'_> {
             Ok(ConfirmOutcome::NotSleeping) => {
                 // A wake won. Its scale-up can precede our scale-down when it wrote the same
                 // count (no new resourceVersion), so make sure the app is not left at 0.
-                if let Some(r) = restore
-                    && matches!(self.job.store.get(id).await, Ok(Some(row)) if row.sleep_state == SleepState::Awake)
-                    && !self.restore(id, target, r).await
-                {
-                    // Its row is `awake`, so nothing else looks at it: the job owes the
-                    // restore and pays it at the start of the next ticks; counted a failure.
-                    self.job.owed_restores.owe(id, target, r);
-                    error!(deployment_id = %id, target = %target, replicas = r,
-                        "a wake won the race but the app may be left at 0 under an awake row; \
-                         restoring it again next tick");
-                    return Attempt::Failed;
+                if let Some(r) = restore {
+                    let owed = match self.job.store.get(id).await {
+                        Ok(Some(row)) if row.sleep_state == SleepState::Awake => {
+                            !self.restore(id, target, r).await
+                        }
+                        Ok(_) => false,
+                        Err(e) => {
+                            error!(deployment_id = %id, error = %e, "reading the row failed");
+                            true
+                        }
+                    };
+                    if owed {
+                        // Its row may be `awake`, so nothing else looks at it: the job owes
+                        // the restore and pays it at the start of the next ticks (after
+                        // reading the row again); counted a failure.
+                        self.job.owed_restores.owe(id, target, r);
+                        error!(deployment_id = %id, target = %target, replicas = r,
+                            "a wake won the race but the app may be left at 0 under an awake \
+                             row; restoring it again next tick");
+                        return Attempt::Failed;
+                    }
                 }
                 info!(deployment_id = %id, outcome = "raced", "a wake won the race; left awake");
                 Attempt::Skipped(SkipReason::Raced)
@@ -393,29 +404,9 @@ impl TickCtx<'_> {
         }
     }
 
-    /// Brings back an app this tick scaled down: reads first and writes only at 0, with the
-    /// version read as precondition, so it never overrides whoever started it meanwhile.
-    /// False when the app may still be at 0 (an error), so the caller keeps the intent.
+    /// [`restore`] through the client of `target`'s cluster; false keeps the intent.
     async fn restore(&self, id: uuid::Uuid, target: &Target, replicas: i32) -> bool {
-        let scaler = self.scaler(target);
-        match scaler.get_scale(target).await {
-            Ok(s) if s.replicas == 0 => match scaler
-                .set_replicas(target, replicas, Some(&s.resource_version))
-                .await
-            {
-                // A conflict: someone else changed it since the read; theirs stands.
-                Ok(()) | Err(Error::Conflict { .. }) => true,
-                Err(e) => {
-                    log_scale_error(id, target, &e, "restoring the app failed");
-                    false
-                }
-            },
-            Ok(_) | Err(Error::NotFound { .. }) => true,
-            Err(e) => {
-                log_scale_error(id, target, &e, "reading the app to restore it failed");
-                false
-            }
-        }
+        restore(self.scaler(target), id, target, replicas).await
     }
 
     async fn revert(&self, intent: Intent) {
@@ -427,6 +418,35 @@ impl TickCtx<'_> {
         if let Err(e) = reverted {
             // Left `sleeping`: recovery settles it after STALE_INTENT_AFTER.
             error!(deployment_id = %intent.id, error = %e, "reverting the sleep intent failed");
+        }
+    }
+}
+
+/// Brings back an app this job scaled down: reads first and writes only at 0, with the
+/// version read as precondition, so it never overrides whoever started it meanwhile.
+/// False when the app may still be at 0 (an error), so the caller keeps what it owes.
+pub(super) async fn restore(
+    scaler: &dyn Scaler,
+    id: uuid::Uuid,
+    target: &Target,
+    replicas: i32,
+) -> bool {
+    match scaler.get_scale(target).await {
+        Ok(s) if s.replicas == 0 => match scaler
+            .set_replicas(target, replicas, Some(&s.resource_version))
+            .await
+        {
+            // A conflict: someone else changed it since the read; theirs stands.
+            Ok(()) | Err(Error::Conflict { .. }) => true,
+            Err(e) => {
+                log_scale_error(id, target, &e, "restoring the app failed");
+                false
+            }
+        },
+        Ok(_) | Err(Error::NotFound { .. }) => true,
+        Err(e) => {
+            log_scale_error(id, target, &e, "reading the app to restore it failed");
+            false
         }
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use tracing::{error, info};
 
-use super::TickCtx;
+use crate::job::Job;
+use crate::job::clusters::TickScalers;
 use crate::{SleepState, Target};
 
 /// What a lost race left owing: the app and the count it had before this job scaled it down.
@@ -39,29 +40,30 @@ impl OwedRestores {
     }
 }
 
-impl TickCtx<'_> {
+impl Job {
     /// Retries every owed restore whose cluster has a client this tick. Settled when the app
     /// runs again or no longer needs it: its row left `awake` (slept again, so 0 is right) or
     /// is gone; kept while the app or its row cannot be read.
-    pub(super) async fn pay_owed_restores(&self) {
-        for (id, target, replicas) in self.job.owed_restores.all() {
-            if self.scalers.of(&target).is_none()
-                || self.scalers.is_unreachable(target.cluster.as_ref())
-            {
+    pub(in crate::job) async fn pay_owed_restores(&self, scalers: &TickScalers) {
+        for (id, target, replicas) in self.owed_restores.all() {
+            let Some(scaler) = scalers.of(&target) else {
+                continue;
+            };
+            if scalers.is_unreachable(target.cluster.as_ref()) {
                 continue;
             }
-            match self.job.store.get(id).await {
+            match self.store.get(id).await {
                 Ok(Some(row)) if row.sleep_state == SleepState::Awake => {
-                    if self.restore(id, &target, replicas).await {
+                    if super::restore(scaler, id, &target, replicas).await {
                         info!(deployment_id = %id, target = %target, replicas,
                             "restored the app a lost race had left at 0");
-                        self.job.owed_restores.settle(id);
+                        self.owed_restores.settle(id);
                     } else {
                         error!(deployment_id = %id, target = %target, replicas,
                             "the app may still be at 0 under an awake row; trying again next tick");
                     }
                 }
-                Ok(_) => self.job.owed_restores.settle(id),
+                Ok(_) => self.owed_restores.settle(id),
                 Err(e) => error!(deployment_id = %id, error = %e,
                     "reading the row of an app owed a restore failed; trying again next tick"),
             }

@@ -231,10 +231,27 @@ async fn confirm_lost_to_a_wake_with_the_restore_failing_is_a_failure_not_a_race
     assert_eq!(report.skipped(SkipReason::Raced), 0);
 }
 
-/// A wake wins the race against the first tick, whose restore of the app it left at 0 fails
-/// once; two more ticks follow. The row reads `awake` at the first tick and `later` after.
-/// Returns the restore writes after each tick.
-async fn owed_restore(later: SleepState) -> [usize; 3] {
+/// How the store answers around an owed restore.
+#[derive(Clone, Copy)]
+struct Owed {
+    /// The row's state at the ticks after the first.
+    later: SleepState,
+    /// The first tick's read of the row fails.
+    first_read_fails: bool,
+    /// The candidate query fails at the ticks after the first.
+    later_selects_fail: bool,
+}
+
+const OWED: Owed = Owed {
+    later: SleepState::Awake,
+    first_read_fails: false,
+    later_selects_fail: false,
+};
+
+/// A wake wins the race against the first tick, which scaled the app to 0; every restore
+/// write of it fails the first time; two more ticks follow. Returns the restore writes after
+/// each tick.
+async fn owed_restore(o: Owed) -> [usize; 3] {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     let c = candidate("k8s:apps/web");
     let id = c.id;
@@ -245,11 +262,11 @@ async fn owed_restore(later: SleepState) -> [usize; 3] {
         .expect_select_candidates()
         .returning(move |_, _, _, _| {
             selections += 1;
-            Ok(if selections == 1 {
-                vec![c.clone()]
-            } else {
-                vec![]
-            })
+            match selections {
+                1 => Ok(vec![c.clone()]),
+                _ if o.later_selects_fail => Err(Error::store("statement timeout")),
+                _ => Ok(vec![]),
+            }
         });
     no_asleep(&mut store);
     quiet(&mut store);
@@ -264,8 +281,11 @@ async fn owed_restore(later: SleepState) -> [usize; 3] {
     let mut gets = 0;
     store.expect_get().returning(move |_| {
         gets += 1;
-        let state = if gets == 1 { SleepState::Awake } else { later };
-        Ok(Some(record(id, state, None)))
+        match gets {
+            1 if o.first_read_fails => Err(Error::store("connection reset")),
+            1 => Ok(Some(record(id, SleepState::Awake, None))),
+            _ => Ok(Some(record(id, o.later, None))),
+        }
     });
     let mut scaler = MockScaler::new();
     let mut reads = 0;
@@ -294,9 +314,9 @@ async fn owed_restore(later: SleepState) -> [usize; 3] {
     let job = job(enabled(), store, scaler);
     let mut after = [0; 3];
     for (i, seen) in after.iter_mut().enumerate() {
-        let report = job.tick().await.unwrap();
+        let report = job.tick().await;
         if i == 0 {
-            assert_eq!(report.outcome(Outcome::ScaleFailed), 1);
+            assert_eq!(report.unwrap().outcome(Outcome::ScaleFailed), 1);
         }
         *seen = writes.load(SeqCst);
     }
@@ -306,13 +326,37 @@ async fn owed_restore(later: SleepState) -> [usize; 3] {
 #[tokio::test]
 async fn a_restore_a_lost_race_left_undone_is_paid_at_the_next_tick_and_once() {
     // Invariant 3: the app is not left at 0 under its awake row beyond one tick.
-    assert_eq!(owed_restore(SleepState::Awake).await, [1, 2, 2]);
+    assert_eq!(owed_restore(OWED).await, [1, 2, 2]);
+}
+
+#[tokio::test]
+async fn an_unreadable_row_after_a_lost_race_is_owed_its_restore() {
+    // The first tick cannot tell whether the row is awake: it owes the restore, and the next
+    // ticks read the row and pay it (the first write fails, the second lands).
+    let owed = Owed {
+        first_read_fails: true,
+        ..OWED
+    };
+    assert_eq!(owed_restore(owed).await, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn an_owed_restore_is_paid_even_when_the_candidate_query_fails() {
+    let owed = Owed {
+        later_selects_fail: true,
+        ..OWED
+    };
+    assert_eq!(owed_restore(owed).await, [1, 2, 2]);
 }
 
 #[tokio::test]
 async fn an_owed_restore_is_dropped_once_the_row_is_asleep_again() {
     // Slept again by a later tick: 0 is right, nothing is written.
-    assert_eq!(owed_restore(SleepState::Asleep).await, [1, 1, 1]);
+    let owed = Owed {
+        later: SleepState::Asleep,
+        ..OWED
+    };
+    assert_eq!(owed_restore(owed).await, [1, 1, 1]);
 }
 
 /// Activity arrived during the sleep (a redeploy): the tick puts back what it took, reading
