@@ -17,14 +17,18 @@ use crate::{KubeScaler, map_error};
 /// Longest single watch request; the apiserver's own cap is in the same range.
 const MAX_WATCH_SECONDS: u64 = 290;
 
-/// Whether a Deployment serves: its controller has seen the current spec
+/// Whether a Deployment serves: it asks for replicas (a status can still count the ready
+/// pods of a scale-down to 0), its controller has seen the current spec
 /// (`observedGeneration >= generation`) and at least one replica is ready or available.
 pub fn is_ready(d: &Deployment) -> bool {
     let generation = d.metadata.generation.unwrap_or(0);
-    d.status.as_ref().is_some_and(|s| {
-        s.observed_generation.unwrap_or(0) >= generation
-            && (s.ready_replicas.unwrap_or(0) >= 1 || s.available_replicas.unwrap_or(0) >= 1)
-    })
+    // Absent: the API server's default, 1.
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    wanted > 0
+        && d.status.as_ref().is_some_and(|s| {
+            s.observed_generation.unwrap_or(0) >= generation
+                && (s.ready_replicas.unwrap_or(0) >= 1 || s.available_replicas.unwrap_or(0) >= 1)
+        })
 }
 
 #[async_trait]

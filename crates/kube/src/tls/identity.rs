@@ -169,6 +169,8 @@ fn run(exec: &ExecConfig) -> Result<ExecCredential, String> {
     if !out.status.success() {
         return Err(format!("{command:?} exited with {}", out.status));
     }
-    // Plugins write JSON, some YAML (client-go reads both); YAML 1.2 reads both.
-    serde_saphyr::from_slice(&out.stdout).map_err(|e| format!("reading {command:?}'s answer: {e}"))
+    // Plugins write JSON, some YAML (client-go reads both); YAML 1.2 reads both. The parser's
+    // error quotes the answer, which may hold a key or a token: not repeated.
+    serde_saphyr::from_slice(&out.stdout)
+        .map_err(|_| format!("{command:?} answered no readable ExecCredential"))
 }

@@ -90,6 +90,18 @@ async fn a_status_of_an_older_generation_is_not_ready() {
     assert!(idle_scaler_kube::is_ready(&d));
 }
 
+#[test]
+fn a_deployment_scaled_to_zero_is_not_ready_while_its_pods_still_count() {
+    // Right after a scale-down the status may still count the terminating pods as ready.
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "web", "generation": 4 },
+        "spec": { "replicas": 0, "selector": {}, "template": {} },
+        "status": { "observedGeneration": 4, "readyReplicas": 2, "availableReplicas": 2 },
+    }))
+    .expect("deployment");
+    assert!(!idle_scaler_kube::is_ready(&d));
+}
+
 #[tokio::test]
 async fn a_missing_deployment_is_not_found() {
     let (_fake, scaler) = setup(1, TIMEOUT).await;
