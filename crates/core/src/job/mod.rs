@@ -25,6 +25,7 @@ mod traffic;
 mod wake;
 
 pub use builder::JobBuilder;
+pub use reconcile::drift_due_before;
 pub use recover::STALE_INTENT_AFTER;
 pub use run::TickResult;
 

@@ -48,15 +48,11 @@ impl Job {
             ),
             None => FIRST_TICK_CHECKS,
         };
-        // Not re-read within one interval: a row is checked about once per period.
-        let interval = chrono::Duration::seconds(
-            i64::try_from(self.config.interval_seconds).unwrap_or(i64::MAX),
-        );
         let due = self
             .store
             .asleep_to_check(
                 scalers.served(),
-                now - interval,
+                drift_due_before(&self.config, now),
                 u32::try_from(budget).unwrap_or(u32::MAX),
             )
             .await?;
@@ -174,11 +170,28 @@ impl Job {
 
 /// Rows to check per tick so that `asleep` rows are all checked once per period:
 /// `ceil(asleep * interval / period)`, at least one, at most [`MAX_CHECKS_PER_TICK`].
+/// The drift check's due rule: a row checked at or after this is not due yet. One interval
+/// short of the period (at least one interval), so that a row is read about once per period
+/// and no more: with several clusters the slice is shared in turns, and a small cluster whose
+/// rows were due at every tick would take slots a big one needs to keep its period.
+pub fn drift_due_before(config: &crate::Config, now: DateTime<Utc>) -> DateTime<Utc> {
+    let interval =
+        chrono::Duration::seconds(i64::try_from(config.interval_seconds).unwrap_or(i64::MAX));
+    now - (config.reconcile_period() - interval).max(interval)
+}
+
+/// The slice: enough reads for every asleep row once per cycle of [`drift_due_before`] (one
+/// interval short of the period), so that a tick whose due rows outnumber the slice still
+/// reaches them before their period is over.
 fn checks_per_tick(asleep: u64, interval_seconds: u64, reconcile_minutes: u32) -> u64 {
-    let period = u64::from(reconcile_minutes).saturating_mul(60).max(1);
+    let period = u64::from(reconcile_minutes).saturating_mul(60);
+    let cycle = period
+        .saturating_sub(interval_seconds)
+        .max(interval_seconds)
+        .max(1);
     asleep
         .saturating_mul(interval_seconds)
-        .div_ceil(period)
+        .div_ceil(cycle)
         .clamp(1, MAX_CHECKS_PER_TICK)
         .min(asleep.max(1))
 }
@@ -189,9 +202,9 @@ mod tests {
 
     #[test]
     fn the_slice_covers_every_asleep_row_once_per_period() {
-        // 2 min ticks, 10 min period: five ticks per period, a fifth each.
-        assert_eq!(checks_per_tick(100_000, 120, 10), 20_000);
-        assert_eq!(checks_per_tick(1_000, 120, 10), 200);
+        // 2 min ticks, 10 min period: each row is due after 8 minutes, a quarter each tick.
+        assert_eq!(checks_per_tick(100_000, 120, 10), 25_000);
+        assert_eq!(checks_per_tick(1_000, 120, 10), 250);
         assert_eq!(checks_per_tick(3, 120, 10), 1);
         // A tick longer than the period checks them all.
         assert_eq!(checks_per_tick(50, 3_600, 10), 50);

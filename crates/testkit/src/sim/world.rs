@@ -169,7 +169,7 @@ impl World {
             concurrency: 3,
             max_consecutive_failures: 3,
             default_wake_replicas: 1,
-            // Short, so that drift checks are sliced (ceil(asleep / 5) rows per tick) and
+            // Short, so that drift checks are sliced (ceil(asleep / 4) rows per tick) and
             // backoffs end within a world.
             interval_seconds: 60,
             reconcile_minutes: 5,

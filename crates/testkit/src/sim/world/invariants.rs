@@ -310,11 +310,12 @@ impl World {
     }
 
     /// The drifting rows a tick starting now must count towards checking: due by the drift
-    /// check's own rule (not checked within an interval) and not being woken right now.
+    /// check's own rule (`drift_due_before`) and not being woken right now.
     pub(in crate::sim::world) fn due_drift(&self) -> Vec<(Uuid, DateTime<Utc>)> {
         let now = self.now();
         let bound = self.transition_bound();
-        let (served, since) = (ServedClusters::default(), now - self.interval());
+        let served = ServedClusters::default();
+        let since = idle_scaler_core::job::drift_due_before(&self.config, now);
         let due = ready(self.store.asleep_to_check(&served, since, u32::MAX)).unwrap_or_default();
         due.into_iter()
             .filter(|r| r.wake_started_at.is_none_or(|at| now - at >= bound))
