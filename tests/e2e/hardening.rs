@@ -78,6 +78,65 @@ async fn sigterm_during_a_wake_answers_the_caller_and_leaves_the_app_awake(
     assert_eq!(row.sleep_state, SleepState::Awake);
 }
 
+/// Invariant 10 through the waker: a browser gets its starting page at once and goes; the
+/// wake it started runs on, and a SIGTERM while its scale write is in flight lets it finish
+/// (app up, row awake) before the process exits.
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn sigterm_during_a_wake_a_browser_started_lets_it_finish(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (store, fake) = setup(&opts).await;
+    fake.create_deployment("apps", "web", 0);
+    let id =
+        store
+            .insert(
+                NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3))
+                    .sleep_state(SleepState::Asleep, Utc::now(), Some(2)),
+            )
+            .await
+            .expect("insert");
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut daemon = Daemon::start(quiet_daemon(&database_url(&opts, None), &kc)).await;
+    let line = daemon
+        .wait_for_log("serving the waker", Duration::from_secs(10))
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    let waker: SocketAddr = v["addr"].as_str().expect("addr").parse().expect("address");
+
+    fake.inject(Fault::latency(Duration::from_secs(5)).on_method("PATCH"));
+    let mut browser = TcpStream::connect(waker).await.expect("connect");
+    browser
+        .write_all(
+            "GET /shop HTTP/1.1\r\nHost: web.example.com\r\nAccept: text/html\r\n\
+             X-Namespace: apps\r\nX-Service-Name: web\r\nX-Original-URI: /shop\r\n\
+             X-Code: 503\r\nConnection: close\r\n\r\n"
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut page = String::new();
+    browser.read_to_string(&mut page).await.expect("read");
+    assert!(page.contains("Starting"), "{page}");
+    drop(browser);
+    eventually(
+        Duration::from_secs(10),
+        "the scale write in flight",
+        || async {
+            fake.requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.status.is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    daemon.send_sigterm();
+    assert_eq!(daemon.wait_for_exit(Duration::from_secs(30)).await, Some(0));
+    assert_eq!(fake.replicas("apps", "web"), Some(2), "{}", daemon.output());
+    let row = store.read(id).await.unwrap().unwrap();
+    assert_eq!(row.sleep_state, SleepState::Awake);
+}
+
 /// Opens a connection that sends nothing, or half a request, and keeps it open.
 async fn hold(addr: SocketAddr, half_sent: bool) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");

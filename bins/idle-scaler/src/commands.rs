@@ -134,13 +134,18 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     http_stop.cancel();
     let drained = async {
         let _ = ticks.await;
-        // A wake outlives its caller; its HTTP answer is sent by the connection task.
+        // A wake outlives its caller (its HTTP answer is sent by the connection task); a
+        // visitor held by the waker gets its answer before the process goes. Both at once, so
+        // a visitor waiting for a slow app does not use up the grace a wake needs.
+        tokio::join!(job.finish_wakes(), async {
+            connections.wait().await;
+            if let Some(waker) = &waker_connections {
+                waker.wait().await;
+            }
+        });
+        // Again: a request drained meanwhile may have started a wake (a browser's starting
+        // page is answered at once while its wake runs on).
         job.finish_wakes().await;
-        connections.wait().await;
-        // A visitor held by the waker gets its answer before the process goes.
-        if let Some(waker) = &waker_connections {
-            waker.wait().await;
-        }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         warn!(
