@@ -6,31 +6,27 @@
 #![allow(clippy::result_large_err)]
 
 use figment::Jail;
+use idle_scaler_core::config::{SETTINGS, Setting};
 use idle_scaler_core::{Config, ConfigError};
 use proptest::prelude::*;
 
-/// Every variable the configuration reads (`DEPLOY_SCALE_TO_ZERO_` + the key in capitals).
-const VARIABLES: [&str; 19] = [
-    "DEPLOY_SCALE_TO_ZERO_ENABLED",
-    "DEPLOY_SCALE_TO_ZERO_IDLE_MINUTES",
-    "DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS",
-    "DEPLOY_SCALE_TO_ZERO_MAX_PER_TICK",
-    "DEPLOY_SCALE_TO_ZERO_CONCURRENCY",
-    "DEPLOY_SCALE_TO_ZERO_DRY_RUN",
-    "DEPLOY_SCALE_TO_ZERO_DEFAULT_WAKE_REPLICAS",
-    "DEPLOY_SCALE_TO_ZERO_PROTECTED_NAMESPACES",
-    "DEPLOY_SCALE_TO_ZERO_MAX_CONSECUTIVE_FAILURES",
-    "DEPLOY_SCALE_TO_ZERO_REQUEST_TIMEOUT_SECONDS",
-    "DEPLOY_SCALE_TO_ZERO_RECONCILE_MINUTES",
-    "DEPLOY_SCALE_TO_ZERO_FLAP_LIMIT",
-    "DEPLOY_SCALE_TO_ZERO_ACTIVITY_SOURCE",
-    "DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN",
+/// The Prometheus source's variables (its crate depends on this one, so they are named here).
+const PROMETHEUS_VARIABLES: [&str; 5] = [
     "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_URL",
     "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_QUERY",
     "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAMESPACE_LABEL",
     "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_NAME_LABEL",
     "DEPLOY_SCALE_TO_ZERO_PROMETHEUS_TIMEOUT_SECONDS",
 ];
+
+/// Every variable the configuration reads: the job's table, then the Prometheus source's.
+fn variables() -> Vec<String> {
+    SETTINGS
+        .iter()
+        .map(Setting::env)
+        .chain(PROMETHEUS_VARIABLES.map(str::to_owned))
+        .collect()
+}
 
 /// Values a person or a templating mistake could put there: numbers of every size and sign,
 /// booleans in every spelling, figment's own syntax (arrays, tables, quoted strings), lists,
@@ -106,13 +102,13 @@ proptest! {
 
     #[test]
     fn any_value_of_any_variable_loads_or_names_the_variable(
-        variable in prop::sample::select(VARIABLES.to_vec()),
+        variable in prop::sample::select(variables()),
         value in value(),
     ) {
         // Jail: a private environment and working directory, restored afterwards.
         let mut outcome = None;
         Jail::expect_with(|jail| {
-            jail.set_env(variable, &value);
+            jail.set_env(&variable, &value);
             outcome = Some(Config::load(None));
             Ok(())
         });
@@ -120,13 +116,13 @@ proptest! {
             Ok(_) => {}
             Err(e @ ConfigError::Invalid { .. }) => {
                 prop_assert!(
-                    e.to_string().contains(variable),
+                    e.to_string().contains(&variable),
                     "{variable}={value:?} gave an error not naming it: {e}"
                 );
             }
             Err(e) => {
                 prop_assert!(
-                    e.to_string().contains(variable)
+                    e.to_string().contains(&variable)
                         || e.to_string().to_lowercase().contains(
                             &variable["DEPLOY_SCALE_TO_ZERO_".len()..].to_lowercase()
                         ),
@@ -137,9 +133,9 @@ proptest! {
     }
 
     #[test]
-    fn all_variables_at_once_never_panic(values in prop::collection::vec(value(), VARIABLES.len())) {
+    fn all_variables_at_once_never_panic(values in prop::collection::vec(value(), variables().len())) {
         Jail::expect_with(|jail| {
-            for (variable, value) in VARIABLES.iter().zip(&values) {
+            for (variable, value) in variables().iter().zip(&values) {
                 jail.set_env(variable, value);
             }
             let _ = Config::load(None);

@@ -34,10 +34,10 @@ pub struct ClusterConfig {
     pub context: Option<String>,
 }
 
-const ALLOWED_ENTRIES: &str = "a comma-separated list of <name>=<kubeconfig file>#<context> \
+pub(super) const ALLOWED_ENTRIES: &str = "a comma-separated list of <name>=<kubeconfig file>#<context> \
      entries (either part may be left out, not both; <name> a DNS-1123 label other than \
      \"default\"), or none";
-const ALLOWED_TABLE: &str = "a table of clusters, each [clusters.<name>] (<name> a DNS-1123 \
+pub(super) const ALLOWED_TABLE: &str = "a table of clusters, each [clusters.<name>] (<name> a DNS-1123 \
      label other than \"default\") with a kubeconfig file, a context, or both, and no other key";
 pub(super) const ALLOWED_DEFAULT: &str = "true while no clusters are configured: an instance must serve \
      at least one cluster";
@@ -47,54 +47,9 @@ impl Config {
     pub fn served_clusters(&self) -> ServedClusters {
         ServedClusters::new(self.default_cluster, self.clusters.keys().cloned())
     }
-
-    /// The rules of [`Config::validate`] for the cluster keys.
-    pub(super) fn validate_clusters(&self) -> Result<(), ConfigError> {
-        let invalid =
-            |key: &'static str, value: String, allowed: &'static str| ConfigError::Invalid {
-                key,
-                env: super::env_name(key),
-                value,
-                origin: "the configuration built in code".to_owned(),
-                allowed,
-            };
-        if let Some((name, _)) = self
-            .clusters
-            .iter()
-            .find(|(_, c)| c.kubeconfig.is_none() && c.context.is_none())
-        {
-            return Err(invalid(
-                "clusters",
-                format!("{name} (neither kubeconfig nor context)"),
-                ALLOWED_TABLE,
-            ));
-        }
-        if self.served_clusters().is_empty() {
-            return Err(invalid(
-                "default_cluster",
-                "false".to_owned(),
-                ALLOWED_DEFAULT,
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl Reader {
-    /// `default_cluster` and `clusters`, refusing a configuration that serves no cluster.
-    pub(super) fn served(
-        &self,
-        default_key: &'static str,
-        clusters_key: &'static str,
-    ) -> Result<(bool, BTreeMap<ClusterName, ClusterConfig>), ConfigError> {
-        let default = self.boolean(default_key)?;
-        let clusters = self.clusters(clusters_key)?;
-        if !default && clusters.is_empty() {
-            return Err(self.invalid(default_key, ALLOWED_DEFAULT));
-        }
-        Ok((default, clusters))
-    }
-
     /// The error for `value` of `key`, showing `shown` (the bad entry) as the value.
     fn refuse_as(
         &self,
@@ -113,7 +68,7 @@ impl Reader {
     }
 
     /// The `clusters` key: a TOML table, or the environment's entry list.
-    fn clusters(
+    pub(super) fn clusters(
         &self,
         key: &'static str,
     ) -> Result<BTreeMap<ClusterName, ClusterConfig>, ConfigError> {

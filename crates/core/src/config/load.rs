@@ -1,14 +1,18 @@
-//! Extraction: the unknown-key check, the typed reads of single keys and the job's rules.
+//! Extraction: the sources, the unknown-key check and the typed reads of single keys (the
+//! job's rules are the table in `rules.rs`).
 
 use figment::providers::{Env, Serialized};
-use figment::value::{Num, Value};
-use figment::{Figment, Provider, Source};
+use figment::value::{Dict, Map, Num, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::Serialize;
 
-use super::{
-    ActivitySourceKind, Config, ConfigError, ConfigWarning, ENV_PREFIX, IDLE_MINUTES_FLOOR,
-    IDLE_MINUTES_MAX, KEYS, UnknownActivity,
-};
+use super::rules::{Origin, SETTINGS, defaults};
+use super::{Config, ConfigError, ConfigWarning, ENV_PREFIX};
+
+/// What errors call the defaults a reader starts from.
+const DEFAULTS: &str = "the defaults";
+/// What errors call a [`Config`] given to [`Config::validate`].
+const BUILT_IN_CODE: &str = "the configuration built in code";
 
 impl Config {
     /// [`Config::extract`] for a host that also reads the `also_known` keys (an adapter's, such
@@ -18,7 +22,7 @@ impl Config {
         also_known: &[&'static str],
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
         // Defaults first so a host figment that sets only some keys still extracts.
-        Self::extract_from(&Reader::new(&Config::default(), provider), also_known)
+        Self::extract_from(&Reader::new(&defaults(), provider), also_known)
     }
 
     /// Extracts from the `section` of a host's own figment (its `[idle_scaler]` table, say),
@@ -32,7 +36,7 @@ impl Config {
         also_known: &[&'static str],
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
         refuse_values_figment_panics_on(env_prefix, also_known)?;
-        let read = Reader::for_section(&Config::default(), figment, section, env_prefix);
+        let read = Reader::for_section(&defaults(), figment, section, env_prefix);
         Self::extract_from(&read, also_known)
     }
 
@@ -55,83 +59,8 @@ impl Config {
         also_known: &[&'static str],
     ) -> Result<(Self, Vec<ConfigWarning>), ConfigError> {
         let mut warnings = read.unknown_keys(also_known);
-
-        let mut idle_minutes: u32 = read.int(
-            "idle_minutes",
-            0,
-            IDLE_MINUTES_MAX.into(),
-            "a whole number of minutes up to 525600 (one year)",
-        )?;
-        if idle_minutes < IDLE_MINUTES_FLOOR {
-            warnings.push(ConfigWarning(format!(
-                "{} = {idle_minutes} is below the floor; using {IDLE_MINUTES_FLOOR}",
-                read.env_name("idle_minutes")
-            )));
-            idle_minutes = IDLE_MINUTES_FLOOR;
-        }
-
-        let (default_cluster, clusters) = read.served("default_cluster", "clusters")?;
-        let config = Self {
-            enabled: read.boolean("enabled")?,
-            idle_minutes,
-            interval_seconds: read.int(
-                "interval_seconds",
-                10,
-                86_400,
-                "an integer from 10 to 86400 (seconds)",
-            )?,
-            max_per_tick: read.int("max_per_tick", 1, 100_000, "an integer from 1 to 100000")?,
-            concurrency: read.int("concurrency", 1, 64, "an integer from 1 to 64")?,
-            dry_run: read.boolean("dry_run")?,
-            default_wake_replicas: read.int(
-                "default_wake_replicas",
-                1,
-                10_000,
-                "an integer from 1 to 10000",
-            )?,
-            protected_namespaces: read.namespaces("protected_namespaces")?,
-            max_consecutive_failures: read.int(
-                "max_consecutive_failures",
-                1,
-                10_000,
-                "an integer from 1 to 10000",
-            )?,
-            // One sleep makes up to four requests after its intent is written; together they
-            // must end well inside the stale-intent age (5 min), or a live transition could
-            // be taken for a crash leftover and settled under it.
-            request_timeout_seconds: read.int(
-                "request_timeout_seconds",
-                1,
-                59,
-                "an integer from 1 to 59 (seconds): 4 requests of one sleep, plus a minute of \
-                 database time, must end inside the 300 s stale-intent age",
-            )?,
-            reconcile_minutes: read.int(
-                "reconcile_minutes",
-                1,
-                1440,
-                "an integer from 1 to 1440 (minutes)",
-            )?,
-            flap_limit: read.int("flap_limit", 1, 100, "an integer from 1 to 100")?,
-            activity_source: read.choice(
-                "activity_source",
-                &[
-                    ("none", ActivitySourceKind::None),
-                    ("prometheus", ActivitySourceKind::Prometheus),
-                ],
-                "none or prometheus",
-            )?,
-            default_cluster,
-            clusters,
-            activity_unknown: read.choice(
-                "activity_unknown",
-                &[
-                    ("keep_awake", UnknownActivity::KeepAwake),
-                    ("sleep", UnknownActivity::Sleep),
-                ],
-                "keep_awake or sleep",
-            )?,
-        };
+        let (config, adjusted) = Self::read_settings(read, Origin::Source)?;
+        warnings.extend(adjusted);
         Ok((config, warnings))
     }
 }
@@ -153,7 +82,7 @@ impl Reader {
     /// named with [`ENV_PREFIX`].
     pub fn new<T: Serialize>(defaults: &T, provider: impl Provider) -> Self {
         Self {
-            fig: Figment::from(Serialized::defaults(defaults)).merge(provider),
+            fig: Figment::from(Named(DEFAULTS, Serialized::defaults(defaults))).merge(provider),
             prefix: ENV_PREFIX.to_owned(),
             section: None,
         }
@@ -169,9 +98,18 @@ impl Reader {
     ) -> Self {
         let provider = figment.focus(section).merge(Env::prefixed(env_prefix));
         Self {
-            fig: Figment::from(Serialized::defaults(defaults)).merge(provider),
+            fig: Figment::from(Named(DEFAULTS, Serialized::defaults(defaults))).merge(provider),
             prefix: env_prefix.to_owned(),
             section: Some(section.to_owned()),
+        }
+    }
+
+    /// `config` as the only source, for [`Config::validate`].
+    pub(super) fn built(config: &Config) -> Self {
+        Self {
+            fig: Figment::from(Named(BUILT_IN_CODE, Serialized::defaults(config))),
+            prefix: ENV_PREFIX.to_owned(),
+            section: None,
         }
     }
 
@@ -234,12 +172,17 @@ impl Reader {
             _ if meta.name.contains("environment") => {
                 format!("environment variable {}", self.env_name(key))
             }
-            _ if meta.name == "Serialized" => "the defaults".to_owned(),
+            _ if [DEFAULTS, BUILT_IN_CODE].contains(&&*meta.name) => meta.name.to_string(),
             _ => format!("key {file_key} of {}", meta.name),
         }
     }
 
-    fn refuse(&self, key: &'static str, value: &Value, allowed: &'static str) -> ConfigError {
+    pub(super) fn refuse(
+        &self,
+        key: &'static str,
+        value: &Value,
+        allowed: &'static str,
+    ) -> ConfigError {
         ConfigError::Invalid {
             key,
             env: self.env_name(key),
@@ -249,76 +192,6 @@ impl Reader {
         }
     }
 
-    pub(super) fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
-        let value = self.find(key)?;
-        let parsed = match &value {
-            Value::Bool(_, b) => Some(*b),
-            Value::Num(_, n) => match integral(n) {
-                Some(1) => Some(true),
-                Some(0) => Some(false),
-                _ => None,
-            },
-            Value::String(_, s) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Some(true),
-                "false" | "0" | "no" | "off" | "" => Some(false),
-                _ => None,
-            },
-            _ => None,
-        };
-        parsed
-            .ok_or_else(|| self.refuse(key, &value, "a boolean: true/false, 1/0, yes/no or on/off"))
-    }
-
-    fn choice<T: Copy>(
-        &self,
-        key: &'static str,
-        options: &[(&str, T)],
-        allowed: &'static str,
-    ) -> Result<T, ConfigError> {
-        let value = self.find(key)?;
-        let given = value.as_str().map(|s| s.trim().to_ascii_lowercase());
-        options
-            .iter()
-            .find(|(name, _)| given.as_deref() == Some(*name))
-            .map(|(_, v)| *v)
-            .ok_or_else(|| self.refuse(key, &value, allowed))
-    }
-
-    fn namespaces(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
-        const ALLOWED: &str =
-            "a comma-separated list of namespaces (DNS-1123 labels), or none to protect none";
-        let value = self.find(key)?;
-        // An empty list is most likely a templating slip that would expose kube-system: only
-        // the explicit `none` turns the protection off.
-        if value
-            .as_str()
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("none"))
-        {
-            return Ok(Vec::new());
-        }
-        let items: Vec<String> = match &value {
-            Value::String(_, s) => s
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect(),
-            Value::Array(_, vs) => vs
-                .iter()
-                .map(|v| v.as_str().map(|s| s.trim().to_owned()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| self.refuse(key, &value, ALLOWED))?,
-            _ => return Err(self.refuse(key, &value, ALLOWED)),
-        };
-        if items.is_empty()
-            || items
-                .iter()
-                .any(|ns| crate::Target::parse(&format!("k8s:{ns}/x")).is_err())
-        {
-            return Err(self.refuse(key, &value, ALLOWED));
-        }
-        Ok(items)
-    }
-
     /// A warning for every key that is neither the job's nor one of `also_known`.
     fn unknown_keys(&self, also_known: &[&str]) -> Vec<ConfigWarning> {
         let Ok(dict) = self.fig.data() else {
@@ -326,7 +199,10 @@ impl Reader {
         };
         dict.values()
             .flat_map(|keys| keys.keys())
-            .filter(|key| !KEYS.contains(&key.as_str()) && !also_known.contains(&key.as_str()))
+            .filter(|key| {
+                !SETTINGS.iter().any(|s| s.key == key.as_str())
+                    && !also_known.contains(&key.as_str())
+            })
             .map(|key| {
                 ConfigWarning(format!(
                     "unknown configuration key {key:?} ({}) ignored",
@@ -401,11 +277,11 @@ pub(super) fn refuse_values_figment_panics_on(
         };
         let value = value.to_string_lossy();
         if value.contains('"') && value.contains('\\') && !value.is_ascii() {
-            let key = KEYS
+            let key = SETTINGS
                 .iter()
-                .chain(also_known)
+                .map(|s| s.key)
+                .chain(also_known.iter().copied())
                 .find(|k| format!("{prefix}{}", k.to_uppercase()) == name)
-                .copied()
                 .unwrap_or("unknown");
             return Err(ConfigError::Invalid {
                 key,
@@ -424,9 +300,10 @@ pub(super) fn render(value: &Value) -> String {
         Value::String(_, s) => format!("{s:?}"),
         Value::Char(_, c) => format!("{c:?}"),
         Value::Bool(_, b) => b.to_string(),
+        // Whole numbers exactly: a float would round a large one.
         Value::Num(_, n) => match (integral(n), n.to_f64()) {
-            (_, Some(f)) => f.to_string(),
-            (Some(i), None) => i.to_string(),
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) => f.to_string(),
             (None, None) => "(a number)".into(),
         },
         Value::Empty(..) => "(empty)".into(),
@@ -435,7 +312,7 @@ pub(super) fn render(value: &Value) -> String {
     }
 }
 
-fn integral(n: &Num) -> Option<i128> {
+pub(super) fn integral(n: &Num) -> Option<i128> {
     let n = *n;
     n.to_i128()
         .or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok()))
@@ -444,4 +321,17 @@ fn integral(n: &Num) -> Option<i128> {
             #[allow(clippy::cast_possible_truncation)] // only whole floats within i64 are taken
             (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i128)
         })
+}
+
+/// A provider under a name errors use for where a value came from.
+struct Named<P>(&'static str, P);
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.0)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.1.data()
+    }
 }

@@ -1,12 +1,14 @@
 //! Job configuration: defaults, then an optional TOML file, then the environment.
 //!
-//! Every value is validated after extraction; an invalid one is an error naming the
-//! environment variable, the key, the value given and what is allowed. Adapter crates read
+//! Every key's rule, default and allowed text is one row of [`SETTINGS`]; the loaders and
+//! [`Config::validate`] both read it. An invalid value is an error naming the environment
+//! variable, the key, the value given and what is allowed. Adapter crates read
 //! their own keys from the same figment with a [`Reader`] and name them to
 //! [`Config::extract_with`] so they are not reported as unknown.
 
 mod clusters;
 mod load;
+mod rules;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use clusters::ClusterConfig;
 pub use load::Reader;
+pub use rules::{Rule, SETTINGS, Setting};
 
 /// Prefix of every job environment variable.
 pub const ENV_PREFIX: &str = "DEPLOY_SCALE_TO_ZERO_";
@@ -98,31 +101,6 @@ fn serves_the_default_cluster() -> bool {
     true
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            idle_minutes: 30,
-            interval_seconds: 120,
-            max_per_tick: 50,
-            concurrency: 4,
-            dry_run: false,
-            default_wake_replicas: 1,
-            protected_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
-                .map(String::from)
-                .to_vec(),
-            max_consecutive_failures: 5,
-            request_timeout_seconds: 10,
-            reconcile_minutes: 10,
-            flap_limit: 3,
-            activity_source: ActivitySourceKind::None,
-            activity_unknown: UnknownActivity::KeepAwake,
-            default_cluster: true,
-            clusters: BTreeMap::new(),
-        }
-    }
-}
-
 /// An invalid configuration value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -159,26 +137,6 @@ impl std::fmt::Display for ConfigWarning {
 fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_uppercase())
 }
-
-/// The keys this crate reads; adapter crates name theirs to [`Config::extract_with`].
-const KEYS: [&str; 16] = [
-    "enabled",
-    "idle_minutes",
-    "interval_seconds",
-    "max_per_tick",
-    "concurrency",
-    "dry_run",
-    "default_wake_replicas",
-    "protected_namespaces",
-    "max_consecutive_failures",
-    "request_timeout_seconds",
-    "reconcile_minutes",
-    "flap_limit",
-    "activity_source",
-    "activity_unknown",
-    "default_cluster",
-    "clusters",
-];
 
 impl Config {
     /// Defaults, then `file` (TOML, if given; a missing file is an error), then the environment.
@@ -245,97 +203,6 @@ impl Config {
     /// The drift period: every `asleep` row is checked once within it.
     pub fn reconcile_period(&self) -> chrono::Duration {
         chrono::Duration::minutes(self.reconcile_minutes.into())
-    }
-
-    /// Checks a configuration built in code against the rules the loaders enforce, so a
-    /// library caller cannot build a job the environment would have refused.
-    ///
-    /// # Errors
-    /// The first value outside its range, naming the key, its variable and what is allowed.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(
-            key: &'static str,
-            value: impl Into<i128> + Copy + std::fmt::Display,
-            min: i128,
-            max: i128,
-            allowed: &'static str,
-        ) -> Result<(), ConfigError> {
-            if (min..=max).contains(&value.into()) {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid {
-                    key,
-                    env: env_name(key),
-                    value: value.to_string(),
-                    origin: "the configuration built in code".to_owned(),
-                    allowed,
-                })
-            }
-        }
-        check(
-            "idle_minutes",
-            self.idle_minutes,
-            IDLE_MINUTES_FLOOR.into(),
-            IDLE_MINUTES_MAX.into(),
-            "an integer from 5 to 525600 (minutes; one year)",
-        )?;
-        check(
-            "interval_seconds",
-            self.interval_seconds,
-            10,
-            86_400,
-            "an integer from 10 to 86400 (seconds)",
-        )?;
-        check(
-            "max_per_tick",
-            self.max_per_tick,
-            1,
-            100_000,
-            "an integer from 1 to 100000",
-        )?;
-        check(
-            "concurrency",
-            u64::try_from(self.concurrency).unwrap_or(u64::MAX),
-            1,
-            64,
-            "an integer from 1 to 64",
-        )?;
-        check(
-            "default_wake_replicas",
-            self.default_wake_replicas,
-            1,
-            10_000,
-            "an integer from 1 to 10000",
-        )?;
-        check(
-            "max_consecutive_failures",
-            self.max_consecutive_failures,
-            1,
-            10_000,
-            "an integer from 1 to 10000",
-        )?;
-        check(
-            "request_timeout_seconds",
-            self.request_timeout_seconds,
-            1,
-            59,
-            "an integer from 1 to 59 (seconds)",
-        )?;
-        check(
-            "reconcile_minutes",
-            self.reconcile_minutes,
-            1,
-            1440,
-            "an integer from 1 to 1440 (minutes)",
-        )?;
-        check(
-            "flap_limit",
-            self.flap_limit,
-            1,
-            100,
-            "an integer from 1 to 100",
-        )?;
-        self.validate_clusters()
     }
 
     /// Whether the job must never touch `namespace`.

@@ -391,3 +391,221 @@ fn a_host_section_and_env_prefix_feed_the_job_and_name_the_hosts_sources() {
         Ok(())
     });
 }
+
+// The table: both paths hold the same rules, the defaults pass them, the README lists them.
+
+/// Values `rule` refuses: just outside each bound, and text of the wrong kind.
+fn refused(rule: Rule) -> Vec<String> {
+    let texts = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect();
+    match rule {
+        Rule::Int { min, max } => vec![(min - 1).to_string(), (max + 1).to_string(), "ten".into()],
+        Rule::Floored { max, .. } => vec!["-1".into(), (max + 1).to_string(), "ten".into()],
+        Rule::Bool => texts(&["maybe", "2"]),
+        Rule::OneOf(_) => texts(&["datadog", "none,sleep"]),
+        Rule::Namespaces => texts(&["Kube_System", "ops,-bad", "", ","]),
+        Rule::Clusters => texts(&["East=/k.yaml", "east=", "east=#", "default=/k.yaml"]),
+    }
+}
+
+/// Values `rule` takes: each bound, each word.
+fn accepted(rule: Rule) -> Vec<String> {
+    let texts = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect();
+    match rule {
+        Rule::Int { min, max } | Rule::Floored { floor: min, max } => {
+            vec![min.to_string(), max.to_string()]
+        }
+        Rule::Bool => texts(&["true", "false"]),
+        Rule::OneOf(words) => texts(words),
+        Rule::Namespaces => texts(&["ops, billing", "a"]),
+        Rule::Clusters => texts(&["east=/k.yaml#ctx", "west=#w"]),
+    }
+}
+
+/// `text` as a field of a `Config` built in code holds it (JSON, the form serde reads).
+fn as_built(rule: Rule, text: &str) -> serde_json::Value {
+    use serde_json::json;
+    match rule {
+        Rule::Int { .. } | Rule::Floored { .. } => text
+            .parse::<i64>()
+            .map_or_else(|_| json!(text), |n| json!(n)),
+        Rule::Bool => text
+            .parse::<bool>()
+            .map_or_else(|_| json!(text), |b| json!(b)),
+        Rule::OneOf(_) => json!(text),
+        Rule::Namespaces => json!(text.split(',').map(str::trim).collect::<Vec<_>>()),
+        Rule::Clusters => {
+            let mut clusters = serde_json::Map::new();
+            for entry in text.split(',') {
+                let (name, how) = entry.split_once('=').expect("an entry");
+                let (file, context) = how.split_once('#').unwrap_or((how, ""));
+                let mut cluster = serde_json::Map::new();
+                for (field, v) in [("kubeconfig", file), ("context", context)] {
+                    if !v.is_empty() {
+                        cluster.insert(field.into(), json!(v));
+                    }
+                }
+                clusters.insert(name.into(), cluster.into());
+            }
+            clusters.into()
+        }
+    }
+}
+
+/// A `Config` built in code with `key` set to `value`, or None when its type cannot hold it.
+fn built_with(key: &str, value: serde_json::Value) -> Option<Config> {
+    let mut config = serde_json::to_value(Config::default()).expect("serializes");
+    config[key] = value;
+    serde_json::from_value(config).ok()
+}
+
+fn load_with_env(
+    setting: &Setting,
+    text: &str,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let mut outcome = None;
+    Jail::expect_with(|j| {
+        j.set_env(setting.env(), text);
+        outcome = Some(load());
+        Ok(())
+    });
+    outcome.expect("ran")
+}
+
+/// The key, variable and allowed text of an `Invalid` error.
+fn named(e: &ConfigError) -> (&'static str, &str, &'static str) {
+    match e {
+        ConfigError::Invalid {
+            key, env, allowed, ..
+        } => (key, env, allowed),
+        ConfigError::Source(s) => panic!("not a rule's error: {s}"),
+    }
+}
+
+#[test]
+fn the_environment_and_validate_refuse_the_same_values_in_the_same_words() {
+    let mut validated = std::collections::BTreeSet::new();
+    for setting in &SETTINGS {
+        let env = setting.env();
+        for bad in refused(setting.rule) {
+            let from_env = load_with_env(setting, &bad).expect_err(&format!("{env}={bad:?}"));
+            assert_eq!(
+                named(&from_env),
+                (setting.key, env.as_str(), setting.allowed),
+                "{env}={bad:?}: {from_env}"
+            );
+            // A type that cannot hold the value leaves validate nothing to refuse.
+            let Some(config) = built_with(setting.key, as_built(setting.rule, &bad)) else {
+                continue;
+            };
+            let built = config
+                .validate()
+                .expect_err(&format!("{} = {bad:?}", setting.key));
+            // A table of clusters is refused in the words for a table, as from a file.
+            let allowed = if setting.rule == Rule::Clusters {
+                super::clusters::ALLOWED_TABLE
+            } else {
+                setting.allowed
+            };
+            assert_eq!(
+                named(&built),
+                (setting.key, env.as_str(), allowed),
+                "{built}"
+            );
+            assert!(
+                built
+                    .to_string()
+                    .contains("from the configuration built in code")
+            );
+            validated.insert(setting.key);
+        }
+        for good in accepted(setting.rule) {
+            let from_env = load_with_env(setting, &good).map(drop);
+            let built = built_with(setting.key, as_built(setting.rule, &good))
+                .unwrap_or_else(|| panic!("{} = {good:?} is typed", setting.key))
+                .validate();
+            // Alone, `default_cluster = false` serves no cluster: a rule between two keys.
+            let conflict = setting.key == "default_cluster" && good == "false";
+            match (from_env, built) {
+                (Ok(()), Ok(())) if !conflict => {}
+                (Err(a), Err(b)) if conflict => {
+                    assert_eq!(named(&a), named(&b));
+                    assert_eq!(named(&a).2, super::clusters::ALLOWED_DEFAULT);
+                }
+                (a, b) => panic!("{env}={good:?}: from the environment {a:?}, built {b:?}"),
+            }
+        }
+        if let Rule::Floored { floor, .. } = setting.rule {
+            let below = (floor - 1).to_string();
+            let (config, warnings) = load_with_env(setting, &below).expect("raised");
+            assert_eq!((i64::from(config.idle_minutes), warnings.len()), (floor, 1));
+            let built = built_with(setting.key, as_built(setting.rule, &below)).expect("typed");
+            let e = built.validate().expect_err("refused in code");
+            assert_eq!(named(&e).2, setting.allowed);
+        }
+    }
+    // Every rule the field types leave open reaches validate.
+    for setting in SETTINGS
+        .iter()
+        .filter(|s| !matches!(s.rule, Rule::Bool | Rule::OneOf(_)))
+    {
+        assert!(validated.contains(setting.key), "{}", setting.key);
+    }
+}
+
+#[test]
+fn the_table_holds_every_field_and_its_words_state_the_bounds() {
+    let fields = serde_json::to_value(Config::default()).expect("serializes");
+    let mut fields: Vec<&String> = fields.as_object().expect("an object").keys().collect();
+    let mut keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+    fields.sort();
+    keys.sort_unstable();
+    assert_eq!(fields, keys);
+    for s in &SETTINGS {
+        if let Rule::Int { min, max } | Rule::Floored { floor: min, max } = s.rule {
+            assert!(
+                s.allowed.contains(&format!("from {min} to {max}")),
+                "{}: {}",
+                s.key,
+                s.allowed
+            );
+        }
+    }
+}
+
+#[test]
+fn each_default_written_in_the_environment_loads_as_the_default() {
+    Jail::expect_with(|j| {
+        for s in &SETTINGS {
+            j.set_env(s.env(), s.default);
+        }
+        let (c, w) = load().unwrap();
+        assert_eq!(c, Config::default());
+        assert!(w.is_empty(), "{w:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_readme_has_a_row_for_every_key_with_its_variable_default_and_bounds() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    for s in &SETTINGS {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", s.key)))
+            .unwrap_or_else(|| panic!("README.md has no row for {}", s.key));
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cells[1], format!("`{}`", s.env()), "{row}");
+        assert_eq!(cells[2].replace('`', ""), s.default, "{row}");
+        let rule = cells[3..].join(" | ");
+        let words: Vec<String> = match s.rule {
+            Rule::Int { min, max } => vec![format!("{min} to {max}")],
+            Rule::Floored { floor, max } => vec![max.to_string(), format!("below {floor}")],
+            Rule::OneOf(words) => words.iter().map(|w| format!("`{w}`")).collect(),
+            Rule::Bool | Rule::Namespaces | Rule::Clusters => Vec::new(),
+        };
+        for word in words {
+            assert!(rule.contains(&word), "{}: no {word:?} in {rule}", s.key);
+        }
+    }
+}
