@@ -19,38 +19,37 @@
 //! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 //!
-//! TLS is built by this crate ([`client_config`]) on a rustls crypto provider it hands to
-//! rustls ([`provider`]: the process default if the host installed one, else this crate's
-//! own, feature `ring` or `aws-lc-rs`); it never installs a process default.
+//! TLS is kube's, on rustls's process-default crypto provider: when none is installed as the
+//! first client is built, this crate installs its own ([`crypto_provider`], feature `ring` or
+//! `aws-lc-rs`). A host that wants another installs it before.
 #![warn(missing_docs)]
 
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
 mod clusters;
+mod exec;
+mod lazy;
 mod readiness;
 
 pub use clusters::KubeClusters;
+pub use lazy::{BuildScaler, LazyScalerSource};
 
 pub use readiness::is_ready;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use idle_scaler_core::job::JobBuilder;
-use idle_scaler_core::{
-    ClusterName, Config, Error as CoreError, Scale, Scaler, ScalerSource, Store, Target,
-};
+use idle_scaler_core::{Config, Error as CoreError, Scale, Scaler, Store, Target};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 mod tls;
 
-pub use tls::{client_config, crypto_provider, provider};
+pub use tls::crypto_provider;
 
 /// The field manager every write is recorded under (`metadata.managedFields`).
 pub const FIELD_MANAGER: &str = "idle-scaler";
@@ -78,6 +77,25 @@ pub enum Error {
     /// The configuration was found but the client could not be built from it (TLS, auth).
     #[error("building the Kubernetes client failed: {0}")]
     Client(#[source] kube::Error),
+    /// The credentials could not be used. A fixed text: kube's own error can carry an exec
+    /// plugin's environment and output.
+    #[error("the Kubernetes credentials could not be used: {0}")]
+    Auth(&'static str),
+    /// The kubeconfig's exec credential plugin failed: its program and how it ended, never its
+    /// environment or output.
+    #[error("the credential plugin {program} failed: {outcome}")]
+    Credential {
+        /// The configured command.
+        program: String,
+        /// How it ended (an exit status) or why its answer is unusable.
+        outcome: String,
+    },
+    /// The proxy is not an `http://` one; refused rather than bypassed.
+    #[error("proxy-url {url}: only an http:// proxy is supported")]
+    Proxy {
+        /// The proxy's URL (kubeconfig `proxy-url` or `HTTPS_PROXY`), its password redacted.
+        url: String,
+    },
     /// A named cluster's kubeconfig file or context could not be loaded.
     #[error("cluster {cluster}: loading {what} failed: {source}")]
     Kubeconfig {
@@ -89,6 +107,33 @@ pub enum Error {
         #[source]
         source: kube::config::KubeconfigError,
     },
+}
+
+impl Error {
+    /// A client build's error, an authentication one replaced by its fixed text.
+    fn client(e: kube::Error) -> Self {
+        match auth_error(&e) {
+            Some(text) => Self::Auth(text),
+            None => Self::Client(e),
+        }
+    }
+}
+
+/// The fixed text of an authentication error, wherever kube put it (a client build's
+/// `Error::Auth`, a request's auth layer as `Error::Service`); None for any other error.
+fn auth_error(e: &kube::Error) -> Option<&'static str> {
+    use kube::client::AuthError as A;
+    let auth = match e {
+        kube::Error::Auth(a) => a,
+        kube::Error::Service(b) => b.downcast_ref::<A>()?,
+        _ => return None,
+    };
+    Some(match auth {
+        A::InvalidBasicAuth(_) | A::InvalidBearerToken(_) => "not a valid header value",
+        A::ReadTokenFile(..) | A::ParseTokenKey(_) => "the token file is unreadable",
+        A::MissingCommand | A::ExecMissingClusterInfo => "the exec plugin is misconfigured",
+        _ => "an exec plugin or auth provider failed",
+    })
 }
 
 /// Result with this crate's [`Error`].
@@ -133,7 +178,7 @@ impl KubeScaler {
         })?;
         let mut config = kube::Config::new(uri);
         config.connect_timeout = Some(timeout);
-        Ok(Self::new(client(config)?, timeout))
+        Ok(Self::new(client::build(config)?, timeout))
     }
 
     /// A scaler from the usual sources (`KUBECONFIG`, `~/.kube/config`, then the in-cluster
@@ -141,7 +186,7 @@ impl KubeScaler {
     pub async fn infer(timeout: Duration) -> Result<Self> {
         let mut config = kube::Config::infer().await.map_err(Error::Infer)?;
         config.connect_timeout = Some(timeout);
-        Ok(Self::new(client(config)?, timeout))
+        Ok(Self::new(client::build(config)?, timeout))
     }
 
     /// A scaler for the named `cluster` from its kubeconfig file (that file's current context
@@ -176,12 +221,21 @@ impl KubeScaler {
             source,
         })?;
         config.connect_timeout = Some(timeout);
-        Ok(Self::new(client(config)?, timeout))
+        Ok(Self::new(client::build(config)?, timeout))
     }
 
     /// The per-request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Whether the client's credential (an exec plugin's, with an expiry) expires within a
+    /// minute, the margin kube keeps before refreshing a token.
+    pub fn expiring(&self) -> bool {
+        let soon = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(60));
+        self.client
+            .valid_until()
+            .is_some_and(|until| soon.is_ok_and(|soon| soon >= until))
     }
 
     fn api(&self, target: &Target) -> Api<Deployment> {
@@ -204,11 +258,6 @@ impl KubeScaler {
             ))),
         }
     }
-}
-
-/// A client from `config` (TLS on [`provider`]).
-fn client(config: kube::Config) -> Result<kube::Client> {
-    client::build(config).map_err(Error::Client)
 }
 
 /// A [`JobBuilder`] with lazy Kubernetes clients as its scaler sources (built on first use,
@@ -234,6 +283,10 @@ fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Val
 /// Kubernetes error -> core outcome (the table in this crate's documentation).
 fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
     let what = format!("{op} {target}");
+    if let Some(text) = auth_error(&e) {
+        // No source: kube's error would render the plugin's output.
+        return CoreError::unavailable(format!("{what}: {}", Error::Auth(text)));
+    }
     let mapped = match &e {
         kube::Error::Api(s) => {
             let detail = format!("{what}: {} ({})", s.message, s.reason);
@@ -318,113 +371,6 @@ impl Scaler for KubeScaler {
                 error = %e, took_ms = millis(started.elapsed()), "set replicas failed"),
         }
         result.map(|_| ())
-    }
-}
-
-/// Builds a [`KubeScaler`]; boxed so [`LazyScalerSource`] can hold any way of building one.
-pub type BuildScaler =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<KubeScaler>> + Send>> + Send + Sync>;
-
-/// A [`ScalerSource`] that builds the client on first use and keeps it once built. A failed
-/// build is [`CoreError::unavailable`] (the tick fails open) and is retried on the next call.
-pub struct LazyScalerSource {
-    build: BuildScaler,
-    scaler: OnceCell<Arc<KubeScaler>>,
-}
-
-impl std::fmt::Debug for LazyScalerSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyScalerSource")
-            .field("built", &self.scaler.initialized())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LazyScalerSource {
-    /// A source that builds with `build` until it succeeds once.
-    pub fn new(build: BuildScaler) -> Self {
-        Self {
-            build,
-            scaler: OnceCell::new(),
-        }
-    }
-
-    /// A source that infers the configuration ([`KubeScaler::infer`]).
-    pub fn infer(timeout: Duration) -> Self {
-        Self::new(Box::new(move || Box::pin(KubeScaler::infer(timeout))))
-    }
-
-    /// A source for the named `cluster` ([`KubeScaler::from_kubeconfig`]).
-    pub fn for_cluster(
-        cluster: &ClusterName,
-        settings: &idle_scaler_core::ClusterConfig,
-        timeout: Duration,
-    ) -> Self {
-        let (cluster, settings) = (cluster.to_string(), settings.clone());
-        Self::new(Box::new(move || {
-            let (cluster, settings) = (cluster.clone(), settings.clone());
-            Box::pin(async move {
-                KubeScaler::from_kubeconfig(
-                    &cluster,
-                    settings.kubeconfig.as_deref(),
-                    settings.context.as_deref(),
-                    timeout,
-                )
-                .await
-            })
-        }))
-    }
-
-    /// A source for an explicit API server URL ([`KubeScaler::from_url`]).
-    pub fn from_url(url: impl Into<String>, timeout: Duration) -> Self {
-        let url: String = url.into();
-        Self::new(Box::new(move || {
-            let url = url.clone();
-            Box::pin(async move { KubeScaler::from_url(&url, timeout) })
-        }))
-    }
-
-    /// Whether a client has been built.
-    pub fn is_built(&self) -> bool {
-        self.scaler.initialized()
-    }
-}
-
-impl LazyScalerSource {
-    /// The client, built now if it is not yet.
-    async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {
-        // `get_or_try_init` leaves the cell empty on error, so the next tick tries again.
-        self.scaler
-            .get_or_try_init(|| async {
-                match (self.build)().await {
-                    Ok(s) => Ok(Arc::new(s)),
-                    Err(e) => {
-                        warn!(error = %e, "no Kubernetes client yet; will retry");
-                        Err(CoreError::from(e))
-                    }
-                }
-            })
-            .await
-            .cloned()
-    }
-}
-
-#[async_trait]
-impl ScalerSource for LazyScalerSource {
-    async fn scaler(&self) -> idle_scaler_core::Result<Arc<dyn Scaler>> {
-        Ok(self.built().await? as Arc<dyn Scaler>)
-    }
-}
-
-/// The waker's readiness wait over the same lazily built client.
-#[async_trait]
-impl idle_scaler_core::Readiness for LazyScalerSource {
-    async fn wait_ready(
-        &self,
-        target: &Target,
-        timeout: Duration,
-    ) -> idle_scaler_core::Result<idle_scaler_core::ReadyState> {
-        self.built().await?.wait_ready(target, timeout).await
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::{Request, Response};
-use idle_scaler_core::{Error as CoreError, Scale, Scaler, Target};
+use idle_scaler_core::{Error as CoreError, Scale, Scaler, ScalerSource, Target};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};

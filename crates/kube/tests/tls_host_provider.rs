@@ -1,6 +1,6 @@
 //! A host that compiles both rustls providers in and installs its own default (aws-lc, here
 //! narrowed to one cipher suite so that its use shows on the wire) before the job builds its
-//! client: the adapter hands that provider to rustls, never panics and never replaces it.
+//! client: the adapter's client (kube's connector) uses it, never panics and never replaces it.
 //! Its own test binary, because the default provider is process-wide.
 
 use std::sync::Arc;

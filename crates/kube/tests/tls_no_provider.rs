@@ -1,7 +1,8 @@
 //! A process with both rustls providers compiled in and no default installed: rustls alone
-//! would panic, unable to choose. The adapter hands its own provider (`ring` by default) to
-//! rustls, so its client works over https and the process default stays unset. Its own test
-//! binary, because the default provider is process-wide.
+//! would panic, unable to choose. Building its first client, the adapter installs its own
+//! provider (`ring` by default) as the process default, so its client works over https, and
+//! a later `install_default` is an error, not a panic. Its own test binary, because the
+//! default provider is process-wide.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use idle_scaler_testkit::tls::HttpsFake;
 use rustls::crypto::CryptoProvider;
 
 #[tokio::test]
-async fn with_no_process_provider_the_adapter_hands_rustls_its_own() {
+async fn with_no_process_provider_the_adapter_installs_its_own() {
     assert!(CryptoProvider::get_default().is_none());
     let dir = tempfile::tempdir().expect("a temporary directory");
     let https = HttpsFake::start(dir.path()).await;
@@ -37,8 +38,16 @@ async fn with_no_process_provider_the_adapter_hands_rustls_its_own() {
         [own_first],
         "one https connection, the adapter's provider"
     );
+    let installed = CryptoProvider::get_default().expect("the adapter installed a default");
+    let groups = |p: &CryptoProvider| p.kx_groups.iter().map(|g| g.name()).collect::<Vec<_>>();
+    assert_eq!(
+        groups(installed),
+        groups(&idle_scaler_kube::crypto_provider()),
+        "the adapter's provider (aws-lc's key exchange groups differ)"
+    );
+    let late = rustls::crypto::aws_lc_rs::default_provider().install_default();
     assert!(
-        CryptoProvider::get_default().is_none(),
-        "the adapter installed a process default"
+        late.is_err(),
+        "a host installing after the first client is refused"
     );
 }

@@ -331,3 +331,89 @@ async fn accept(
         });
     }
 }
+
+/// An HTTP CONNECT proxy on 127.0.0.1 that records each tunnel's target (`host:port`) and
+/// then copies bytes both ways; the way to see that a client went through a proxy.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    addr: SocketAddr,
+    targets: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl ConnectProxy {
+    /// Starts the proxy.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(tunnel(stream, seen.clone()));
+            }
+        });
+        Self {
+            addr,
+            targets,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The target of every CONNECT so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn tunnel(mut client: TcpStream, targets: Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte, so nothing after the request head is read ahead of the tunnel.
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let Some(target) = head
+        .strip_prefix("CONNECT ")
+        .and_then(|r| r.split(' ').next())
+    else {
+        let _ = client
+            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            .await;
+        return;
+    };
+    targets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(target.to_owned());
+    let Ok(mut upstream) = TcpStream::connect(target).await else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_ok()
+    {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
+}

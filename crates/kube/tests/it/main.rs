@@ -6,7 +6,7 @@ mod job; // the real `Job` through the adapter, end to end
 mod pool; // the client's connection pool: idle connections bounded and closed
 mod readiness; // the watch until a replica is ready, and the RBAC it needs
 mod scale; // happy paths and the resourceVersion precondition
-mod tls; // https: CA, platform roots, skip-verify, server name, client certificates, provider
+mod tls; // https: CA, platform roots, skip-verify, server name, client and exec certificates, proxy-url
 
 use std::time::Duration;
 

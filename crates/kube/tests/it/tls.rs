@@ -1,16 +1,15 @@
-//! The adapter's TLS, which it builds itself on an explicit crypto provider: each way a
-//! kubeconfig configures TLS, against the fake API server behind a real TLS front.
+//! The adapter's TLS (kube's connector): each way a kubeconfig configures TLS, an exec
+//! plugin's certificate and its expiry, and a kubeconfig's proxy, against the fake API server
+//! behind a real TLS front.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine;
-use idle_scaler_core::{Error, Scaler};
-use idle_scaler_kube::KubeScaler;
-use idle_scaler_kube::client::{Pool, build_with_provider};
+use idle_scaler_core::config::ClusterConfig;
+use idle_scaler_core::{ClusterName, Error, Scaler, ScalerSource};
+use idle_scaler_kube::{KubeScaler, LazyScalerSource};
 use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::tls::{Issued, Pki, TlsFront, ca_data, kubeconfig};
-use rustls::CipherSuite;
+use idle_scaler_testkit::tls::{ConnectProxy, Issued, Pki, TlsFront, ca_data, kubeconfig};
 
 use super::*;
 
@@ -66,6 +65,10 @@ async fn the_kubeconfig_ca_verifies_the_server() {
         3
     );
     assert_eq!(front.suites().len(), 1, "one TLS connection");
+    let by_path = format!("certificate-authority: {}", s.pki.ca.display());
+    let file = kubeconfig(&s.dir, &front.url(), &by_path, "");
+    assert_eq!(replicas(&scaler(&file).await).await.expect("a scale"), 3);
+    assert_eq!(front.suites().len(), 2, "the CA file verified the second");
 }
 
 #[tokio::test]
@@ -186,58 +189,131 @@ async fn a_client_certificate_without_its_key_is_an_error_naming_the_key() {
     assert!(err.to_string().contains("client key"), "{err}");
 }
 
+/// A plugin (a shell script in `dir`) that logs each run to `runs` and answers an
+/// `ExecCredential` with the `client` certificate, expiring at `expiry` if given.
+fn exec_plugin(dir: &Path, client: &Issued, expiry: Option<&str>) -> (String, PathBuf) {
+    let pem = |p: &Path| std::fs::read_to_string(p).expect("read PEM");
+    let mut status = serde_json::json!({
+        "clientCertificateData": pem(&client.cert),
+        "clientKeyData": pem(&client.key),
+    });
+    if let Some(expiry) = expiry {
+        status["expirationTimestamp"] = expiry.into();
+    }
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": status,
+    });
+    let n = std::fs::read_dir(dir).expect("list the directory").count();
+    let (answer, runs) = (
+        dir.join(format!("answer{n}.json")),
+        dir.join(format!("runs{n}")),
+    );
+    std::fs::write(&answer, credential.to_string()).expect("write the plugin's answer");
+    let script = dir.join(format!("plugin{n}.sh"));
+    let body = format!(
+        "#!/bin/sh\necho run >> '{}'\ncat '{}'\n",
+        runs.display(),
+        answer.display()
+    );
+    std::fs::write(&script, body).expect("write the plugin");
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&script, mode).expect("make the plugin executable");
+    let user = format!(
+        "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: {}\n  \
+         interactiveMode: Never",
+        script.display()
+    );
+    (user, runs)
+}
+
+fn runs(file: &Path) -> usize {
+    std::fs::read_to_string(file).map_or(0, |s| s.lines().count())
+}
+
 #[tokio::test]
 async fn a_client_certificate_from_an_exec_plugin_passes_mutual_tls() {
     let s = setup().await;
     let front = TlsFront::start(s.fake.addr(), &front_server(&s), Some(&s.pki.ca)).await;
-    let client = s.pki.client("exec", "idle-scaler");
-    let pem = |p: &Path| std::fs::read_to_string(p).expect("read PEM");
-    let credential = serde_json::json!({
-        "apiVersion": "client.authentication.k8s.io/v1",
-        "kind": "ExecCredential",
-        "status": {
-            "clientCertificateData": pem(&client.cert),
-            "clientKeyData": pem(&client.key),
-        },
-    });
-    let answer = s.dir.join("credential.json");
-    std::fs::write(&answer, credential.to_string()).expect("write the plugin's answer");
-    let exec = format!(
-        "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: /bin/cat\n  \
-         args: [\"{}\"]\n  interactiveMode: Never",
-        answer.display()
-    );
-    let ca = ca_data(&s.pki.ca);
-    let file = kubeconfig(&s.dir, &front.url(), &ca, &exec);
+    let (exec, plugin_runs) = exec_plugin(&s.dir, &s.pki.client("exec", "idle-scaler"), None);
+    let file = kubeconfig(&s.dir, &front.url(), &ca_data(&s.pki.ca), &exec);
     assert_eq!(replicas(&scaler(&file).await).await.expect("a scale"), 3);
     assert_eq!(front.client_certificates(), 1);
+    assert_eq!(
+        runs(&plugin_runs),
+        1,
+        "the plugin runs once per client build"
+    );
+}
+
+/// A source over `file` as a named cluster, and the target it serves.
+fn cluster_source(file: &Path) -> (LazyScalerSource, idle_scaler_core::Target) {
+    let cluster = ClusterName::new("east").expect("a cluster name");
+    let settings = ClusterConfig {
+        kubeconfig: Some(file.to_owned()),
+        context: None,
+    };
+    let source = LazyScalerSource::for_cluster(&cluster, &settings, TIMEOUT);
+    let target = idle_scaler_core::Target {
+        cluster: Some(cluster),
+        ..web()
+    };
+    (source, target)
 }
 
 #[tokio::test]
-async fn a_provider_handed_to_the_client_is_the_one_that_negotiates() {
+async fn an_exec_certificate_is_kept_until_it_expires_then_the_client_is_rebuilt() {
+    let s = setup().await;
+    let front = TlsFront::start(s.fake.addr(), &front_server(&s), Some(&s.pki.ca)).await;
+    let client = s.pki.client("exec", "idle-scaler");
+    let ca = ca_data(&s.pki.ca);
+    for (expiry, builds) in [
+        (Some("2999-01-01T00:00:00Z"), 1),
+        (None, 1),
+        (Some("2001-01-01T00:00:00Z"), 3),
+    ] {
+        let (exec, plugin_runs) = exec_plugin(&s.dir, &client, expiry);
+        let (source, target) = cluster_source(&kubeconfig(&s.dir, &front.url(), &ca, &exec));
+        for _ in 0..3 {
+            let scaler = source.scaler().await.expect("a client");
+            assert_eq!(
+                scaler.get_scale(&target).await.expect("a scale").replicas,
+                3
+            );
+        }
+        assert_eq!(runs(&plugin_runs), builds, "expiry {expiry:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_kubeconfig_proxy_url_is_the_way_to_the_server() {
     let s = setup().await;
     let front = TlsFront::start(s.fake.addr(), &front_server(&s), None).await;
-    let mut only_chacha = rustls::crypto::aws_lc_rs::default_provider();
-    only_chacha
-        .cipher_suites
-        .retain(|c| c.suite() == CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
-    let mut config = kube::Config::new(front.url().parse().expect("a URL"));
-    config.root_cert = Some(vec![
-        rustls::pki_types::pem::PemObject::pem_file_iter(&s.pki.ca)
-            .expect("read the CA")
-            .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| {
-                c.expect("a certificate").to_vec()
-            })
-            .next()
-            .expect("one certificate"),
-    ]);
-    let client =
-        build_with_provider(config, Pool::default(), Arc::new(only_chacha)).expect("a client");
-    let scaler = KubeScaler::new(client, TIMEOUT);
-    assert_eq!(replicas(&scaler).await.expect("a scale"), 3);
-    assert_eq!(
-        front.suites(),
-        [CipherSuite::TLS13_CHACHA20_POLY1305_SHA256],
-        "both default providers put AES first: CHACHA20 means the handed provider chose"
+    let proxy = ConnectProxy::start().await;
+    let ca = ca_data(&s.pki.ca);
+    let file = kubeconfig(
+        &s.dir,
+        &front.url(),
+        &format!("{ca}\nproxy-url: {}", proxy.url()),
+        "",
     );
+    assert_eq!(replicas(&scaler(&file).await).await.expect("a scale"), 3);
+    let server = front.url().trim_start_matches("https://").to_owned();
+    assert_eq!(proxy.targets(), [server], "one tunnel, to the API server");
+
+    for other in ["socks5://127.0.0.1:1080", "https://user:pw@127.0.0.1:3129"] {
+        let file = kubeconfig(
+            &s.dir,
+            &front.url(),
+            &format!("{ca}\nproxy-url: {other}"),
+            "",
+        );
+        let err = KubeScaler::from_kubeconfig("test", Some(&file), None, TIMEOUT)
+            .await
+            .expect_err("a proxy the client cannot use is refused, not bypassed");
+        assert!(err.to_string().contains("proxy-url"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+    }
+    assert_eq!(front.suites().len(), 1, "nothing went around the proxy");
 }
