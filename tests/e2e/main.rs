@@ -10,4 +10,5 @@ mod daemon; // the daemon against PostgreSQL and the fake API server
 mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked
 mod logs; // log lines: JSON fields once, no forged text line, no credential
 mod packaging; // the Containerfile and deploy/ agree (user, port, entrypoint, lean build)
+mod secrets; // a failing exec credential plugin: its output and environment shown nowhere
 mod support; // helpers: running the binary, HTTP, the database URL

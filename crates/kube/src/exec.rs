@@ -32,14 +32,13 @@ struct Status {
 pub(crate) fn resolve(auth: &mut AuthInfo) -> crate::Result<Option<jiff::Timestamp>> {
     // kube's precedence: a provider, basic auth, a token or a token file before exec.
     let basic = auth.username.is_some() && auth.password.is_some();
-    let used = auth.auth_provider.is_none() && !basic && auth.token.is_none();
-    let Some(exec) = auth
-        .exec
-        .take()
-        .filter(|_| used && auth.token_file.is_none())
-    else {
+    let before = auth.auth_provider.is_some() || basic || auth.token.is_some();
+    let Some(exec) = auth.exec.take() else {
         return Ok(None);
     };
+    if before || auth.token_file.is_some() {
+        return Ok(None);
+    }
     let program = exec.command.clone().unwrap_or_default();
     let fail = |outcome: &str| Error::Credential {
         program: program.clone(),

@@ -316,3 +316,29 @@ fn from_url_rejects_a_bad_url_with_a_fail_open_error() {
         CoreError::Unavailable { .. }
     ));
 }
+
+#[test]
+fn an_authentication_error_is_a_fixed_text_wherever_kube_puts_it() {
+    use std::os::unix::process::ExitStatusExt;
+    const SECRET: &str = "tok-Zq81-secret";
+    let failed = || kube::client::AuthError::AuthExecRun {
+        cmd: format!("TOKEN=\"{SECRET}\" \"/bin/plugin\""),
+        out: Box::new(std::process::Output {
+            status: std::process::ExitStatus::from_raw(256),
+            stdout: SECRET.as_bytes().to_vec(),
+            stderr: SECRET.as_bytes().to_vec(),
+        }),
+    };
+    let built = CoreError::from(Error::client(kube::Error::Auth(failed())));
+    let request = map_error(
+        &target(),
+        "get scale",
+        kube::Error::Service(Box::new(failed())),
+    );
+    for err in [built, request] {
+        assert!(matches!(err, CoreError::Unavailable { .. }), "{err:?}");
+        let shown = format!("{} {err:?}", idle_scaler_core::error_chain(&err));
+        assert!(shown.contains("credentials could not be used"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}
