@@ -15,6 +15,7 @@ mod error;
 pub mod job;
 pub mod metrics;
 mod model;
+pub mod policy;
 mod ports;
 mod readiness;
 pub mod redact;

@@ -30,11 +30,9 @@ pub enum ConfirmOutcome {
 pub trait Store: Send + Sync {
     /// Rows of the `served` clusters (their `provider_id`'s scheme, the part before the
     /// first `:`, is a served one: `k8s` for the default cluster, `k8s@<name>` for a named
-    /// one) that are healthy, `awake`, not `always_on`, not expired at `now`, with
-    /// `last_activity_at <= idle_before`, and not backing off (no backoff, its
-    /// `retry_after <= now`, or activity newer than the backoff); oldest first (a backed-off
-    /// row at its retry time) across the clusters, at most `limit` in all. Rows of other
-    /// clusters and providers never leave the store.
+    /// one) that [`crate::policy::may_sleep`] at `now` with `idle_before`; oldest first (a
+    /// backed-off row at its retry time) across the clusters, at most `limit` in all. Rows of
+    /// other clusters and providers never leave the store.
     async fn select_candidates(
         &self,
         served: &ServedClusters,
@@ -43,8 +41,8 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Candidate>>;
 
-    /// CAS 1: `awake -> sleeping` recording `replicas` (None when already at 0), only if the
-    /// whole candidate predicate still holds at `now` and `last_activity_at` is still
+    /// CAS 1: `awake -> sleeping` recording `replicas` (None when already at 0), only if
+    /// [`crate::policy::may_sleep`] still holds at `now` and `last_activity_at` is still
     /// `seen_activity`. `now` becomes the intent's stamp (`sleep_state_changed_at`): the
     /// caller takes it right before the write. Clears any backoff.
     async fn claim_sleep(

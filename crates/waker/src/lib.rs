@@ -29,7 +29,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, Request, header};
-use idle_scaler_core::{Clock, Config, DeploymentRecord, Job, Readiness, Store, Target, metrics};
+use idle_scaler_core::{
+    Clock, Config, DeploymentRecord, Job, Readiness, Store, Target, metrics, policy,
+};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -156,11 +158,8 @@ impl Waker {
         let Some(target) = self.target_of(headers) else {
             return Verdict::Unknown;
         };
-        // Another instance's cluster: this one cannot wake it (and says nothing about it).
-        if !self.job.served_clusters().serves(target.cluster.as_ref()) {
-            return Verdict::Unknown;
-        }
-        if self.job_config().is_protected(&target.namespace) {
+        // Another instance's cluster or a protected namespace: says nothing about it.
+        if policy::out_of_reach(self.job_config(), self.job.served_clusters(), &target).is_some() {
             return Verdict::Unknown;
         }
         let row = match self.store.find_by_provider_id(&target.provider_id()).await {
@@ -171,12 +170,7 @@ impl Waker {
                 return Verdict::Unknown;
             }
         };
-        let now = self.clock.now();
-        // Only apps the table lets sleep are woken: a pinned app that is down, an expired or
-        // unhealthy one is someone else's business.
-        let sleepable =
-            row.status == "healthy" && !row.always_on && row.expires_at.is_none_or(|e| e > now);
-        if sleepable {
+        if policy::may_wake(&row, self.clock.now()) {
             Verdict::App(row, target)
         } else {
             Verdict::Unknown

@@ -84,12 +84,10 @@ impl Job {
         match scaler.get_scale(&target).await {
             Ok(s) if s.replicas > 0 => settle(SleepState::Awake, Recovery::Awake).await,
             Ok(s) if intent.activity_after_intent() => {
-                // Checked like the wake's: a stored count that is not above 0 (a host's
-                // hand edit) never "restores" to 0 or less.
-                let r = intent
-                    .replicas_before_sleep
-                    .filter(|r| *r > 0)
-                    .unwrap_or(self.config.default_wake_replicas);
+                let r = crate::policy::restore_count(
+                    intent.replicas_before_sleep,
+                    self.config.default_wake_replicas,
+                );
                 // Conditional on the version read: if anything touched the Deployment since
                 // (a live transition, a person), leave it to the next tick.
                 match scaler

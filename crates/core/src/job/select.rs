@@ -156,10 +156,13 @@ impl Job {
                 return Err(SkipReason::Malformed);
             }
         };
-        if self.config.is_protected(&target.namespace) {
-            debug!(deployment_id = %c.id, namespace = %target.namespace, "protected namespace; skipped");
-            return Err(SkipReason::ProtectedNamespace);
+        match crate::policy::out_of_reach(&self.config, &self.served, &target) {
+            Some(reason) => {
+                debug!(deployment_id = %c.id, target = %target, reason = reason.as_str(),
+                    "out of reach; skipped");
+                Err(reason)
+            }
+            None => Ok(target),
         }
-        Ok(target)
     }
 }

@@ -276,10 +276,10 @@ impl WakeCtx {
                 None => (WakeResult::AlreadyRunning, scale.replicas),
             }
         } else {
-            let replicas = row
-                .replicas_before_sleep
-                .filter(|r| *r > 0)
-                .unwrap_or(self.config.default_wake_replicas);
+            let replicas = crate::policy::restore_count(
+                row.replicas_before_sleep,
+                self.config.default_wake_replicas,
+            );
             // Marked first: should this wake stop between the scale-up and the row flip (a
             // crash, a store error), the drift check tells it from someone else's scale-up.
             if !self

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
-    Result, ServedClusters, SleepState, StaleIntent, Store,
+    Result, ServedClusters, SleepState, StaleIntent, Store, policy,
 };
 use uuid::Uuid;
 
@@ -94,27 +94,23 @@ impl std::ops::DerefMut for Stored {
     }
 }
 
-/// `a > b` as SQL evaluates it in a `WHERE`: NULL (here None) is not true.
-fn after(a: DateTime<Utc>, b: Option<DateTime<Utc>>) -> bool {
-    b.is_some_and(|b| a > b)
-}
-
 impl Stored {
-    /// Activity arrived after the backoff was recorded: the backoff is over.
-    fn activity_ended_backoff(&self) -> bool {
-        after(self.rec.last_activity_at, self.live.backoff_activity_at)
+    /// The row's backoff, as the sleep rule reads it.
+    fn backoff(&self) -> policy::Backoff {
+        policy::Backoff {
+            retry_after: self.live.retry_after,
+            activity_at: self.live.backoff_activity_at,
+        }
     }
 
     /// The candidate index's key: when the row becomes eligible.
     fn eligible_at(&self) -> DateTime<Utc> {
         match self.live.retry_key {
-            Some(key) if !self.activity_ended_backoff() => self.rec.last_activity_at.max(key),
+            Some(key) if !self.backoff().ended_by(self.rec.last_activity_at) => {
+                self.rec.last_activity_at.max(key)
+            }
             _ => self.rec.last_activity_at,
         }
-    }
-
-    fn not_backing_off(&self, now: DateTime<Utc>) -> bool {
-        self.live.retry_after.is_none_or(|r| r <= now) || self.activity_ended_backoff()
     }
 }
 
@@ -193,15 +189,6 @@ impl MemoryStore {
     }
 }
 
-/// The rows of this scaler that may be slept at all (the partial index's `WHERE`: the ids
-/// of every cluster, `provider_id LIKE 'k8s%:%'`).
-fn sleepable(row: &Stored) -> bool {
-    row.status == "healthy"
-        && row.sleep_state == SleepState::Awake
-        && !row.always_on
-        && idle_scaler_core::is_cluster_id(&row.provider_id)
-}
-
 /// The candidate query's predicate: the claim's, in eligibility order.
 fn is_candidate(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
     is_claimable(row, now, idle_before) && row.eligible_at() <= idle_before
@@ -209,10 +196,7 @@ fn is_candidate(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) ->
 
 /// The claim's predicate (the candidate predicate without the sort key).
 fn is_claimable(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
-    sleepable(row)
-        && row.expires_at.is_none_or(|e| e > now)
-        && row.last_activity_at <= idle_before
-        && row.not_backing_off(now)
+    policy::may_sleep(row, &row.backoff(), now, idle_before)
 }
 
 /// `ORDER BY sleep_state_changed_at, id` and the like: ties broken by id as in SQL.

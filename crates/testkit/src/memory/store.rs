@@ -216,7 +216,7 @@ impl Store for MemoryStore {
             .rows
             .values()
             .filter(|r| r.rec.sleep_state == SleepState::Asleep)
-            .map(|r| i64::from(r.rec.replicas_before_sleep.unwrap_or(default)))
+            .map(|r| i64::from(policy::restore_count(r.rec.replicas_before_sleep, default)))
             .sum())
     }
 

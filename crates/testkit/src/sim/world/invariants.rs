@@ -103,6 +103,8 @@ impl World {
                 let Some(b) = before else {
                     return Err(self.fail(2, format!("op {op} claimed missing row {id}")));
                 };
+                // The sleep rule written out again on purpose, not `policy::may_sleep`: the
+                // oracle stays independent of the code it checks. Change both together.
                 let sleepable = b.status == "healthy"
                     && b.sleep_state == SleepState::Awake
                     && !b.always_on

@@ -106,6 +106,8 @@ impl World {
             return Ok(());
         };
         let n = r.replicas.unwrap_or(0);
+        // The restore count written out again on purpose, not `policy::restore_count`: the
+        // oracle stays independent of the code it checks.
         let expected = o
             .last_read
             .as_ref()

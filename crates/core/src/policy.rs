@@ -1,0 +1,220 @@
+//! Row policy: which rows the tick may sleep, which the waker may wake, and the replica count a
+//! wake restores. The job, recovery, the wake, the waker and the in-memory store decide
+//! through these functions.
+//!
+//! PostgreSQL applies the sleep rule in SQL, term for term: `sleepable!` and
+//! `not_backing_off!` in idle-scaler-postgres's `queries.rs`, and the `WHERE` of the partial
+//! index `deployments_sleep_eligible_idx` (its latest migration, and the host-integration
+//! script, which its tests compare with the migration). Changing the rule means changing this
+//! module, those statements and a new migration together; the store contract suite holds both
+//! stores to the same answers.
+
+use chrono::{DateTime, Utc};
+
+use crate::{Config, DeploymentRecord, ServedClusters, SkipReason, SleepState, Target};
+
+/// The `status` of a row the host lets run normally; any other status is left alone.
+pub const HEALTHY: &str = "healthy";
+
+/// The host lets the app be slept and woken: healthy and not pinned (`always_on`).
+fn host_allows(row: &DeploymentRecord) -> bool {
+    row.status == HEALTHY && !row.always_on
+}
+
+/// Not expired at `now`: an expired row belongs to the host's expirer.
+pub fn unexpired(row: &DeploymentRecord, now: DateTime<Utc>) -> bool {
+    row.expires_at.is_none_or(|e| e > now)
+}
+
+/// The time-independent part of the sleep rule (the partial index's `WHERE`): healthy,
+/// `awake`, not pinned, and the id of an app on some cluster (`k8s:` or `k8s@<name>:`).
+pub fn sleepable(row: &DeploymentRecord) -> bool {
+    host_allows(row)
+        && row.sleep_state == SleepState::Awake
+        && crate::is_cluster_id(&row.provider_id)
+}
+
+/// A lasting skip recorded on a row, as the sleep rule reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    /// No attempt before this time (`sleep_retry_after`); None: no backoff.
+    pub retry_after: Option<DateTime<Utc>>,
+    /// The row's activity when the backoff was recorded (`sleep_backoff_activity_at`).
+    pub activity_at: Option<DateTime<Utc>>,
+}
+
+impl Backoff {
+    /// Activity arrived after the backoff was recorded: a deploy ends a backoff by itself.
+    pub fn ended_by(&self, last_activity_at: DateTime<Utc>) -> bool {
+        self.activity_at.is_some_and(|at| last_activity_at > at)
+    }
+
+    /// Whether the backoff still holds the row back at `now`.
+    pub fn holds(&self, last_activity_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.retry_after.is_some_and(|r| r > now) && !self.ended_by(last_activity_at)
+    }
+}
+
+/// Whether the tick may sleep `row` at `now`: [`sleepable`], [`unexpired`], idle since
+/// `idle_before` or longer, and not held back by its `backoff`. The store's candidate and
+/// claim predicate; [`out_of_reach`] applies on top, to the row's target.
+pub fn may_sleep(
+    row: &DeploymentRecord,
+    backoff: &Backoff,
+    now: DateTime<Utc>,
+    idle_before: DateTime<Utc>,
+) -> bool {
+    sleepable(row)
+        && unexpired(row, now)
+        && row.last_activity_at <= idle_before
+        && !backoff.holds(row.last_activity_at, now)
+}
+
+/// Why this instance must neither sleep nor wake `target`, whatever its row says: a cluster it
+/// does not serve is another instance's (`Foreign` to this one), and a protected namespace is
+/// never touched. None: the target is this instance's.
+pub fn out_of_reach(
+    config: &Config,
+    served: &ServedClusters,
+    target: &Target,
+) -> Option<SkipReason> {
+    if !served.serves(target.cluster.as_ref()) {
+        Some(SkipReason::Foreign)
+    } else if config.is_protected(&target.namespace) {
+        Some(SkipReason::ProtectedNamespace)
+    } else {
+        None
+    }
+}
+
+/// Whether the waker may wake the app of `row` at `now`: only apps the host lets sleep
+/// (healthy, not pinned, not expired); a pinned app that is down, an expired or unhealthy one
+/// is someone else's business. Its sleep state does not matter: waking an awake app only
+/// bumps its activity.
+pub fn may_wake(row: &DeploymentRecord, now: DateTime<Utc>) -> bool {
+    host_allows(row) && unexpired(row, now)
+}
+
+/// The replica count a wake (or a recovery that restores) scales an app at 0 to: the count
+/// recorded when it was slept, or `default` (`default_wake_replicas`) for a row without one.
+/// A recorded count that is not above 0 (a host's hand edit) never "restores" to 0.
+pub fn restore_count(recorded: Option<i32>, default: i32) -> i32 {
+    recorded.filter(|r| *r > 0).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn at(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    fn row(provider_id: &str) -> DeploymentRecord {
+        DeploymentRecord {
+            id: Uuid::nil(),
+            provider_id: provider_id.to_owned(),
+            status: HEALTHY.to_owned(),
+            always_on: false,
+            expires_at: None,
+            last_activity_at: at(0),
+            sleep_state: SleepState::Awake,
+            sleep_state_changed_at: at(0),
+            replicas_before_sleep: None,
+        }
+    }
+
+    #[test]
+    fn only_healthy_awake_unpinned_unexpired_idle_cluster_rows_may_sleep() {
+        let none = Backoff::default();
+        let (now, idle_before) = (at(60), at(30));
+        let ok = row("k8s:apps/web");
+        assert!(may_sleep(&ok, &none, now, idle_before));
+        assert!(may_sleep(
+            &row("k8s@east:apps/web"),
+            &none,
+            now,
+            idle_before
+        ));
+        let changed: [fn(&mut DeploymentRecord); 7] = [
+            |r| r.status = "failed".to_owned(),
+            |r| r.always_on = true,
+            |r| r.sleep_state = SleepState::Asleep,
+            |r| r.provider_id = "fly:web".to_owned(),
+            |r| r.expires_at = Some(at(60)),
+            |r| r.last_activity_at = at(31),
+            |r| r.sleep_state = SleepState::Sleeping,
+        ];
+        for change in changed {
+            let mut r = ok.clone();
+            change(&mut r);
+            assert!(!may_sleep(&r, &none, now, idle_before), "{r:?}");
+        }
+        let mut future_expiry = ok.clone();
+        future_expiry.expires_at = Some(at(61));
+        assert!(may_sleep(&future_expiry, &none, now, idle_before));
+    }
+
+    #[test]
+    fn a_backoff_holds_until_its_retry_time_or_new_activity() {
+        let r = row("k8s:apps/web");
+        let backoff = Backoff {
+            retry_after: Some(at(90)),
+            activity_at: Some(at(0)),
+        };
+        assert!(!may_sleep(&r, &backoff, at(89), at(30)));
+        assert!(may_sleep(&r, &backoff, at(90), at(30)));
+        let mut redeployed = r.clone();
+        redeployed.last_activity_at = at(1);
+        assert!(backoff.ended_by(redeployed.last_activity_at));
+        assert!(may_sleep(&redeployed, &backoff, at(89), at(30)));
+    }
+
+    #[test]
+    fn the_waker_wakes_what_the_host_lets_sleep_in_any_state() {
+        let mut r = row("k8s:apps/web");
+        r.sleep_state = SleepState::Asleep;
+        assert!(may_wake(&r, at(1)));
+        r.expires_at = Some(at(1));
+        assert!(!may_wake(&r, at(1)));
+        r.expires_at = None;
+        r.always_on = true;
+        assert!(!may_wake(&r, at(1)));
+        r.always_on = false;
+        r.status = "failed".to_owned();
+        assert!(!may_wake(&r, at(1)));
+    }
+
+    #[test]
+    fn out_of_reach_names_other_clusters_and_protected_namespaces() {
+        let config = Config {
+            protected_namespaces: vec!["kube-system".to_owned()],
+            ..Config::default()
+        };
+        let served = ServedClusters::default_only();
+        let target = |id: &str| Target::parse(id).expect("target");
+        assert_eq!(
+            out_of_reach(&config, &served, &target("k8s:apps/web")),
+            None
+        );
+        assert_eq!(
+            out_of_reach(&config, &served, &target("k8s:kube-system/dns")),
+            Some(SkipReason::ProtectedNamespace)
+        );
+        assert_eq!(
+            out_of_reach(&config, &served, &target("k8s@east:apps/web")),
+            Some(SkipReason::Foreign)
+        );
+    }
+
+    #[test]
+    fn a_wake_restores_the_recorded_count_or_the_default() {
+        assert_eq!(restore_count(Some(3), 1), 3);
+        assert_eq!(restore_count(None, 2), 2);
+        assert_eq!(restore_count(Some(0), 2), 2);
+        assert_eq!(restore_count(Some(-1), 2), 2);
+    }
+}
