@@ -12,6 +12,8 @@
 mod cluster;
 pub mod config;
 mod error;
+#[cfg(feature = "host-ops")]
+pub mod host;
 pub mod job;
 pub mod metrics;
 mod model;

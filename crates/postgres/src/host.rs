@@ -1,10 +1,10 @@
-//! `HostOps` for `PgStore` (feature `testkit`): what the host platform does to its rows, for
+//! `HostOps` for `PgStore` (feature `host-ops`): what the host platform does to its rows, for
 //! the contract suite, the PG tests and the binary's demo.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use idle_scaler_core::host::{HostOps, NewDeployment};
 use idle_scaler_core::{DeploymentRecord, Result, SleepState};
-use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use uuid::Uuid;
 
 use crate::queries::host as q;

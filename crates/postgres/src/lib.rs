@@ -26,19 +26,19 @@ use uuid::Uuid;
 
 mod bounded;
 mod error;
-#[cfg(feature = "testkit")]
+#[cfg(feature = "host-ops")]
 mod host;
 mod host_sql;
 mod migrate;
 pub mod queries;
-#[cfg(feature = "testkit")]
+#[cfg(feature = "host-ops")]
 mod scratch;
 mod store;
 
 pub use error::{Error, Result};
 pub use host_sql::HOST_INTEGRATION_SQL;
 pub use migrate::{LEGACY_MIGRATIONS_TABLE, MIGRATIONS_TABLE, MIGRATOR};
-#[cfg(feature = "testkit")]
+#[cfg(feature = "host-ops")]
 pub use scratch::ScratchDatabase;
 
 /// How long [`PgStore::connect`] waits for the server, and how long a query waits for a

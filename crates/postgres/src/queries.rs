@@ -300,7 +300,7 @@ pub const SUM_ASLEEP_REPLICAS: &str = "SELECT COALESCE(SUM(COALESCE(replicas_bef
 /// A status summary; scans the table, so it is for commands, not for the tick.
 pub const STATE_COUNTS: &str = "SELECT sleep_state, count(*) FROM deployments GROUP BY sleep_state";
 
-#[cfg(feature = "testkit")]
+#[cfg(feature = "host-ops")]
 pub(crate) mod host {
     //! Host-side fixture statements (`HostOps`): what the platform itself does to its rows.
 

@@ -1,4 +1,4 @@
-//! A scratch database (feature `testkit`): created on the server a URL names, migrated, and
+//! A scratch database (feature `host-ops`): created on the server a URL names, migrated, and
 //! dropped at the end. The binary's demo and the store benchmark each run in one, so neither
 //! touches the user's own database.
 

@@ -6,9 +6,10 @@
 pub mod clock;
 pub mod contract;
 pub mod fake_kube;
-pub mod host;
+pub use idle_scaler_core::host;
 pub mod liveness;
 pub mod memory;
+#[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -1,13 +1,16 @@
-//! What the host platform does to its `deployments` rows, as fixtures: create apps, redeploy
-//! them (bump activity), pin, expire, mark unhealthy, and fabricate crash leftovers.
+//! What the host platform does to its `deployments` rows, as fixtures (feature `host-ops`):
+//! create apps, redeploy them (bump activity), pin, expire, mark unhealthy, and fabricate crash
+//! leftovers.
 //!
-//! Implemented by [`crate::memory::MemoryStore`] and, behind the `testkit` feature of
-//! `idle-scaler-postgres`, by `PgStore`, so one test, demo or simulation drives either store.
+//! Implemented by idle-scaler-testkit's `MemoryStore` and, behind the `host-ops` feature of
+//! idle-scaler-postgres, by `PgStore`, so one test, demo or simulation drives either store.
+//! It lives here, beside the ports, so that no store adapter depends on the test kit.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use idle_scaler_core::{DeploymentRecord, Result, SleepState};
 use uuid::Uuid;
+
+use crate::{DeploymentRecord, Result, SleepState};
 
 /// A row to insert: a builder over the row type itself. Defaults: a fresh id, `healthy`,
 /// `awake`, not pinned, no expiry, state changed at the activity time, no restore count.
