@@ -113,6 +113,7 @@ impl Job {
     /// harness that polls every future itself (a deterministic simulation). A wake then
     /// stops half way when all its callers are dropped, which is what such a harness
     /// wants to model; production code keeps the default.
+    #[cfg(any(test, feature = "test-util"))]
     #[must_use]
     pub fn with_inline_wakes(mut self) -> Self {
         self.wakes = Arc::new(Wakes {
@@ -126,6 +127,7 @@ impl Job {
     /// How long a wake that meets a sleep in flight waits for it to settle before it
     /// answers a retryable conflict (default: one transition's bound, four request
     /// timeouts). Zero answers at once, for a harness that decides itself when to look again.
+    #[cfg(any(test, feature = "test-util"))]
     #[must_use]
     pub fn with_intent_wait(mut self, wait: Duration) -> Self {
         self.wakes = Arc::new(Wakes {

@@ -22,7 +22,8 @@ use crate::host::{HostOps, NewDeployment};
 
 mod store; // the `Store` impl; the state, the host fixtures and the helpers stay here
 
-/// A [`Store`] method, to inject a failure into or to count calls of.
+/// A [`Store`] method, to inject a failure into or to count calls of (and, in the
+/// simulation, to gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // One variant per `Store` method, named after it.
 pub enum StoreMethod {
@@ -46,6 +47,27 @@ pub enum StoreMethod {
     AsleepToCheck,
     MarkChecked,
     ReconcileAwake,
+}
+
+impl StoreMethod {
+    /// Whether the method writes: a write can fail after its effect (the commit happened,
+    /// the answer was lost).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::ClaimSleep
+                | Self::ConfirmSleep
+                | Self::RevertSleep
+                | Self::SettleIntent
+                | Self::FinishWake
+                | Self::TouchAwake
+                | Self::RecordTraffic
+                | Self::BackOff
+                | Self::BeginWake
+                | Self::MarkChecked
+                | Self::ReconcileAwake
+        )
+    }
 }
 
 /// The liveness columns of a row (backoff, drift checks, flaps, wake mark), which

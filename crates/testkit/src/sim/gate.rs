@@ -14,6 +14,7 @@ use idle_scaler_core::{AsleepRow, ConfirmOutcome, DeploymentRecord, SleepState, 
 use uuid::Uuid;
 
 use super::cluster::SimDeployment;
+use crate::memory::StoreMethod;
 
 /// An operation (one tick or one wake) in the simulation.
 pub(super) type OpId = u64;
@@ -21,25 +22,7 @@ pub(super) type OpId = u64;
 /// A port call, as the gate sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Call {
-    Select,
-    Claim,
-    Confirm,
-    Revert,
-    Settle,
-    Stale,
-    Get,
-    FinishWake,
-    TouchAwake,
-    ListSleeping,
-    CountAsleep,
-    SumAsleepReplicas,
-    RecordTraffic,
-    BackOff,
-    BackedOff,
-    BeginWake,
-    AsleepToCheck,
-    MarkChecked,
-    ReconcileAwake,
+    Store(StoreMethod),
     GetScale,
     SetReplicas,
 }
@@ -47,25 +30,15 @@ pub(super) enum Call {
 impl Call {
     /// Writes can fail after their effect (the commit happened, the answer was lost).
     pub(super) fn is_write(self) -> bool {
-        matches!(
-            self,
-            Self::Claim
-                | Self::Confirm
-                | Self::Revert
-                | Self::Settle
-                | Self::FinishWake
-                | Self::TouchAwake
-                | Self::RecordTraffic
-                | Self::BackOff
-                | Self::BeginWake
-                | Self::MarkChecked
-                | Self::ReconcileAwake
-                | Self::SetReplicas
-        )
+        match self {
+            Self::Store(method) => method.is_write(),
+            Self::SetReplicas => true,
+            Self::GetScale => false,
+        }
     }
 
     pub(super) fn is_kube(self) -> bool {
-        matches!(self, Self::GetScale | Self::SetReplicas)
+        !matches!(self, Self::Store(_))
     }
 }
 

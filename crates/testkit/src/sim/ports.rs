@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::cluster::SimCluster;
 use super::gate::{Call, DelayedWrite, Event, Fault, Gate, OpId, Shared};
 use crate::host::HostOps;
-use crate::memory::MemoryStore;
+use crate::memory::{MemoryStore, StoreMethod};
 
 /// The `Store` and `Scaler` of one job instance, on behalf of its operation in flight.
 #[derive(Clone)]
@@ -96,7 +96,9 @@ impl Store for SimPorts {
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Candidate>> {
-        let f = self.enter(Call::Select).await?;
+        let f = self
+            .enter(Call::Store(StoreMethod::SelectCandidates))
+            .await?;
         let r = self
             .store
             .select_candidates(served, now, idle_before, limit)
@@ -120,7 +122,7 @@ impl Store for SimPorts {
         replicas: Option<i32>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::Claim).await?;
+        let f = self.enter(Call::Store(StoreMethod::ClaimSleep)).await?;
         let before = self.row(id).await;
         let r = self
             .store
@@ -147,7 +149,7 @@ impl Store for SimPorts {
         intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
-        let f = self.enter(Call::Confirm).await?;
+        let f = self.enter(Call::Store(StoreMethod::ConfirmSleep)).await?;
         let before = self.row(id).await;
         let r = self.store.confirm_sleep(id, seen, intent_at, now).await;
         if let Ok(outcome) = &r {
@@ -168,7 +170,7 @@ impl Store for SimPorts {
         intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::Revert).await?;
+        let f = self.enter(Call::Store(StoreMethod::RevertSleep)).await?;
         let r = self.store.revert_sleep(id, intent_at, now).await;
         if let Ok(done) = &r {
             self.record(Event::Revert {
@@ -181,13 +183,13 @@ impl Store for SimPorts {
     }
 
     async fn back_off(&self, id: Uuid, seen: DateTime<Utc>, backoff: &BackOff) -> Result<bool> {
-        let f = self.enter(Call::BackOff).await?;
+        let f = self.enter(Call::Store(StoreMethod::BackOff)).await?;
         let r = self.store.back_off(id, seen, backoff).await;
         self.leave(f, r).await
     }
 
     async fn backed_off(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BackedOff>> {
-        let f = self.enter(Call::BackedOff).await?;
+        let f = self.enter(Call::Store(StoreMethod::BackedOff)).await?;
         let r = self.store.backed_off(now, limit).await;
         self.leave(f, r).await
     }
@@ -199,7 +201,7 @@ impl Store for SimPorts {
         to: SleepState,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::Settle).await?;
+        let f = self.enter(Call::Store(StoreMethod::SettleIntent)).await?;
         let before = self.row(id).await;
         let r = self.store.settle_intent(id, intent_at, to, now).await;
         if let Ok(done) = &r {
@@ -219,13 +221,13 @@ impl Store for SimPorts {
         served: &ServedClusters,
         older_than: DateTime<Utc>,
     ) -> Result<Vec<StaleIntent>> {
-        let f = self.enter(Call::Stale).await?;
+        let f = self.enter(Call::Store(StoreMethod::StaleIntents)).await?;
         let r = self.store.stale_intents(served, older_than).await;
         self.leave(f, r).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {
-        let f = self.enter(Call::Get).await?;
+        let f = self.enter(Call::Store(StoreMethod::Get)).await?;
         let r = self.store.get(id).await;
         if let Ok(row) = &r {
             self.record(Event::Read {
@@ -243,7 +245,7 @@ impl Store for SimPorts {
         state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::FinishWake).await?;
+        let f = self.enter(Call::Store(StoreMethod::FinishWake)).await?;
         let r = self.store.finish_wake(id, from, state_at, now).await;
         if let Ok(done) = &r {
             self.record(Event::FinishWake {
@@ -262,7 +264,7 @@ impl Store for SimPorts {
         state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::BeginWake).await?;
+        let f = self.enter(Call::Store(StoreMethod::BeginWake)).await?;
         let r = self.store.begin_wake(id, state_at, now).await;
         self.leave(f, r).await
     }
@@ -273,7 +275,7 @@ impl Store for SimPorts {
         checked_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<AsleepRow>> {
-        let f = self.enter(Call::AsleepToCheck).await?;
+        let f = self.enter(Call::Store(StoreMethod::AsleepToCheck)).await?;
         let r = self
             .store
             .asleep_to_check(served, checked_before, limit)
@@ -289,7 +291,7 @@ impl Store for SimPorts {
     }
 
     async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
-        let f = self.enter(Call::MarkChecked).await?;
+        let f = self.enter(Call::Store(StoreMethod::MarkChecked)).await?;
         let r = self.store.mark_checked(id, now).await;
         self.leave(f, r).await
     }
@@ -301,44 +303,48 @@ impl Store for SimPorts {
         kind: Drift,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let f = self.enter(Call::ReconcileAwake).await?;
+        let f = self.enter(Call::Store(StoreMethod::ReconcileAwake)).await?;
         let r = self.store.reconcile_awake(id, state_at, kind, now).await;
         self.leave(f, r).await
     }
 
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
-        let f = self.enter(Call::TouchAwake).await?;
+        let f = self.enter(Call::Store(StoreMethod::TouchAwake)).await?;
         let r = self.store.touch_awake(id, now).await;
         self.leave(f, r).await
     }
 
     async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
-        let f = self.enter(Call::RecordTraffic).await?;
+        let f = self.enter(Call::Store(StoreMethod::RecordTraffic)).await?;
         let r = self.store.record_traffic(id, at).await;
         self.leave(f, r).await
     }
 
     async fn list_sleeping(&self) -> Result<Vec<DeploymentRecord>> {
-        let f = self.enter(Call::ListSleeping).await?;
+        let f = self.enter(Call::Store(StoreMethod::ListSleeping)).await?;
         let r = self.store.list_sleeping().await;
         self.leave(f, r).await
     }
 
     async fn count_asleep(&self) -> Result<i64> {
-        let f = self.enter(Call::CountAsleep).await?;
+        let f = self.enter(Call::Store(StoreMethod::CountAsleep)).await?;
         let r = self.store.count_asleep().await;
         self.leave(f, r).await
     }
 
     async fn find_by_provider_id(&self, provider_id: &str) -> Result<Option<DeploymentRecord>> {
-        // A read like `get`: the same gate, no event (the waker is not simulated).
-        let f = self.enter(Call::Get).await?;
+        // A read: gated, no event (the waker is not simulated).
+        let f = self
+            .enter(Call::Store(StoreMethod::FindByProviderId))
+            .await?;
         let r = self.store.find_by_provider_id(provider_id).await;
         self.leave(f, r).await
     }
 
     async fn sum_asleep_replicas(&self, default: i32) -> Result<i64> {
-        let f = self.enter(Call::SumAsleepReplicas).await?;
+        let f = self
+            .enter(Call::Store(StoreMethod::SumAsleepReplicas))
+            .await?;
         let r = self.store.sum_asleep_replicas(default).await;
         self.leave(f, r).await
     }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{AwaitNow, Ended, Kind, Op, OpOut, World};
 use crate::host::HostOps;
+use crate::memory::StoreMethod;
 use crate::sim::SimFailure;
 use crate::sim::gate::{Call, Fault, OpId};
 
@@ -166,7 +167,7 @@ impl World {
             .shared
             .waiting(op)
             .into_iter()
-            .filter(|(_, call)| *call == Call::Claim)
+            .filter(|(_, call)| *call == Call::Store(StoreMethod::ClaimSleep))
             .map(|(w, _)| w)
             .collect();
         if let Some(o) = self.ops.get_mut(&op) {
