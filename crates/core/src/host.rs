@@ -31,7 +31,7 @@ impl NewDeployment {
         Self(DeploymentRecord {
             id: Uuid::new_v4(),
             provider_id: provider_id.into(),
-            status: "healthy".to_owned(),
+            status: crate::policy::HEALTHY.to_owned(),
             always_on: false,
             expires_at: None,
             last_activity_at,
