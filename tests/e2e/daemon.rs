@@ -262,3 +262,38 @@ async fn kubernetes_unreachable_is_fail_open(_: PgPoolOptions, opts: PgConnectOp
     assert!(out.stderr.contains("WARN"), "{}", out.stderr);
     assert_eq!(state(&store, id).await, SleepState::Awake);
 }
+
+/// `/readyz` is unauthenticated: a failing database is a fixed text there, the cause is logged.
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn readyz_names_no_database_detail_and_logs_the_cause(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (_store, fake) = setup(&opts).await;
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut daemon = Daemon::start(daemon_cmd(&database_url(&opts, None), &kc, true)).await;
+    eventually(Duration::from_secs(20), "/readyz", || async {
+        (http(daemon.addr, "GET", "/readyz", None).await.0 == 200).then_some(())
+    })
+    .await;
+    let admin = PgPoolOptions::new()
+        .connect_with(opts.clone())
+        .await
+        .expect("connect");
+    sqlx::query("ALTER TABLE deployments RENAME TO deployments_away")
+        .execute(&admin)
+        .await
+        .expect("rename");
+    let (code, body) = http(daemon.addr, "GET", "/readyz", None).await;
+    assert_eq!(code, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": false, "reason": "database unreachable"})
+    );
+    let logged = daemon
+        .wait_for_log("readiness: the database did not answer", Duration::from_secs(10))
+        .await;
+    assert!(logged.contains("deployments"), "the cause is logged: {logged}");
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+}

@@ -50,7 +50,7 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
-    /// A backend (Kubernetes, an activity source) could not be reached in time: connect
+    /// A backend (Kubernetes, an activity source) did not serve the request: connect
     /// failure, timeout, 5xx.
     #[error("unavailable: {message}")]
     Unavailable {
@@ -59,6 +59,8 @@ pub enum Error {
         /// The adapter's error.
         #[source]
         source: Option<Cause>,
+        /// How far the request got: whether the backend is down or one request failed.
+        reach: Reach,
     },
     /// The database failed (unreachable, or a statement failed).
     #[error("store: {message}")]
@@ -104,8 +106,6 @@ impl Error {
         forbidden => Forbidden;
         /// [`Error::Invalid`] without a cause.
         invalid => Invalid;
-        /// [`Error::Unavailable`] without a cause.
-        unavailable => Unavailable;
         /// [`Error::Store`] without a cause.
         store => Store;
     }
@@ -144,6 +144,39 @@ impl Error {
             other => other.to_string(),
         }
     }
+}
+
+impl Error {
+    /// [`Error::Unavailable`] without a cause, for a backend that could not be reached
+    /// ([`Reach::NotReached`]; [`Error::with_reach`] says otherwise).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: None,
+            reach: Reach::NotReached,
+        }
+    }
+
+    /// Says how far an [`Error::Unavailable`] request got (a no-op on other variants).
+    #[must_use]
+    pub fn with_reach(mut self, to: Reach) -> Self {
+        if let Self::Unavailable { reach, .. } = &mut self {
+            *reach = to;
+        }
+        self
+    }
+}
+
+/// How far a request that ended in [`Error::Unavailable`] got. A backend that answers, even
+/// with an error, is up: one failed request must not mark a whole cluster unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// No connection could be made (refused, no route, TLS handshake failed).
+    NotReached,
+    /// Connected, but no answer came in time, or the connection dropped before it.
+    NoAnswer,
+    /// The backend answered, refusing for now (429, 5xx).
+    Answered,
 }
 
 /// Result with the core [`Error`].

@@ -10,7 +10,9 @@
 //! | 409 | [`CoreError::conflict`] |
 //! | 401, 403 | [`CoreError::forbidden`] |
 //! | 400, 422, other 4xx | [`CoreError::invalid`] |
-//! | 429, 5xx, connect failure, dropped connection, timeout | [`CoreError::unavailable`] |
+//! | 429, 5xx | [`CoreError::unavailable`], [`Reach::Answered`] |
+//! | no answer in time, dropped connection | [`CoreError::unavailable`], [`Reach::NoAnswer`] |
+//! | connect failure | [`CoreError::unavailable`], [`Reach::NotReached`] |
 //!
 //! [`KubeScaler`] is also the waker's [`idle_scaler_core::Readiness`]: it watches one
 //! Deployment (`list` and `watch` on `deployments`, narrowed to it by name) until a replica
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use idle_scaler_core::job::JobBuilder;
-use idle_scaler_core::{Config, Error as CoreError, Scale, Scaler, Store, Target};
+use idle_scaler_core::{Config, Error as CoreError, Reach, Scale, Scaler, Store, Target};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use tokio::time::Instant;
@@ -255,7 +257,8 @@ impl KubeScaler {
             Err(_) => Err(CoreError::unavailable(format!(
                 "{op} {target}: no answer within {} ms",
                 self.timeout.as_millis()
-            ))),
+            ))
+            .with_reach(Reach::NoAnswer)),
         }
     }
 }
@@ -296,22 +299,39 @@ fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
                 404 => CoreError::not_found(detail),
                 409 => CoreError::conflict(detail),
                 401 | 403 => CoreError::forbidden(detail),
-                429 => CoreError::unavailable(detail),
+                429 => CoreError::unavailable(detail).with_reach(Reach::Answered),
                 400..=499 => CoreError::invalid(detail),
                 _ if s.is_not_found() => CoreError::not_found(detail),
                 _ if s.is_conflict() => CoreError::conflict(detail),
                 _ if s.is_forbidden() => CoreError::forbidden(detail),
                 _ if s.is_invalid() => CoreError::invalid(detail),
                 // 5xx and anything unrecognised: the API server is not serving us now.
-                _ => CoreError::unavailable(format!("{what}: HTTP {}: {}", s.code, s.message)),
+                _ => CoreError::unavailable(format!("{what}: HTTP {}: {}", s.code, s.message))
+                    .with_reach(Reach::Answered),
             }
         }
         // Connect refused, TLS failure, dropped connection, unreadable body: transport.
         other => {
             CoreError::unavailable(format!("{what}: {}", idle_scaler_core::error_chain(other)))
+                .with_reach(transport_reach(other))
         }
     };
     mapped.with_source(e)
+}
+
+/// Whether a transport failure happened before a connection was made (the API server
+/// cannot be reached) or after (this request got no answer).
+fn transport_reach(e: &kube::Error) -> Reach {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(client) = c.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if client.is_connect() {
+                return Reach::NotReached;
+            }
+        }
+        cause = c.source();
+    }
+    Reach::NoAnswer
 }
 
 fn millis(d: Duration) -> u64 {

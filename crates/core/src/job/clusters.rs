@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::Job;
 use crate::{
-    ClusterName, Error, Result, Scale, Scaler, ServedClusters, Target, cluster_label, metrics,
+    ClusterName, Error, Reach, Result, Scale, Scaler, ServedClusters, Target, cluster_label, metrics,
 };
 
 /// The clients of one tick, and the clusters they reach.
@@ -19,6 +19,16 @@ pub(super) struct TickScalers {
     served: ServedClusters,
     /// Clusters whose API did not answer this tick (each is reported once).
     unreachable: Mutex<HashSet<Option<ClusterName>>>,
+    /// Per cluster, the requests of this tick that got no answer in time.
+    no_answers: Mutex<HashMap<Option<ClusterName>, u32>>,
+}
+
+/// Requests without an answer that make a cluster unreachable for the rest of the tick: one
+/// slow request is not an outage, a second in the same tick is taken as one.
+const NO_ANSWERS_UNREACHABLE: u32 = 2;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The client of a cluster without one this tick. Never called in practice (the store is
@@ -61,15 +71,26 @@ impl TickScalers {
         self.of(target).unwrap_or(&NoClient)
     }
 
-    /// Records that `cluster`'s API did not answer: the first time in a tick, one WARN
-    /// naming the cluster and one count of the unreachable-cluster metric.
-    pub(super) fn mark_unreachable(&self, cluster: Option<&ClusterName>, e: &Error) {
-        let first = self
-            .unreachable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(cluster.cloned());
-        if first {
+    /// Records a request to `cluster` that failed. The cluster is unreachable for the rest
+    /// of the tick when a connection could not be made, or when a second request got no
+    /// answer in time; an answered error (5xx, 429) or one slow request is that request's
+    /// failure only. The first time in a tick: one WARN naming the cluster and one count of
+    /// the unreachable-cluster metric.
+    pub(super) fn note_failure(&self, cluster: Option<&ClusterName>, e: &Error) {
+        let down = match e {
+            Error::Unavailable { reach, .. } => match reach {
+                Reach::NotReached => true,
+                Reach::NoAnswer => {
+                    let mut silent = lock(&self.no_answers);
+                    let count = silent.entry(cluster.cloned()).or_default();
+                    *count += 1;
+                    *count >= NO_ANSWERS_UNREACHABLE
+                }
+                Reach::Answered => false,
+            },
+            _ => false,
+        };
+        if down && lock(&self.unreachable).insert(cluster.cloned()) {
             let label = cluster_label(cluster);
             warn!(cluster = label, error = %e,
                 "the cluster's Kubernetes API did not answer; its apps are left as they are \
@@ -80,18 +101,12 @@ impl TickScalers {
 
     /// Whether `cluster`'s API failed to answer earlier in this tick.
     pub(super) fn is_unreachable(&self, cluster: Option<&ClusterName>) -> bool {
-        self.unreachable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&cluster.cloned())
+        lock(&self.unreachable).contains(&cluster.cloned())
     }
 
     /// The labels of the clusters found unreachable in this tick.
     pub(super) fn unreachable_labels(&self) -> Vec<String> {
-        let mut labels: Vec<String> = self
-            .unreachable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let mut labels: Vec<String> = lock(&self.unreachable)
             .iter()
             .map(|c| cluster_label(c.as_ref()).to_owned())
             .collect();
@@ -138,6 +153,7 @@ impl Job {
             scalers,
             served,
             unreachable: Mutex::default(),
+            no_answers: Mutex::default(),
         };
         (scalers, unreachable)
     }

@@ -95,11 +95,10 @@ impl Job {
         };
         match self.check_drift(scaler, row, now).await {
             Ok(kind) => kind,
-            Err(e @ Error::Unavailable { .. }) => {
-                scalers.mark_unreachable(cluster, &e);
+            Err(e) => {
+                scalers.note_failure(cluster, &e);
                 None
             }
-            Err(_) => None,
         }
     }
 

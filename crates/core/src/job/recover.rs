@@ -111,9 +111,7 @@ impl Job {
             Err(Error::NotFound { .. }) => settle(SleepState::Awake, Recovery::Awake).await,
             Err(e) => {
                 log_scale_error(id, &target, &e, "recovery could not read the scale");
-                if matches!(e, Error::Unavailable { .. }) {
-                    scalers.mark_unreachable(target.cluster.as_ref(), &e);
-                }
+                scalers.note_failure(target.cluster.as_ref(), &e);
                 Recovery::Failed
             }
         }

@@ -268,9 +268,7 @@ impl TickCtx<'_> {
             }
             Err(e) => {
                 log_scale_error(c.id, target, &e, "reading the scale failed");
-                if matches!(e, Error::Unavailable { .. }) {
-                    self.scalers.mark_unreachable(target.cluster.as_ref(), &e);
-                }
+                self.scalers.note_failure(target.cluster.as_ref(), &e);
                 Err(Attempt::Failed)
             }
         }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use idle_scaler_core::{Error, Scaler};
+use idle_scaler_core::{Error, Reach, Scaler};
 use idle_scaler_testkit::fake_kube::Fault;
 
 use super::*;
@@ -10,6 +10,14 @@ use super::*;
 fn assert_kind(err: &Error, want: &str) {
     let got = format!("{err:?}");
     assert!(got.starts_with(want), "want {want}, got {got}");
+}
+
+/// How far an `Unavailable` request got: the job tells an outage from one failed request.
+fn assert_reach(err: &Error, want: Reach) {
+    assert!(
+        matches!(err, Error::Unavailable { reach, .. } if *reach == want),
+        "want {want:?}, got {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +92,11 @@ async fn injected_status_codes_map_to_domain_outcomes() {
         );
 
         fake.inject(Fault::status(code).on_method("GET"));
-        assert_kind(&scaler.get_scale(&web()).await.expect_err("injected"), want);
+        let err = scaler.get_scale(&web()).await.expect_err("injected");
+        assert_kind(&err, want);
+        if want == "Unavailable" {
+            assert_reach(&err, Reach::Answered);
+        }
     }
 }
 
@@ -121,6 +133,7 @@ async fn connect_refused_is_unavailable() {
     let scaler = KubeScaler::from_url(&url, TIMEOUT).expect("scaler");
     let err = scaler.get_scale(&web()).await.expect_err("refused");
     assert_kind(&err, "Unavailable");
+    assert_reach(&err, Reach::NotReached);
     assert!(err.to_string().contains("Connection refused"), "{err}");
 }
 
@@ -134,6 +147,7 @@ async fn a_slow_server_is_unavailable_after_the_timeout() {
         .await
         .expect_err("timeout");
     assert_kind(&err, "Unavailable");
+    assert_reach(&err, Reach::NoAnswer);
     assert!(format!("{err}").contains("200 ms"), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -151,6 +165,7 @@ async fn a_dropped_connection_is_unavailable_and_the_client_recovers() {
         .await
         .expect_err("dropped");
     assert_kind(&err, "Unavailable");
+    assert_reach(&err, Reach::NoAnswer);
     assert_eq!(
         fake.replicas("apps", "web"),
         Some(2),

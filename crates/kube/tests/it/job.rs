@@ -6,6 +6,7 @@ use chrono::{Duration as Age, Utc};
 use idle_scaler_core::{
     Candidate, Config, ConfirmOutcome, FixedScalerSource, Job, MockStore, Outcome, SystemClock,
 };
+use idle_scaler_testkit::fake_kube::Fault;
 use mockall::predicate::{always, eq};
 use uuid::Uuid;
 
@@ -119,4 +120,54 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
         Some(4),
         "the person's count stands"
     );
+}
+
+/// One app's read answered 500 among successes: that app fails, the cluster is not counted
+/// unreachable and the other apps are slept.
+#[tokio::test]
+async fn one_500_among_successes_fails_one_app_not_the_cluster() {
+    let fake = FakeApiServer::start().await;
+    let seen = Utc::now() - Age::hours(2);
+    let mut candidates = Vec::new();
+    for name in ["web-0", "web-1", "web-2"] {
+        fake.create_deployment("apps", name, 2);
+        candidates.push(Candidate::new(Uuid::new_v4(), &format!("k8s:apps/{name}"), seen));
+    }
+    fake.inject(Fault::status(500).on_method("GET").on_path("web-1/scale"));
+    let scaler = KubeScaler::from_url(&fake.url(), TIMEOUT).expect("scaler for the fake");
+
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_asleep_to_check()
+        .returning(|_, _, _| Ok(vec![]));
+    store.expect_back_off().returning(|_, _, _| Ok(true));
+    store
+        .expect_select_candidates()
+        .returning(move |_, _, _, _| Ok(candidates.clone()));
+    store
+        .expect_claim_sleep()
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+    store.expect_count_asleep().returning(|| Ok(2));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    let config = Config {
+        enabled: true,
+        concurrency: 1,
+        ..Config::default()
+    };
+    let job = Job::new(
+        config,
+        Arc::new(store),
+        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(SystemClock),
+    );
+    let report = job.tick().await.expect("tick");
+    assert!(report.clusters_unreachable.is_empty(), "{report:?}");
+    assert_eq!(report.outcome(Outcome::ScaledDown), 2, "{report:?}");
+    assert_eq!(fake.replicas("apps", "web-0"), Some(0));
+    assert_eq!(fake.replicas("apps", "web-1"), Some(2), "its read failed");
+    assert_eq!(fake.replicas("apps", "web-2"), Some(0));
 }

@@ -412,6 +412,65 @@ fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
     );
 }
 
+/// East's apps, one read of which fails with `error`; the others answer. The tick's report
+/// and east's unreachable count.
+fn east_with_one_failed_read(failures: usize, error: Error) -> (TickReport, Option<u64>) {
+    let candidates: Vec<_> = (0..4)
+        .map(|i| candidate(&format!("k8s@east:apps/web-{i}")))
+        .collect();
+    let mut store = store_with(candidates, 1);
+    claims_and_confirms(&mut store);
+    let mut east_scaler = MockScaler::new();
+    let mut left = failures;
+    east_scaler.expect_get_scale().returning(move |_| {
+        if left == 0 {
+            return Ok(scale(2, "1"));
+        }
+        left -= 1;
+        Err(error.clone())
+    });
+    east_scaler
+        .expect_set_replicas()
+        .returning(|_, _, _| Ok(()));
+    let config = Config {
+        concurrency: 1,
+        ..two_clusters()
+    };
+    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(0)), clock())
+        .with_cluster(east(), source(east_scaler));
+    let (report, snap, _) = super::traffic::recorded_and_logged(job.tick());
+    let unreachable = counter(
+        &snap,
+        crate::metrics::CLUSTER_UNREACHABLE_TOTAL,
+        ("cluster", "east"),
+    );
+    (report.expect("tick"), unreachable)
+}
+
+#[test]
+fn one_answered_error_fails_its_app_only_and_the_cluster_is_not_unreachable() {
+    for code in ["HTTP 500", "HTTP 429"] {
+        let error = Error::unavailable(code).with_reach(crate::Reach::Answered);
+        let (report, unreachable) = east_with_one_failed_read(1, error);
+        assert!(report.clusters_unreachable.is_empty(), "{code}: {report:?}");
+        assert_eq!(unreachable.unwrap_or(0), 0, "{code}");
+        assert_eq!(report.outcome(Outcome::ScaledDown), 3, "{code}: {report:?}");
+    }
+}
+
+#[test]
+fn one_slow_request_is_not_an_outage_but_a_second_one_is() {
+    let slow = || Error::unavailable("no answer within 10000 ms").with_reach(crate::Reach::NoAnswer);
+    let (report, unreachable) = east_with_one_failed_read(1, slow());
+    assert!(report.clusters_unreachable.is_empty(), "{report:?}");
+    assert_eq!(unreachable.unwrap_or(0), 0);
+    assert_eq!(report.outcome(Outcome::ScaledDown), 3, "{report:?}");
+
+    let (report, unreachable) = east_with_one_failed_read(2, slow());
+    assert_eq!(report.clusters_unreachable, ["east"], "{report:?}");
+    assert_eq!(unreachable, Some(1), "counted once");
+}
+
 /// A stale intent of `provider_id`, older than the stale age, with no activity since.
 fn stale_of(provider_id: &str) -> crate::StaleIntent {
     crate::StaleIntent {
