@@ -31,6 +31,12 @@ pub fn is_ready(d: &Deployment) -> bool {
         })
 }
 
+/// The first pause before watching again after a watch that ended or broke without news;
+/// doubled after each such watch up to [`PAUSE_MAX`], so an API server that ends every watch
+/// at once or is down is not asked in a loop.
+const PAUSE_FIRST: Duration = Duration::from_millis(100);
+const PAUSE_MAX: Duration = Duration::from_secs(2);
+
 #[async_trait]
 impl Readiness for KubeScaler {
     async fn wait_ready(
@@ -40,87 +46,156 @@ impl Readiness for KubeScaler {
     ) -> idle_scaler_core::Result<ReadyState> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let api = self.api(target);
-        let selector = format!("metadata.name={}", target.name);
-        let mut version = None;
+        let mut watch = Watch {
+            scaler: self,
+            target,
+            api: self.api(target),
+            selector: format!("metadata.name={}", target.name),
+            version: None,
+        };
+        let mut pause = PAUSE_FIRST;
+        // The last attempt's failure: what the wait ends with if the API stays away.
+        let mut failure = None;
         loop {
-            // (Re)start from a list: first, and after the apiserver says our version is gone.
-            let rv = match version.take() {
-                Some(rv) => rv,
-                None => {
-                    let lp = ListParams::default().fields(&selector);
-                    let list = self.call(target, "list deployments", api.list(&lp)).await?;
-                    let Some(d) = list.items.first() else {
-                        return Err(CoreError::not_found(format!(
-                            "deployment {target} does not exist"
-                        )));
-                    };
-                    if is_ready(d) {
-                        return Ok(ReadyState::Ready);
-                    }
-                    list.metadata.resource_version.unwrap_or_default()
+            // The deadline bounds every request too: never an answer one request timeout late.
+            match tokio::time::timeout_at(deadline, watch.once()).await {
+                Err(_) => return timed_out(target, failure),
+                Ok(Ok(Step::Ready)) => {
+                    debug!(target = %target, took_ms = crate::millis(started.elapsed()), "readiness: ready");
+                    return Ok(ReadyState::Ready);
                 }
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(ReadyState::TimedOut);
-            }
-            let secs = left.as_secs().clamp(1, MAX_WATCH_SECONDS);
-            let wp = WatchParams::default()
-                .fields(&selector)
-                .timeout(u32::try_from(secs).unwrap_or(1));
-            let stream = self
-                .call(target, "watch deployments", api.watch(&wp, &rv))
-                .await?;
-            let mut stream = std::pin::pin!(stream);
-            let mut rv = rv;
-            loop {
-                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Err(_) => {
-                        debug!(target = %target, "readiness: timed out");
-                        return Ok(ReadyState::TimedOut);
-                    }
-                    // The watch ended (its timeout, a dropped connection): watch again.
-                    Ok(None) => break,
-                    Ok(Some(Err(e))) => {
-                        debug!(target = %target, error = %e, "readiness: watch broke; watching again");
-                        break;
-                    }
-                    Ok(Some(Ok(event))) => event,
-                };
-                match next {
-                    WatchEvent::Added(d) | WatchEvent::Modified(d) => {
-                        if is_ready(&d) {
-                            debug!(target = %target, took_ms = crate::millis(started.elapsed()), "readiness: ready");
-                            return Ok(ReadyState::Ready);
-                        }
-                        if let Some(v) = d.metadata.resource_version {
-                            rv = v;
-                        }
-                    }
-                    WatchEvent::Deleted(_) => {
-                        return Err(CoreError::not_found(format!(
-                            "deployment {target} was deleted while waking"
-                        )));
-                    }
-                    WatchEvent::Bookmark(b) => rv = b.metadata.resource_version,
-                    WatchEvent::Error(status) if status.code == 410 => {
-                        // Our version is too old: list again.
-                        rv = String::new();
-                        break;
-                    }
-                    WatchEvent::Error(status) => {
-                        return Err(map_error(
-                            target,
-                            "watch deployments",
-                            kube::Error::Api(status),
-                        ));
+                Ok(Ok(Step::Ended { news })) => {
+                    failure = None;
+                    if news {
+                        pause = PAUSE_FIRST;
                     }
                 }
+                // The API server is away (down, restarting, overloaded): it may be back
+                // well within the deadline, so watch again rather than fail the wait.
+                Ok(Err(e @ CoreError::Unavailable { .. })) => {
+                    debug!(target = %target, error = %e, "readiness: the API did not serve the watch; trying again");
+                    failure = Some(e);
+                }
+                Ok(Err(e)) => return Err(e),
             }
-            if !rv.is_empty() {
-                version = Some(rv);
+            let resume = Instant::now() + pause;
+            if resume >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return timed_out(target, failure);
             }
+            tokio::time::sleep_until(resume).await;
+            pause = (pause * 2).min(PAUSE_MAX);
         }
+    }
+}
+
+/// The end of a wait at its deadline: the API's failure if it was still away, else not ready.
+fn timed_out(target: &Target, failure: Option<CoreError>) -> idle_scaler_core::Result<ReadyState> {
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            debug!(target = %target, "readiness: timed out");
+            Ok(ReadyState::TimedOut)
+        }
+    }
+}
+
+/// How one list-and-watch ended without an error.
+enum Step {
+    Ready,
+    /// The watch ended (its timeout, a closed connection, a version too old); `news`: it
+    /// brought at least one event.
+    Ended {
+        news: bool,
+    },
+}
+
+/// One Deployment's watch, kept across attempts so that a new watch resumes where the
+/// last one stopped.
+struct Watch<'a> {
+    scaler: &'a KubeScaler,
+    target: &'a Target,
+    api: kube::Api<Deployment>,
+    selector: String,
+    /// Where to resume; `None`: list first.
+    version: Option<String>,
+}
+
+impl Watch<'_> {
+    async fn once(&mut self) -> idle_scaler_core::Result<Step> {
+        let target = self.target;
+        // (Re)start from a list: first, and after the apiserver says our version is gone.
+        let mut rv = match self.version.take() {
+            Some(rv) => rv,
+            None => {
+                let lp = ListParams::default().fields(&self.selector);
+                let list = self
+                    .scaler
+                    .call(target, "list deployments", self.api.list(&lp))
+                    .await?;
+                let Some(d) = list.items.first() else {
+                    return Err(CoreError::not_found(format!(
+                        "deployment {target} does not exist"
+                    )));
+                };
+                if is_ready(d) {
+                    return Ok(Step::Ready);
+                }
+                list.metadata.resource_version.unwrap_or_default()
+            }
+        };
+        // The caller's deadline cuts the watch; this only keeps one request bounded.
+        let wp = WatchParams::default()
+            .fields(&self.selector)
+            .timeout(u32::try_from(MAX_WATCH_SECONDS).unwrap_or(u32::MAX));
+        let stream = self
+            .scaler
+            .call(target, "watch deployments", self.api.watch(&wp, &rv))
+            .await?;
+        let mut stream = std::pin::pin!(stream);
+        let mut news = false;
+        let ended = loop {
+            let event = match stream.next().await {
+                None => break Step::Ended { news },
+                Some(Err(e)) => {
+                    debug!(target = %target, error = %e, "readiness: watch broke; watching again");
+                    break Step::Ended { news };
+                }
+                Some(Ok(event)) => event,
+            };
+            news = true;
+            match event {
+                WatchEvent::Added(d) | WatchEvent::Modified(d) => {
+                    if is_ready(&d) {
+                        return Ok(Step::Ready);
+                    }
+                    if let Some(v) = d.metadata.resource_version {
+                        rv = v;
+                    }
+                }
+                WatchEvent::Deleted(_) => {
+                    return Err(CoreError::not_found(format!(
+                        "deployment {target} was deleted while waking"
+                    )));
+                }
+                WatchEvent::Bookmark(b) => rv = b.metadata.resource_version,
+                WatchEvent::Error(status) if status.code == 410 => {
+                    // Our version is too old: list again.
+                    rv = String::new();
+                    break Step::Ended { news };
+                }
+                WatchEvent::Error(status) => {
+                    return Err(map_error(
+                        target,
+                        "watch deployments",
+                        kube::Error::Api(status),
+                    ));
+                }
+            }
+        };
+        if !rv.is_empty() {
+            self.version = Some(rv);
+        }
+        Ok(ended)
     }
 }

@@ -181,6 +181,8 @@ struct Shared {
     open_connections: std::sync::atomic::AtomicUsize,
     /// `host:port`, for `/api`'s `serverAddressByClientCIDRs`.
     address: String,
+    /// Cancelled to close every connection open now (watches included).
+    sever: Mutex<CancellationToken>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -240,6 +242,7 @@ impl FakeApiServer {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             address: addr.to_string(),
+            sever: Mutex::default(),
         });
         shared.lock().objects.events = Some(events);
         let shutdown = CancellationToken::new();
@@ -376,6 +379,17 @@ impl FakeApiServer {
         self.shared
             .open_connections
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every connection open now, unanswered requests and watches included, as an
+    /// API server that goes away does; later connections are served (or meet the faults).
+    pub fn sever_connections(&self) {
+        let mut sever = self
+            .shared
+            .sever
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *sever).cancel();
     }
 
     /// Forgets the recorded requests.

@@ -50,6 +50,11 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
     // A handler that draws a DropConnection fault signals here; dropping the connection
     // future closes the socket with the request unanswered.
     let drop_now = Arc::new(Notify::new());
+    let sever = shared
+        .sever
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let signal = drop_now.clone();
     let service = service_fn(move |req| {
         let (shared, signal) = (shared.clone(), signal.clone());
@@ -64,6 +69,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: Canc
             }
         }
         () = drop_now.notified() => debug!("fake API server: connection dropped (injected)"),
+        () = sever.cancelled() => debug!("fake API server: connection severed"),
         () = shutdown.cancelled() => {}
     }
 }
