@@ -252,9 +252,11 @@ pub const MARK_CHECKED: &str = "\
 
 /// $1 id, $2 the asleep stamp, $3 whether someone else scaled it up (a flap), $4 now. A flap
 /// restarts the count at 1 once its 24 h window is over; other drift leaves the count alone.
+/// The app was started: a fresh idle window, so the next tick does not sleep it at once.
 pub const RECONCILE_AWAKE: &str = "\
     UPDATE deployments \
     SET sleep_state = 'awake', sleep_state_changed_at = $4, replicas_before_sleep = NULL, \
+        last_activity_at = GREATEST(last_activity_at, $4), \
         sleep_wake_started_at = NULL, sleep_checked_at = NULL, \
         sleep_flaps = CASE WHEN NOT $3 THEN sleep_flaps \
                            WHEN sleep_flaps_since IS NULL \

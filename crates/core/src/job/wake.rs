@@ -19,8 +19,8 @@ use super::recover::STALE_INTENT_AFTER;
 use super::{Job, log_scale_error, sample_idle_apps};
 use crate::metrics;
 use crate::{
-    Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Result, ServedClusters,
-    SleepState, Store, Target, WakeReport, WakeResult,
+    Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Reach, Result, Scaler,
+    ServedClusters, SleepState, Store, Target, WakeReport, WakeResult,
 };
 
 /// How often a wake looks again when its compare-and-set loses to a concurrent transition.
@@ -300,6 +300,12 @@ impl WakeCtx {
                     (WakeResult::WokeUp, replicas)
                 }
                 Err(Error::Conflict { .. }) => return Ok(None),
+                Err(e) if landed_after_all(scaler.as_ref(), &target, &e).await => {
+                    info!(deployment_id = %id, target = %target, error = %e,
+                        "wake: the scale-up's answer was lost, but the app runs");
+                    *scaled_up = Some(replicas);
+                    (WakeResult::WokeUp, replicas)
+                }
                 Err(e) => {
                     log_scale_error(
                         id,
@@ -335,4 +341,15 @@ impl WakeCtx {
             replicas: Some(replicas),
         }))
     }
+}
+
+/// Whether a scale-up that failed with `e` took effect after all: a write whose answer was
+/// lost (no answer in time, a dropped connection) may have been applied, and reporting it
+/// failed would leave the row asleep with the app running. Read back once to know.
+async fn landed_after_all(scaler: &dyn Scaler, target: &Target, e: &Error) -> bool {
+    let unknown = matches!(
+        e,
+        Error::Unavailable { reach, .. } if *reach != Reach::NotReached
+    );
+    unknown && matches!(scaler.get_scale(target).await, Ok(s) if s.replicas > 0)
 }

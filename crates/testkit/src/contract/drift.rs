@@ -6,7 +6,7 @@ use idle_scaler_core::ServedClusters;
 use idle_scaler_core::{AsleepRow, Candidate, Drift, SleepState, Store};
 use uuid::Uuid;
 
-use super::{idle, idle_before, insert, mins, now, row};
+use super::{idle, insert, mins, now, row};
 use crate::host::{HostOps, NewDeployment};
 
 /// An app asleep since `at` (last active an hour before `now()`).
@@ -36,8 +36,11 @@ async fn due_ids<S: Store>(s: &S, checked_before: DateTime<Utc>) -> Vec<Uuid> {
         .collect()
 }
 
+/// The row as a candidate, to read its flaps: idle before any stamp these tests write (a
+/// drift repair sets the activity to the repair's time, up to two days after `now()`).
 async fn candidate<S: Store>(s: &S, id: Uuid) -> Candidate {
-    s.select_candidates(&ServedClusters::default(), now(), idle_before(), 50)
+    let idle_before = now() + Duration::days(30);
+    s.select_candidates(&ServedClusters::default(), now(), idle_before, 50)
         .await
         .expect("select")
         .into_iter()
@@ -176,7 +179,7 @@ pub async fn asleep_to_check_orders_filters_and_marks<S: Store + HostOps>(s: &S)
 }
 
 /// `reconcile_awake`: `asleep -> awake` for the stamp read, clearing the restore count, the
-/// wake mark and the check; only `woken_externally` counts a flap, within a 24 h window that
+/// wake mark and the check, with activity at the repair (never moved back); only `woken_externally` counts a flap, within a 24 h window that
 /// restarts at 1 once over; a wake clears the flaps.
 pub async fn reconcile_awake_is_a_cas_and_counts_flaps<S: Store + HostOps>(s: &S) {
     let at = now() - mins(30);
@@ -209,8 +212,8 @@ pub async fn reconcile_awake_is_a_cas_and_counts_flaps<S: Store + HostOps>(s: &S
             r.replicas_before_sleep,
             r.last_activity_at
         ),
-        (SleepState::Awake, t1, None, now() - mins(60)),
-        "a drift is no activity"
+        (SleepState::Awake, t1, None, t1),
+        "an app started outside the job starts a fresh idle window"
     );
     let c = candidate(s, id).await;
     assert_eq!(
@@ -258,6 +261,11 @@ pub async fn reconcile_awake_is_a_cas_and_counts_flaps<S: Store + HostOps>(s: &S
         );
         let c = candidate(s, id).await;
         assert_eq!((c.flaps, c.flaps_since), (2, Some(t1)), "{kind:?}");
+        assert_eq!(
+            row(s, id).await.last_activity_at,
+            stamp + mins(1),
+            "{kind:?}"
+        );
     }
 
     // 24 h after the window started it is over: the count restarts at 1.
@@ -296,4 +304,15 @@ pub async fn reconcile_awake_is_a_cas_and_counts_flaps<S: Store + HostOps>(s: &S
     );
     let c = candidate(s, id).await;
     assert_eq!((c.flaps, c.flaps_since), (0, None));
+
+    // A repair stamped before the latest activity does not move it back.
+    let latest = row(s, id).await.last_activity_at;
+    let again = inside + mins(1);
+    assert!(sleep_again(again).await.expect("asleep"));
+    assert!(
+        s.reconcile_awake(id, again, Drift::Redeployed, latest - mins(5))
+            .await
+            .expect("reconcile")
+    );
+    assert_eq!(row(s, id).await.last_activity_at, latest);
 }

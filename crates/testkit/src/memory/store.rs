@@ -340,6 +340,8 @@ impl Store for MemoryStore {
                 row.sleep_state = SleepState::Awake;
                 row.sleep_state_changed_at = now;
                 row.replicas_before_sleep = None;
+                // The app was started: a fresh idle window.
+                row.last_activity_at = row.last_activity_at.max(now);
                 row.live.wake_started_at = None;
                 row.live.checked_at = None;
                 if kind == Drift::WokenExternally {

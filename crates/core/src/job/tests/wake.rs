@@ -106,6 +106,74 @@ fn wake_of_an_unknown_id_is_not_found_and_not_a_failure() {
     assert_eq!(outcome(&snap, "wake_failed"), 0);
 }
 
+/// The scale-up was applied but its answer lost: the wake reads the scale back, finds the
+/// app running and marks the row awake instead of leaving it asleep.
+#[test]
+fn a_scale_up_whose_answer_was_lost_is_read_back_and_counts_as_woken() {
+    for reach in [crate::Reach::NoAnswer, crate::Reach::Answered] {
+        let id = Uuid::new_v4();
+        let mut store = MockStore::new();
+        store.expect_begin_wake().returning(|_, _, _| Ok(true));
+        store
+            .expect_get()
+            .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+        store
+            .expect_finish_wake()
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        no_asleep(&mut store);
+        let mut scaler = MockScaler::new();
+        let mut reads = 0;
+        scaler.expect_get_scale().times(2).returning(move |_| {
+            reads += 1;
+            Ok(if reads == 1 {
+                scale(0, "9")
+            } else {
+                scale(3, "10")
+            })
+        });
+        scaler
+            .expect_set_replicas()
+            .times(1)
+            .returning(move |_, _, _| {
+                Err(Error::unavailable("connection closed before the answer").with_reach(reach))
+            });
+        let (report, snap) = recorded(wake_job(store, scaler).wake(id));
+        let report = report.expect("woken");
+        assert_eq!(
+            (report.result, report.replicas),
+            (WakeResult::WokeUp, Some(3)),
+            "{reach:?}"
+        );
+        assert_eq!(outcome(&snap, "wake_failed"), 0, "{reach:?}");
+    }
+}
+
+#[test]
+fn a_lost_scale_up_that_did_not_land_is_a_failure() {
+    let id = Uuid::new_v4();
+    let mut store = MockStore::new();
+    store.expect_begin_wake().returning(|_, _, _| Ok(true));
+    store
+        .expect_get()
+        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    store.expect_finish_wake().times(0);
+    let mut scaler = MockScaler::new();
+    scaler
+        .expect_get_scale()
+        .times(2)
+        .returning(|_| Ok(scale(0, "9")));
+    scaler.expect_set_replicas().times(1).returning(|_, _, _| {
+        Err(Error::unavailable("no answer").with_reach(crate::Reach::NoAnswer))
+    });
+    let (result, snap) = recorded(wake_job(store, scaler).wake(id));
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "{result:?}"
+    );
+    assert_eq!(outcome(&snap, "wake_failed"), 1);
+}
+
 #[test]
 fn failed_wake_scale_leaves_the_row_asleep_and_counts_wake_failed() {
     let id = Uuid::new_v4();
