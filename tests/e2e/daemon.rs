@@ -292,8 +292,14 @@ async fn readyz_names_no_database_detail_and_logs_the_cause(
         serde_json::json!({"ready": false, "reason": "database unreachable"})
     );
     let logged = daemon
-        .wait_for_log("readiness: the database did not answer", Duration::from_secs(10))
+        .wait_for_log(
+            "readiness: the database did not answer",
+            Duration::from_secs(10),
+        )
         .await;
-    assert!(logged.contains("deployments"), "the cause is logged: {logged}");
+    assert!(
+        logged.contains("deployments"),
+        "the cause is logged: {logged}"
+    );
     assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
 }

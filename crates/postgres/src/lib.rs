@@ -106,8 +106,7 @@ impl PgStore {
             .map_err(|e| connect_error(e.to_string()))?;
         // Closing is a courtesy to the server; a failure here changes nothing for us.
         let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(timeout)
+        let pool = pool_options(timeout)
             .connect_with(options)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
@@ -120,9 +119,7 @@ impl PgStore {
     /// A store whose pool connects on first use, so creating it does no I/O at all (the
     /// binary uses it while the job is disabled). Only the URL is checked now.
     pub fn connect_lazy(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(DEFAULT_CONNECT_TIMEOUT)
-            .connect_lazy_with(options(url)?);
+        let pool = pool_options(DEFAULT_CONNECT_TIMEOUT).connect_lazy_with(options(url)?);
         Ok(Self {
             pool: bounded::Bounded::session(pool),
         })
@@ -313,4 +310,14 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
     PgConnectOptions::from_str(url).map_err(|e| Error::InvalidUrl {
         reason: error::redact(&e.to_string(), password.as_deref()),
     })
+}
+
+/// The options of a pool the store builds. An acquire is bounded by `acquire_timeout` and a
+/// statement that fails is reported by the store; sqlx's own WARN for an acquire that was
+/// slow but succeeded is only noise to a host, so it is logged at DEBUG
+/// (`RUST_LOG=sqlx::pool::acquire=debug` shows it).
+fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .acquire_timeout(acquire_timeout)
+        .acquire_slow_level(log::LevelFilter::Debug)
 }

@@ -10,7 +10,8 @@ use tracing::warn;
 
 use super::Job;
 use crate::{
-    ClusterName, Error, Reach, Result, Scale, Scaler, ServedClusters, Target, cluster_label, metrics,
+    ClusterName, Error, Reach, Result, Scale, Scaler, ServedClusters, Target, cluster_label,
+    metrics,
 };
 
 /// The clients of one tick, and the clusters they reach.

@@ -131,7 +131,11 @@ async fn one_500_among_successes_fails_one_app_not_the_cluster() {
     let mut candidates = Vec::new();
     for name in ["web-0", "web-1", "web-2"] {
         fake.create_deployment("apps", name, 2);
-        candidates.push(Candidate::new(Uuid::new_v4(), &format!("k8s:apps/{name}"), seen));
+        candidates.push(Candidate::new(
+            Uuid::new_v4(),
+            &format!("k8s:apps/{name}"),
+            seen,
+        ));
     }
     fake.inject(Fault::status(500).on_method("GET").on_path("web-1/scale"));
     let scaler = KubeScaler::from_url(&fake.url(), TIMEOUT).expect("scaler for the fake");

@@ -460,7 +460,8 @@ fn one_answered_error_fails_its_app_only_and_the_cluster_is_not_unreachable() {
 
 #[test]
 fn one_slow_request_is_not_an_outage_but_a_second_one_is() {
-    let slow = || Error::unavailable("no answer within 10000 ms").with_reach(crate::Reach::NoAnswer);
+    let slow =
+        || Error::unavailable("no answer within 10000 ms").with_reach(crate::Reach::NoAnswer);
     let (report, unreachable) = east_with_one_failed_read(1, slow());
     assert!(report.clusters_unreachable.is_empty(), "{report:?}");
     assert_eq!(unreachable.unwrap_or(0), 0);
