@@ -324,10 +324,10 @@ fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
 fn transport_reach(e: &kube::Error) -> Reach {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(client) = c.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if client.is_connect() {
-                return Reach::NotReached;
-            }
+        if c.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return Reach::NotReached;
         }
         cause = c.source();
     }

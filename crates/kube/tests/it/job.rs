@@ -133,7 +133,7 @@ async fn one_500_among_successes_fails_one_app_not_the_cluster() {
         fake.create_deployment("apps", name, 2);
         candidates.push(Candidate::new(
             Uuid::new_v4(),
-            &format!("k8s:apps/{name}"),
+            format!("k8s:apps/{name}"),
             seen,
         ));
     }
