@@ -192,7 +192,9 @@ pub struct Scale {
     pub resource_version: String,
 }
 
-/// The Kubernetes side, through the `deployments/scale` subresource only.
+/// The Kubernetes side, through the `deployments/scale` subresource only. A request the
+/// cluster did not serve is `Error::unavailable` with its [`crate::Reach`]: the job counts a
+/// cluster unreachable only when it could not be reached, not when one request failed.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait Scaler: Send + Sync {
