@@ -58,7 +58,7 @@ impl Readiness for KubeScaler {
         let mut failure = None;
         loop {
             // The deadline bounds every request too: never an answer one request timeout late.
-            match tokio::time::timeout_at(deadline, watch.once()).await {
+            match tokio::time::timeout_at(deadline, watch.once(deadline)).await {
                 Err(_) => return timed_out(target, failure),
                 Ok(Ok(Step::Ready)) => {
                     debug!(target = %target, took_ms = crate::millis(started.elapsed()), "readiness: ready");
@@ -122,7 +122,7 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    async fn once(&mut self) -> idle_scaler_core::Result<Step> {
+    async fn once(&mut self, deadline: Instant) -> idle_scaler_core::Result<Step> {
         let target = self.target;
         // (Re)start from a list: first, and after the apiserver says our version is gone.
         let mut rv = match self.version.take() {
@@ -144,10 +144,12 @@ impl Watch<'_> {
                 list.metadata.resource_version.unwrap_or_default()
             }
         };
-        // The caller's deadline cuts the watch; this only keeps one request bounded.
+        // The caller cuts the watch at the deadline; the apiserver ends it there too.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let secs = left.as_secs().clamp(1, MAX_WATCH_SECONDS);
         let wp = WatchParams::default()
             .fields(&self.selector)
-            .timeout(u32::try_from(MAX_WATCH_SECONDS).unwrap_or(u32::MAX));
+            .timeout(u32::try_from(secs).unwrap_or(1));
         let stream = self
             .scaler
             .call(target, "watch deployments", self.api.watch(&wp, &rv))
