@@ -31,23 +31,19 @@ impl HostOps for PgStore {
     }
 
     async fn bump_activity(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
-        let write = sqlx::query(q::BUMP_ACTIVITY).bind(id).bind(at);
-        Ok(self.matched("bump_activity", write).await?)
+        cas!(self, "bump_activity", q::BUMP_ACTIVITY, id, at)
     }
 
     async fn set_always_on(&self, id: Uuid, on: bool) -> Result<bool> {
-        let write = sqlx::query(q::SET_ALWAYS_ON).bind(id).bind(on);
-        Ok(self.matched("set_always_on", write).await?)
+        cas!(self, "set_always_on", q::SET_ALWAYS_ON, id, on)
     }
 
     async fn set_expires_at(&self, id: Uuid, at: Option<DateTime<Utc>>) -> Result<bool> {
-        let write = sqlx::query(q::SET_EXPIRES_AT).bind(id).bind(at);
-        Ok(self.matched("set_expires_at", write).await?)
+        cas!(self, "set_expires_at", q::SET_EXPIRES_AT, id, at)
     }
 
     async fn set_status(&self, id: Uuid, status: &str) -> Result<bool> {
-        let write = sqlx::query(q::SET_STATUS).bind(id).bind(status.to_owned());
-        Ok(self.matched("set_status", write).await?)
+        cas!(self, "set_status", q::SET_STATUS, id, status.to_owned())
     }
 
     async fn set_sleep_state(
@@ -57,17 +53,19 @@ impl HostOps for PgStore {
         changed_at: DateTime<Utc>,
         replicas: Option<i32>,
     ) -> Result<bool> {
-        let write = sqlx::query(q::SET_SLEEP_STATE)
-            .bind(id)
-            .bind(state.as_str())
-            .bind(changed_at)
-            .bind(replicas);
-        Ok(self.matched("set_sleep_state", write).await?)
+        cas!(
+            self,
+            "set_sleep_state",
+            q::SET_SLEEP_STATE,
+            id,
+            state.as_str(),
+            changed_at,
+            replicas
+        )
     }
 
     async fn delete(&self, id: Uuid) -> Result<bool> {
-        let delete = sqlx::query(q::DELETE).bind(id);
-        Ok(self.matched("delete", delete).await?)
+        cas!(self, "delete", q::DELETE, id)
     }
 
     async fn read(&self, id: Uuid) -> Result<Option<DeploymentRecord>> {

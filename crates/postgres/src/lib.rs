@@ -24,6 +24,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tracing::info;
 use uuid::Uuid;
 
+/// A compare-and-set statement with its arguments bound in order, run by
+/// [`PgStore::matched`]: `true` when it changed a row.
+macro_rules! cas {
+    ($store:expr, $op:literal, $sql:expr, $($arg:expr),+ $(,)?) => {
+        Ok($store.matched($op, sqlx::query($sql)$(.bind($arg))+).await?)
+    };
+}
+
 mod bounded;
 mod error;
 #[cfg(feature = "host-ops")]

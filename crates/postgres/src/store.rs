@@ -46,13 +46,16 @@ impl Store for PgStore {
         replicas: Option<i32>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let claim = sqlx::query(queries::CLAIM_SLEEP)
-            .bind(id)
-            .bind(seen_activity)
-            .bind(idle_before)
-            .bind(replicas)
-            .bind(now);
-        Ok(self.matched("claim_sleep", claim).await?)
+        cas!(
+            self,
+            "claim_sleep",
+            queries::CLAIM_SLEEP,
+            id,
+            seen_activity,
+            idle_before,
+            replicas,
+            now
+        )
     }
 
     async fn confirm_sleep(
@@ -86,11 +89,14 @@ impl Store for PgStore {
         intent_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let revert = sqlx::query(queries::REVERT_SLEEP)
-            .bind(id)
-            .bind(intent_at)
-            .bind(now);
-        Ok(self.matched("revert_sleep", revert).await?)
+        cas!(
+            self,
+            "revert_sleep",
+            queries::REVERT_SLEEP,
+            id,
+            intent_at,
+            now
+        )
     }
 
     async fn back_off(
@@ -99,13 +105,16 @@ impl Store for PgStore {
         seen_activity: DateTime<Utc>,
         backoff: &BackOff,
     ) -> idle_scaler_core::Result<bool> {
-        let write = sqlx::query(queries::BACK_OFF)
-            .bind(id)
-            .bind(seen_activity)
-            .bind(backoff.reason.as_str())
-            .bind(backoff.retry_after)
-            .bind(backoff.retry_key);
-        Ok(self.matched("back_off", write).await?)
+        cas!(
+            self,
+            "back_off",
+            queries::BACK_OFF,
+            id,
+            seen_activity,
+            backoff.reason.as_str(),
+            backoff.retry_after,
+            backoff.retry_key
+        )
     }
 
     async fn backed_off(
@@ -141,12 +150,15 @@ impl Store for PgStore {
         to: SleepState,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let settle = sqlx::query(queries::SETTLE_INTENT)
-            .bind(id)
-            .bind(intent_at)
-            .bind(to.as_str())
-            .bind(now);
-        Ok(self.matched("settle_intent", settle).await?)
+        cas!(
+            self,
+            "settle_intent",
+            queries::SETTLE_INTENT,
+            id,
+            intent_at,
+            to.as_str(),
+            now
+        )
     }
 
     async fn stale_intents(
@@ -194,12 +206,15 @@ impl Store for PgStore {
         state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let wake = sqlx::query(queries::FINISH_WAKE)
-            .bind(id)
-            .bind(from.as_str())
-            .bind(now)
-            .bind(state_at);
-        Ok(self.matched("finish_wake", wake).await?)
+        cas!(
+            self,
+            "finish_wake",
+            queries::FINISH_WAKE,
+            id,
+            from.as_str(),
+            now,
+            state_at
+        )
     }
 
     async fn begin_wake(
@@ -208,11 +223,7 @@ impl Store for PgStore {
         state_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let write = sqlx::query(queries::BEGIN_WAKE)
-            .bind(id)
-            .bind(state_at)
-            .bind(now);
-        Ok(self.matched("begin_wake", write).await?)
+        cas!(self, "begin_wake", queries::BEGIN_WAKE, id, state_at, now)
     }
 
     async fn asleep_to_check(
@@ -284,8 +295,7 @@ impl Store for PgStore {
     }
 
     async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let write = sqlx::query(queries::MARK_CHECKED).bind(id).bind(now);
-        Ok(self.matched("mark_checked", write).await?)
+        cas!(self, "mark_checked", queries::MARK_CHECKED, id, now)
     }
 
     async fn reconcile_awake(
@@ -295,22 +305,23 @@ impl Store for PgStore {
         kind: Drift,
         now: DateTime<Utc>,
     ) -> idle_scaler_core::Result<bool> {
-        let write = sqlx::query(queries::RECONCILE_AWAKE)
-            .bind(id)
-            .bind(state_at)
-            .bind(kind == Drift::WokenExternally)
-            .bind(now);
-        Ok(self.matched("reconcile_awake", write).await?)
+        cas!(
+            self,
+            "reconcile_awake",
+            queries::RECONCILE_AWAKE,
+            id,
+            state_at,
+            kind == Drift::WokenExternally,
+            now
+        )
     }
 
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let touch = sqlx::query(queries::TOUCH_AWAKE).bind(id).bind(now);
-        Ok(self.matched("touch_awake", touch).await?)
+        cas!(self, "touch_awake", queries::TOUCH_AWAKE, id, now)
     }
 
     async fn record_traffic(&self, id: Uuid, at: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
-        let record = sqlx::query(queries::RECORD_TRAFFIC).bind(id).bind(at);
-        Ok(self.matched("record_traffic", record).await?)
+        cas!(self, "record_traffic", queries::RECORD_TRAFFIC, id, at)
     }
 
     async fn list_sleeping(&self) -> idle_scaler_core::Result<Vec<DeploymentRecord>> {
