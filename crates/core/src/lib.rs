@@ -12,6 +12,7 @@
 mod cluster;
 pub mod config;
 mod error;
+pub mod flight;
 #[cfg(feature = "host-ops")]
 pub mod host;
 pub mod job;

@@ -2,11 +2,9 @@
 //! write and one watch. The flight runs as its own task, so visitors that give up (a browser
 //! that got the starting page) never cut it short.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use idle_scaler_core::flight::{Flight, SingleFlight};
 use idle_scaler_core::{Job, Readiness, ReadyState, Target, WakeResult, metrics};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -26,65 +24,35 @@ pub(crate) enum Landing {
     Failed,
 }
 
-/// A flight in progress: when it started (the first request) and its end, shared.
-#[derive(Clone)]
-pub(crate) struct Flight {
-    pub started: Instant,
-    pub landing: Shared<BoxFuture<'static, Landing>>,
-}
+/// The wake-and-wait flights, one per app.
+pub(crate) struct Flights(SingleFlight<Uuid, Landing>);
 
-#[derive(Default)]
-pub(crate) struct Flights {
-    in_flight: Mutex<HashMap<Uuid, Flight>>,
+impl Default for Flights {
+    fn default() -> Self {
+        // A landed flight lingers so the starting page's poll sees "ready" (and the proxy has
+        // time to route to the app); a failure is retried at once.
+        Self(
+            SingleFlight::new(|_, _| Landing::Failed).lingering(|l| match l {
+                Landing::Ready { .. } => READY_LINGER,
+                Landing::TimedOut | Landing::Failed => std::time::Duration::ZERO,
+            }),
+        )
+    }
 }
 
 impl Flights {
     /// The flight of app `id`, started now when there is none.
     pub fn join(
-        self: &Arc<Self>,
+        &self,
         id: Uuid,
         target: Target,
         job: Arc<Job>,
         readiness: Arc<dyn Readiness>,
         timeout: std::time::Duration,
-    ) -> Flight {
-        let mut map = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(f) = map.get(&id) {
-            return f.clone();
-        }
-        let started = Instant::now();
-        let flights = self.clone();
-        let task = tokio::spawn(async move {
-            let landing = fly(id, &target, &job, readiness.as_ref(), started, timeout).await;
-            let flights = flights.clone();
-            let forget = async move {
-                if matches!(landing, Landing::Ready { .. }) {
-                    // A landed flight lingers so the starting page's poll sees "ready" (and
-                    // the proxy has time to route to the app); a failure is retried at once.
-                    tokio::time::sleep(READY_LINGER).await;
-                }
-                let mut map = flights
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if map.get(&id).is_some_and(|f| f.started == started) {
-                    map.remove(&id);
-                }
-            };
-            tokio::spawn(forget);
-            landing
-        });
-        let flight = Flight {
-            started,
-            landing: async move { task.await.unwrap_or(Landing::Failed) }
-                .boxed()
-                .shared(),
-        };
-        map.insert(id, flight.clone());
-        flight
+    ) -> Flight<Landing> {
+        self.0.join(id, move |started| async move {
+            fly(id, &target, &job, readiness.as_ref(), started, timeout).await
+        })
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Waker {
     cluster: Option<idle_scaler_core::ClusterName>,
     ignore_user_agents: Vec<String>,
     ignore_paths: Vec<String>,
-    flights: Arc<Flights>,
+    flights: Flights,
 }
 
 impl std::fmt::Debug for Waker {
@@ -98,7 +98,7 @@ impl Waker {
             readiness,
             clock,
             config,
-            flights: Arc::default(),
+            flights: Flights::default(),
         }
     }
 

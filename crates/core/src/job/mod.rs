@@ -40,7 +40,7 @@ pub struct Job {
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
     last_success: Mutex<Option<Instant>>,
-    wakes: Arc<wake::Wakes>,
+    wakes: wake::Wakes,
     /// The last count of `asleep` rows, -1 before the first: sizes the drift checks.
     idle_apps_seen: Arc<std::sync::atomic::AtomicI64>,
     /// Apps a lost race left at 0 under an `awake` row, restored at the next ticks.
@@ -94,7 +94,7 @@ impl Job {
             clock,
             activity: None,
             last_success: Mutex::new(None),
-            wakes: Arc::default(),
+            wakes: wake::Wakes::new(false, None),
             idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
             owed_restores: sleep::OwedRestores::default(),
         })

@@ -1,22 +1,18 @@
 //! Wake: the reverse of a sleep, for the library call, the CLI and HTTP.
 //!
-//! One attempt per app at a time in this process (single flight): concurrent callers share
-//! it. The attempt runs as its own task, so a caller that goes away (an HTTP client that
-//! disconnects, a cancelled future) never leaves it half done.
+//! One attempt per app at a time in this process (single flight, see [`crate::flight`]):
+//! concurrent callers share it, and a caller that goes away never leaves it half done.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::recover::STALE_INTENT_AFTER;
 use super::{Job, log_scale_error, sample_idle_apps};
+use crate::flight::SingleFlight;
 use crate::metrics;
 use crate::{
     Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Reach, Result, Scaler,
@@ -29,17 +25,28 @@ const WAKE_ATTEMPTS: usize = 3;
 /// How often a wake that waits for a sleep in flight reads the row again.
 const INTENT_POLL: Duration = Duration::from_millis(100);
 
-type SharedWake = Shared<BoxFuture<'static, Result<WakeReport>>>;
-
 /// The wakes in flight in this process, one per app.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Wakes {
-    in_flight: Mutex<HashMap<Uuid, SharedWake>>,
-    tasks: TaskTracker,
-    /// Run each wake in its callers' futures instead of a task of its own.
-    inline: bool,
+    flights: SingleFlight<Uuid, Result<WakeReport>>,
     /// How long a wake waits for a sleep in flight to settle; `None`: one transition's bound.
     intent_wait: Option<Duration>,
+}
+
+impl Wakes {
+    /// Wakes in tasks of their own (`inline`: in their callers' futures, see
+    /// [`SingleFlight::inline`]).
+    pub(super) fn new(inline: bool, intent_wait: Option<Duration>) -> Self {
+        let flights = SingleFlight::new(|id, e| {
+            Err(Error::unavailable(format!(
+                "the wake of {id} did not finish: {e}"
+            )))
+        });
+        Self {
+            flights: flights.inline(inline),
+            intent_wait,
+        }
+    }
 }
 
 /// What one wake needs, owned so that the wake can outlive its caller.
@@ -57,56 +64,21 @@ impl Job {
     /// and marks the row awake. Concurrent calls for one app share one attempt, and the
     /// attempt finishes even if every caller goes away.
     pub async fn wake(&self, id: Uuid) -> Result<WakeReport> {
-        let attempt = {
-            let mut in_flight = self
-                .wakes
-                .in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(attempt) = in_flight.get(&id) {
-                debug!(deployment_id = %id, "wake: joining the wake in flight");
-                attempt.clone()
-            } else {
-                let ctx = WakeCtx {
-                    intent_wait: self
-                        .wakes
-                        .intent_wait
-                        .unwrap_or_else(|| self.config.transition_bound()),
-                    config: self.config.clone(),
-                    store: self.store.clone(),
-                    scalers: self.scalers.clone(),
-                    served: self.served.clone(),
-                    clock: self.clock.clone(),
-                };
-                let wakes = self.wakes.clone();
-                let run = async move {
-                    let result = ctx.wake(id).await;
-                    wakes
-                        .in_flight
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&id);
-                    result
-                };
-                let attempt = if self.wakes.inline {
-                    run.boxed()
-                } else {
-                    let task = self.wakes.tasks.spawn(run);
-                    async move {
-                        task.await.unwrap_or_else(|e| {
-                            Err(Error::unavailable(format!(
-                                "the wake of {id} did not finish: {e}"
-                            )))
-                        })
-                    }
-                    .boxed()
-                }
-                .shared();
-                in_flight.insert(id, attempt.clone());
-                attempt
-            }
-        };
-        attempt.await
+        let flight = self.wakes.flights.join(id, |_| {
+            let ctx = WakeCtx {
+                intent_wait: self
+                    .wakes
+                    .intent_wait
+                    .unwrap_or_else(|| self.config.transition_bound()),
+                config: self.config.clone(),
+                store: self.store.clone(),
+                scalers: self.scalers.clone(),
+                served: self.served.clone(),
+                clock: self.clock.clone(),
+            };
+            async move { ctx.wake(id).await }
+        });
+        flight.landing.await
     }
 
     /// Runs each wake inside the futures of its callers instead of a task of its own, for a
@@ -116,11 +88,7 @@ impl Job {
     #[cfg(any(test, feature = "test-util"))]
     #[must_use]
     pub fn with_inline_wakes(mut self) -> Self {
-        self.wakes = Arc::new(Wakes {
-            inline: true,
-            intent_wait: self.wakes.intent_wait,
-            ..Wakes::default()
-        });
+        self.wakes = Wakes::new(true, self.wakes.intent_wait);
         self
     }
 
@@ -130,20 +98,14 @@ impl Job {
     #[cfg(any(test, feature = "test-util"))]
     #[must_use]
     pub fn with_intent_wait(mut self, wait: Duration) -> Self {
-        self.wakes = Arc::new(Wakes {
-            inline: self.wakes.inline,
-            intent_wait: Some(wait),
-            ..Wakes::default()
-        });
+        self.wakes.intent_wait = Some(wait);
         self
     }
 
     /// Waits until every wake started so far has finished: a graceful shutdown calls it
     /// so that no wake is cut half way.
     pub async fn finish_wakes(&self) {
-        self.wakes.tasks.close();
-        self.wakes.tasks.wait().await;
-        self.wakes.tasks.reopen();
+        self.wakes.flights.wait().await;
     }
 }
 
