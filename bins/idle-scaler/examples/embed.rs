@@ -32,9 +32,9 @@ async fn main() -> anyhow::Result<()> {
     store.migrate().await?;
 
     // The lazy in-cluster (or kubeconfig) client: an unreachable cluster fails ticks open.
-    let job = idle_scaler_kube::job_builder(config, Arc::new(store)).build();
+    let job = idle_scaler_kube::job_builder(config, Arc::new(store));
     // The traffic source the configuration names, if any.
-    let job = Arc::new(idle_scaler_prometheus::attach(job, &prometheus)?);
+    let job = Arc::new(idle_scaler_prometheus::attach(job, &prometheus)?.build());
 
     // After installing the host's recorder (through `idle_scaler_core::reexports::metrics`).
     idle_scaler_core::metrics::describe_metrics();

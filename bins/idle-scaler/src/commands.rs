@@ -40,10 +40,10 @@ fn job_with(
     store: Arc<dyn Store>,
     clusters: &KubeClusters,
 ) -> anyhow::Result<Arc<Job>> {
-    let job = clusters.job(settings.job.clone(), store, Arc::new(SystemClock));
+    let job = clusters.job_builder(settings.job.clone(), store);
     let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
         .context("building the Prometheus activity source")?;
-    Ok(Arc::new(job))
+    Ok(Arc::new(job.build()))
 }
 
 fn start_logging(settings: &Settings) {

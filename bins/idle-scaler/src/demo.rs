@@ -74,12 +74,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     let scaler = Arc::new(KubeScaler::from_url(&fake.url(), config.request_timeout())?);
-    let job = Arc::new(Job::new(
-        config,
-        store.clone(),
-        Arc::new(FixedScalerSource(scaler.clone())),
-        Arc::new(clock.clone()),
-    ));
+    let job = Arc::new(
+        Job::builder(
+            config,
+            store.clone(),
+            Arc::new(FixedScalerSource(scaler.clone())),
+        )
+        .clock(Arc::new(clock.clone()))
+        .build(),
+    );
 
     let apps = seed(host.as_ref(), &fake, t0).await?;
     println!(

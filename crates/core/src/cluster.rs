@@ -139,43 +139,66 @@ impl std::fmt::Display for ServedClusters {
     }
 }
 
-/// The scaler source of each cluster a job can reach: the default cluster's and the named
-/// ones'. A served cluster without one fails open on every tick (a WARN naming it).
-#[derive(Clone, Default)]
-pub struct ClusterScalers {
-    sources: BTreeMap<Option<ClusterName>, Arc<dyn ScalerSource>>,
+/// One value per cluster: the default cluster's (key `None`) and named ones'. The one map
+/// behind a job's scaler sources, a tick's clients and an adapter's clients.
+#[derive(Clone)]
+pub struct PerCluster<V> {
+    values: BTreeMap<Option<ClusterName>, V>,
 }
 
-impl std::fmt::Debug for ClusterScalers {
+impl<V> Default for PerCluster<V> {
+    fn default() -> Self {
+        Self {
+            values: BTreeMap::new(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for PerCluster<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(
-                self.sources
-                    .keys()
-                    .map(|c| crate::target::cluster_label(c.as_ref())),
-            )
+            .entries(self.clusters().map(crate::target::cluster_label))
             .finish()
     }
 }
 
-impl ClusterScalers {
-    /// Only the default cluster's source.
-    pub fn default_cluster(source: Arc<dyn ScalerSource>) -> Self {
+impl<V> PerCluster<V> {
+    /// Only the default cluster's value.
+    pub fn default_cluster(value: V) -> Self {
         let mut s = Self::default();
-        s.insert(None, source);
+        s.insert(None, value);
         s
     }
 
-    /// Sets the source of `cluster` (None: the default cluster).
-    pub fn insert(&mut self, cluster: Option<ClusterName>, source: Arc<dyn ScalerSource>) {
-        self.sources.insert(cluster, source);
+    /// Sets the value of `cluster` (None: the default cluster).
+    pub fn insert(&mut self, cluster: Option<ClusterName>, value: V) {
+        self.values.insert(cluster, value);
     }
 
-    /// The source of `cluster`, if there is one.
-    pub fn get(&self, cluster: Option<&ClusterName>) -> Option<&Arc<dyn ScalerSource>> {
-        self.sources.get(&cluster.cloned())
+    /// The value of `cluster`, if there is one.
+    pub fn get(&self, cluster: Option<&ClusterName>) -> Option<&V> {
+        self.values.get(&cluster.cloned())
+    }
+
+    /// Whether `cluster` has a value.
+    pub fn contains(&self, cluster: Option<&ClusterName>) -> bool {
+        self.get(cluster).is_some()
+    }
+
+    /// The clusters with a value, the default one (None) first.
+    pub fn clusters(&self) -> impl Iterator<Item = Option<&ClusterName>> {
+        self.values.keys().map(Option::as_ref)
+    }
+
+    /// The clusters and their values, the default one (None) first.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&ClusterName>, &V)> {
+        self.values.iter().map(|(c, v)| (c.as_ref(), v))
     }
 }
+
+/// The scaler source of each cluster a job can reach: the default cluster's and the named
+/// ones'. A served cluster without one fails open on every tick (a WARN naming it).
+pub type ClusterScalers = PerCluster<Arc<dyn ScalerSource>>;
 
 #[cfg(test)]
 mod tests {

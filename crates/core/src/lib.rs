@@ -34,7 +34,7 @@ pub mod reexports {
     pub use ::metrics;
 }
 
-pub use cluster::{ClusterScalers, ServedClusters, fair_share};
+pub use cluster::{ClusterScalers, PerCluster, ServedClusters, fair_share};
 pub use config::{ActivitySourceKind, ClusterConfig, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Reach, Result, chain as error_chain};
 pub use job::Job;

@@ -1,15 +1,14 @@
 //! The Kubernetes clients of several clusters: the default one and each configured one, each
 //! built lazily and on its own, so one cluster that cannot be reached fails open alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use idle_scaler_core::job::JobBuilder;
 use idle_scaler_core::{
-    ClusterName, Config, Error as CoreError, Job, Readiness, ReadyState, ScalerSource, Store,
-    Target,
+    ClusterName, Config, Error as CoreError, Job, PerCluster, Readiness, ReadyState, ScalerSource,
+    Store, Target,
 };
 
 use crate::LazyScalerSource;
@@ -18,15 +17,13 @@ use crate::LazyScalerSource;
 /// account, `KUBECONFIG`, `~/.kube/config`) and each named cluster's (from its kubeconfig file
 /// or context). Also the waker's [`Readiness`]: each wait goes to the target's cluster.
 pub struct KubeClusters {
-    default: Arc<LazyScalerSource>,
-    named: BTreeMap<ClusterName, Arc<LazyScalerSource>>,
+    /// Always holds the default cluster's client.
+    clients: PerCluster<Arc<LazyScalerSource>>,
 }
 
 impl std::fmt::Debug for KubeClusters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeClusters")
-            .field("named", &self.named.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+        f.debug_tuple("KubeClusters").field(&self.clients).finish()
     }
 }
 
@@ -46,50 +43,38 @@ impl KubeClusters {
     /// Only the default cluster's client.
     pub fn new(default: Arc<LazyScalerSource>) -> Self {
         Self {
-            default,
-            named: BTreeMap::new(),
+            clients: PerCluster::default_cluster(default),
         }
     }
 
     /// Adds (or replaces) the client of the named `cluster`.
     #[must_use]
     pub fn with(mut self, cluster: ClusterName, source: Arc<LazyScalerSource>) -> Self {
-        self.named.insert(cluster, source);
+        self.clients.insert(Some(cluster), source);
         self
     }
 
     /// The client of `cluster` (None: the default cluster), if there is one.
     pub fn source(&self, cluster: Option<&ClusterName>) -> Option<&Arc<LazyScalerSource>> {
-        match cluster {
-            None => Some(&self.default),
-            Some(name) => self.named.get(name),
-        }
-    }
-
-    /// Gives `job` the named clusters' clients (the default cluster's is the one it was built
-    /// with; see [`KubeClusters::job`]).
-    pub fn attach(&self, job: Job) -> Job {
-        self.named.iter().fold(job, |job, (name, source)| {
-            job.with_cluster(name.clone(), source.clone() as Arc<dyn ScalerSource>)
-        })
+        self.clients.get(cluster)
     }
 
     /// A [`JobBuilder`] over these clients and every other default of [`JobBuilder`].
     pub fn job_builder(&self, config: Config, store: Arc<dyn Store>) -> JobBuilder {
-        self.named.iter().fold(
-            Job::builder(config, store, self.default.clone()),
-            |builder, (name, source)| builder.cluster(name.clone(), source.clone()),
+        self.clients.iter().fold(
+            Job::builder(config, store, self.default()),
+            |builder, (cluster, source)| match cluster {
+                Some(name) => builder.cluster(name.clone(), source.clone()),
+                None => builder,
+            },
         )
     }
 
-    /// A job over these clients with the given clock.
-    pub fn job(
-        &self,
-        config: Config,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn idle_scaler_core::Clock>,
-    ) -> Job {
-        self.attach(Job::new(config, store, self.default.clone(), clock))
+    fn default(&self) -> Arc<dyn ScalerSource> {
+        self.clients
+            .get(None)
+            .expect("built with the default cluster's client")
+            .clone()
     }
 }
 

@@ -354,12 +354,13 @@ async fn main() {
         max_per_tick: 50,
         ..Config::default()
     };
-    let job = Job::new(
+    let job = Job::builder(
         config,
         Arc::new(store.clone()),
         Arc::new(FixedScalerSource(scaler.clone())),
-        Arc::new(SystemClock),
-    );
+    )
+    .clock(Arc::new(SystemClock))
+    .build();
     let s = measure(|| async {
         let r = job.tick().await.expect("tick");
         assert_eq!(r.candidates, 0);

@@ -32,7 +32,7 @@
 //! No credential is ever part of an error, a log line or `Debug` output.
 //!
 //! Its keys ([`PrometheusConfig`], [`KEYS`]) are read from the job's figment; [`attach`] gives
-//! a [`Job`] the source its configuration asks for.
+//! a job's builder the source its configuration asks for.
 #![warn(missing_docs)]
 
 mod answer;
@@ -48,9 +48,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
-use idle_scaler_core::{
-    ActivitySource, ActivitySourceKind, Error as CoreError, Job, Target, Traffic,
-};
+use idle_scaler_core::job::JobBuilder;
+use idle_scaler_core::{ActivitySource, ActivitySourceKind, Error as CoreError, Target, Traffic};
 use tracing::debug;
 
 use crate::answer::{Answer, map_samples, parse_answer};
@@ -162,12 +161,12 @@ impl Settings {
 /// `config`; unchanged with `activity_source = none`. Reads the CA and credential files (an
 /// unreadable one fails here, naming it) but opens no connection: an unreachable Prometheus
 /// shows up per tick as unknown traffic (apps kept awake), never as a failed start.
-pub fn attach(job: Job, config: &PrometheusConfig) -> Result<Job> {
+pub fn attach(job: JobBuilder, config: &PrometheusConfig) -> Result<JobBuilder> {
     Ok(match job.config().activity_source {
         ActivitySourceKind::None => job,
         ActivitySourceKind::Prometheus => {
             let source = PrometheusSource::new(Settings::from_config(config))?;
-            job.with_activity_source(Arc::new(source))
+            job.activity_source(Arc::new(source))
         }
     })
 }

@@ -141,13 +141,14 @@ where
     };
     let max = u64::from(config.max_per_tick);
     let clock = ManualClock::new(now);
-    let job = Job::new(
+    let job = Job::builder(
         config,
         store.clone(),
         Arc::new(FixedScalerSource(scaler.clone())),
-        Arc::new(clock.clone()),
     )
-    .with_activity_source(Arc::new(DarkSource));
+    .clock(Arc::new(clock.clone()))
+    .activity_source(Arc::new(DarkSource))
+    .build();
 
     // Discovery: the unsleepable rows are tried at most once each (then they back off); the
     // real ones behind them sleep as the queue reaches them.

@@ -85,8 +85,10 @@ async fn a_big_cluster_beside_a_small_one_is_checked_once_per_period() {
         at: Mutex::default(),
     });
     let source = Arc::new(FixedScalerSource(reads.clone()));
-    let job =
-        Job::new(config, store, source.clone(), Arc::new(clock.clone())).with_cluster(east, source);
+    let job = Job::builder(config, store, source.clone())
+        .clock(Arc::new(clock.clone()))
+        .cluster(east, source)
+        .build();
     for _ in 0..TICKS {
         job.tick().await.expect("tick");
         clock.advance(Duration::seconds(120));

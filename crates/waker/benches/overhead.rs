@@ -43,12 +43,15 @@ async fn run(concurrent: usize) -> (Vec<Duration>, usize) {
         .await
         .expect("insert");
     let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
-    let job = Arc::new(Job::new(
-        Config::default(),
-        Arc::new(store.clone()),
-        Arc::new(FixedScalerSource(kube.clone())),
-        Arc::new(SystemClock),
-    ));
+    let job = Arc::new(
+        Job::builder(
+            Config::default(),
+            Arc::new(store.clone()),
+            Arc::new(FixedScalerSource(kube.clone())),
+        )
+        .clock(Arc::new(SystemClock))
+        .build(),
+    );
     let router = Arc::new(Waker::new(
         job,
         Arc::new(store),

@@ -1,21 +1,25 @@
-//! [`JobBuilder`]: a job with the defaults an embedding host wants, so that only what differs
-//! is spelled out.
+//! [`JobBuilder`]: the one way to make a [`Job`], with the defaults an embedding host wants,
+//! so that only what differs is spelled out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::Job;
-use crate::{ActivitySource, Clock, ClusterName, Config, ScalerSource, Store, SystemClock};
+use tracing::info;
+
+use super::{Job, sleep, wake};
+use crate::{
+    ActivitySource, Clock, ClusterName, ClusterScalers, Config, ConfigError, ScalerSource, Store,
+    SystemClock,
+};
 
 /// Builds a [`Job`]. Defaults: the system clock, no activity source (idleness is
-/// `last_activity_at` alone). The scaler source is given: this crate knows no Kubernetes;
-/// `idle_scaler_kube::job_builder` starts one with the lazy, inferred client
+/// `last_activity_at` alone). The default cluster's scaler source is given: this crate knows
+/// no Kubernetes; `idle_scaler_kube::job_builder` starts one with the lazy, inferred client
 /// (in-cluster service account, `KUBECONFIG`, `~/.kube/config`).
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JobBuilder {
     config: Config,
     store: Arc<dyn Store>,
-    scalers: Arc<dyn ScalerSource>,
-    clusters: Vec<(ClusterName, Arc<dyn ScalerSource>)>,
+    scalers: ClusterScalers,
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
 }
@@ -24,13 +28,14 @@ impl std::fmt::Debug for JobBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobBuilder")
             .field("config", &self.config)
+            .field("clusters", &self.scalers)
             .field("activity_source", &self.activity.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Job {
-    /// A [`JobBuilder`] over the required ports; [`Job::new`] is the same with every port given.
+    /// A [`JobBuilder`] over the required ports; `scalers` reaches the default cluster.
     pub fn builder(
         config: Config,
         store: Arc<dyn Store>,
@@ -39,8 +44,7 @@ impl Job {
         JobBuilder {
             config,
             store,
-            scalers,
-            clusters: Vec::new(),
+            scalers: ClusterScalers::default_cluster(scalers),
             clock: Arc::new(SystemClock),
             activity: None,
         }
@@ -48,6 +52,11 @@ impl Job {
 }
 
 impl JobBuilder {
+    /// The configuration the job will run with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Another clock (tests, simulations).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -57,31 +66,55 @@ impl JobBuilder {
     /// Another scaler source (an explicit API server, a client the host already has) for
     /// the default cluster.
     pub fn scalers(mut self, scalers: Arc<dyn ScalerSource>) -> Self {
-        self.scalers = scalers;
+        self.scalers.insert(None, scalers);
         self
     }
 
-    /// The scaler source of the named `cluster` (see [`Job::with_cluster`]).
+    /// Reaches the named `cluster` through `source`. A served cluster without a source fails
+    /// open on every tick.
     pub fn cluster(mut self, cluster: ClusterName, source: Arc<dyn ScalerSource>) -> Self {
-        self.clusters.push((cluster, source));
+        self.scalers.insert(Some(cluster), source);
         self
     }
 
-    /// Consults `source` before sleeping (see [`Job::with_activity_source`]).
+    /// Consults `source` before sleeping: an app with traffic inside the idle window stays up
+    /// (and the traffic is recorded in its row), one whose traffic is unknown is handled by
+    /// `activity_unknown`. Without a source the tick judges by `last_activity_at` alone.
     pub fn activity_source(mut self, source: Arc<dyn ActivitySource>) -> Self {
         self.activity = Some(source);
         self
     }
 
-    /// The job. Logs once, at INFO, when the configuration has it disabled.
-    pub fn build(self) -> Job {
-        let job = self.clusters.into_iter().fold(
-            Job::new(self.config, self.store, self.scalers, self.clock),
-            |job, (cluster, source)| job.with_cluster(cluster, source),
-        );
-        match self.activity {
-            Some(source) => job.with_activity_source(source),
-            None => job,
+    /// The job, or the configuration value that breaks a rule the loaders enforce (see
+    /// [`Config::validate`]). Logs once, at INFO, when the configuration has it disabled.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key, its variable and what is allowed.
+    pub fn try_build(self) -> Result<Job, ConfigError> {
+        self.config.validate()?;
+        if !self.config.enabled {
+            info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
         }
+        Ok(Job {
+            served: self.config.served_clusters(),
+            config: self.config,
+            store: self.store,
+            scalers: self.scalers,
+            clock: self.clock,
+            activity: self.activity,
+            last_success: Mutex::new(None),
+            wakes: wake::Wakes::new(false, None),
+            idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+            owed_restores: sleep::OwedRestores::default(),
+        })
+    }
+
+    /// The job, like [`JobBuilder::try_build`].
+    ///
+    /// # Panics
+    /// When the configuration breaks a rule the loaders enforce.
+    pub fn build(self) -> Job {
+        self.try_build()
+            .unwrap_or_else(|e| panic!("invalid idle-scaler configuration: {e}"))
     }
 }

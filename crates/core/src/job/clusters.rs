@@ -2,7 +2,7 @@
 //! client cannot be built fails open on its own: one WARN naming it, its rows are not even
 //! selected this tick, and the other clusters go on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -10,13 +10,13 @@ use tracing::warn;
 
 use super::Job;
 use crate::{
-    ClusterName, Error, Reach, Result, Scale, Scaler, ServedClusters, Target, cluster_label,
-    metrics,
+    ClusterName, Error, PerCluster, Reach, Result, Scale, Scaler, ServedClusters, Target,
+    cluster_label, metrics,
 };
 
 /// The clients of one tick, and the clusters they reach.
 pub(super) struct TickScalers {
-    scalers: HashMap<Option<ClusterName>, Arc<dyn Scaler>>,
+    scalers: PerCluster<Arc<dyn Scaler>>,
     served: ServedClusters,
     /// Clusters whose API did not answer this tick (each is reported once).
     unreachable: Mutex<HashSet<Option<ClusterName>>>,
@@ -59,7 +59,7 @@ impl TickScalers {
 
     /// The client of `cluster`, if it has one this tick.
     pub(super) fn get(&self, cluster: Option<&ClusterName>) -> Option<&dyn Scaler> {
-        self.scalers.get(&cluster.cloned()).map(AsRef::as_ref)
+        self.scalers.get(cluster).map(AsRef::as_ref)
     }
 
     /// The client of `target`'s cluster, if it has one this tick.
@@ -120,7 +120,7 @@ impl Job {
     /// Step 2 for each served cluster: its client, or a WARN naming it. Returns the clients
     /// and the labels of the clusters without one.
     pub(super) async fn tick_scalers(&self) -> (TickScalers, Vec<String>) {
-        let mut scalers = HashMap::new();
+        let mut scalers = PerCluster::default();
         let mut unreachable = Vec::new();
         let several = self.served.len() > 1;
         for cluster in self.served.iter() {
@@ -149,7 +149,7 @@ impl Job {
                 }
             }
         }
-        let served = self.served.only(|c| scalers.contains_key(&c.cloned()));
+        let served = self.served.only(|c| scalers.contains(c));
         let scalers = TickScalers {
             scalers,
             served,

@@ -10,8 +10,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics;
 use crate::{
-    ActivitySource, Clock, ClusterName, ClusterScalers, Config, DeploymentRecord, Error, Outcome,
-    Result, ScalerSource, ServedClusters, Store, Target, TickReport,
+    ActivitySource, Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Result,
+    ServedClusters, Store, Target, TickReport,
 };
 
 mod builder;
@@ -56,67 +56,6 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    /// A job over the given ports; `scalers` reaches the default cluster (named clusters'
-    /// sources are added with [`Job::with_cluster`]).
-    ///
-    /// # Panics
-    /// When `config` breaks a rule the loaders enforce (see [`Config::validate`]); use
-    /// [`Job::try_new`] to get the error instead.
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        scalers: Arc<dyn ScalerSource>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self::try_new(config, store, scalers, clock)
-            .unwrap_or_else(|e| panic!("invalid idle-scaler configuration: {e}"))
-    }
-
-    /// A job over the given ports, or the configuration value that breaks a rule.
-    ///
-    /// # Errors
-    /// [`crate::ConfigError`] naming the key, its variable and what is allowed.
-    pub fn try_new(
-        config: Config,
-        store: Arc<dyn Store>,
-        scalers: Arc<dyn ScalerSource>,
-        clock: Arc<dyn Clock>,
-    ) -> std::result::Result<Self, crate::ConfigError> {
-        config.validate()?;
-        if !config.enabled {
-            info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
-        }
-        Ok(Self {
-            served: config.served_clusters(),
-            config,
-            store,
-            scalers: ClusterScalers::default_cluster(scalers),
-            clock,
-            activity: None,
-            last_success: Mutex::new(None),
-            wakes: wake::Wakes::new(false, None),
-            idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
-            owed_restores: sleep::OwedRestores::default(),
-        })
-    }
-
-    /// Consults `source` before sleeping: an app with traffic inside the idle window stays up
-    /// (and the traffic is recorded in its row), one whose traffic is unknown is handled by
-    /// `activity_unknown`. Without a source the tick judges by `last_activity_at` alone.
-    #[must_use]
-    pub fn with_activity_source(mut self, source: Arc<dyn ActivitySource>) -> Self {
-        self.activity = Some(source);
-        self
-    }
-
-    /// Reaches the named `cluster` through `source` (the default cluster's source is the one
-    /// given to [`Job::new`]). A served cluster without a source fails open on every tick.
-    #[must_use]
-    pub fn with_cluster(mut self, cluster: ClusterName, source: Arc<dyn ScalerSource>) -> Self {
-        self.scalers.insert(Some(cluster), source);
-        self
-    }
-
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config

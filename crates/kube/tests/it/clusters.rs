@@ -149,11 +149,10 @@ async fn one_job_serves_two_clusters_and_one_unreachable_cluster_stops_nothing_e
     let north_web = insert("k8s@north:apps/web").await;
     let home_web = insert("k8s:apps/web").await;
 
-    let job = KubeClusters::from_config(&config).job(
-        config.clone(),
-        Arc::new(store.clone()),
-        Arc::new(clock.clone()),
-    );
+    let job = KubeClusters::from_config(&config)
+        .job_builder(config.clone(), Arc::new(store.clone()))
+        .clock(Arc::new(clock.clone()))
+        .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 2, "{report:?}");
     assert!(report.clusters_unreachable.is_empty(), "{report:?}");
@@ -205,11 +204,10 @@ async fn one_job_serves_two_clusters_and_one_unreachable_cluster_stops_nothing_e
         max_per_tick: 2,
         ..config
     };
-    let job = KubeClusters::from_config(&small).job(
-        small,
-        Arc::new(store.clone()),
-        Arc::new(clock.clone()),
-    );
+    let job = KubeClusters::from_config(&small)
+        .job_builder(small, Arc::new(store.clone()))
+        .clock(Arc::new(clock.clone()))
+        .build();
     clock.advance(Age::minutes(5));
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");

@@ -46,12 +46,13 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
         enabled: true,
         ..Config::default()
     };
-    let job = Job::new(
+    let job = Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(SystemClock),
-    );
+    )
+    .clock(Arc::new(SystemClock))
+    .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
     assert_eq!(fake.replicas("apps", "web"), Some(0));
@@ -104,15 +105,16 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
     store.expect_count_asleep().returning(|| Ok(0));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
 
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             enabled: true,
             ..Config::default()
         },
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(SystemClock),
-    );
+    )
+    .clock(Arc::new(SystemClock))
+    .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 0, "{report:?}");
     assert_eq!(

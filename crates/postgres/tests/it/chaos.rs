@@ -37,12 +37,13 @@ fn job(store: PgStore, fake: &FakeApiServer, clock: &ManualClock) -> Job {
         ..Config::default()
     };
     let scaler = KubeScaler::from_url(&fake.url(), TIMEOUT).expect("scaler");
-    Job::new(
+    Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(clock.clone()),
     )
+    .clock(Arc::new(clock.clone()))
+    .build()
 }
 
 /// The faults of one round, consumed by the first matching requests of either instance.

@@ -29,12 +29,13 @@ fn job(store: PgStore, fake: &FakeApiServer) -> Job {
         ..Config::default()
     };
     let scaler = KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("scaler");
-    Job::new(
+    Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(SystemClock),
     )
+    .clock(Arc::new(SystemClock))
+    .build()
 }
 
 async fn idle_apps(store: &PgStore, fake: &FakeApiServer) -> Vec<Uuid> {

@@ -85,12 +85,13 @@ fn job(store: PgStore, scaler: &Arc<RecordingScaler>) -> Job {
         concurrency: 4,
         ..Config::default()
     };
-    Job::new(
+    Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerSource(scaler.clone())),
-        Arc::new(SystemClock),
     )
+    .clock(Arc::new(SystemClock))
+    .build()
 }
 
 /// Two separate pools on the test's database: two instances.
@@ -234,16 +235,12 @@ fn serving(store: PgStore, runner: &Arc<Runner>, default: bool, clusters: &[&str
         ..Config::default()
     };
     let source = Arc::new(FixedScalerSource(runner.clone()));
-    let mut job = Job::new(
-        config,
-        Arc::new(store),
-        source.clone(),
-        Arc::new(SystemClock),
-    );
-    for c in clusters {
-        job = job.with_cluster(cluster(c), source.clone());
-    }
-    job
+    let builder =
+        Job::builder(config, Arc::new(store), source.clone()).clock(Arc::new(SystemClock));
+    clusters
+        .iter()
+        .fold(builder, |b, c| b.cluster(cluster(c), source.clone()))
+        .build()
 }
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]

@@ -185,16 +185,17 @@ async fn https_and_basic_auth_against_a_real_prometheus_and_a_refused_password_s
         .expect("insert");
     // No expectations: any Kubernetes call fails the test.
     let scaler = MockScaler::new();
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             enabled: true,
             ..Config::default()
         },
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(SystemClock),
     )
-    .with_activity_source(wrong);
+    .clock(Arc::new(SystemClock))
+    .activity_source(wrong)
+    .build();
     let report = job.tick().await.expect("tick");
     assert!(report.slept.is_empty(), "{report:?}");
     assert_eq!(report.skipped(SkipReason::ActivityUnknown), 1, "{report:?}");

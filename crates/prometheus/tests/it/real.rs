@@ -294,16 +294,17 @@ async fn a_tick_keeps_the_busy_app_records_its_traffic_and_sleeps_the_quiet_one(
         .withf(|t, r, _| t.name == "quiet" && *r == 0)
         .times(1)
         .returning(|_, _, _| Ok(()));
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             enabled: true,
             ..Config::default()
         },
         Arc::new(store.clone()),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        Arc::new(SystemClock),
     )
-    .with_activity_source(source);
+    .clock(Arc::new(SystemClock))
+    .activity_source(source)
+    .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.skipped(SkipReason::RecentTraffic), 1, "{report:?}");
     assert_eq!(report.skipped(SkipReason::ActivityUnknown), 1, "{report:?}");

@@ -269,12 +269,13 @@ impl World {
             cluster: self.cluster.clone(),
         });
         Arc::new(
-            Job::new(
+            Job::builder(
                 self.config.clone(),
                 ports.clone(),
                 Arc::new(FixedScalerSource(ports)),
-                Arc::new(self.clock.clone()),
             )
+            .clock(Arc::new(self.clock.clone()))
+            .build()
             // The scheduler polls every operation itself and decides when to look again.
             .with_inline_wakes()
             .with_intent_wait(std::time::Duration::ZERO),

@@ -42,7 +42,7 @@ async fn two_clusters(waker_cluster: &str) -> TwoClusters {
             ..ClusterConfig::default()
         },
     );
-    let job = Arc::new(kube.job(config, Arc::new(store.clone()), Arc::new(SystemClock)));
+    let job = Arc::new(kube.job_builder(config, Arc::new(store.clone())).build());
     let waker = Waker::new(
         job,
         Arc::new(store.clone()),

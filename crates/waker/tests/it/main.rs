@@ -48,12 +48,15 @@ async fn world(start: Duration, readiness: Option<Arc<dyn Readiness>>) -> World 
         .await
         .expect("insert");
     let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
-    let job = Arc::new(Job::new(
-        Config::default(),
-        Arc::new(store.clone()),
-        Arc::new(FixedScalerSource(kube.clone())),
-        Arc::new(SystemClock),
-    ));
+    let job = Arc::new(
+        Job::builder(
+            Config::default(),
+            Arc::new(store.clone()),
+            Arc::new(FixedScalerSource(kube.clone())),
+        )
+        .clock(Arc::new(SystemClock))
+        .build(),
+    );
     let config = WakerConfig {
         waker_timeout_seconds: 10,
         ..WakerConfig::default()

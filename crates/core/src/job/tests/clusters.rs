@@ -2,7 +2,7 @@
 //! its own blast radius; the store is only asked for rows of clusters with a client.
 
 use super::*;
-use crate::{ClusterConfig, ClusterName};
+use crate::{ClusterConfig, ClusterName, ScalerSource};
 
 fn east() -> ClusterName {
     ClusterName::new("east").expect("valid")
@@ -87,13 +87,10 @@ async fn both_clusters_apps_sleep_each_through_its_own_client() {
         .withf(|t, r, _| t.cluster == Some(east()) && *r == 0)
         .times(2)
         .returning(|_, _, _| Ok(()));
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(sleeping_scaler(1)),
-        clock(),
-    )
-    .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(two_clusters(), Arc::new(store), source(sleeping_scaler(1)))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 3);
     assert!(report.clusters_unreachable.is_empty());
@@ -124,13 +121,10 @@ fn a_cluster_without_a_client_is_left_alone_and_the_others_go_on() {
     store.expect_count_asleep().returning(|| Ok(1));
     store.expect_sum_asleep_replicas().returning(|_| Ok(2));
     claims_and_confirms(&mut store);
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(sleeping_scaler(1)),
-        clock(),
-    )
-    .with_cluster(east(), failing_source());
+    let job = Job::builder(two_clusters(), Arc::new(store), source(sleeping_scaler(1)))
+        .clock(clock())
+        .cluster(east(), failing_source())
+        .build();
     let (report, snap) = recorded(job.tick());
     let report = report.expect("a failing cluster never fails the tick");
     assert!(!report.no_scaler, "the default cluster had a client");
@@ -159,12 +153,9 @@ async fn a_served_cluster_without_a_source_fails_open_alone() {
     let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
     claims_and_confirms(&mut store);
     // east is configured, but the host gave no source for it.
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(sleeping_scaler(1)),
-        clock(),
-    );
+    let job = Job::builder(two_clusters(), Arc::new(store), source(sleeping_scaler(1)))
+        .clock(clock())
+        .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 1);
     assert_eq!(report.clusters_unreachable, ["east"]);
@@ -175,8 +166,10 @@ async fn every_cluster_without_a_client_is_the_no_scaler_tick() {
     let mut store = MockStore::new();
     store.expect_select_candidates().times(0);
     store.expect_stale_intents().times(0);
-    let job = Job::new(two_clusters(), Arc::new(store), failing_source(), clock())
-        .with_cluster(east(), failing_source());
+    let job = Job::builder(two_clusters(), Arc::new(store), failing_source())
+        .clock(clock())
+        .cluster(east(), failing_source())
+        .build();
     let report = job.tick().await.expect("fail-open");
     assert!(report.no_scaler);
     assert_eq!(report.clusters_unreachable, ["default", "east"]);
@@ -208,8 +201,10 @@ async fn one_clusters_failures_stop_only_that_cluster() {
         concurrency: 1,
         ..two_clusters()
     };
-    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(3)), clock())
-        .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(config, Arc::new(store), source(sleeping_scaler(3)))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let report = job.tick().await.expect("tick");
     assert!(report.stopped_early);
     assert_eq!(report.outcome(Outcome::ScaleFailed), 2);
@@ -235,8 +230,10 @@ fn a_wake_of_an_app_in_an_unserved_cluster_is_refused_untouched() {
     store.expect_finish_wake().times(0);
     store.expect_touch_awake().times(0);
     let (result, snap) = recorded(async {
-        let job = Job::new(two_clusters(), Arc::new(store), failing_source(), clock())
-            .with_cluster(east(), failing_source());
+        let job = Job::builder(two_clusters(), Arc::new(store), failing_source())
+            .clock(clock())
+            .cluster(east(), failing_source())
+            .build();
         job.wake(id).await
     });
     match result {
@@ -273,13 +270,10 @@ async fn a_wake_uses_the_client_of_the_rows_cluster() {
         .returning(|_, _, _| Ok(()));
     let mut default_scaler = MockScaler::new();
     default_scaler.expect_get_scale().times(0);
-    let job = Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(default_scaler),
-        clock(),
-    )
-    .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(two_clusters(), Arc::new(store), source(default_scaler))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let report = job.wake(id).await.expect("woken");
     assert_eq!(report.result, WakeResult::WokeUp);
 }
@@ -297,13 +291,10 @@ fn east_only_job(store: MockStore, east_source: Arc<dyn ScalerSource>) -> Job {
     let mut default_scaler = MockScaler::new();
     default_scaler.expect_get_scale().times(0);
     default_scaler.expect_set_replicas().times(0);
-    Job::new(
-        two_clusters(),
-        Arc::new(store),
-        source(default_scaler),
-        clock(),
-    )
-    .with_cluster(east(), east_source)
+    Job::builder(two_clusters(), Arc::new(store), source(default_scaler))
+        .clock(clock())
+        .cluster(east(), east_source)
+        .build()
 }
 
 /// Invariant 9 in a named cluster: 200 callers wake one of its apps at once; one read and
@@ -383,8 +374,10 @@ fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
         concurrency: 1,
         ..two_clusters()
     };
-    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(1)), clock())
-        .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(config, Arc::new(store), source(sleeping_scaler(1)))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let (report, snap, logs) = super::traffic::recorded_and_logged(job.tick());
     let report = report.expect("tick");
     assert_eq!(
@@ -525,8 +518,10 @@ async fn recovery_stops_reading_an_unreachable_cluster_and_the_others_go_on() {
     home.expect_set_replicas()
         .times(1)
         .returning(|_, _, _| Ok(()));
-    let job = Job::new(two_clusters(), Arc::new(store), source(home), clock())
-        .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(two_clusters(), Arc::new(store), source(home))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
     assert_eq!(report.clusters_unreachable, ["east"], "{report:?}");
@@ -585,8 +580,10 @@ async fn drift_checks_go_on_in_the_other_clusters_while_one_is_unreachable() {
         concurrency: 1,
         ..two_clusters()
     };
-    let job = Job::new(config, Arc::new(store), source(home_scaler), clock())
-        .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(config, Arc::new(store), source(home_scaler))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let report = job.tick().await.expect("tick");
     assert_eq!(report.drift.get(&crate::Drift::WokenExternally), Some(&1));
     assert_eq!(report.clusters_unreachable, ["east"], "{report:?}");
@@ -603,13 +600,10 @@ async fn flag_off_with_clusters_makes_no_call() {
     east_source.expect_scaler().times(0);
     let mut home_source = MockScalerSource::new();
     home_source.expect_scaler().times(0);
-    let job = Job::new(
-        config,
-        Arc::new(MockStore::new()),
-        Arc::new(home_source),
-        clock(),
-    )
-    .with_cluster(east(), Arc::new(east_source));
+    let job = Job::builder(config, Arc::new(MockStore::new()), Arc::new(home_source))
+        .clock(clock())
+        .cluster(east(), Arc::new(east_source))
+        .build();
     let report = job.tick().await.expect("tick");
     assert!(report.disabled, "{report:?}");
 }

@@ -259,12 +259,13 @@ fn the_intent_is_stamped_when_written_and_confirm_compares_that_stamp() {
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(1, "7")));
     scaler.expect_set_replicas().returning(|_, _, _| Ok(()));
-    let job = Job::new(
+    let job = Job::builder(
         enabled(),
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        ticking_clock(),
-    );
+    )
+    .clock(ticking_clock())
+    .build();
     let (report, _) = recorded(job.tick());
     assert_eq!(report.unwrap().outcome(Outcome::ScaledDown), 1);
     let (claimed_at, confirmed_at) = *stamps.lock().unwrap();
@@ -318,12 +319,13 @@ fn a_job_cannot_be_built_from_an_invalid_config() {
             "request_timeout_seconds",
         ),
     ] {
-        let err = Job::try_new(
+        let err = Job::builder(
             config,
             Arc::new(MockStore::new()),
             Arc::new(MockScalerSource::new()),
-            clock(),
         )
+        .clock(clock())
+        .try_build()
         .expect_err(key);
         assert!(err.to_string().contains(key), "{err}");
     }

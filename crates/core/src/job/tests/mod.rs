@@ -47,12 +47,16 @@ fn clock() -> Arc<MockClock> {
 }
 
 fn job(config: Config, store: MockStore, scaler: MockScaler) -> Job {
-    Job::new(
+    job_builder(config, store, scaler).build()
+}
+
+fn job_builder(config: Config, store: MockStore, scaler: MockScaler) -> super::JobBuilder {
+    Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        clock(),
     )
+    .clock(clock())
 }
 
 fn candidate(provider_id: &str) -> Candidate {

@@ -5,12 +5,13 @@ use super::*;
 #[test]
 fn flag_off_makes_no_call_on_any_port() {
     // Mocks without expectations panic on any call.
-    let job = Job::new(
+    let job = Job::builder(
         Config::default(),
         Arc::new(MockStore::new()),
         Arc::new(MockScalerSource::new()),
-        Arc::new(MockClock::new()),
-    );
+    )
+    .clock(Arc::new(MockClock::new()))
+    .build();
     let (report, snap) = recorded(job.tick());
     let report = report.unwrap();
     assert!(report.disabled);
@@ -30,12 +31,9 @@ fn no_scaler_is_fail_open_without_store_calls() {
         .expect_scaler()
         .times(1)
         .returning(|| Err(Error::unavailable("no kubeconfig")));
-    let job = Job::new(
-        enabled(),
-        Arc::new(MockStore::new()),
-        Arc::new(source),
-        clock(),
-    );
+    let job = Job::builder(enabled(), Arc::new(MockStore::new()), Arc::new(source))
+        .clock(clock())
+        .build();
     let (report, snap) = recorded(job.tick());
     let report = report.unwrap();
     assert!(report.no_scaler);

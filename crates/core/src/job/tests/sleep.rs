@@ -749,15 +749,16 @@ async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
         .times(1)
         .return_once(move |_, _, _, _| Ok(vec![a, b]));
     // No other Store method and no ScalerSource call may happen.
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             dry_run: true,
             ..enabled()
         },
         Arc::new(store),
         Arc::new(MockScalerSource::new()),
-        clock(),
-    );
+    )
+    .clock(clock())
+    .build();
     let report = job.tick().await.unwrap();
     assert!(report.dry_run);
     assert_eq!(

@@ -19,7 +19,9 @@ fn traffic_job(
     scaler: MockScaler,
     source: MockActivitySource,
 ) -> Job {
-    job(config, store, scaler).with_activity_source(Arc::new(source))
+    job_builder(config, store, scaler)
+        .activity_source(Arc::new(source))
+        .build()
 }
 
 /// A source that answers `answer` once, and checks it is asked exactly about `targets`,
@@ -413,16 +415,17 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
             (web(), Traffic::Quiet),
         ])),
     );
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             dry_run: true,
             ..enabled()
         },
         Arc::new(store),
         Arc::new(MockScalerSource::new()),
-        clock(),
     )
-    .with_activity_source(Arc::new(source));
+    .clock(clock())
+    .activity_source(Arc::new(source))
+    .build();
     let report = job.tick().await.unwrap();
     assert!(report.dry_run);
     assert_eq!(report.skipped(SkipReason::RecentTraffic), 1);

@@ -464,15 +464,16 @@ async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
         release: release.clone(),
         writes: writes.clone(),
     };
-    let job = Job::new(
+    let job = Job::builder(
         Config {
             default_wake_replicas: 2,
             ..enabled()
         },
         Arc::new(store),
         Arc::new(FixedScalerSource(Arc::new(scaler))),
-        clock(),
-    );
+    )
+    .clock(clock())
+    .build();
     // The caller gives up after 1 s, long before the scale-up is let go.
     let gave_up = tokio::time::timeout(Duration::from_secs(1), job.wake(id)).await;
     assert!(gave_up.is_err(), "the caller timed out");
