@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use idle_scaler_core::{Config, FixedScalerSource, Job, Outcome, SleepState, Store, TickReport};
+use idle_scaler_core::{Config, FixedScalerFactory, Job, Outcome, SleepState, Store, TickReport};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::ScratchDatabase;
 use idle_scaler_testkit::clock::ManualClock;
@@ -78,7 +78,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         Job::builder(
             config,
             store.clone(),
-            Arc::new(FixedScalerSource(scaler.clone())),
+            Arc::new(FixedScalerFactory(scaler.clone())),
         )
         .clock(Arc::new(clock.clone()))
         .build(),

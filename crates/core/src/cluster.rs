@@ -1,4 +1,4 @@
-//! Several clusters: which ones an instance serves, and the scaler source of each.
+//! Several clusters: which ones an instance serves, and the scaler factory of each.
 //!
 //! A row belongs to the cluster its `provider_id` names (see [`Target`](crate::Target)); the
 //! store is always asked with a [`ServedClusters`], so rows of clusters an instance does not
@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::ScalerSource;
+use crate::ScalerFactory;
 use crate::target::{ClusterName, is_cluster_id, scheme, scheme_of};
 
 /// At most `limit` of `items`, the answers of several clusters' walks (each cluster's oldest
@@ -140,7 +140,7 @@ impl std::fmt::Display for ServedClusters {
 }
 
 /// One value per cluster: the default cluster's (key `None`) and named ones'. The one map
-/// behind a job's scaler sources, a tick's clients and an adapter's clients.
+/// behind a job's scaler factories, a tick's clients and an adapter's clients.
 #[derive(Clone)]
 pub struct PerCluster<V> {
     values: BTreeMap<Option<ClusterName>, V>,
@@ -196,9 +196,9 @@ impl<V> PerCluster<V> {
     }
 }
 
-/// The scaler source of each cluster a job can reach: the default cluster's and the named
+/// The scaler factory of each cluster a job can reach: the default cluster's and the named
 /// ones'. A served cluster without one fails open on every tick (a WARN naming it).
-pub type ClusterScalers = PerCluster<Arc<dyn ScalerSource>>;
+pub type ScalerFactories = PerCluster<Arc<dyn ScalerFactory>>;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! the tick (put idle Deployments to sleep) and wake protocols, and the metric names.
 //!
 //! The protocols perform no I/O of their own: everything they do to the outside world goes
-//! through [`Store`], [`Scaler`] (via [`ScalerSource`]), [`Clock`] and, optionally,
+//! through [`Store`], [`Scaler`] (via [`ScalerFactory`]), [`Clock`] and, optionally,
 //! [`ActivitySource`]. The exceptions are at the edges: [`Config::load`] reads the
 //! environment and an optional TOML file, and the job logs through `tracing` and counts
 //! through the `metrics` facade, which reach nothing until the host installs a subscriber
@@ -34,7 +34,7 @@ pub mod reexports {
     pub use ::metrics;
 }
 
-pub use cluster::{ClusterScalers, PerCluster, ServedClusters, fair_share};
+pub use cluster::{PerCluster, ScalerFactories, ServedClusters, fair_share};
 pub use config::{ActivitySourceKind, ClusterConfig, Config, ConfigError, UnknownActivity};
 pub use error::{Error, Reach, Result, chain as error_chain};
 pub use job::Job;
@@ -42,11 +42,11 @@ pub use model::{
     AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, SleepState, StaleIntent,
 };
 pub use ports::{
-    ActivitySource, Clock, ConfirmOutcome, FixedScalerSource, Scale, Scaler, ScalerSource, Store,
+    ActivitySource, Clock, ConfirmOutcome, FixedScalerFactory, Scale, Scaler, ScalerFactory, Store,
     SystemClock, Traffic,
 };
 #[cfg(any(test, feature = "test-util"))]
-pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerSource, MockStore};
+pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerFactory, MockStore};
 #[cfg(any(test, feature = "test-util"))]
 pub use readiness::MockReadiness;
 pub use readiness::{Readiness, ReadyState};

@@ -215,23 +215,23 @@ pub trait Scaler: Send + Sync {
 /// yet makes the job fail open and retry next tick.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
-pub trait ScalerSource: Send + Sync {
+pub trait ScalerFactory: Send + Sync {
     /// The scaler, or why none is available now.
     async fn scaler(&self) -> Result<Arc<dyn Scaler>>;
 }
 
-/// A [`ScalerSource`] that always has the same scaler.
+/// A [`ScalerFactory`] that always has the same scaler.
 #[derive(Clone)]
-pub struct FixedScalerSource(pub Arc<dyn Scaler>);
+pub struct FixedScalerFactory(pub Arc<dyn Scaler>);
 
-impl std::fmt::Debug for FixedScalerSource {
+impl std::fmt::Debug for FixedScalerFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FixedScalerSource")
+        f.write_str("FixedScalerFactory")
     }
 }
 
 #[async_trait]
-impl ScalerSource for FixedScalerSource {
+impl ScalerFactory for FixedScalerFactory {
     async fn scaler(&self) -> Result<Arc<dyn Scaler>> {
         Ok(self.0.clone())
     }

@@ -7,18 +7,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use idle_scaler_core::job::JobBuilder;
 use idle_scaler_core::{
-    ClusterName, Config, Error as CoreError, Job, PerCluster, Readiness, ReadyState, ScalerSource,
+    ClusterName, Config, Error as CoreError, Job, PerCluster, Readiness, ReadyState, ScalerFactory,
     Store, Target,
 };
 
-use crate::LazyScalerSource;
+use crate::LazyScalerFactory;
 
 /// One lazy client per cluster: the default cluster's (inferred: the in-cluster service
 /// account, `KUBECONFIG`, `~/.kube/config`) and each named cluster's (from its kubeconfig file
 /// or context). Also the waker's [`Readiness`]: each wait goes to the target's cluster.
 pub struct KubeClusters {
     /// Always holds the default cluster's client.
-    clients: PerCluster<Arc<LazyScalerSource>>,
+    clients: PerCluster<Arc<LazyScalerFactory>>,
 }
 
 impl std::fmt::Debug for KubeClusters {
@@ -32,16 +32,16 @@ impl KubeClusters {
     /// used), and one per entry of `clusters`.
     pub fn from_config(config: &Config) -> Self {
         let timeout = config.request_timeout();
-        let mut clusters = Self::new(Arc::new(LazyScalerSource::infer(timeout)));
+        let mut clusters = Self::new(Arc::new(LazyScalerFactory::infer(timeout)));
         for (name, settings) in &config.clusters {
-            let source = LazyScalerSource::for_cluster(name, settings, timeout);
-            clusters = clusters.with(name.clone(), Arc::new(source));
+            let factory = LazyScalerFactory::for_cluster(name, settings, timeout);
+            clusters = clusters.with(name.clone(), Arc::new(factory));
         }
         clusters
     }
 
     /// Only the default cluster's client.
-    pub fn new(default: Arc<LazyScalerSource>) -> Self {
+    pub fn new(default: Arc<LazyScalerFactory>) -> Self {
         Self {
             clients: PerCluster::default_cluster(default),
         }
@@ -49,13 +49,13 @@ impl KubeClusters {
 
     /// Adds (or replaces) the client of the named `cluster`.
     #[must_use]
-    pub fn with(mut self, cluster: ClusterName, source: Arc<LazyScalerSource>) -> Self {
-        self.clients.insert(Some(cluster), source);
+    pub fn with(mut self, cluster: ClusterName, factory: Arc<LazyScalerFactory>) -> Self {
+        self.clients.insert(Some(cluster), factory);
         self
     }
 
     /// The client of `cluster` (None: the default cluster), if there is one.
-    pub fn source(&self, cluster: Option<&ClusterName>) -> Option<&Arc<LazyScalerSource>> {
+    pub fn factory(&self, cluster: Option<&ClusterName>) -> Option<&Arc<LazyScalerFactory>> {
         self.clients.get(cluster)
     }
 
@@ -63,14 +63,14 @@ impl KubeClusters {
     pub fn job_builder(&self, config: Config, store: Arc<dyn Store>) -> JobBuilder {
         self.clients.iter().fold(
             Job::builder(config, store, self.default()),
-            |builder, (cluster, source)| match cluster {
-                Some(name) => builder.cluster(name.clone(), source.clone()),
+            |builder, (cluster, factory)| match cluster {
+                Some(name) => builder.cluster(name.clone(), factory.clone()),
                 None => builder,
             },
         )
     }
 
-    fn default(&self) -> Arc<dyn ScalerSource> {
+    fn default(&self) -> Arc<dyn ScalerFactory> {
         self.clients
             .get(None)
             .expect("built with the default cluster's client")
@@ -85,12 +85,12 @@ impl Readiness for KubeClusters {
         target: &Target,
         timeout: Duration,
     ) -> idle_scaler_core::Result<ReadyState> {
-        let source = self.source(target.cluster.as_ref()).ok_or_else(|| {
+        let factory = self.factory(target.cluster.as_ref()).ok_or_else(|| {
             CoreError::unavailable(format!(
                 "no Kubernetes client for cluster {}",
                 target.cluster_label()
             ))
         })?;
-        source.wait_ready(target, timeout).await
+        factory.wait_ready(target, timeout).await
     }
 }

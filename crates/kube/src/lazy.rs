@@ -1,4 +1,4 @@
-//! [`LazyScalerSource`]: a cluster's client, built on first use and rebuilt when its
+//! [`LazyScalerFactory`]: a cluster's client, built on first use and rebuilt when its
 //! credential expires.
 
 use std::future::Future;
@@ -7,33 +7,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idle_scaler_core::{ClusterName, Error as CoreError, Scaler, ScalerSource, Target};
+use idle_scaler_core::{ClusterName, Error as CoreError, Scaler, ScalerFactory, Target};
 use tokio::sync::Mutex;
 use tracing::warn;
 
 use crate::{KubeScaler, Result};
 
-/// Builds a [`KubeScaler`]; boxed so [`LazyScalerSource`] can hold any way of building one.
+/// Builds a [`KubeScaler`]; boxed so [`LazyScalerFactory`] can hold any way of building one.
 pub type BuildScaler =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<KubeScaler>> + Send>> + Send + Sync>;
 
-/// A [`ScalerSource`] that builds the client on first use and keeps it until its credential
+/// A [`ScalerFactory`] that builds the client on first use and keeps it until its credential
 /// expires ([`KubeScaler::expiring`]). A failed build is [`CoreError::unavailable`] (the tick
 /// fails open) and is retried on the next call.
-pub struct LazyScalerSource {
+pub struct LazyScalerFactory {
     build: BuildScaler,
     scaler: Mutex<Option<Arc<KubeScaler>>>,
 }
 
-impl std::fmt::Debug for LazyScalerSource {
+impl std::fmt::Debug for LazyScalerFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyScalerSource")
+        f.debug_struct("LazyScalerFactory")
             .field("built", &self.is_built())
             .finish_non_exhaustive()
     }
 }
 
-impl LazyScalerSource {
+impl LazyScalerFactory {
     /// A source that builds with `build` until it succeeds once.
     pub fn new(build: BuildScaler) -> Self {
         Self {
@@ -83,7 +83,7 @@ impl LazyScalerSource {
     }
 }
 
-impl LazyScalerSource {
+impl LazyScalerFactory {
     /// The client, built now if it is not yet or its credential is expiring. One build at a
     /// time: concurrent callers wait for it.
     async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {
@@ -102,7 +102,7 @@ impl LazyScalerSource {
 }
 
 #[async_trait]
-impl ScalerSource for LazyScalerSource {
+impl ScalerFactory for LazyScalerFactory {
     async fn scaler(&self) -> idle_scaler_core::Result<Arc<dyn Scaler>> {
         Ok(self.built().await? as Arc<dyn Scaler>)
     }
@@ -110,7 +110,7 @@ impl ScalerSource for LazyScalerSource {
 
 /// The waker's readiness wait over the same lazily built client.
 #[async_trait]
-impl idle_scaler_core::Readiness for LazyScalerSource {
+impl idle_scaler_core::Readiness for LazyScalerFactory {
     async fn wait_ready(
         &self,
         target: &Target,

@@ -18,7 +18,7 @@
 //! Deployment (`list` and `watch` on `deployments`, narrowed to it by name) until a replica
 //! of its current generation is ready.
 //!
-//! [`LazyScalerSource`] builds the client on first use and retries after a failure, so a
+//! [`LazyScalerFactory`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 //!
 //! TLS is kube's, on rustls's process-default crypto provider: when none is installed as the
@@ -33,7 +33,7 @@ mod lazy;
 mod readiness;
 
 pub use clusters::KubeClusters;
-pub use lazy::{BuildScaler, LazyScalerSource};
+pub use lazy::{BuildScaler, LazyScalerFactory};
 
 pub use readiness::is_ready;
 
@@ -263,7 +263,7 @@ impl KubeScaler {
     }
 }
 
-/// A [`JobBuilder`] with lazy Kubernetes clients as its scaler sources (built on first use,
+/// A [`JobBuilder`] with lazy Kubernetes clients as its scaler factories (built on first use,
 /// retried while they fail): the inferred one for the default cluster (the in-cluster service
 /// account, `KUBECONFIG`, `~/.kube/config`) and one per configured cluster from its kubeconfig
 /// file or context (see [`KubeClusters`]), and every other default of [`JobBuilder`].

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::{Request, Response};
-use idle_scaler_core::{Error as CoreError, Scale, Scaler, ScalerSource, Target};
+use idle_scaler_core::{Error as CoreError, Scale, Scaler, ScalerFactory, Target};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
@@ -279,7 +279,7 @@ async fn lazy_source_fails_open_and_retries_until_a_client_is_built() {
 
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
-    let source = LazyScalerSource::new(Box::new(move || {
+    let source = LazyScalerFactory::new(Box::new(move || {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             if n == 0 {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idle_scaler_core::config::ClusterConfig;
-use idle_scaler_core::{ClusterName, ScalerSource, Target};
-use idle_scaler_kube::LazyScalerSource;
+use idle_scaler_core::{ClusterName, ScalerFactory, Target};
+use idle_scaler_kube::LazyScalerFactory;
 use idle_scaler_testkit::tls::HttpsFake;
 use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
@@ -30,7 +30,7 @@ async fn a_host_that_installs_aws_lc_first_gets_a_client_on_its_provider() {
         context: None,
     };
     let cluster = ClusterName::new("east").expect("a cluster name");
-    let source = LazyScalerSource::for_cluster(&cluster, &settings, Duration::from_secs(10));
+    let source = LazyScalerFactory::for_cluster(&cluster, &settings, Duration::from_secs(10));
     let scaler = source.scaler().await.expect("a client");
     let target = Target {
         cluster: Some(cluster),

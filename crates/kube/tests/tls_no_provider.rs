@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use idle_scaler_core::config::ClusterConfig;
-use idle_scaler_core::{ClusterName, ScalerSource, Target};
-use idle_scaler_kube::LazyScalerSource;
+use idle_scaler_core::{ClusterName, ScalerFactory, Target};
+use idle_scaler_kube::LazyScalerFactory;
 use idle_scaler_testkit::tls::HttpsFake;
 use rustls::crypto::CryptoProvider;
 
@@ -23,7 +23,7 @@ async fn with_no_process_provider_the_adapter_installs_its_own() {
         context: None,
     };
     let cluster = ClusterName::new("east").expect("a cluster name");
-    let source = LazyScalerSource::for_cluster(&cluster, &settings, Duration::from_secs(10));
+    let source = LazyScalerFactory::for_cluster(&cluster, &settings, Duration::from_secs(10));
     let scaler = source.scaler().await.expect("a client, not a panic");
     let target = Target {
         cluster: Some(cluster),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use idle_scaler_core::{
-    Config, Error, FixedScalerSource, Job, Result, Scale, Scaler, Store, SystemClock, Target,
+    Config, Error, FixedScalerFactory, Job, Result, Scale, Scaler, Store, SystemClock, Target,
 };
 use idle_scaler_postgres::{ScratchDatabase, queries};
 use sqlx::postgres::PgPoolOptions;
@@ -357,7 +357,7 @@ async fn main() {
     let job = Job::builder(
         config,
         Arc::new(store.clone()),
-        Arc::new(FixedScalerSource(scaler.clone())),
+        Arc::new(FixedScalerFactory(scaler.clone())),
     )
     .clock(Arc::new(SystemClock))
     .build();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use idle_scaler_core::{
-    ActivitySource, ActivitySourceKind, Config, Error, FixedScalerSource, Job, Outcome, Result,
+    ActivitySource, ActivitySourceKind, Config, Error, FixedScalerFactory, Job, Outcome, Result,
     Scale, Scaler, SkipReason, Store, Target, Traffic,
 };
 
@@ -144,7 +144,7 @@ where
     let job = Job::builder(
         config,
         store.clone(),
-        Arc::new(FixedScalerSource(scaler.clone())),
+        Arc::new(FixedScalerFactory(scaler.clone())),
     )
     .clock(Arc::new(clock.clone()))
     .activity_source(Arc::new(DarkSource))

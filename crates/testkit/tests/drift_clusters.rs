@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use idle_scaler_core::{
-    ClusterConfig, ClusterName, Config, FixedScalerSource, Job, Result, Scale, Scaler, SleepState,
+    ClusterConfig, ClusterName, Config, FixedScalerFactory, Job, Result, Scale, Scaler, SleepState,
     Target,
 };
 use idle_scaler_testkit::clock::ManualClock;
@@ -84,7 +84,7 @@ async fn a_big_cluster_beside_a_small_one_is_checked_once_per_period() {
         clock: clock.clone(),
         at: Mutex::default(),
     });
-    let source = Arc::new(FixedScalerSource(reads.clone()));
+    let source = Arc::new(FixedScalerFactory(reads.clone()));
     let job = Job::builder(config, store, source.clone())
         .clock(Arc::new(clock.clone()))
         .cluster(east, source)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use chrono::Utc;
 use http::Request;
-use idle_scaler_core::{Config, FixedScalerSource, Job, SleepState, SystemClock};
+use idle_scaler_core::{Config, FixedScalerFactory, Job, SleepState, SystemClock};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
@@ -47,7 +47,7 @@ async fn run(concurrent: usize) -> (Vec<Duration>, usize) {
         Job::builder(
             Config::default(),
             Arc::new(store.clone()),
-            Arc::new(FixedScalerSource(kube.clone())),
+            Arc::new(FixedScalerFactory(kube.clone())),
         )
         .clock(Arc::new(SystemClock))
         .build(),

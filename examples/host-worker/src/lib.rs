@@ -14,7 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use idle_scaler_core::job::TickResult;
 use idle_scaler_core::{Config, Job, WakeReport};
-use idle_scaler_kube::LazyScalerSource;
+use idle_scaler_kube::LazyScalerFactory;
 use idle_scaler_postgres::PgStore;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -110,7 +110,7 @@ impl Worker {
             Some(url) => Job::builder(
                 config.clone(),
                 store,
-                Arc::new(LazyScalerSource::from_url(
+                Arc::new(LazyScalerFactory::from_url(
                     url.clone(),
                     config.request_timeout(),
                 )),

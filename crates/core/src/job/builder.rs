@@ -7,19 +7,19 @@ use tracing::info;
 
 use super::{Job, sleep, wake};
 use crate::{
-    ActivitySource, Clock, ClusterName, ClusterScalers, Config, ConfigError, ScalerSource, Store,
+    ActivitySource, Clock, ClusterName, Config, ConfigError, ScalerFactories, ScalerFactory, Store,
     SystemClock,
 };
 
 /// Builds a [`Job`]. Defaults: the system clock, no activity source (idleness is
-/// `last_activity_at` alone). The default cluster's scaler source is given: this crate knows
+/// `last_activity_at` alone). The default cluster's scaler factory is given: this crate knows
 /// no Kubernetes; `idle_scaler_kube::job_builder` starts one with the lazy, inferred client
 /// (in-cluster service account, `KUBECONFIG`, `~/.kube/config`).
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JobBuilder {
     config: Config,
     store: Arc<dyn Store>,
-    scalers: ClusterScalers,
+    scalers: ScalerFactories,
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
 }
@@ -39,12 +39,12 @@ impl Job {
     pub fn builder(
         config: Config,
         store: Arc<dyn Store>,
-        scalers: Arc<dyn ScalerSource>,
+        scalers: Arc<dyn ScalerFactory>,
     ) -> JobBuilder {
         JobBuilder {
             config,
             store,
-            scalers: ClusterScalers::default_cluster(scalers),
+            scalers: ScalerFactories::default_cluster(scalers),
             clock: Arc::new(SystemClock),
             activity: None,
         }
@@ -63,17 +63,17 @@ impl JobBuilder {
         self
     }
 
-    /// Another scaler source (an explicit API server, a client the host already has) for
+    /// Another scaler factory (an explicit API server, a client the host already has) for
     /// the default cluster.
-    pub fn scalers(mut self, scalers: Arc<dyn ScalerSource>) -> Self {
+    pub fn scalers(mut self, scalers: Arc<dyn ScalerFactory>) -> Self {
         self.scalers.insert(None, scalers);
         self
     }
 
-    /// Reaches the named `cluster` through `source`. A served cluster without a source fails
+    /// Reaches the named `cluster` through `factory`. A served cluster without one fails
     /// open on every tick.
-    pub fn cluster(mut self, cluster: ClusterName, source: Arc<dyn ScalerSource>) -> Self {
-        self.scalers.insert(Some(cluster), source);
+    pub fn cluster(mut self, cluster: ClusterName, factory: Arc<dyn ScalerFactory>) -> Self {
+        self.scalers.insert(Some(cluster), factory);
         self
     }
 

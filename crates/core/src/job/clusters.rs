@@ -126,9 +126,9 @@ impl Job {
         for cluster in self.served.iter() {
             let label = cluster_label(cluster);
             let built = match self.scalers.get(cluster) {
-                Some(source) => source.scaler().await,
+                Some(factory) => factory.scaler().await,
                 None => Err(crate::Error::unavailable(format!(
-                    "no scaler source was given for cluster {label}"
+                    "no scaler factory was given for cluster {label}"
                 ))),
             };
             match built {

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics;
 use crate::{
-    ActivitySource, Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Result,
+    ActivitySource, Clock, Config, DeploymentRecord, Error, Outcome, Result, ScalerFactories,
     ServedClusters, Store, Target, TickReport,
 };
 
@@ -33,8 +33,8 @@ pub use run::TickResult;
 pub struct Job {
     config: Config,
     store: Arc<dyn Store>,
-    /// The scaler source of each cluster; the served ones come from the configuration.
-    scalers: ClusterScalers,
+    /// The scaler factory of each cluster; the served ones come from the configuration.
+    scalers: ScalerFactories,
     /// The clusters this job serves (`Config::served_clusters`).
     served: ServedClusters,
     clock: Arc<dyn Clock>,

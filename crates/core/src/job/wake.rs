@@ -15,7 +15,7 @@ use super::{Job, log_scale_error, sample_idle_apps};
 use crate::flight::SingleFlight;
 use crate::metrics;
 use crate::{
-    Clock, ClusterScalers, Config, DeploymentRecord, Error, Outcome, Reach, Result, Scaler,
+    Clock, Config, DeploymentRecord, Error, Outcome, Reach, Result, Scaler, ScalerFactories,
     ServedClusters, SleepState, Store, Target, WakeReport, WakeResult,
 };
 
@@ -54,7 +54,7 @@ struct WakeCtx {
     intent_wait: Duration,
     config: Config,
     store: Arc<dyn Store>,
-    scalers: ClusterScalers,
+    scalers: ScalerFactories,
     served: ServedClusters,
     clock: Arc<dyn Clock>,
 }
@@ -217,13 +217,13 @@ impl WakeCtx {
                 row.provider_id
             ))
         })?;
-        let source = self.scalers.get(target.cluster.as_ref()).ok_or_else(|| {
+        let factory = self.scalers.get(target.cluster.as_ref()).ok_or_else(|| {
             Error::unavailable(format!(
-                "no scaler source was given for cluster {}",
+                "no scaler factory was given for cluster {}",
                 target.cluster_label()
             ))
         })?;
-        let scaler = source.scaler().await?;
+        let scaler = factory.scaler().await?;
         let scale = scaler.get_scale(&target).await.inspect_err(|e| {
             log_scale_error(
                 id,

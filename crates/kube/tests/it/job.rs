@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{Duration as Age, Utc};
 use idle_scaler_core::{
-    Candidate, Config, ConfirmOutcome, FixedScalerSource, Job, MockStore, Outcome, SystemClock,
+    Candidate, Config, ConfirmOutcome, FixedScalerFactory, Job, MockStore, Outcome, SystemClock,
 };
 use idle_scaler_testkit::fake_kube::Fault;
 use mockall::predicate::{always, eq};
@@ -49,7 +49,7 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
     let job = Job::builder(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(SystemClock))
     .build();
@@ -111,7 +111,7 @@ async fn a_tick_abandons_the_sleep_when_the_deployment_changed_after_the_read() 
             ..Config::default()
         },
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(SystemClock))
     .build();
@@ -167,7 +167,7 @@ async fn one_500_among_successes_fails_one_app_not_the_cluster() {
     let job = Job::new(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
         Arc::new(SystemClock),
     );
     let report = job.tick().await.expect("tick");

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use idle_scaler_core::config::ClusterConfig;
-use idle_scaler_core::{ClusterName, Error, Scaler, ScalerSource};
-use idle_scaler_kube::{KubeScaler, LazyScalerSource};
+use idle_scaler_core::{ClusterName, Error, Scaler, ScalerFactory};
+use idle_scaler_kube::{KubeScaler, LazyScalerFactory};
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 use idle_scaler_testkit::tls::{ConnectProxy, Issued, Pki, TlsFront, ca_data, kubeconfig};
 
@@ -248,13 +248,13 @@ async fn a_client_certificate_from_an_exec_plugin_passes_mutual_tls() {
 }
 
 /// A source over `file` as a named cluster, and the target it serves.
-fn cluster_source(file: &Path) -> (LazyScalerSource, idle_scaler_core::Target) {
+fn cluster_source(file: &Path) -> (LazyScalerFactory, idle_scaler_core::Target) {
     let cluster = ClusterName::new("east").expect("a cluster name");
     let settings = ClusterConfig {
         kubeconfig: Some(file.to_owned()),
         context: None,
     };
-    let source = LazyScalerSource::for_cluster(&cluster, &settings, TIMEOUT);
+    let source = LazyScalerFactory::for_cluster(&cluster, &settings, TIMEOUT);
     let target = idle_scaler_core::Target {
         cluster: Some(cluster),
         ..web()

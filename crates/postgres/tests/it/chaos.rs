@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Config, Error, FixedScalerSource, Job, Outcome, SleepState, TickReport, WakeResult,
+    Config, Error, FixedScalerFactory, Job, Outcome, SleepState, TickReport, WakeResult,
 };
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::PgStore;
@@ -40,7 +40,7 @@ fn job(store: PgStore, fake: &FakeApiServer, clock: &ManualClock) -> Job {
     Job::builder(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(clock.clone()))
     .build()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use idle_scaler_core::{Config, FixedScalerSource, Job, Outcome, SleepState, Store, SystemClock};
+use idle_scaler_core::{Config, FixedScalerFactory, Job, Outcome, SleepState, Store, SystemClock};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::PgStore;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
@@ -32,7 +32,7 @@ fn job(store: PgStore, fake: &FakeApiServer) -> Job {
     Job::builder(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(SystemClock))
     .build()

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use idle_scaler_core::{
-    Config, Error, FixedScalerSource, Job, Outcome, Result, Scale, Scaler, SleepState, Store,
+    Config, Error, FixedScalerFactory, Job, Outcome, Result, Scale, Scaler, SleepState, Store,
     SystemClock, Target,
 };
 use idle_scaler_postgres::PgStore;
@@ -88,7 +88,7 @@ fn job(store: PgStore, scaler: &Arc<RecordingScaler>) -> Job {
     Job::builder(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(scaler.clone())),
+        Arc::new(FixedScalerFactory(scaler.clone())),
     )
     .clock(Arc::new(SystemClock))
     .build()
@@ -224,7 +224,7 @@ fn serving(store: PgStore, runner: &Arc<Runner>, default: bool, clusters: &[&str
         clusters: clusters
             .iter()
             .map(|c| {
-                // Never read: the job is handed its scaler source for each cluster.
+                // Never read: the job is handed its scaler factory for each cluster.
                 let settings = idle_scaler_core::ClusterConfig {
                     kubeconfig: None,
                     context: Some((*c).to_owned()),
@@ -234,7 +234,7 @@ fn serving(store: PgStore, runner: &Arc<Runner>, default: bool, clusters: &[&str
             .collect(),
         ..Config::default()
     };
-    let source = Arc::new(FixedScalerSource(runner.clone()));
+    let source = Arc::new(FixedScalerFactory(runner.clone()));
     let builder =
         Job::builder(config, Arc::new(store), source.clone()).clock(Arc::new(SystemClock));
     clusters

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::Utc;
 use idle_scaler_core::{
-    ActivitySource, Config, Error, FixedScalerSource, Job, MockScaler, SkipReason, SystemClock,
+    ActivitySource, Config, Error, FixedScalerFactory, Job, MockScaler, SkipReason, SystemClock,
     Target, Traffic,
 };
 use idle_scaler_prometheus::{Auth, Headers, PrometheusConfig, PrometheusSource, Settings};
@@ -191,7 +191,7 @@ async fn https_and_basic_auth_against_a_real_prometheus_and_a_refused_password_s
             ..Config::default()
         },
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(SystemClock))
     .activity_source(wrong)

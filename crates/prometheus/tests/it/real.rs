@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use idle_scaler_core::{
-    ActivitySource, Config, Error, FixedScalerSource, Job, MockScaler, Scale, SkipReason, Store,
+    ActivitySource, Config, Error, FixedScalerFactory, Job, MockScaler, Scale, SkipReason, Store,
     SystemClock, Target, Traffic,
 };
 use idle_scaler_prometheus::{DEFAULT_QUERY, PrometheusConfig, PrometheusSource, Settings};
@@ -300,7 +300,7 @@ async fn a_tick_keeps_the_busy_app_records_its_traffic_and_sleeps_the_quiet_one(
             ..Config::default()
         },
         Arc::new(store.clone()),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(Arc::new(SystemClock))
     .activity_source(source)

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Clock, Config, DeploymentRecord, FixedScalerSource, Job, Result, SleepState, Target,
+    Clock, Config, DeploymentRecord, FixedScalerFactory, Job, Result, SleepState, Target,
 };
 use uuid::Uuid;
 
@@ -272,7 +272,7 @@ impl World {
             Job::builder(
                 self.config.clone(),
                 ports.clone(),
-                Arc::new(FixedScalerSource(ports)),
+                Arc::new(FixedScalerFactory(ports)),
             )
             .clock(Arc::new(self.clock.clone()))
             .build()

@@ -2,7 +2,7 @@
 //! answers the generic 503 for an app of a cluster the instance does not serve.
 
 use idle_scaler_core::{ClusterConfig, ClusterName};
-use idle_scaler_kube::{KubeClusters, LazyScalerSource};
+use idle_scaler_kube::{KubeClusters, LazyScalerFactory};
 
 use super::*;
 
@@ -29,9 +29,9 @@ async fn two_clusters(waker_cluster: &str) -> TwoClusters {
     let timeout = Duration::from_secs(10);
     let east_name = ClusterName::new("east").expect("valid");
     let kube = Arc::new(
-        KubeClusters::new(Arc::new(LazyScalerSource::from_url(home.url(), timeout))).with(
+        KubeClusters::new(Arc::new(LazyScalerFactory::from_url(home.url(), timeout))).with(
             east_name.clone(),
-            Arc::new(LazyScalerSource::from_url(east.url(), timeout)),
+            Arc::new(LazyScalerFactory::from_url(east.url(), timeout)),
         ),
     );
     let mut config = Config::default();

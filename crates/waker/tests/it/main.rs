@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use chrono::Utc;
 use http::{Request, Response};
-use idle_scaler_core::{Config, FixedScalerSource, Job, Readiness, SleepState, SystemClock};
+use idle_scaler_core::{Config, FixedScalerFactory, Job, Readiness, SleepState, SystemClock};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
@@ -52,7 +52,7 @@ async fn world(start: Duration, readiness: Option<Arc<dyn Readiness>>) -> World 
         Job::builder(
             Config::default(),
             Arc::new(store.clone()),
-            Arc::new(FixedScalerSource(kube.clone())),
+            Arc::new(FixedScalerFactory(kube.clone())),
         )
         .clock(Arc::new(SystemClock))
         .build(),

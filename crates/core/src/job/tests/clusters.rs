@@ -2,7 +2,7 @@
 //! its own blast radius; the store is only asked for rows of clusters with a client.
 
 use super::*;
-use crate::{ClusterConfig, ClusterName, ScalerSource};
+use crate::{ClusterConfig, ClusterName, ScalerFactory};
 
 fn east() -> ClusterName {
     ClusterName::new("east").expect("valid")
@@ -21,12 +21,12 @@ fn two_clusters() -> Config {
     config
 }
 
-fn source(scaler: MockScaler) -> Arc<dyn ScalerSource> {
-    Arc::new(FixedScalerSource(Arc::new(scaler)))
+fn source(scaler: MockScaler) -> Arc<dyn ScalerFactory> {
+    Arc::new(FixedScalerFactory(Arc::new(scaler)))
 }
 
-fn failing_source() -> Arc<dyn ScalerSource> {
-    let mut s = MockScalerSource::new();
+fn failing_source() -> Arc<dyn ScalerFactory> {
+    let mut s = MockScalerFactory::new();
     s.expect_scaler().returning(|| {
         Err(Error::unavailable(
             "kubeconfig context east: connection refused",
@@ -287,7 +287,7 @@ fn asleep_in_east(id: Uuid) -> DeploymentRecord {
 
 /// A job over `store` serving the default cluster (whose client must not be used) and east,
 /// reached through `east_source`.
-fn east_only_job(store: MockStore, east_source: Arc<dyn ScalerSource>) -> Job {
+fn east_only_job(store: MockStore, east_source: Arc<dyn ScalerFactory>) -> Job {
     let mut default_scaler = MockScaler::new();
     default_scaler.expect_get_scale().times(0);
     default_scaler.expect_set_replicas().times(0);
@@ -596,9 +596,9 @@ async fn flag_off_with_clusters_makes_no_call() {
         enabled: false,
         ..two_clusters()
     };
-    let mut east_source = MockScalerSource::new();
+    let mut east_source = MockScalerFactory::new();
     east_source.expect_scaler().times(0);
-    let mut home_source = MockScalerSource::new();
+    let mut home_source = MockScalerFactory::new();
     home_source.expect_scaler().times(0);
     let job = Job::builder(config, Arc::new(MockStore::new()), Arc::new(home_source))
         .clock(clock())

@@ -262,7 +262,7 @@ fn the_intent_is_stamped_when_written_and_confirm_compares_that_stamp() {
     let job = Job::builder(
         enabled(),
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(ticking_clock())
     .build();
@@ -322,7 +322,7 @@ fn a_job_cannot_be_built_from_an_invalid_config() {
         let err = Job::builder(
             config,
             Arc::new(MockStore::new()),
-            Arc::new(MockScalerSource::new()),
+            Arc::new(MockScalerFactory::new()),
         )
         .clock(clock())
         .try_build()

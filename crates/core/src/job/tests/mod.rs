@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::*;
 use crate::report::{Recovery, SleptApp};
 use crate::{
-    Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerSource, MockClock,
-    MockScaler, MockScalerSource, MockStore, Scale, ServedClusters, SkipReason, SleepState,
+    Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerFactory, MockClock,
+    MockScaler, MockScalerFactory, MockStore, Scale, ServedClusters, SkipReason, SleepState,
     StaleIntent, Target, WakeResult,
 };
 
@@ -54,7 +54,7 @@ fn job_builder(config: Config, store: MockStore, scaler: MockScaler) -> super::J
     Job::builder(
         config,
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(clock())
 }

@@ -8,7 +8,7 @@ fn flag_off_makes_no_call_on_any_port() {
     let job = Job::builder(
         Config::default(),
         Arc::new(MockStore::new()),
-        Arc::new(MockScalerSource::new()),
+        Arc::new(MockScalerFactory::new()),
     )
     .clock(Arc::new(MockClock::new()))
     .build();
@@ -26,7 +26,7 @@ fn flag_off_makes_no_call_on_any_port() {
 
 #[test]
 fn no_scaler_is_fail_open_without_store_calls() {
-    let mut source = MockScalerSource::new();
+    let mut source = MockScalerFactory::new();
     source
         .expect_scaler()
         .times(1)
@@ -115,7 +115,7 @@ fn a_panicking_tick_is_caught_counted_and_the_loop_goes_on() {
     #[derive(Debug, Default)]
     struct PanicsOnce(std::sync::atomic::AtomicU32);
     #[async_trait::async_trait]
-    impl crate::ScalerSource for PanicsOnce {
+    impl crate::ScalerFactory for PanicsOnce {
         async fn scaler(&self) -> crate::Result<Arc<dyn crate::Scaler>> {
             // The first tick's port panics; the second fails open as usual.
             if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -163,7 +163,7 @@ fn run_reporting_hands_each_tick_to_the_host() {
     let job = Job::builder(
         Config::default(),
         Arc::new(MockStore::new()),
-        Arc::new(MockScalerSource::new()),
+        Arc::new(MockScalerFactory::new()),
     )
     .build();
     let shutdown = CancellationToken::new();
@@ -207,7 +207,7 @@ fn a_job_built_disabled_says_so_once_at_info() {
         let job = Job::builder(
             Config::default(),
             Arc::new(MockStore::new()),
-            Arc::new(MockScalerSource::new()),
+            Arc::new(MockScalerFactory::new()),
         )
         .build();
         let (_, _) = recorded(async {
@@ -218,7 +218,7 @@ fn a_job_built_disabled_says_so_once_at_info() {
         let _enabled = Job::builder(
             enabled(),
             Arc::new(MockStore::new()),
-            Arc::new(MockScalerSource::new()),
+            Arc::new(MockScalerFactory::new()),
         )
         .build();
     });

@@ -748,14 +748,14 @@ async fn dry_run_writes_nothing_and_calls_no_kubernetes_api() {
         .expect_select_candidates()
         .times(1)
         .return_once(move |_, _, _, _| Ok(vec![a, b]));
-    // No other Store method and no ScalerSource call may happen.
+    // No other Store method and no ScalerFactory call may happen.
     let job = Job::builder(
         Config {
             dry_run: true,
             ..enabled()
         },
         Arc::new(store),
-        Arc::new(MockScalerSource::new()),
+        Arc::new(MockScalerFactory::new()),
     )
     .clock(clock())
     .build();

@@ -402,7 +402,7 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
         .expect_select_candidates()
         .times(1)
         .return_once(move |_, _, _, _| Ok(vec![busy, unknown, quiet]));
-    // No other Store method (no record_traffic) and no ScalerSource call may happen.
+    // No other Store method (no record_traffic) and no ScalerFactory call may happen.
     let target = |name: &str| Target {
         cluster: None,
         namespace: "apps".into(),
@@ -421,7 +421,7 @@ async fn the_dry_run_asks_the_source_and_reports_the_same_skips_writing_nothing(
             ..enabled()
         },
         Arc::new(store),
-        Arc::new(MockScalerSource::new()),
+        Arc::new(MockScalerFactory::new()),
     )
     .clock(clock())
     .activity_source(Arc::new(source))

@@ -470,7 +470,7 @@ async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
             ..enabled()
         },
         Arc::new(store),
-        Arc::new(FixedScalerSource(Arc::new(scaler))),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
     )
     .clock(clock())
     .build();
