@@ -407,3 +407,49 @@ async fn status_prints_apps_asleep_and_replicas_saved(_: PgPoolOptions, opts: Pg
         serde_json::json!({ "apps_asleep": 2, "replicas_saved": 5 })
     );
 }
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn a_kube_connect_error_names_each_cause_once(_: PgPoolOptions, opts: PgConnectOptions) {
+    use idle_scaler_core::SleepState;
+    use idle_scaler_testkit::host::{HostOps, NewDeployment};
+    let (store, _) = crate::support::setup(&opts).await;
+    let old = chrono::Utc::now() - chrono::Duration::hours(3);
+    let id = store
+        .insert(NewDeployment::k8s("apps", "web", old).sleep_state(
+            SleepState::Asleep,
+            old,
+            Some(2),
+        ))
+        .await
+        .expect("insert");
+    // A loopback port nobody listens on: the connect is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (_dir, kc) = crate::support::kubeconfig(&format!("http://127.0.0.1:{port}"));
+    let cmd =
+        crate::support::job_command(&["wake", &id.to_string()], &database_url(&opts, None), &kc);
+    let out = crate::support::run_async(cmd).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    // The log lines before it show the same chain; the report is the `error:` line.
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(&format!(
+            "error: waking {id}: unavailable: get scale apps/web: "
+        )),
+        "{}",
+        out.stderr
+    );
+    for cause in [
+        "get scale apps/web",
+        "client error (Connect)",
+        "Connection refused",
+    ] {
+        assert_eq!(line.matches(cause).count(), 1, "{cause:?} once in {line:?}");
+    }
+}

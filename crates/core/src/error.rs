@@ -182,18 +182,15 @@ pub enum Reach {
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// `e` and its causes, joined by `: `. HTTP clients say only "client error (Connect)"; the
-/// causes say which (refused, a certificate from an unknown issuer, ...). A cause whose text
-/// the previous one already ends with (an error that prints its source) is not repeated.
+/// `e` and its causes, joined by `: `: what a log line shows. HTTP clients say only "client
+/// error (Connect)"; the causes say which (refused, a certificate from an unknown issuer, ...).
+/// Each error in the chain prints only its own context, so each cause appears once.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
+        text.push_str(": ");
+        text.push_str(&c.to_string());
         cause = c.source();
     }
     text
@@ -206,15 +203,14 @@ mod tests {
     #[test]
     fn a_chain_names_every_cause_once() {
         #[derive(Debug, thiserror::Error)]
-        #[error("ServiceError: {0}")]
-        struct Prints(#[source] std::io::Error);
-        #[derive(Debug, thiserror::Error)]
         #[error("client error (Connect)")]
-        struct Hides(#[source] Prints);
+        struct Connect(#[source] std::io::Error);
         let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let e = Error::unavailable("get scale apps/web").with_source(Connect(io));
         assert_eq!(
-            chain(&Hides(Prints(io))),
-            "client error (Connect): ServiceError: invalid peer certificate: UnknownIssuer"
+            chain(&e),
+            "unavailable: get scale apps/web: client error (Connect): \
+             invalid peer certificate: UnknownIssuer"
         );
     }
 

@@ -94,7 +94,8 @@ impl LazyScalerFactory {
         match (self.build)().await {
             Ok(s) => Ok(slot.insert(Arc::new(s)).clone()),
             Err(e) => {
-                warn!(error = %e, "no Kubernetes client yet; will retry");
+                warn!(error = %idle_scaler_core::error_chain(&e),
+                    "no Kubernetes client yet; will retry");
                 Err(CoreError::from(e))
             }
         }

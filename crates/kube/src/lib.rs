@@ -65,10 +65,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No configuration found: not in a cluster, no `KUBECONFIG`, no `~/.kube/config`.
-    #[error("no Kubernetes configuration found (in-cluster, KUBECONFIG, ~/.kube/config): {0}")]
+    #[error("no Kubernetes configuration found (in-cluster, KUBECONFIG, ~/.kube/config)")]
     Infer(#[source] kube::config::InferConfigError),
     /// The explicit API server URL does not parse.
-    #[error("invalid Kubernetes API server URL {url:?}: {source}")]
+    #[error("invalid Kubernetes API server URL {url:?}")]
     Url {
         /// The URL as given, its password redacted.
         url: String,
@@ -77,7 +77,7 @@ pub enum Error {
         source: http::uri::InvalidUri,
     },
     /// The configuration was found but the client could not be built from it (TLS, auth).
-    #[error("building the Kubernetes client failed: {0}")]
+    #[error("building the Kubernetes client failed")]
     Client(#[source] kube::Error),
     /// The credentials could not be used. A fixed text: kube's own error can carry an exec
     /// plugin's environment and output.
@@ -99,7 +99,7 @@ pub enum Error {
         url: String,
     },
     /// A named cluster's kubeconfig file or context could not be loaded.
-    #[error("cluster {cluster}: loading {what} failed: {source}")]
+    #[error("cluster {cluster}: loading {what} failed")]
     Kubeconfig {
         /// The cluster's name.
         cluster: String,
@@ -145,7 +145,7 @@ impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
         // A client that cannot be built now may be buildable later (a mounted token
         // appearing, a kubeconfig fixed): the job treats it as an outage and fails open.
-        CoreError::unavailable(idle_scaler_core::error_chain(&e))
+        CoreError::unavailable("no Kubernetes client").with_source(e)
     }
 }
 
@@ -292,7 +292,7 @@ fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
     }
     let mapped = match &e {
         kube::Error::Api(s) => {
-            let detail = format!("{what}: {} ({})", s.message, s.reason);
+            let detail = what.clone();
             // A body that parsed as a Status without a code (a proxy's `{}`) still has a
             // reason or nothing; the reason helpers check both.
             match s.code {
@@ -306,17 +306,25 @@ fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
                 _ if s.is_forbidden() => CoreError::forbidden(detail),
                 _ if s.is_invalid() => CoreError::invalid(detail),
                 // 5xx and anything unrecognised: the API server is not serving us now.
-                _ => CoreError::unavailable(format!("{what}: HTTP {}: {}", s.code, s.message))
+                _ => CoreError::unavailable(format!("{what}: HTTP {}", s.code))
                     .with_reach(Reach::Answered),
             }
         }
         // Connect refused, TLS failure, dropped connection, unreadable body: transport.
-        other => {
-            CoreError::unavailable(format!("{what}: {}", idle_scaler_core::error_chain(other)))
-                .with_reach(transport_reach(other))
-        }
+        other => CoreError::unavailable(what).with_reach(transport_reach(other)),
     };
-    mapped.with_source(e)
+    mapped.with_cause(cause(e))
+}
+
+/// The error inside `e`: kube's own errors print their cause in their text, so attached as
+/// they are, a rendered chain would name that cause twice.
+fn cause(e: kube::Error) -> idle_scaler_core::Cause {
+    match e {
+        kube::Error::Api(status) => Arc::new(*status),
+        kube::Error::HyperError(e) => Arc::new(e),
+        kube::Error::Service(e) => e.into(),
+        other => Arc::new(other),
+    }
 }
 
 /// Whether a transport failure happened before a connection was made (the API server
@@ -388,7 +396,8 @@ impl Scaler for KubeScaler {
                 precondition = resource_version.unwrap_or(""),
                 took_ms = millis(started.elapsed()), "set replicas"),
             Err(e) => debug!(namespace = %target.namespace, name = %target.name, replicas,
-                error = %e, took_ms = millis(started.elapsed()), "set replicas failed"),
+                error = %idle_scaler_core::error_chain(e), took_ms = millis(started.elapsed()),
+                "set replicas failed"),
         }
         result.map(|_| ())
     }

@@ -73,7 +73,7 @@ impl Readiness for KubeScaler {
                 // The API server is away (down, restarting, overloaded): it may be back
                 // well within the deadline, so watch again rather than fail the wait.
                 Ok(Err(e @ CoreError::Unavailable { .. })) => {
-                    debug!(target = %target, error = %e, "readiness: the API did not serve the watch; trying again");
+                    debug!(target = %target, error = %idle_scaler_core::error_chain(&e), "readiness: the API did not serve the watch; trying again");
                     failure = Some(e);
                 }
                 Ok(Err(e)) => return Err(e),
@@ -160,7 +160,7 @@ impl Watch<'_> {
             let event = match stream.next().await {
                 None => break Step::Ended { news },
                 Some(Err(e)) => {
-                    debug!(target = %target, error = %e, "readiness: watch broke; watching again");
+                    debug!(target = %target, error = %idle_scaler_core::error_chain(&e), "readiness: watch broke; watching again");
                     break Step::Ended { news };
                 }
                 Some(Ok(event)) => event,

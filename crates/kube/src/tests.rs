@@ -210,9 +210,16 @@ async fn a_stale_precondition_is_a_conflict() {
         .set_replicas(&target(), 0, Some("41"))
         .await
         .expect_err("conflict");
+    // The message is this adapter's context; the API's answer is the cause, named once.
     assert!(
-        matches!(err, CoreError::Conflict { ref message, .. } if message.contains("has been modified")),
+        matches!(err, CoreError::Conflict { ref message, .. } if message == "patch scale apps/web"),
         "{err:?}"
+    );
+    let rendered = idle_scaler_core::error_chain(&err);
+    assert_eq!(
+        rendered.matches("has been modified").count(),
+        1,
+        "{rendered}"
     );
     server.await.expect("server task");
 }

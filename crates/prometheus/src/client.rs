@@ -106,10 +106,7 @@ impl HttpClient {
             .map_err(|e| CoreError::invalid(format!("building the Prometheus request: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
-                CoreError::unavailable(format!(
-                    "Prometheus at {endpoint}: {}",
-                    idle_scaler_core::error_chain(&e)
-                ))
+                CoreError::unavailable(format!("Prometheus at {endpoint}")).with_source(e)
             })?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
@@ -117,8 +114,9 @@ impl HttpClient {
                 .await
                 .map_err(|e| {
                     CoreError::unavailable(format!(
-                        "reading the answer of Prometheus at {endpoint}: {e}"
+                        "reading the answer of Prometheus at {endpoint}"
                     ))
+                    .with_cause(e)
                 })?
                 .to_bytes();
             Ok::<_, CoreError>((status, bytes))

@@ -68,7 +68,7 @@ async fn fly(
     let woke = match tokio::time::timeout_at(deadline, job.wake(id)).await {
         Ok(Ok(report)) => report.result == WakeResult::WokeUp,
         Ok(Err(e)) => {
-            warn!(deployment_id = %id, target = %target, error = %e, "waker: wake failed");
+            warn!(deployment_id = %id, target = %target, error = %idle_scaler_core::error_chain(&e), "waker: wake failed");
             metrics::wake_on_request("failed");
             return Landing::Failed;
         }
@@ -96,7 +96,7 @@ async fn fly(
             Landing::TimedOut
         }
         Err(e) => {
-            warn!(deployment_id = %id, target = %target, error = %e, "waker: readiness wait failed");
+            warn!(deployment_id = %id, target = %target, error = %idle_scaler_core::error_chain(&e), "waker: readiness wait failed");
             metrics::wake_on_request("failed");
             Landing::Failed
         }

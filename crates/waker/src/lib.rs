@@ -166,7 +166,7 @@ impl Waker {
             Ok(Some(row)) => row,
             Ok(None) => return Verdict::Unknown,
             Err(e) => {
-                tracing::warn!(error = %e, "waker: store lookup failed");
+                tracing::warn!(error = %idle_scaler_core::error_chain(&e), "waker: store lookup failed");
                 return Verdict::Unknown;
             }
         };

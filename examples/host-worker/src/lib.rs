@@ -196,7 +196,7 @@ async fn queue_task(
             Ok(Some(row)) => row,
             Ok(None) => continue,
             Err(e) => {
-                warn!(error = %e, "reading the queue");
+                warn!(error = %idle_scaler_core::error_chain(&e), "reading the queue");
                 continue;
             }
         };
@@ -205,14 +205,16 @@ async fn queue_task(
                 info!(deployment_id = %deployment, result = report.result.as_str(), "woke");
                 let _ = wakes.send(report);
             }
-            Err(e) => warn!(deployment_id = %deployment, error = %e, "wake failed"),
+            Err(e) => {
+                warn!(deployment_id = %deployment, error = %idle_scaler_core::error_chain(&e), "wake failed")
+            }
         }
         if let Err(e) = sqlx::query("UPDATE host_jobs SET done_at = now() WHERE id = $1")
             .bind(job_id)
             .execute(&pool)
             .await
         {
-            warn!(error = %e, "marking a queue job done");
+            warn!(error = %idle_scaler_core::error_chain(&e), "marking a queue job done");
         }
     }
 }

@@ -93,7 +93,7 @@ impl TickScalers {
         };
         if down && lock(&self.unreachable).insert(cluster.cloned()) {
             let label = cluster_label(cluster);
-            warn!(cluster = label, error = %e,
+            warn!(cluster = label, error = %crate::error_chain(&e),
                 "the cluster's Kubernetes API did not answer; its apps are left as they are \
                  (fail-open), the other clusters go on");
             metrics::cluster_unreachable(label);
@@ -137,11 +137,11 @@ impl Job {
                 }
                 Err(e) => {
                     if several {
-                        warn!(cluster = label, error = %e,
+                        warn!(cluster = label, error = %crate::error_chain(&e),
                             "no Kubernetes client for this cluster; its apps are left alone this \
                              tick (fail-open), the other clusters go on; retrying next tick");
                     } else {
-                        warn!(cluster = label, error = %e,
+                        warn!(cluster = label, error = %crate::error_chain(&e),
                             "no Kubernetes client; tick skipped (fail-open), retrying next tick");
                     }
                     metrics::cluster_unreachable(label);

@@ -139,7 +139,7 @@ impl Job {
             }
             Err(e) => {
                 metrics::tick("error", report.duration, finished);
-                warn!(error = %e, "tick aborted");
+                warn!(error = %crate::error_chain(&e), "tick aborted");
             }
         }
         result.map(|()| report)
@@ -177,14 +177,16 @@ async fn sample_idle_apps(store: &dyn Store, default_replicas: i32) -> Option<i6
     let n = match store.count_asleep().await {
         Ok(n) => n,
         Err(e) => {
-            warn!(error = %e, "could not sample the idle-apps gauge");
+            warn!(error = %crate::error_chain(&e), "could not sample the idle-apps gauge");
             return None;
         }
     };
     metrics::idle_apps(n);
     match store.sum_asleep_replicas(default_replicas).await {
         Ok(replicas) => metrics::replicas_asleep(replicas),
-        Err(e) => warn!(error = %e, "could not sample the replicas-asleep gauge"),
+        Err(e) => {
+            warn!(error = %crate::error_chain(&e), "could not sample the replicas-asleep gauge")
+        }
     }
     Some(n)
 }
@@ -215,8 +217,10 @@ fn log_scale_error(id: uuid::Uuid, target: &Target, e: &Error, what: &str) {
     let cluster = target.cluster_label();
     match e {
         Error::Forbidden { .. } => error!(deployment_id = %id, target = %target, cluster,
-            error = %e, "{what}: forbidden; check the RBAC for deployments/scale"),
-        _ => warn!(deployment_id = %id, target = %target, cluster, error = %e, "{what}"),
+            error = %crate::error_chain(&e), "{what}: forbidden; check the RBAC for deployments/scale"),
+        _ => {
+            warn!(deployment_id = %id, target = %target, cluster, error = %crate::error_chain(&e), "{what}")
+        }
     }
 }
 

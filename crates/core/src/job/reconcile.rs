@@ -28,7 +28,7 @@ impl Job {
         report: &mut TickReport,
     ) {
         if let Err(e) = self.reconcile_slice(scalers, now, report).await {
-            warn!(error = %e, "drift check failed; the next tick goes on with it");
+            warn!(error = %crate::error_chain(&e), "drift check failed; the next tick goes on with it");
         }
     }
 

@@ -71,7 +71,7 @@ impl Job {
                 Ok(true) => result,
                 Ok(false) => Recovery::Raced,
                 Err(e) => {
-                    warn!(deployment_id = %id, error = %e, "recovery could not settle the intent");
+                    warn!(deployment_id = %id, error = %crate::error_chain(&e), "recovery could not settle the intent");
                     Recovery::Failed
                 }
             }

@@ -52,7 +52,7 @@ impl Job {
             let result = match tick.await {
                 Ok(Ok(report)) => TickResult::Report(report),
                 Ok(Err(e)) => {
-                    error!(error = %e, "tick failed; the next tick will retry");
+                    error!(error = %crate::error_chain(&e), "tick failed; the next tick will retry");
                     TickResult::Failed(e)
                 }
                 Err(panic) => {

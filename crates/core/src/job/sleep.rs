@@ -235,7 +235,7 @@ impl TickCtx<'_> {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Attempt {
         if let Err(e) = self.job.store.record_traffic(c.id, at).await {
-            warn!(deployment_id = %c.id, target = %target, error = %e,
+            warn!(deployment_id = %c.id, target = %target, error = %crate::error_chain(&e),
                 "recording the traffic failed; the app stays up and is checked again next tick");
         }
         debug!(deployment_id = %c.id, target = %target, last_traffic_at = %at,
@@ -291,7 +291,7 @@ impl TickCtx<'_> {
                 Err(Attempt::Skipped(SkipReason::Raced))
             }
             Err(e) => {
-                warn!(deployment_id = %c.id, error = %e, "recording the sleep intent failed");
+                warn!(deployment_id = %c.id, error = %crate::error_chain(&e), "recording the sleep intent failed");
                 Err(Attempt::Failed)
             }
         }
@@ -363,7 +363,7 @@ impl TickCtx<'_> {
                         }
                         Ok(_) => false,
                         Err(e) => {
-                            error!(deployment_id = %id, error = %e, "reading the row failed");
+                            error!(deployment_id = %id, error = %crate::error_chain(&e), "reading the row failed");
                             true
                         }
                     };
@@ -396,7 +396,7 @@ impl TickCtx<'_> {
             }
             Err(e) => {
                 // The row stays `sleeping`; recovery settles it from what Kubernetes holds.
-                warn!(deployment_id = %id, error = %e, "confirming the sleep failed; recovery will settle it");
+                warn!(deployment_id = %id, error = %crate::error_chain(&e), "confirming the sleep failed; recovery will settle it");
                 Attempt::Failed
             }
         }
@@ -415,7 +415,7 @@ impl TickCtx<'_> {
             .await;
         if let Err(e) = reverted {
             // Left `sleeping`: recovery settles it after STALE_INTENT_AFTER.
-            error!(deployment_id = %intent.id, error = %e, "reverting the sleep intent failed");
+            error!(deployment_id = %intent.id, error = %crate::error_chain(&e), "reverting the sleep intent failed");
         }
     }
 }

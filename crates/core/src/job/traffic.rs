@@ -66,7 +66,7 @@ impl Job {
         match source.traffic(&asked, self.config.idle_window(), now).await {
             Ok(seen) => TrafficAnswer::Answered(seen),
             Err(e) => {
-                warn!(error = %e, targets = asked.len(), policy = ?self.config.activity_unknown,
+                warn!(error = %crate::error_chain(&e), targets = asked.len(), policy = ?self.config.activity_unknown,
                     "activity source failed; traffic of this tick's candidates is unknown");
                 metrics::activity_source_error();
                 TrafficAnswer::Failed

@@ -59,7 +59,7 @@ impl TickCtx<'_> {
             Ok(true) => debug!(deployment_id = %c.id, reason, retry_after = %backoff.retry_after,
                 backoffs = c.backoff_count + 1, "backing off"),
             Ok(false) => {}
-            Err(e) => warn!(deployment_id = %c.id, error = %e,
+            Err(e) => warn!(deployment_id = %c.id, error = %crate::error_chain(&e),
                 "recording the backoff failed; the row is tried again next tick"),
         }
     }

@@ -25,7 +25,7 @@ impl TickCtx<'_> {
         let id = intent.id;
         match self.scaler(target).get_scale(target).await {
             Ok(s) if s.replicas == 0 => {
-                warn!(deployment_id = %id, target = %target, error = %e,
+                warn!(deployment_id = %id, target = %target, error = %crate::error_chain(&e),
                     "scaling to 0 reported an error but took effect; confirming the sleep");
                 Ok(())
             }

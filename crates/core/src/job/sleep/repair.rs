@@ -64,7 +64,7 @@ impl Job {
                     }
                 }
                 Ok(_) => self.owed_restores.settle(id),
-                Err(e) => error!(deployment_id = %id, error = %e,
+                Err(e) => error!(deployment_id = %id, error = %crate::error_chain(&e),
                     "reading the row of an app owed a restore failed; trying again next tick"),
             }
         }
