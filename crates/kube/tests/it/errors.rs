@@ -134,7 +134,10 @@ async fn connect_refused_is_unavailable() {
     let err = scaler.get_scale(&web()).await.expect_err("refused");
     assert_kind(&err, "Unavailable");
     assert_reach(&err, Reach::NotReached);
-    assert!(err.to_string().contains("Connection refused"), "{err}");
+    assert!(
+        idle_scaler_core::error_chain(&err).contains("Connection refused"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

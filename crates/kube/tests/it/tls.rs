@@ -80,7 +80,10 @@ async fn a_server_no_trusted_ca_issued_is_refused() {
     let err = replicas(&scaler(&file).await).await.expect_err("refused");
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     // The operator's WARN says why, not only hyper's "client error (Connect)".
-    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(
+        idle_scaler_core::error_chain(&err).contains("UnknownIssuer"),
+        "{err}"
+    );
     // Another CA than the one that issued the server's certificate.
     let other = Pki::create(&s.dir, "other");
     let ca = ca_data(&other.ca);
@@ -135,7 +138,7 @@ async fn tls_server_name_names_the_certificate_to_expect() {
         .await
         .expect_err("the certificate does not name 127.0.0.1");
     assert!(
-        err.to_string().contains("certificate not valid for name"),
+        idle_scaler_core::error_chain(&err).contains("certificate not valid for name"),
         "{err}"
     );
     let with = kubeconfig(
@@ -158,7 +161,10 @@ async fn a_client_certificate_from_the_kubeconfig_passes_mutual_tls() {
     let err = replicas(&scaler(&anonymous).await)
         .await
         .expect_err("a client certificate is required");
-    assert!(err.to_string().contains("CertificateRequired"), "{err}");
+    assert!(
+        idle_scaler_core::error_chain(&err).contains("CertificateRequired"),
+        "{err}"
+    );
     let data = format!(
         "client-certificate-data: {}\nclient-key-data: {}",
         b64(&client.cert),
@@ -186,7 +192,10 @@ async fn a_client_certificate_without_its_key_is_an_error_naming_the_key() {
     let err = KubeScaler::from_kubeconfig("test", Some(&file), None, TIMEOUT)
         .await
         .expect_err("no key");
-    assert!(err.to_string().contains("client key"), "{err}");
+    assert!(
+        idle_scaler_core::error_chain(&err).contains("client key"),
+        "{err}"
+    );
 }
 
 /// A plugin (a shell script in `dir`) that logs each run to `runs` and answers an
