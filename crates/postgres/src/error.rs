@@ -30,7 +30,7 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migrate(String),
     /// A query failed.
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Query {
         /// The store operation.
         op: &'static str,
@@ -75,9 +75,9 @@ impl From<Error> for idle_scaler_core::Error {
         // Unreachable or refusing, it is the store that failed: one variant, so callers (the
         // HTTP layer, the tick) treat a database outage one way; the cause stays attached.
         let message = if e.is_unavailable() {
-            format!("PostgreSQL unreachable: {e}")
+            "PostgreSQL unreachable"
         } else {
-            e.to_string()
+            "PostgreSQL"
         };
         Self::store(message).with_source(e)
     }

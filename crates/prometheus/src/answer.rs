@@ -83,7 +83,7 @@ pub(crate) fn parse_answer(status: StatusCode, bytes: &[u8]) -> Result<Answer, C
         )));
     }
     serde_json::from_value(data.result)
-        .map_err(|e| CoreError::unavailable(format!("Prometheus vector not understood: {e}")))
+        .map_err(|e| CoreError::unavailable("Prometheus vector not understood").with_source(e))
 }
 
 fn snippet(bytes: &[u8]) -> String {

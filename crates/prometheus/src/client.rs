@@ -103,7 +103,7 @@ impl HttpClient {
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| CoreError::invalid(format!("building the Prometheus request: {e}")))?;
+            .map_err(|e| CoreError::invalid("building the Prometheus request").with_source(e))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 CoreError::unavailable(format!("Prometheus at {endpoint}")).with_source(e)

@@ -71,7 +71,7 @@ pub enum Error {
         why: String,
     },
     /// A file a key names cannot be read.
-    #[error("cannot read {key} {}: {source}", path.display())]
+    #[error("cannot read {key} {}", path.display())]
     File {
         /// The key naming the file.
         key: &'static str,
