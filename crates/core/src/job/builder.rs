@@ -35,16 +35,16 @@ impl std::fmt::Debug for JobBuilder {
 }
 
 impl Job {
-    /// A [`JobBuilder`] over the required ports; `scalers` reaches the default cluster.
+    /// A [`JobBuilder`] over the required ports; `factory` reaches the default cluster.
     pub fn builder(
         config: Config,
         store: Arc<dyn Store>,
-        scalers: Arc<dyn ScalerFactory>,
+        factory: Arc<dyn ScalerFactory>,
     ) -> JobBuilder {
         JobBuilder {
             config,
             store,
-            scalers: ScalerFactories::default_cluster(scalers),
+            scalers: ScalerFactories::default_cluster(factory),
             clock: Arc::new(SystemClock),
             activity: None,
         }
@@ -65,8 +65,8 @@ impl JobBuilder {
 
     /// Another scaler factory (an explicit API server, a client the host already has) for
     /// the default cluster.
-    pub fn scalers(mut self, scalers: Arc<dyn ScalerFactory>) -> Self {
-        self.scalers.insert(None, scalers);
+    pub fn scaler_factory(mut self, factory: Arc<dyn ScalerFactory>) -> Self {
+        self.scalers.insert(None, factory);
         self
     }
 
