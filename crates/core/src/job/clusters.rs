@@ -2,7 +2,7 @@
 //! client cannot be built fails open on its own: one WARN naming it, its rows are not even
 //! selected this tick, and the other clusters go on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;

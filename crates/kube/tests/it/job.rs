@@ -164,12 +164,13 @@ async fn one_500_among_successes_fails_one_app_not_the_cluster() {
         concurrency: 1,
         ..Config::default()
     };
-    let job = Job::new(
+    let job = Job::builder(
         config,
         Arc::new(store),
         Arc::new(FixedScalerFactory(Arc::new(scaler))),
-        Arc::new(SystemClock),
-    );
+    )
+    .clock(Arc::new(SystemClock))
+    .build();
     let report = job.tick().await.expect("tick");
     assert!(report.clusters_unreachable.is_empty(), "{report:?}");
     assert_eq!(report.outcome(Outcome::ScaledDown), 2, "{report:?}");

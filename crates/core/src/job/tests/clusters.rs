@@ -429,8 +429,10 @@ fn east_with_one_failed_read(failures: usize, error: Error) -> (TickReport, Opti
         concurrency: 1,
         ..two_clusters()
     };
-    let job = Job::new(config, Arc::new(store), source(sleeping_scaler(0)), clock())
-        .with_cluster(east(), source(east_scaler));
+    let job = Job::builder(config, Arc::new(store), source(sleeping_scaler(0)))
+        .clock(clock())
+        .cluster(east(), source(east_scaler))
+        .build();
     let (report, snap, _) = super::traffic::recorded_and_logged(job.tick());
     let unreachable = counter(
         &snap,
