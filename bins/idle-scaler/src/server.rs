@@ -158,7 +158,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     {
         // The endpoint is unauthenticated: the driver's text (hosts, users, statements)
         // goes to the log only.
-        warn!(error = %e, "readiness: the database did not answer");
+        warn!(error = %idle_scaler_core::error_chain(&e), "readiness: the database did not answer");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "reason": "database unreachable"})),
