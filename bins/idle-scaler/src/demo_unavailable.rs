@@ -16,10 +16,4 @@ pub async fn run(_settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn message_is_one_line_naming_the_feature() {
-        assert!(!super::MESSAGE.contains('\n'));
-        assert!(super::MESSAGE.contains("--features demo"));
-    }
-}
+mod tests;

@@ -5,8 +5,9 @@ mod commands;
 #[cfg(feature = "demo")]
 mod demo;
 #[cfg(not(feature = "demo"))]
-#[path = "demo_unavailable.rs"]
-mod demo;
+mod demo_unavailable;
+#[cfg(not(feature = "demo"))]
+use demo_unavailable as demo;
 mod logging;
 mod server;
 mod settings;

@@ -1,0 +1,66 @@
+use idle_scaler_prometheus::Headers;
+
+use super::*;
+
+// The rule itself is tested in `idle_scaler_core::redact`; this pins what `config` shows.
+#[test]
+fn redacts_passwords() {
+    assert_eq!(
+        redact_url("postgres://app:s3cret@db:5432/platform"),
+        "postgres://app:<redacted>@db:5432/platform"
+    );
+    assert_eq!(
+        redact_url("postgres://app@db/platform"),
+        "postgres://app@db/platform"
+    );
+    assert_eq!(
+        redact_url("postgres://db/platform?user=app&password=s3cret"),
+        "postgres://db/platform?user=app&password=<redacted>"
+    );
+    assert_eq!(
+        redact_url("postgres://a:p@ss@db:5432/x"),
+        "postgres://a:<redacted>@db:5432/x"
+    );
+    assert!(!redact_url("not a url s3cret").contains("s3cret"));
+}
+
+#[test]
+fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
+    let settings = Settings {
+        job: Config::default(),
+        prometheus: PrometheusConfig {
+            prometheus_url: "http://u:s3cret@prom:9090".into(),
+            prometheus_bearer_token_file: "/run/secrets/token".into(),
+            prometheus_headers: Headers(
+                [("X-Scope-OrgID", "team-a"), ("X-Api-Key", "k3y-s3cret")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+            ),
+            ..PrometheusConfig::default()
+        },
+        database_url: None,
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        waker: WakerConfig::default(),
+        waker_listen_addr: None,
+        wake_token: None,
+        log_format: LogFormat::Text,
+        http_limits: Limits::default(),
+        warnings: Vec::new(),
+    };
+    let v = settings.redacted().expect("JSON");
+    assert_eq!(v["job"]["prometheus_url"], "http://u:<redacted>@prom:9090");
+    assert_eq!(v["job"]["prometheus_timeout_seconds"], 5);
+    assert_eq!(v["job"]["idle_minutes"], 30);
+    assert_eq!(v["job"]["waker_timeout_seconds"], 30);
+    assert_eq!(v["job"]["waker_target_header"], "X-Idle-Scaler-Target");
+    assert_eq!(v["waker_listen_addr"], "off");
+    assert_eq!(
+        v["job"]["prometheus_bearer_token_file"],
+        "/run/secrets/token"
+    );
+    assert_eq!(v["job"]["prometheus_headers"]["X-Scope-OrgID"], "team-a");
+    assert_eq!(v["job"]["prometheus_headers"]["X-Api-Key"], "<redacted>");
+    assert_eq!(v["job"]["prometheus_preset"], "ingress-nginx");
+    assert!(!v.to_string().contains("s3cret"), "{v}");
+    assert!(!format!("{settings:?}").contains("s3cret"));
+}

@@ -1,0 +1,55 @@
+use super::*;
+use figment::Jail;
+
+#[test]
+fn the_waker_cluster_is_a_cluster_name_or_empty() {
+    Jail::expect_with(|j| {
+        assert_eq!(WakerConfig::load(None).expect("defaults").cluster(), None);
+        j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER", "east");
+        let c = WakerConfig::load(None).expect("east");
+        assert_eq!(c.cluster().map(|c| c.to_string()).as_deref(), Some("east"));
+        j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER", "East");
+        let e = WakerConfig::load(None)
+            .expect_err("not a label")
+            .to_string();
+        assert!(e.contains("DEPLOY_SCALE_TO_ZERO_WAKER_CLUSTER"), "{e}");
+        assert!(e.contains("\"East\""), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_and_environment() {
+    Jail::expect_with(|j| {
+        let c = WakerConfig::load(None).expect("defaults");
+        assert_eq!(c, WakerConfig::default());
+        assert!(c.ignore_user_agents().contains(&"uptimerobot".to_owned()));
+        j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_TIMEOUT_SECONDS", "5");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_TARGET_HEADER", "X-App");
+        j.set_env(
+            "DEPLOY_SCALE_TO_ZERO_WAKER_IGNORE_USER_AGENTS",
+            " Foo ,, bar",
+        );
+        let c = WakerConfig::load(None).expect("env");
+        assert_eq!(c.timeout(), Duration::from_secs(5));
+        assert_eq!(c.waker_target_header, "X-App");
+        assert_eq!(c.ignore_user_agents(), ["foo", "bar"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_values_name_the_variable() {
+    for (var, value) in [
+        ("DEPLOY_SCALE_TO_ZERO_WAKER_TIMEOUT_SECONDS", "0"),
+        ("DEPLOY_SCALE_TO_ZERO_WAKER_TIMEOUT_SECONDS", "601"),
+        ("DEPLOY_SCALE_TO_ZERO_WAKER_TARGET_HEADER", "bad header"),
+    ] {
+        Jail::expect_with(|j| {
+            j.set_env(var, value);
+            let e = WakerConfig::load(None).expect_err(value).to_string();
+            assert!(e.contains(var), "{e}");
+            Ok(())
+        });
+    }
+}
