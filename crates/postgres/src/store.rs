@@ -1,7 +1,29 @@
 //! The `Store` port over PostgreSQL: one statement per transition (see `queries`).
 
+use std::future::Future;
+
 use super::*;
 use idle_scaler_core::fair_share;
+
+/// One ordered walk per served cluster (each stops after `limit` rows), then each cluster's
+/// fair share of `limit` in `order`.
+async fn per_cluster<R, K: Ord, F>(
+    served: &ServedClusters,
+    limit: u32,
+    walk: impl Fn(String) -> F,
+    provider_id: impl Fn(&R) -> &str,
+    order: impl Fn(&R) -> K,
+) -> Result<Vec<R>>
+where
+    F: Future<Output = Result<Vec<R>>>,
+{
+    let mut rows = Vec::new();
+    for scheme in served.schemes() {
+        rows.append(&mut walk(scheme).await?);
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    Ok(fair_share(rows, limit, provider_id, order))
+}
 
 #[async_trait]
 impl Store for PgStore {
@@ -12,26 +34,26 @@ impl Store for PgStore {
         idle_before: DateTime<Utc>,
         limit: u32,
     ) -> idle_scaler_core::Result<Vec<Candidate>> {
-        // One ordered index walk per cluster (each stops after `limit` entries), then each
-        // cluster's fair share of `limit`, oldest first.
-        let mut rows: Vec<CandidateRow> = Vec::new();
-        for scheme in served.schemes() {
-            let mut of_cluster: Vec<CandidateRow> = sqlx::query_as(queries::SELECT_CANDIDATES)
+        // Oldest first.
+        let pool = &self.pool;
+        let walk = |scheme: String| async move {
+            sqlx::query_as::<_, CandidateRow>(queries::SELECT_CANDIDATES)
                 .bind(now)
                 .bind(idle_before)
                 .bind(i64::from(limit))
                 .bind(scheme)
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
-                .map_err(Error::query("select_candidates"))?;
-            rows.append(&mut of_cluster);
-        }
-        let rows = fair_share(
-            rows,
-            usize::try_from(limit).unwrap_or(usize::MAX),
+                .map_err(Error::query("select_candidates"))
+        };
+        let rows = per_cluster(
+            served,
+            limit,
+            walk,
             |r| &r.provider_id,
             |r| (r.eligible_at, r.id),
-        );
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .map(CandidateRow::into_candidate)
@@ -173,26 +195,15 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(Error::query("stale_intents"))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    provider_id,
-                    last_activity_at,
-                    sleep_state_changed_at,
-                    replicas_before_sleep,
-                )| {
-                    StaleIntent {
-                        id,
-                        provider_id,
-                        last_activity_at,
-                        sleep_state_changed_at,
-                        replicas_before_sleep,
-                    }
-                },
-            )
-            .collect())
+        let intent =
+            |(id, provider_id, last_activity_at, sleep_state_changed_at, replicas)| StaleIntent {
+                id,
+                provider_id,
+                last_activity_at,
+                sleep_state_changed_at,
+                replicas_before_sleep: replicas,
+            };
+        Ok(rows.into_iter().map(intent).collect())
     }
 
     async fn get(&self, id: Uuid) -> idle_scaler_core::Result<Option<DeploymentRecord>> {
@@ -243,55 +254,36 @@ impl Store for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One walk per cluster, then each cluster's fair share of `limit`, least recently
-        // checked first.
-        let mut rows: Vec<R> = Vec::new();
-        for scheme in served.schemes() {
+        // Least recently checked first; a cluster with nothing due costs one probe.
+        let pool = &self.pool;
+        let walk = |scheme: String| async move {
             let due: Option<(Uuid,)> = sqlx::query_as(queries::ANY_ASLEEP_TO_CHECK)
                 .bind(checked_before)
                 .bind(&scheme)
-                .fetch_optional(&self.pool)
+                .fetch_optional(pool)
                 .await
                 .map_err(Error::query("asleep_to_check"))?;
             if due.is_none() {
-                continue;
+                return Ok(Vec::new());
             }
-            let mut of_cluster: Vec<R> = sqlx::query_as(queries::ASLEEP_TO_CHECK)
+            sqlx::query_as::<_, R>(queries::ASLEEP_TO_CHECK)
                 .bind(checked_before)
                 .bind(i64::from(limit))
                 .bind(&scheme)
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
-                .map_err(Error::query("asleep_to_check"))?;
-            rows.append(&mut of_cluster);
-        }
-        let rows = fair_share(
-            rows,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-            |r| &r.1,
-            |r| (r.5, r.0),
-        );
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    provider_id,
-                    last_activity_at,
-                    sleep_state_changed_at,
-                    wake_started_at,
-                    _,
-                )| {
-                    AsleepRow {
-                        id,
-                        provider_id,
-                        last_activity_at,
-                        sleep_state_changed_at,
-                        wake_started_at,
-                    }
-                },
-            )
-            .collect())
+                .map_err(Error::query("asleep_to_check"))
+        };
+        let rows = per_cluster(served, limit, walk, |r| &r.1, |r| (r.5, r.0)).await?;
+        let asleep =
+            |(id, provider_id, last_activity_at, sleep_state_changed_at, wake, _)| AsleepRow {
+                id,
+                provider_id,
+                last_activity_at,
+                sleep_state_changed_at,
+                wake_started_at: wake,
+            };
+        Ok(rows.into_iter().map(asleep).collect())
     }
 
     async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> idle_scaler_core::Result<bool> {
