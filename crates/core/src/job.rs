@@ -49,8 +49,12 @@ pub struct Job {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ports are trait objects; what a reader of a debug dump wants is what this job
+        // serves and whether traffic is asked about.
         f.debug_struct("Job")
             .field("config", &self.config)
+            .field("served", &self.served)
+            .field("activity_source", &self.activity.is_some())
             .finish_non_exhaustive()
     }
 }

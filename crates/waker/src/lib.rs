@@ -65,6 +65,7 @@ impl std::fmt::Debug for Waker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waker")
             .field("config", &self.config)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
