@@ -299,3 +299,102 @@ async fn a_disabled_daemon_reports_its_ticks_as_successful() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_full_connection_cap_leaves_the_probes_their_own_listener() {
+    let mut cmd = command(&["run"]);
+    cmd.env("DATABASE_URL", "postgres://app@127.0.0.1:1/platform")
+        .env("IDLE_SCALER_HTTP_MAX_CONNECTIONS", "16")
+        .env("IDLE_SCALER_HTTP_HEADER_READ_TIMEOUT_SECONDS", "300")
+        .env("IDLE_SCALER_HTTP_IDLE_TIMEOUT_SECONDS", "3600");
+    let mut daemon = Daemon::start(cmd).await;
+    let probes = daemon.listener("serving the health probes").await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(hold(daemon.addr, false).await);
+    }
+    // The cap is taken: a request on the main listener waits in the backlog.
+    let main = tokio::time::timeout(
+        Duration::from_secs(1),
+        http(daemon.addr, "GET", "/healthz", None),
+    )
+    .await;
+    assert!(main.is_err(), "the cap was not full: {main:?}");
+
+    let probe = |path: &'static str| {
+        tokio::time::timeout(Duration::from_secs(5), http(probes, "GET", path, None))
+    };
+    let (code, body) = probe("/healthz")
+        .await
+        .expect("/healthz on the probe listener");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, _) = probe("/readyz")
+        .await
+        .expect("/readyz on the probe listener");
+    assert!(code == 200 || code == 503, "{code}");
+    // Nothing else is served there.
+    assert_eq!(probe("/metrics").await.expect("answered").0, 404);
+    drop(held);
+    assert_eq!(daemon.terminate(Duration::from_secs(30)).await, Some(0));
+}
+
+/// A visitor held for an app that is not ready when SIGTERM comes gets 503 + Retry-After at
+/// the drain deadline, before the grace ends, instead of an empty reply; the wake finishes.
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn sigterm_answers_a_held_visitor_503_with_retry_after_before_exit(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (store, fake) = setup(&opts).await;
+    fake.create_deployment("apps", "web", 0);
+    let id =
+        store
+            .insert(
+                NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3))
+                    .sleep_state(SleepState::Asleep, Utc::now(), Some(2)),
+            )
+            .await
+            .expect("insert");
+    // Pods that never start within the test: the visitor stays held.
+    fake.set_ready_delay(Duration::from_secs(600));
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut cmd = quiet_daemon(&database_url(&opts, None), &kc);
+    cmd.env("IDLE_SCALER_HTTP_DRAIN_SECONDS", "2");
+    let mut daemon = Daemon::start(cmd).await;
+    let waker = daemon.listener("serving the waker").await;
+
+    let mut visitor = TcpStream::connect(waker).await.expect("connect");
+    visitor
+        .write_all(
+            b"GET /api/orders HTTP/1.1\r\nHost: web.example.com\r\n\
+              X-Idle-Scaler-Target: apps/web\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let visitor = tokio::spawn(async move {
+        let mut answer = String::new();
+        visitor.read_to_string(&mut answer).await.expect("read");
+        answer
+    });
+    eventually(Duration::from_secs(10), "the app scaled up", || async {
+        (fake.replicas("apps", "web") == Some(2)).then_some(())
+    })
+    .await;
+    assert!(!visitor.is_finished(), "answered before SIGTERM");
+    let signalled = Instant::now();
+    daemon.send_sigterm();
+    let answer = tokio::time::timeout(Duration::from_secs(20), visitor)
+        .await
+        .expect("answered before the grace ended")
+        .expect("visitor")
+        .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("\r\nretry-after: 2\r\n"), "{answer}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "cut before the drain deadline"
+    );
+    assert_eq!(daemon.wait_for_exit(Duration::from_secs(30)).await, Some(0));
+    let row = store.read(id).await.unwrap().unwrap();
+    assert_eq!(row.sleep_state, SleepState::Awake, "the wake finished");
+}

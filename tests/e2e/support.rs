@@ -118,6 +118,7 @@ impl Daemon {
     pub async fn start(mut cmd: Command) -> Self {
         cmd.env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0")
             .env("IDLE_SCALER_WAKER_LISTEN_ADDR", "127.0.0.1:0")
+            .env("IDLE_SCALER_PROBE_LISTEN_ADDR", "127.0.0.1:0")
             .env("IDLE_SCALER_LOG_FORMAT", "json");
         let mut child = cmd.spawn().expect("spawn idle-scaler run");
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -184,6 +185,17 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The address of the listener whose "serving ..." line contains `what`.
+    pub async fn listener(&mut self, what: &str) -> SocketAddr {
+        let line = self.wait_for_log(what, Duration::from_secs(10)).await;
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        v["addr"]
+            .as_str()
+            .expect("addr field")
+            .parse()
+            .expect("socket address")
     }
 
     /// Sends SIGTERM and waits for the exit code, failing after `deadline`.

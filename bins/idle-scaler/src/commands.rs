@@ -13,11 +13,11 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::logging;
-use crate::server::{self, AppState};
-use crate::settings::Settings;
+use crate::server::{self, AppState, Shutdown};
+use crate::settings::{SHUTDOWN_GRACE_SECONDS, Settings};
 
 /// How long in-flight transitions may take after SIGTERM before the process exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(SHUTDOWN_GRACE_SECONDS);
 
 /// Connects now (the error names host and port, never the password).
 async fn connect(settings: &Settings) -> anyhow::Result<PgStore> {
@@ -76,7 +76,16 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         wake_token: settings.wake_token.as_deref().map(Arc::from),
         rejected: Arc::default(),
     };
-    let http_stop = CancellationToken::new();
+    let http_stop = Shutdown::default();
+    // Bound first: the kubelet's probes find it while the other listeners start.
+    let probe_connections = match settings.probe_listen_addr {
+        Some(addr) => Some(
+            server::serve_probes(addr, state.clone(), http_stop.clone())
+                .await?
+                .1,
+        ),
+        None => None,
+    };
     let (_, connections) = server::serve(
         settings.listen_addr,
         state,
@@ -128,10 +137,12 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         grace_s = SHUTDOWN_GRACE.as_secs(),
         "shutdown requested: no new transitions or connections; letting in-flight ones finish"
     );
-    // Stop both at once: the listener closes (new connections are refused), open connections
-    // finish the request in flight, the loop starts no new transition.
+    // Stop both at once: the listeners close (new connections are refused), open connections
+    // finish the request in flight, the loop starts no new transition. Requests still in
+    // flight at the drain deadline (visitors held for an app that is not ready yet) are
+    // answered 503 + Retry-After then, before the grace ends.
     shutdown.cancel();
-    http_stop.cancel();
+    http_stop.begin(settings.http_drain);
     let drained = async {
         let _ = ticks.await;
         // A wake outlives its caller (its HTTP answer is sent by the connection task); a
@@ -139,8 +150,11 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         // a visitor waiting for a slow app does not use up the grace a wake needs.
         tokio::join!(job.finish_wakes(), async {
             connections.wait().await;
-            if let Some(waker) = &waker_connections {
-                waker.wait().await;
+            for other in [&waker_connections, &probe_connections]
+                .into_iter()
+                .flatten()
+            {
+                other.wait().await;
             }
         });
         // Again: a request drained meanwhile may have started a wake (a browser's starting

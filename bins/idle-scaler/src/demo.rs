@@ -91,7 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     );
 
     let token = Uuid::new_v4().simple().to_string();
-    let http_stop = CancellationToken::new();
+    let http_stop = server::Shutdown::default();
     let state = AppState {
         job: job.clone(),
         store: store.clone(),
@@ -241,7 +241,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     }
 
     shutdown.cancel();
-    http_stop.cancel();
+    http_stop.stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), http.wait()).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), waker_task.wait()).await;
     if let Some(db) = database {

@@ -1,9 +1,10 @@
-//! HTTP: `/metrics`, `/healthz`, `/readyz` and `POST /v1/deployments/{id}/wake`.
+//! HTTP: `/metrics`, `/healthz`, `/readyz` and `POST /v1/deployments/{id}/wake`, and the
+//! probe listener that serves only `/healthz` and `/readyz`.
 
-mod listener; // accept loop: connection cap, header-read and idle timeouts, drain
+mod listener; // accept loop: connection cap, backlog, header-read and idle timeouts, drain
 mod rejected; // rate-limited logging of refused wake requests
 
-pub use listener::Limits;
+pub use listener::{Limits, Shutdown};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use idle_scaler_core::{Error, Job, Store};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -71,20 +71,52 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route("/v1/deployments/{id}/wake", post(wake))
+        .merge(probe_router())
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `shutdown`: then new connections are refused and open ones
-/// finish their request in flight. Returns the bound address and the tracker of the open
-/// connections (closed once the accept loop has stopped; wait on it to drain).
+/// `/healthz` and `/readyz` only.
+fn probe_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+/// What the probe listener gives its clients (the kubelet opens one short connection per
+/// probe): its own cap, so clients of the other listeners never take a probe's place.
+pub const PROBE_LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(10),
+    max_connections: 32,
+    listen_backlog: 32,
+};
+
+/// Binds `addr` and serves `/healthz` and `/readyz` alone, with [`PROBE_LIMITS`].
+pub async fn serve_probes(
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: Shutdown,
+) -> anyhow::Result<(SocketAddr, TaskTracker)> {
+    let app = probe_router().with_state(state);
+    serve_router(
+        addr,
+        app,
+        "the health probes (/healthz, /readyz)",
+        PROBE_LIMITS,
+        shutdown,
+    )
+    .await
+}
+
+/// Binds `addr` and serves until `shutdown` (see [`Shutdown`]). Returns the bound address
+/// and the tracker of the open connections (closed once the accept loop has stopped; wait
+/// on it to drain).
 pub async fn serve(
     addr: SocketAddr,
     state: AppState,
     limits: Limits,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, TaskTracker)> {
     serve_router(
         addr,
@@ -103,15 +135,15 @@ pub async fn serve_router(
     app: Router,
     what: &'static str,
     limits: Limits,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, TaskTracker)> {
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = listener::bind(addr, limits.listen_backlog)
         .with_context(|| format!("binding the HTTP listener for {what} on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     info!(
         addr = %local,
         max_connections = limits.max_connections,
+        listen_backlog = limits.listen_backlog,
         header_read_timeout_s = limits.header_read_timeout.as_secs(),
         idle_timeout_s = limits.idle_timeout.as_secs(),
         "serving {what}"

@@ -38,12 +38,17 @@ pub struct Settings {
     pub waker: WakerConfig,
     /// `IDLE_SCALER_WAKER_LISTEN_ADDR`; None (`off`) disables the waker.
     pub waker_listen_addr: Option<SocketAddr>,
+    /// `IDLE_SCALER_PROBE_LISTEN_ADDR`; None (`off`): no probe listener.
+    pub probe_listen_addr: Option<SocketAddr>,
     /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `IDLE_SCALER_HTTP_*`: what one client may hold of the HTTP server.
     pub http_limits: Limits,
+    /// `IDLE_SCALER_HTTP_DRAIN_SECONDS`: after SIGTERM, requests still in flight this long
+    /// are answered 503 + `Retry-After`.
+    pub http_drain: Duration,
     /// Warnings to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -61,12 +66,14 @@ impl std::fmt::Debug for Settings {
             .field("listen_addr", &self.listen_addr)
             .field("waker", &self.waker)
             .field("waker_listen_addr", &self.waker_listen_addr)
+            .field("probe_listen_addr", &self.probe_listen_addr)
             .field(
                 "wake_token",
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
             )
             .field("log_format", &self.log_format)
             .field("http_limits", &self.http_limits)
+            .field("http_drain", &self.http_drain)
             .finish()
     }
 }
@@ -111,15 +118,8 @@ impl Settings {
                 )
             })?,
         };
-        let waker_listen_addr = match non_empty_env("IDLE_SCALER_WAKER_LISTEN_ADDR")?.as_deref() {
-            None => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
-            Some("off") => None,
-            Some(v) => Some(v.parse().with_context(|| {
-                format!(
-                    "invalid IDLE_SCALER_WAKER_LISTEN_ADDR = {v:?}: expected host:port, like 0.0.0.0:8080, or off"
-                )
-            })?),
-        };
+        let waker_listen_addr = optional_addr("IDLE_SCALER_WAKER_LISTEN_ADDR", 8080)?;
+        let probe_listen_addr = optional_addr("IDLE_SCALER_PROBE_LISTEN_ADDR", 9091)?;
         // Only an empty value means unset: a blank or padded one is a mistake.
         let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
             Ok(v) if v.is_empty() => None,
@@ -154,6 +154,11 @@ impl Settings {
             }
         };
         let defaults = Limits::default();
+        let max_connections = env_int(
+            "IDLE_SCALER_HTTP_MAX_CONNECTIONS",
+            defaults.max_connections,
+            1..=65_536,
+        )?;
         let http_limits = Limits {
             header_read_timeout: Duration::from_secs(env_int(
                 "IDLE_SCALER_HTTP_HEADER_READ_TIMEOUT_SECONDS",
@@ -165,12 +170,28 @@ impl Settings {
                 defaults.idle_timeout.as_secs(),
                 1..=3600,
             )?),
-            max_connections: env_int(
-                "IDLE_SCALER_HTTP_MAX_CONNECTIONS",
-                defaults.max_connections,
-                1..=65_536,
+            max_connections,
+            // As many as the cap by default: a burst twice the cap is queued, not dropped.
+            listen_backlog: env_int(
+                "IDLE_SCALER_HTTP_LISTEN_BACKLOG",
+                u32::try_from(max_connections).unwrap_or(u32::MAX),
+                1..=65_535,
             )?,
         };
+        if let Some(max) = somaxconn()
+            && max < http_limits.listen_backlog
+        {
+            warnings.push(format!(
+                "the listen backlog is {} but the kernel caps it at net.core.somaxconn = {max}; \
+                 raise the sysctl or lower IDLE_SCALER_HTTP_LISTEN_BACKLOG",
+                http_limits.listen_backlog
+            ));
+        }
+        let http_drain = Duration::from_secs(env_int(
+            "IDLE_SCALER_HTTP_DRAIN_SECONDS",
+            DRAIN_SECONDS,
+            1..=SHUTDOWN_GRACE_SECONDS - 1,
+        )?);
         Ok(Self {
             job,
             prometheus,
@@ -178,9 +199,11 @@ impl Settings {
             listen_addr,
             waker,
             waker_listen_addr,
+            probe_listen_addr,
             wake_token,
             log_format,
             http_limits,
+            http_drain,
             warnings,
         })
     }
@@ -213,12 +236,15 @@ impl Settings {
             "database_url": self.database_url.as_deref().map(redact_url),
             "listen_addr": self.listen_addr.to_string(),
             "waker_listen_addr": self.waker_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            "probe_listen_addr": self.probe_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,
             "http_header_read_timeout_seconds": self.http_limits.header_read_timeout.as_secs(),
             "http_idle_timeout_seconds": self.http_limits.idle_timeout.as_secs(),
             "http_max_connections": self.http_limits.max_connections,
+            "http_listen_backlog": self.http_limits.listen_backlog,
+            "http_drain_seconds": self.http_drain.as_secs(),
         }))
     }
 
@@ -227,6 +253,34 @@ impl Settings {
     fn prometheus_redacted(&self) -> PrometheusConfig {
         self.prometheus.redacted()
     }
+}
+
+/// How long the daemon waits after SIGTERM for its work in flight before it exits anyway.
+pub const SHUTDOWN_GRACE_SECONDS: u64 = 25;
+/// Default `IDLE_SCALER_HTTP_DRAIN_SECONDS`: held requests are answered with 5 s of the grace
+/// left, enough for the answers to go out.
+const DRAIN_SECONDS: u64 = 20;
+
+/// `name` as host:port, `off` (None), or `0.0.0.0:<default_port>` when unset.
+fn optional_addr(name: &str, default_port: u16) -> anyhow::Result<Option<SocketAddr>> {
+    match non_empty_env(name)?.as_deref() {
+        None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], default_port)))),
+        Some("off") => Ok(None),
+        Some(v) => Ok(Some(v.parse().with_context(|| {
+            format!(
+                "invalid {name} = {v:?}: expected host:port, like 0.0.0.0:{default_port}, or off"
+            )
+        })?)),
+    }
+}
+
+/// The kernel's cap on listen backlogs, where it can be read (Linux).
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The schemes `DATABASE_URL` may have.

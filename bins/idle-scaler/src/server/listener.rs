@@ -1,6 +1,7 @@
-//! The accept loop: a connection cap, a header-read timeout, an idle timeout and a graceful
-//! drain. `axum::serve` offers none of the first three, so connections are served by hyper
-//! directly, each on a task of a [`TaskTracker`] the daemon waits for at shutdown.
+//! The accept loop: a connection cap, a listen backlog, a header-read timeout, an idle
+//! timeout and a graceful drain with a deadline. `axum::serve` offers none of these, so
+//! connections are served by hyper directly, each on a task of a [`TaskTracker`] the daemon
+//! waits for at shutdown.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,11 +11,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +36,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections open at once; further ones wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Connections the kernel queues beyond the cap (capped by `net.core.somaxconn`); one
+    /// more finds the queue full and its connect stalls.
+    pub listen_backlog: u32,
 }
 
 impl Default for Limits {
@@ -40,31 +47,89 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            listen_backlog: 512,
         }
     }
 }
 
-/// Accepts until `shutdown`, then stops accepting (new connections are refused) and asks
-/// every open connection to finish its request in flight and close. Connection tasks run on
-/// `connections`; the caller waits for it to drain.
+/// How a server stops. `stop`: the listener closes (new connections are refused) and open
+/// connections finish their request in flight. `cut`, later: every request still in flight
+/// (a visitor held for a waking app, a slow wake) is answered at once with
+/// [`cut_short`], so that no caller gets an empty reply when the process exits.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Stop accepting, drain.
+    pub stop: CancellationToken,
+    /// Answer what is still in flight.
+    pub cut: CancellationToken,
+}
+
+impl Shutdown {
+    /// Stops now and cuts `cut_after` from now.
+    pub fn begin(&self, cut_after: Duration) {
+        self.stop.cancel();
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(cut_after).await;
+            cut.cancel();
+        });
+    }
+}
+
+/// Retry-After of [`cut_short`]: the app a held visitor waits for keeps waking, and another
+/// instance (or this one restarted) answers the retry.
+const CUT_RETRY_AFTER: u32 = 2;
+
+/// The answer to a request still in flight when the server is cut: 503 + `Retry-After`,
+/// the same body as the waker's generic answer (it tells nothing about the app).
+fn cut_short() -> Response {
+    let mut res = Response::new(Body::from("503 Service Unavailable\n"));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = res.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(CUT_RETRY_AFTER));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// Binds `addr` with SO_REUSEADDR (as `TcpListener::bind` does) and a listen backlog of
+/// `backlog` instead of the standard library's 128.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Accepts until `shutdown.stop`, then stops accepting (new connections are refused) and
+/// asks every open connection to finish its request in flight and close. Connection tasks
+/// run on `connections`; the caller waits for it to drain.
 pub async fn accept_loop(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     connections: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.stop.cancelled() => break,
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break, // never closed
             },
         };
         let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -94,7 +159,7 @@ async fn serve_connection(
     peer: SocketAddr,
     app: Router,
     limits: Limits,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
@@ -105,10 +170,19 @@ async fn serve_connection(
         started,
         last_io: last_io.clone(),
     });
+    let cut = shutdown.cut.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         // The handlers see the peer as with `into_make_service_with_connect_info`.
         request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
+        let (app, cut) = (app.clone(), cut.clone());
+        async move {
+            tokio::select! {
+                biased;
+                answer = app.oneshot(request) => answer,
+                // Dropping the handler leaves a wake it started running (its own task).
+                () = cut.cancelled() => Ok(cut_short()),
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -128,7 +202,7 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = shutdown.cancelled(), if !closing => {
+            () = shutdown.stop.cancelled(), if !closing => {
                 // Finishes the request in flight, if any, then closes.
                 connection.as_mut().graceful_shutdown();
                 closing = true;

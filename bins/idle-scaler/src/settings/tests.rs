@@ -42,9 +42,11 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
         waker: WakerConfig::default(),
         waker_listen_addr: None,
+        probe_listen_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
         wake_token: None,
         log_format: LogFormat::Text,
         http_limits: Limits::default(),
+        http_drain: Duration::from_secs(20),
         warnings: Vec::new(),
     };
     let v = settings.redacted().expect("JSON");
@@ -54,6 +56,9 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
     assert_eq!(v["job"]["waker_timeout_seconds"], 30);
     assert_eq!(v["job"]["waker_target_header"], "X-Idle-Scaler-Target");
     assert_eq!(v["waker_listen_addr"], "off");
+    assert_eq!(v["probe_listen_addr"], "127.0.0.1:9091");
+    assert_eq!(v["http_listen_backlog"], 512);
+    assert_eq!(v["http_drain_seconds"], 20);
     assert_eq!(
         v["job"]["prometheus_bearer_token_file"],
         "/run/secrets/token"
