@@ -75,6 +75,17 @@ fn invalid_environment_values_name_variable_and_value() {
             "IDLE_SCALER_LISTEN_ADDR",
         ),
         ("IDLE_SCALER_LOG_FORMAT", "xml", "IDLE_SCALER_LOG_FORMAT"),
+        (
+            "IDLE_SCALER_PROBE_LISTEN_ADDR",
+            "healthz",
+            "IDLE_SCALER_PROBE_LISTEN_ADDR",
+        ),
+        // The drain deadline must come before the 25 s grace ends.
+        (
+            "IDLE_SCALER_HTTP_DRAIN_SECONDS",
+            "25",
+            "IDLE_SCALER_HTTP_DRAIN_SECONDS",
+        ),
     ];
     for (var, value, needle) in cases {
         let mut cmd = command(&["config"]);

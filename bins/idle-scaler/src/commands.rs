@@ -84,7 +84,12 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
                 .await?
                 .1,
         ),
-        None => None,
+        None => {
+            info!(
+                "IDLE_SCALER_PROBE_LISTEN_ADDR is off: /healthz and /readyz share the API port's cap"
+            );
+            None
+        }
     };
     let (_, connections) = server::serve(
         settings.listen_addr,
