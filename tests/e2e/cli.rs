@@ -152,6 +152,48 @@ fn config_redacts_secrets() {
 }
 
 #[test]
+fn the_listen_backlog_follows_the_connection_cap_unless_set() {
+    let config = |vars: &[(&str, &str)]| {
+        let mut cmd = command(&["config"]);
+        cmd.envs(vars.iter().copied());
+        let out = run(cmd);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let v = config(&[]);
+    assert_eq!(v["http_listen_backlog"], 512);
+    assert_eq!(v["http_drain_seconds"], 20);
+    assert_eq!(v["probe_listen_addr"], "0.0.0.0:9091");
+    let v = config(&[("IDLE_SCALER_HTTP_MAX_CONNECTIONS", "1000")]);
+    assert_eq!(v["http_listen_backlog"], 1000);
+    let v = config(&[
+        ("IDLE_SCALER_HTTP_MAX_CONNECTIONS", "1000"),
+        ("IDLE_SCALER_HTTP_LISTEN_BACKLOG", "64"),
+        ("IDLE_SCALER_PROBE_LISTEN_ADDR", "off"),
+    ]);
+    assert_eq!(v["http_listen_backlog"], 64);
+    assert_eq!(v["probe_listen_addr"], "off");
+
+    // Past the kernel's cap: said at startup, not silently cut.
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("Linux")
+        .trim()
+        .parse()
+        .expect("a number");
+    if somaxconn >= 65_535 {
+        return; // no backlog the setting allows is past it
+    }
+    let mut cmd = command(&["config"]);
+    cmd.env(
+        "IDLE_SCALER_HTTP_LISTEN_BACKLOG",
+        (somaxconn + 1).to_string(),
+    );
+    let out = run(cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("net.core.somaxconn"), "{}", out.stderr);
+}
+
+#[test]
 fn config_shows_prometheus_credential_files_and_the_tenant_but_no_secret() {
     let dir = tempfile::tempdir().expect("dir");
     let token_file = dir.path().join("token");
