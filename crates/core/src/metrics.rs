@@ -70,14 +70,16 @@ pub const CLUSTER_UNREACHABLE_TOTAL: &str =
 
 /// Values of the `result` label of [`WAKE_ON_REQUEST_TOTAL`]: this request's wake made the
 /// app ready; it was up already (or being started by someone else) and became ready; it did
-/// not become ready in time; a robot, not woken; no sleepable app; the wake failed.
-pub const WAKE_ON_REQUEST_RESULTS: [&str; 6] = [
+/// not become ready in time; a robot, not woken; no sleepable app; the wake failed; not woken,
+/// the namespace's wakes of this minute were used up.
+pub const WAKE_ON_REQUEST_RESULTS: [&str; 7] = [
     "woke",
     "already_ready",
     "timeout",
     "ignored",
     "unknown",
     "failed",
+    "limited",
 ];
 
 /// Values of the `kind` label of [`DRIFT_TOTAL`]: scaled up by someone else (a person, a

@@ -30,20 +30,27 @@ fn base(status: StatusCode, cold_start: Duration, body: Body) -> Response {
     res
 }
 
-/// 503 + `Retry-After`, the same for unknown apps, robots and failures.
-pub fn unavailable(retry_after: u64) -> Response {
-    let mut res = base(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Duration::ZERO,
-        Body::from("503 Service Unavailable\n"),
-    );
-    let h = res.headers_mut();
-    h.insert(
+/// An error with a generic body (`503 Service Unavailable`), nothing of the request in it.
+fn error(status: StatusCode) -> Response {
+    let mut res = base(status, Duration::ZERO, Body::from(format!("{status}\n")));
+    res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     res
+}
+
+/// 503 + `Retry-After`, the same for unknown apps, robots and failures.
+pub fn unavailable(retry_after: u64) -> Response {
+    let mut res = error(StatusCode::SERVICE_UNAVAILABLE);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    res
+}
+
+/// A settled app's own 502/503, passed through: the same status, no `Location`.
+pub fn passed_through(status: StatusCode) -> Response {
+    error(status)
 }
 
 /// 503 for a held client whose app did not become ready in time.

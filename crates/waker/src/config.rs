@@ -18,6 +18,7 @@ pub const KEYS: &[&str] = &[
     "waker_ignore_user_agents",
     "waker_ignore_paths",
     "waker_cluster",
+    "waker_max_wakes_per_minute",
 ];
 
 /// User-Agent substrings (case-insensitive) that never wake an app: uptime checkers,
@@ -46,6 +47,14 @@ pub struct WakerConfig {
     /// A target header may name another cluster itself: `<cluster>:<namespace>/<name>`.
     #[serde(default)]
     pub waker_cluster: String,
+    /// Wakes a namespace may start per minute (1..=100000); beyond it a request that would
+    /// start a wake gets the generic 503. Joining a wake in flight is not a new wake.
+    #[serde(default = "default_max_wakes_per_minute")]
+    pub waker_max_wakes_per_minute: usize,
+}
+
+fn default_max_wakes_per_minute() -> usize {
+    30
 }
 
 impl Default for WakerConfig {
@@ -56,6 +65,7 @@ impl Default for WakerConfig {
             waker_ignore_user_agents: DEFAULT_IGNORE_USER_AGENTS.to_owned(),
             waker_ignore_paths: DEFAULT_IGNORE_PATHS.to_owned(),
             waker_cluster: String::new(),
+            waker_max_wakes_per_minute: default_max_wakes_per_minute(),
         }
     }
 }
@@ -95,6 +105,12 @@ impl WakerConfig {
             waker_target_header: header,
             waker_ignore_user_agents: read.string("waker_ignore_user_agents")?,
             waker_ignore_paths: read.string("waker_ignore_paths")?,
+            waker_max_wakes_per_minute: read.int(
+                "waker_max_wakes_per_minute",
+                1,
+                100_000,
+                "an integer from 1 to 100000 (wakes per namespace and minute)",
+            )?,
         })
     }
 

@@ -3,15 +3,27 @@
 //! that got the starting page) never cut it short.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use idle_scaler_core::flight::{Flight, SingleFlight};
-use idle_scaler_core::{Job, Readiness, ReadyState, Target, WakeResult, metrics};
+use idle_scaler_core::{Error, Job, Readiness, ReadyState, Target, WakeResult, metrics};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 /// How long a flight that made its app ready keeps answering "ready".
-const READY_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+const READY_LINGER: Duration = Duration::from_secs(5);
+
+/// How long a failed wake is remembered: the app's requests meanwhile get the generic 503
+/// at once, with no Kubernetes call and no log line (a vanished Deployment would otherwise
+/// cost a read and a warning per request). The generic answer's `Retry-After` says the same.
+pub(crate) const FAILED_WAKE_MEMORY: Duration = Duration::from_secs(30);
+
+/// How long an app must have been ready before a 502/503 the proxy reports is taken as the
+/// app's own answer: by then the proxy routes to it (ingress-nginx syncs its endpoints about
+/// once a second), so redirecting would only send the visitor back here. Below
+/// [`READY_LINGER`], so a flight's requests see the app settle before a new flight starts.
+pub(crate) const READY_SETTLE: Duration = Duration::from_secs(3);
 
 /// How a flight ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +32,10 @@ pub(crate) enum Landing {
     Ready { woke: bool, ready_at: Instant },
     /// Not ready within the timeout.
     TimedOut,
-    /// The wake or the wait failed.
+    /// The wake or the wait failed; remembered for [`FAILED_WAKE_MEMORY`].
     Failed,
+    /// Not started: the namespace's wakes of this minute are used up.
+    Limited,
 }
 
 /// The wake-and-wait flights, one per app.
@@ -30,29 +44,51 @@ pub(crate) struct Flights(SingleFlight<Uuid, Landing>);
 impl Default for Flights {
     fn default() -> Self {
         // A landed flight lingers so the starting page's poll sees "ready" (and the proxy has
-        // time to route to the app); a failure is retried at once.
+        // time to route to the app); a failure is remembered; a timeout is retried at once.
         Self(
             SingleFlight::new(|_, _| Landing::Failed).lingering(|l| match l {
                 Landing::Ready { .. } => READY_LINGER,
-                Landing::TimedOut | Landing::Failed => std::time::Duration::ZERO,
+                Landing::Failed => FAILED_WAKE_MEMORY,
+                Landing::TimedOut | Landing::Limited => Duration::ZERO,
             }),
         )
     }
 }
 
+/// What a new flight needs.
+pub(crate) struct Start {
+    pub target: Target,
+    pub job: Arc<Job>,
+    pub readiness: Arc<dyn Readiness>,
+    pub timeout: Duration,
+}
+
 impl Flights {
-    /// The flight of app `id`, started now when there is none.
+    /// The flight of app `id`: the one in flight (or remembered), else one started now if
+    /// `may_start` allows it. `None`: there was none and `may_start` refused.
     pub fn join(
         &self,
         id: Uuid,
-        target: Target,
-        job: Arc<Job>,
-        readiness: Arc<dyn Readiness>,
-        timeout: std::time::Duration,
-    ) -> Flight<Landing> {
-        self.0.join(id, move |started| async move {
-            fly(id, &target, &job, readiness.as_ref(), started, timeout).await
-        })
+        start: Start,
+        may_start: impl FnOnce() -> bool,
+    ) -> Option<Flight<Landing>> {
+        let mut refused = false;
+        let flight = self.0.join(id, |started| {
+            refused = !may_start();
+            let Start {
+                target,
+                job,
+                readiness,
+                timeout,
+            } = start;
+            async move {
+                if refused {
+                    return Landing::Limited;
+                }
+                fly(id, &target, &job, readiness.as_ref(), started, timeout).await
+            }
+        });
+        (!refused).then_some(flight)
     }
 }
 
@@ -62,13 +98,20 @@ async fn fly(
     job: &Job,
     readiness: &dyn Readiness,
     started: Instant,
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> Landing {
     let deadline = started + timeout;
     let woke = match tokio::time::timeout_at(deadline, job.wake(id)).await {
         Ok(Ok(report)) => report.result == WakeResult::WokeUp,
         Ok(Err(e)) => {
-            warn!(deployment_id = %id, target = %target, error = %idle_scaler_core::error_chain(&e), "waker: wake failed");
+            // The job logs the Kubernetes errors of a wake itself; the store's are ours to tell.
+            let error = idle_scaler_core::error_chain(&e);
+            let memory_s = FAILED_WAKE_MEMORY.as_secs();
+            if matches!(e, Error::Store { .. }) {
+                warn!(deployment_id = %id, target = %target, error = %error, memory_s, "waker: wake failed; the app's requests get 503 for a while");
+            } else {
+                info!(deployment_id = %id, target = %target, error = %error, memory_s, "waker: wake failed; the app's requests get 503 for a while");
+            }
             metrics::wake_on_request("failed");
             return Landing::Failed;
         }
@@ -96,7 +139,8 @@ async fn fly(
             Landing::TimedOut
         }
         Err(e) => {
-            warn!(deployment_id = %id, target = %target, error = %idle_scaler_core::error_chain(&e), "waker: readiness wait failed");
+            warn!(deployment_id = %id, target = %target, error = %idle_scaler_core::error_chain(&e),
+                memory_s = FAILED_WAKE_MEMORY.as_secs(), "waker: readiness wait failed; the app's requests get 503 for a while");
             metrics::wake_on_request("failed");
             Landing::Failed
         }

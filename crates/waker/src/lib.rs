@@ -11,17 +11,23 @@
 //!   `Retry-After`) that reloads itself when the app is ready;
 //! - any other client, held until ready, with `307` to the original URI (method and body
 //!   kept), or `503` + `Retry-After` on timeout;
-//! - robots (configured User-Agent substrings and paths), unknown apps and apps the table
-//!   does not let sleep, with one generic `503` that tells nothing about other apps.
+//! - an app ready for a few seconds whose own answer was the 502/503 (`X-Code`), with that
+//!   status passed through: a redirect would only bring the visitor back here;
+//! - robots (configured User-Agent substrings and paths), unknown apps, apps the table does
+//!   not let sleep, apps whose wake failed lately, wakes beyond the namespace's
+//!   `waker_max_wakes_per_minute` and forged URIs, with one generic `503` that tells nothing
+//!   about other apps.
 //!
-//! Every answer carries the cold start so far in `X-Idle-Scaler-Cold-Start-Ms`. Robots and
-//! unknown apps count per request in the wake-on-request results, wakes once per flight
-//! (all the requests one wake serves).
+//! Every answer carries the cold start so far in `X-Idle-Scaler-Cold-Start-Ms`. Robots,
+//! unknown apps and refused wakes count per request in the wake-on-request results, wakes
+//! once per flight (all the requests one wake serves).
 #![warn(missing_docs)]
 
 mod answer;
 pub mod config;
 mod flight;
+mod limit;
+mod request;
 
 use std::sync::Arc;
 
@@ -30,22 +36,19 @@ use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, Request, header};
 use idle_scaler_core::{
-    Clock, Config, DeploymentRecord, Job, Readiness, Store, Target, metrics, policy,
+    Clock, Config, DeploymentRecord, Job, Readiness, SleepState, Store, Target, metrics, policy,
 };
 use tokio::time::Instant;
 use tracing::debug;
 
 pub use answer::{COLD_START_HEADER, POLL_HEADER, STARTING_HEADER};
 pub use config::WakerConfig;
-use flight::{Flights, Landing};
+use flight::{Flights, Landing, READY_SETTLE, Start};
+use limit::WakeLimit;
 
-/// ingress-nginx's custom-error headers.
-const NAMESPACE_HEADER: &str = "x-namespace";
-const SERVICE_HEADER: &str = "x-service-name";
-const ORIGINAL_URI_HEADER: &str = "x-original-uri";
-
-/// Retry-After of the generic answer: nothing will change soon for an unknown app.
-const GENERIC_RETRY_AFTER: u64 = 30;
+/// Retry-After of the generic answer: nothing will change soon for an unknown app (nor for
+/// one whose wake failed: that is remembered as long).
+const GENERIC_RETRY_AFTER: u64 = flight::FAILED_WAKE_MEMORY.as_secs();
 
 /// The waker: its ports and configuration. Build one, then mount [`Waker::router`].
 pub struct Waker {
@@ -59,6 +62,7 @@ pub struct Waker {
     ignore_user_agents: Vec<String>,
     ignore_paths: Vec<String>,
     flights: Flights,
+    limit: WakeLimit,
 }
 
 impl std::fmt::Debug for Waker {
@@ -98,8 +102,9 @@ impl Waker {
             store,
             readiness,
             clock,
-            config,
             flights: Flights::default(),
+            limit: WakeLimit::new(config.waker_max_wakes_per_minute),
+            config,
         }
     }
 
@@ -111,35 +116,6 @@ impl Waker {
 
     fn job_config(&self) -> &Config {
         self.job.config()
-    }
-
-    /// Which app: ingress-nginx's headers first, then the configured target header
-    /// (`<namespace>/<name>`, or `<cluster>:<namespace>/<name>` for an app of another
-    /// cluster). Bare names are of the waker's cluster (`waker_cluster`).
-    fn target_of(&self, headers: &HeaderMap) -> Option<Target> {
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let own = idle_scaler_core::scheme(self.cluster.as_ref());
-        let (scheme, namespace, name) = match (get(NAMESPACE_HEADER), get(SERVICE_HEADER)) {
-            // Service -> Deployment by name.
-            (Some(ns), Some(svc)) => (own, ns, svc),
-            _ => {
-                let value = get(&self.config.waker_target_header)?;
-                let (scheme, path) = match value.split_once(':') {
-                    Some((cluster, path)) => (format!("k8s@{cluster}"), path),
-                    None => (own, value),
-                };
-                let (namespace, name) = path.split_once('/')?;
-                (scheme, namespace, name)
-            }
-        };
-        // The same rule as the table's provider ids: a malformed name is no app.
-        Target::parse(&format!("{scheme}:{namespace}/{name}")).ok()
     }
 
     fn is_robot(&self, headers: &HeaderMap, path: &str) -> bool {
@@ -156,7 +132,12 @@ impl Waker {
         if self.is_robot(headers, path) {
             return Verdict::Ignored;
         }
-        let Some(target) = self.target_of(headers) else {
+        let target = request::target_of(
+            headers,
+            &self.config.waker_target_header,
+            self.cluster.as_ref(),
+        );
+        let Some(target) = target else {
             return Verdict::Unknown;
         };
         // Another instance's cluster or a protected namespace: says nothing about it.
@@ -179,34 +160,16 @@ impl Waker {
     }
 }
 
-/// The original URI to redirect to: a path on the same host, never another host.
-fn original_uri<B>(req: &Request<B>) -> String {
-    let given = req
-        .headers()
-        .get(ORIGINAL_URI_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            req.uri()
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
-        });
-    if given.starts_with('/') && !given.starts_with("//") && !given.contains('\\') {
-        given
-    } else {
-        "/".to_owned()
-    }
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
+fn generic() -> Response {
+    answer::unavailable(GENERIC_RETRY_AFTER)
 }
 
 async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>) -> Response {
-    let location = original_uri(&req);
+    let Some(location) = request::original_uri(&req) else {
+        // A forged URI: nothing of it may reach a header, and nothing is woken for it.
+        metrics::wake_on_request("ignored");
+        return generic();
+    };
     let path = location.split('?').next().unwrap_or("/").to_owned();
     let headers = req.headers().clone();
     // The body is never read: the client sends it again after the 307.
@@ -214,39 +177,76 @@ async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>)
     let (row, target) = match waker.judge(&headers, &path).await {
         Verdict::Ignored => {
             metrics::wake_on_request("ignored");
-            return answer::unavailable(GENERIC_RETRY_AFTER);
+            return generic();
         }
         Verdict::Unknown => {
             metrics::wake_on_request("unknown");
-            return answer::unavailable(GENERIC_RETRY_AFTER);
+            return generic();
         }
         Verdict::App(row, target) => (row, target),
     };
-    let flight = waker.flights.join(
-        row.id,
-        target.clone(),
-        waker.job.clone(),
-        waker.readiness.clone(),
-        waker.config.timeout(),
-    );
-    let is_poll = headers.contains_key(POLL_HEADER);
-    if is_poll || wants_html(&headers) {
-        // Never held: the page polls. A landed flight answers "ready".
-        let landed = futures::FutureExt::now_or_never(flight.landing.clone());
-        if is_poll {
-            let ready = matches!(landed, Some(Landing::Ready { .. }));
-            return answer::poll(ready, flight.started.elapsed());
-        }
-        debug!(target = %target, "waker: starting page");
-        return answer::starting_page(&target.name, flight.started.elapsed());
-    }
-    match flight.landing.clone().await {
-        Landing::Ready { ready_at, .. } => {
+    let start = Start {
+        target: target.clone(),
+        job: waker.job.clone(),
+        readiness: waker.readiness.clone(),
+        timeout: waker.config.timeout(),
+    };
+    // Only a wake of an app that is not awake counts against its namespace's limit.
+    let may_start = || {
+        row.sleep_state == SleepState::Awake || waker.limit.try_start(&target, waker.clock.now())
+    };
+    let Some(flight) = waker.flights.join(row.id, start, may_start) else {
+        metrics::wake_on_request("limited");
+        return generic();
+    };
+    let polled = headers.contains_key(POLL_HEADER);
+    let browser = polled || request::wants_html(&headers);
+    let landing = if browser {
+        // Never held: the page polls.
+        futures::FutureExt::now_or_never(flight.landing.clone())
+    } else {
+        Some(flight.landing.clone().await)
+    };
+    let cold_start = flight.started.elapsed();
+    match landing {
+        Some(Landing::Ready { woke, ready_at }) => {
+            if let Some(status) =
+                request::proxied_error(&headers).filter(|_| waker.settled(&row, woke, ready_at))
+            {
+                // The app's own error: a redirect would send the visitor straight back here.
+                return answer::passed_through(status);
+            }
+            if polled {
+                return answer::poll(true, cold_start);
+            }
+            if browser {
+                return answer::starting_page(&target.name, cold_start);
+            }
             let res = answer::ready(&location, ready_at - flight.started);
             metrics::waker_overhead(Instant::now().saturating_duration_since(ready_at));
             res
         }
-        Landing::TimedOut => answer::timed_out(flight.started),
-        Landing::Failed => answer::unavailable(5),
+        Some(Landing::Failed | Landing::Limited) => generic(),
+        Some(Landing::TimedOut) if !browser => answer::timed_out(flight.started),
+        _ if polled => answer::poll(false, cold_start),
+        _ => {
+            debug!(target = %target, "waker: starting page");
+            answer::starting_page(&target.name, cold_start)
+        }
+    }
+}
+
+impl Waker {
+    /// Whether the app has been ready for [`READY_SETTLE`]: exactly, when this waker's flight
+    /// woke it; otherwise (it ran already) judged by how long its row has been awake. A row
+    /// turns awake before its app is ready, so an app someone else woke that started slowly
+    /// can be judged settled early: its first error is then passed through, never looped.
+    fn settled(&self, row: &DeploymentRecord, woke: bool, ready_at: Instant) -> bool {
+        if woke {
+            return ready_at.elapsed() >= READY_SETTLE;
+        }
+        let settle = chrono::Duration::from_std(READY_SETTLE).unwrap_or(chrono::Duration::MAX);
+        row.sleep_state == SleepState::Awake
+            && self.clock.now() - row.sleep_state_changed_at >= settle
     }
 }

@@ -34,6 +34,10 @@ fn defaults_and_environment() {
         assert_eq!(c.timeout(), Duration::from_secs(5));
         assert_eq!(c.waker_target_header, "X-App");
         assert_eq!(c.ignore_user_agents(), ["foo", "bar"]);
+        assert_eq!(c.waker_max_wakes_per_minute, 30, "the default");
+        j.set_env("DEPLOY_SCALE_TO_ZERO_WAKER_MAX_WAKES_PER_MINUTE", "100000");
+        let c = WakerConfig::load(None).expect("env");
+        assert_eq!(c.waker_max_wakes_per_minute, 100_000);
         Ok(())
     });
 }
@@ -44,6 +48,8 @@ fn invalid_values_name_the_variable() {
         ("DEPLOY_SCALE_TO_ZERO_WAKER_TIMEOUT_SECONDS", "0"),
         ("DEPLOY_SCALE_TO_ZERO_WAKER_TIMEOUT_SECONDS", "601"),
         ("DEPLOY_SCALE_TO_ZERO_WAKER_TARGET_HEADER", "bad header"),
+        ("DEPLOY_SCALE_TO_ZERO_WAKER_MAX_WAKES_PER_MINUTE", "0"),
+        ("DEPLOY_SCALE_TO_ZERO_WAKER_MAX_WAKES_PER_MINUTE", "100001"),
     ] {
         Jail::expect_with(|j| {
             j.set_env(var, value);

@@ -5,6 +5,7 @@
 mod answers; // what each kind of client and app gets
 mod browser; // headless Chromium over WebDriver through nginx, with screenshots
 mod clusters; // several clusters: the app's cluster is woken and watched
+mod guards; // failed wakes remembered, wakes per namespace limited, errors passed through, forged URIs
 mod real; // nginx in front, a real app process, a raw HTTP client
 mod single_flight; // N visitors, one wake, one scale write
 
@@ -15,7 +16,9 @@ use axum::Router;
 use axum::body::Body;
 use chrono::Utc;
 use http::{Request, Response};
-use idle_scaler_core::{Config, FixedScalerFactory, Job, Readiness, SleepState, SystemClock};
+use idle_scaler_core::{
+    Clock, Config, FixedScalerFactory, Job, Readiness, SleepState, SystemClock,
+};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
@@ -34,6 +37,20 @@ struct World {
 /// `apps/web` asleep on the fake (0 replicas, restore count 2) and in the store, pods that
 /// take `start` to become ready, and a waker over it all.
 async fn world(start: Duration, readiness: Option<Arc<dyn Readiness>>) -> World {
+    let config = WakerConfig {
+        waker_timeout_seconds: 10,
+        ..WakerConfig::default()
+    };
+    world_with(start, readiness, config, Arc::new(SystemClock)).await
+}
+
+/// [`world`] with the waker's configuration and the clock of the job and the waker.
+async fn world_with(
+    start: Duration,
+    readiness: Option<Arc<dyn Readiness>>,
+    config: WakerConfig,
+    clock: Arc<dyn Clock>,
+) -> World {
     let fake = FakeApiServer::start().await;
     fake.create_deployment("apps", "web", 0);
     fake.set_ready_delay(start);
@@ -54,18 +71,14 @@ async fn world(start: Duration, readiness: Option<Arc<dyn Readiness>>) -> World 
             Arc::new(store.clone()),
             Arc::new(FixedScalerFactory(kube.clone())),
         )
-        .clock(Arc::new(SystemClock))
+        .clock(clock.clone())
         .build(),
     );
-    let config = WakerConfig {
-        waker_timeout_seconds: 10,
-        ..WakerConfig::default()
-    };
     let waker = Waker::new(
         job,
         Arc::new(store.clone()),
         readiness.unwrap_or(kube),
-        Arc::new(SystemClock),
+        clock,
         config,
     );
     World {
