@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use idle_scaler_core::flight::{Flight, SingleFlight};
-use idle_scaler_core::{Error, Job, Readiness, ReadyState, Target, WakeResult, metrics};
+use idle_scaler_core::{
+    DeploymentRecord, Error, Job, Readiness, ReadyState, SleepState, Target, WakeResult, metrics,
+};
 use tokio::time::Instant;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -53,6 +56,25 @@ impl Default for Flights {
             }),
         )
     }
+}
+
+/// Whether the app has been ready for [`READY_SETTLE`] at `now` (`wall_now` by the waker's
+/// clock): exactly, when this waker's flight woke it (`woke`, ready at `ready_at`); otherwise
+/// (it ran already) judged by how long its row has been awake. A row turns awake before its
+/// app is ready, so an app someone else woke that started slowly can be judged settled
+/// early: its first error is then passed through, never looped.
+pub(crate) fn settled(
+    row: &DeploymentRecord,
+    woke: bool,
+    ready_at: Instant,
+    now: Instant,
+    wall_now: DateTime<Utc>,
+) -> bool {
+    if woke {
+        return now.saturating_duration_since(ready_at) >= READY_SETTLE;
+    }
+    let settle = TimeDelta::from_std(READY_SETTLE).unwrap_or(TimeDelta::MAX);
+    row.sleep_state == SleepState::Awake && wall_now - row.sleep_state_changed_at >= settle
 }
 
 /// What a new flight needs.
@@ -146,3 +168,6 @@ async fn fly(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

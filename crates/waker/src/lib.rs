@@ -43,7 +43,7 @@ use tracing::debug;
 
 pub use answer::{COLD_START_HEADER, POLL_HEADER, STARTING_HEADER};
 pub use config::WakerConfig;
-use flight::{Flights, Landing, READY_SETTLE, Start};
+use flight::{Flights, Landing, Start};
 use limit::WakeLimit;
 
 /// Retry-After of the generic answer: nothing will change soon for an unknown app (nor for
@@ -210,9 +210,9 @@ async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>)
     let cold_start = flight.started.elapsed();
     match landing {
         Some(Landing::Ready { woke, ready_at }) => {
-            if let Some(status) =
-                request::proxied_error(&headers).filter(|_| waker.settled(&row, woke, ready_at))
-            {
+            if let Some(status) = request::proxied_error(&headers).filter(|_| {
+                flight::settled(&row, woke, ready_at, Instant::now(), waker.clock.now())
+            }) {
                 // The app's own error: a redirect would send the visitor straight back here.
                 return answer::passed_through(status);
             }
@@ -233,20 +233,5 @@ async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>)
             debug!(target = %target, "waker: starting page");
             answer::starting_page(&target.name, cold_start)
         }
-    }
-}
-
-impl Waker {
-    /// Whether the app has been ready for [`READY_SETTLE`]: exactly, when this waker's flight
-    /// woke it; otherwise (it ran already) judged by how long its row has been awake. A row
-    /// turns awake before its app is ready, so an app someone else woke that started slowly
-    /// can be judged settled early: its first error is then passed through, never looped.
-    fn settled(&self, row: &DeploymentRecord, woke: bool, ready_at: Instant) -> bool {
-        if woke {
-            return ready_at.elapsed() >= READY_SETTLE;
-        }
-        let settle = chrono::Duration::from_std(READY_SETTLE).unwrap_or(chrono::Duration::MAX);
-        row.sleep_state == SleepState::Awake
-            && self.clock.now() - row.sleep_state_changed_at >= settle
     }
 }
