@@ -179,6 +179,9 @@ async fn https_and_basic_auth_against_a_real_prometheus_and_a_refused_password_s
         .with_max_level(tracing::Level::TRACE)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test thread may have cached "no interest" for a callsite while this subscriber
+    // was being set: recompute it, or an event can be dropped.
+    tracing::callsite::rebuild_interest_cache();
     let store = MemoryStore::new();
     store
         .insert(NewDeployment::k8s(

@@ -33,7 +33,11 @@ impl Logs {
             .with_ansi(false)
             .with_writer(move || logs.clone())
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Another test thread may have cached "no interest" for a callsite while this
+        // subscriber was being set: recompute it, or an event can be dropped.
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     fn lines(&self) -> Vec<String> {

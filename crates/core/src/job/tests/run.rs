@@ -204,6 +204,9 @@ fn a_job_built_disabled_says_so_once_at_info() {
         })
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have cached "no interest" for a callsite while this
+        // subscriber was being set: recompute it, or the event can be dropped.
+        tracing::callsite::rebuild_interest_cache();
         let job = Job::builder(
             Config::default(),
             Arc::new(MockStore::new()),
@@ -270,6 +273,9 @@ fn priming_without_a_recorder_of_this_metrics_version_warns() {
         })
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have cached "no interest" for a callsite while this
+        // subscriber was being set: recompute it, or the event can be dropped.
+        tracing::callsite::rebuild_interest_cache();
         crate::metrics::prime(); // no recorder: a WARN
         let recorder = DebuggingRecorder::new();
         ::metrics::with_local_recorder(&recorder, crate::metrics::prime); // a recorder: none

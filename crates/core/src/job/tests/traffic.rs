@@ -107,7 +107,12 @@ pub(super) fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, Stri
             move || logs.clone()
         })
         .finish();
-    let (out, snap) = tracing::subscriber::with_default(subscriber, || recorded(f));
+    let (out, snap) = tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have cached "no interest" for a callsite while this
+        // subscriber was being set: recompute it, or the event can be dropped.
+        tracing::callsite::rebuild_interest_cache();
+        recorded(f)
+    });
     (out, snap, logs.text())
 }
 
