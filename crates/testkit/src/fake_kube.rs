@@ -11,17 +11,28 @@
 //! - `resourceVersion`: one store-wide counter, bumped by every effective write; a write
 //!   that changes nothing keeps it; a stale one in a write is 409 `Conflict`;
 //! - `Status` error bodies (404 `NotFound`, 409 `Conflict`/`AlreadyExists`, 422 `Invalid`, ...);
-//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/apps/v1`, `/version`).
+//! - `v1` Services and Pods and `discovery.k8s.io/v1` EndpointSlices: create, get, list and
+//!   watch (one namespace or all, `labelSelector` with `=`, `!=`, `in`, `notin`, existence;
+//!   `fieldSelector` on any field, such as `status.podIP`), replace and patch (a stale
+//!   `resourceVersion` is 409), delete with `uid`/`resourceVersion` preconditions (409);
+//! - apps with an endpoint ([`FakeApiServer::set_app_endpoint`]): once ready, a Pod with
+//!   that address and, per selecting Service, a slice managed by the EndpointSlice
+//!   controller pointing at it; at 0 replicas the Pod goes and the slices empty;
+//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/{apps,discovery.k8s.io}/v1`, `/version`).
 //!
 //! Tests steer it: [`Fault`]s (latency, a status code, a dropped connection, for the next N
 //! matching requests), a latency on every request, a log of every request, and direct
 //! access to the objects ([`FakeApiServer::scale_externally`] is a person or an HPA).
 //! State sits behind a sync mutex: every operation is short and never awaits while locked.
 
+mod apps; // simulated pods and the EndpointSlice controller's slices of ready apps
 mod discovery; // the discovery documents (`/api`, `/apis`, `/version`)
 mod errors; // the apiserver's `Status` failures
+mod object_routes; // requests for Services, EndpointSlices and Pods
 mod patch; // merge patch and JSON patch, as the scale subresource applies them
+mod resources; // Services, EndpointSlices, Pods: the generic store and its preconditions
 mod routes; // paths to objects, and the encoding of answers
+mod selector; // label and field selectors
 mod server; // connections; per request: record it, draw faults, route it
 mod state; // the objects: Deployments, their Scale view, `resourceVersion`
 mod table; // the `Table` kubectl asks for

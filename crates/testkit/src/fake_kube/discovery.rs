@@ -28,19 +28,37 @@ pub(super) fn core_versions(server_address: &str) -> Value {
     })
 }
 
-/// `GET /api/v1`: only namespaces; the fake serves no core objects.
+fn resource(name: &str, kind: &str, namespaced: bool, short: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "singularName": kind.to_lowercase(),
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+        "shortNames": short,
+    })
+}
+
+/// `GET /api/v1`: namespaces, Services and Pods.
 pub(super) fn core_v1() -> Value {
     json!({
         "kind": "APIResourceList",
         "groupVersion": "v1",
-        "resources": [{
-            "name": "namespaces",
-            "singularName": "namespace",
-            "namespaced": false,
-            "kind": "Namespace",
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-            "shortNames": ["ns"],
-        }],
+        "resources": [
+            resource("namespaces", "Namespace", false, &["ns"]),
+            resource("pods", "Pod", true, &["po"]),
+            resource("services", "Service", true, &["svc"]),
+        ],
+    })
+}
+
+/// `GET /apis/discovery.k8s.io/v1`: EndpointSlices.
+pub(super) fn discovery_v1() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "discovery.k8s.io/v1",
+        "resources": [resource("endpointslices", "EndpointSlice", true, &[])],
     })
 }
 
@@ -51,12 +69,12 @@ fn group(name: &str) -> Value {
 
 /// `GET /apis`.
 pub(super) fn groups() -> Value {
-    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps"), group("autoscaling")] })
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps"), group("autoscaling"), group("discovery.k8s.io")] })
 }
 
 /// `GET /apis/{group}`.
 pub(super) fn group_doc(name: &str) -> Option<Value> {
-    matches!(name, "apps" | "autoscaling").then(|| {
+    matches!(name, "apps" | "autoscaling" | "discovery.k8s.io").then(|| {
         let mut g = group(name);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");

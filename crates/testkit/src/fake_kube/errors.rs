@@ -53,37 +53,64 @@ pub(super) fn reason_for(code: u16) -> &'static str {
     }
 }
 
-pub(super) fn deployment_details(name: &str) -> Value {
-    json!({ "name": name, "group": "apps", "kind": "deployments" })
+/// `plural.group` as messages name a resource (`endpointslices.discovery.k8s.io`, `services`).
+fn qualified(plural: &str, group: &str) -> String {
+    if group.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}.{group}")
+    }
+}
+
+fn details(plural: &str, group: &str, name: &str) -> Value {
+    json!({ "name": name, "group": group, "kind": plural })
 }
 
 pub(super) fn not_found(name: &str) -> ApiError {
+    not_found_in("deployments", "apps", name)
+}
+
+pub(super) fn not_found_in(plural: &str, group: &str, name: &str) -> ApiError {
     status(
         404,
         "NotFound",
-        format!("deployments.apps \"{name}\" not found"),
-        deployment_details(name),
+        format!("{} \"{name}\" not found", qualified(plural, group)),
+        details(plural, group, name),
     )
 }
 
 pub(super) fn conflict(name: &str) -> ApiError {
+    conflict_in(
+        "deployments",
+        "apps",
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+/// 409 `Conflict` for a write or delete whose precondition (`why`) failed.
+pub(super) fn conflict_in(plural: &str, group: &str, name: &str, why: &str) -> ApiError {
     status(
         409,
         "Conflict",
         format!(
-            "Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been \
-             modified; please apply your changes to the latest version and try again"
+            "Operation cannot be fulfilled on {} \"{name}\": {why}",
+            qualified(plural, group)
         ),
-        deployment_details(name),
+        details(plural, group, name),
     )
 }
 
 pub(super) fn already_exists(name: &str) -> ApiError {
+    already_exists_in("deployments", "apps", name)
+}
+
+pub(super) fn already_exists_in(plural: &str, group: &str, name: &str) -> ApiError {
     status(
         409,
         "AlreadyExists",
-        format!("deployments.apps \"{name}\" already exists"),
-        deployment_details(name),
+        format!("{} \"{name}\" already exists", qualified(plural, group)),
+        details(plural, group, name),
     )
 }
 

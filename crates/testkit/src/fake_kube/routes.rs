@@ -7,10 +7,11 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::errors::{self, ApiError};
+use super::resources::{ENDPOINT_SLICES, PODS, Resource, SERVICES};
 use super::server::Body;
-use super::{RecordedRequest, Shared, discovery, patch, table, watch};
+use super::{RecordedRequest, Shared, discovery, object_routes, patch, table, watch};
 
-fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+pub(super) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
     *res.status_mut() = code;
     res.headers_mut().insert(
@@ -27,14 +28,14 @@ pub(super) fn error_response(e: &ApiError) -> Response<Body> {
     )
 }
 
-fn ok(result: Result<Value, ApiError>) -> Response<Body> {
+pub(super) fn ok(result: Result<Value, ApiError>) -> Response<Body> {
     match result {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
     }
 }
 
-fn path_not_found() -> Response<Body> {
+pub(super) fn path_not_found() -> Response<Body> {
     error_response(&errors::status(
         404,
         "NotFound",
@@ -43,7 +44,7 @@ fn path_not_found() -> Response<Body> {
     ))
 }
 
-fn method_not_allowed(method: &Method) -> Response<Body> {
+pub(super) fn method_not_allowed(method: &Method) -> Response<Body> {
     error_response(&errors::status(
         405,
         "MethodNotAllowed",
@@ -52,13 +53,13 @@ fn method_not_allowed(method: &Method) -> Response<Body> {
     ))
 }
 
-fn wants_table(req: &RecordedRequest) -> bool {
+pub(super) fn wants_table(req: &RecordedRequest) -> bool {
     req.accept
         .as_deref()
         .is_some_and(|a| a.contains("as=Table"))
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| errors::bad_request(format!("the body of the request is not valid JSON: {e}")))
 }
@@ -83,9 +84,12 @@ pub(super) fn route(
         ["apis", "autoscaling", "v1"] if get => {
             json_response(StatusCode::OK, &discovery::autoscaling_v1())
         }
+        ["apis", "discovery.k8s.io", "v1"] if get => {
+            json_response(StatusCode::OK, &discovery::discovery_v1())
+        }
         ["apis", "apps", "v1", "deployments"] if get => list(shared, None, req),
         ["apis", "apps", "v1", "namespaces", ns, "deployments"] => match *method {
-            Method::GET if watch::is_watch(req) => watch::watch(shared, ns, req),
+            Method::GET if watch::is_watch(req) => watch_deployments(shared, ns, req),
             Method::GET => list(shared, Some(ns), req),
             Method::POST => {
                 let result = parse_json(body).and_then(|d| shared.lock().objects.create(ns, d));
@@ -134,8 +138,90 @@ pub(super) fn route(
             )),
             _ => method_not_allowed(method),
         },
+        ["api", "v1", plural] => {
+            object_routes::route(shared, method, core(plural), None, None, req, body)
+        }
+        ["api", "v1", "namespaces", ns, plural] => {
+            object_routes::route(shared, method, core(plural), Some(ns), None, req, body)
+        }
+        ["api", "v1", "namespaces", ns, plural, name] => object_routes::route(
+            shared,
+            method,
+            core(plural),
+            Some(ns),
+            Some(name),
+            req,
+            body,
+        ),
+        ["apis", "discovery.k8s.io", "v1", "endpointslices"] => {
+            object_routes::route(shared, method, Some(ENDPOINT_SLICES), None, None, req, body)
+        }
+        [
+            "apis",
+            "discovery.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "endpointslices",
+        ] => object_routes::route(
+            shared,
+            method,
+            Some(ENDPOINT_SLICES),
+            Some(ns),
+            None,
+            req,
+            body,
+        ),
+        [
+            "apis",
+            "discovery.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "endpointslices",
+            name,
+        ] => {
+            let res = Some(ENDPOINT_SLICES);
+            object_routes::route(shared, method, res, Some(ns), Some(name), req, body)
+        }
         _ => path_not_found(),
     }
+}
+
+fn core(plural: &str) -> Option<Resource> {
+    [SERVICES, PODS].into_iter().find(|r| r.plural == plural)
+}
+
+/// Items in a list carry no kind/apiVersion, like the apiserver's.
+pub(super) fn bare_items(items: Vec<&Value>) -> Vec<Value> {
+    items
+        .into_iter()
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            v
+        })
+        .collect()
+}
+
+fn watch_deployments(shared: &Shared, ns: &str, req: &RecordedRequest) -> Response<Body> {
+    let name = match watch::name_selector(req) {
+        Ok(n) => n,
+        Err(msg) => return error_response(&errors::bad_request(msg)),
+    };
+    let target = watch::Target {
+        resource: "deployments",
+        kind: "Deployment",
+        api_version: "apps/v1".to_owned(),
+        namespace: Some(ns.to_owned()),
+    };
+    let selected = move |d: &Value| name.as_deref().is_none_or(|n| d["metadata"]["name"] == n);
+    watch::watch(shared, target, req, selected, |o| {
+        o.list(Some(ns)).into_iter().cloned().collect()
+    })
 }
 
 fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Body> {
@@ -150,18 +236,7 @@ fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Bo
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::deployment_table(&items, &rv));
     }
-    // Items in a list carry no kind/apiVersion, like the apiserver's.
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|d| {
-            let mut d = d.clone();
-            if let Some(m) = d.as_object_mut() {
-                m.remove("kind");
-                m.remove("apiVersion");
-            }
-            d
-        })
-        .collect();
+    let items = bare_items(items);
     json_response(
         StatusCode::OK,
         &serde_json::json!({
@@ -182,6 +257,21 @@ fn patch_scale(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Value, ApiError> {
+    let mut st = shared.lock();
+    let mut scale = st.objects.scale(ns, name)?;
+    let details = serde_json::json!({ "name": name, "group": "autoscaling", "kind": "Scale" });
+    apply_patch(&mut scale, content_type, body, details)?;
+    st.objects.write_scale(ns, name, &scale)
+}
+
+/// Applies a patch body in the format its content type names (strategic merge patch as a
+/// merge patch: lists are replaced whole); `details` go into a 422.
+pub(super) fn apply_patch(
+    target: &mut Value,
+    content_type: Option<&str>,
+    body: &[u8],
+    details: Value,
+) -> Result<(), ApiError> {
     let media = content_type
         .unwrap_or("")
         .split(';')
@@ -189,39 +279,27 @@ fn patch_scale(
         .unwrap_or("")
         .trim();
     let patch = parse_json(body)?;
-    let mut st = shared.lock();
-    let mut scale = st.objects.scale(ns, name)?;
     match media {
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            patch::merge(&mut scale, &patch);
+            patch::merge(target, &patch);
+            Ok(())
         }
-        "application/json-patch+json" => patch::json_patch(&mut scale, &patch).map_err(|msg| {
-            errors::status(
-                422,
-                "Invalid",
-                msg,
-                serde_json::json!({ "name": name, "group": "autoscaling", "kind": "Scale" }),
-            )
-        })?,
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            return Err(errors::status(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not implemented by the fake API server",
-                Value::Null,
-            ));
-        }
-        other => {
-            return Err(errors::status(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format ({other:?}) - accepted media types include: \
-                     application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
-                ),
-                Value::Null,
-            ));
-        }
+        "application/json-patch+json" => patch::json_patch(target, &patch)
+            .map_err(|msg| errors::status(422, "Invalid", msg, details)),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(errors::status(
+            415,
+            "UnsupportedMediaType",
+            "server-side apply is not implemented by the fake API server",
+            Value::Null,
+        )),
+        other => Err(errors::status(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({other:?}) - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+            ),
+            Value::Null,
+        )),
     }
-    st.objects.write_scale(ns, name, &scale)
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::errors::{ApiError, already_exists, bad_request, conflict, invalid, not_found, status};
+use super::errors::{ApiError, already_exists, bad_request, conflict, invalid, not_found};
 
 fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -46,8 +46,8 @@ fn sync_status(d: &mut Value, ready: bool) {
     d["status"] = status;
 }
 
-/// A watch event as the fake broadcasts it: namespace, name, type, object.
-pub(super) type Event = (String, String, &'static str, Value);
+/// A watch event as the fake broadcasts it: resource (plural), namespace, name, type, object.
+pub(super) type Event = (&'static str, String, String, &'static str, Value);
 
 /// A spec write whose pods start (or stop) outside the write: namespace, name, the
 /// generation written (a later spec write makes a pending readiness moot) and whether
@@ -58,12 +58,16 @@ pub(super) type PendingReady = (String, String, i64, bool);
 #[derive(Debug, Default)]
 pub(super) struct Objects {
     deployments: BTreeMap<(String, String), Value>,
-    /// Namespaces that ever held a Deployment (beyond the built-in ones): kubectl asks for
+    /// Services, EndpointSlices and Pods by resource (plural), namespace and name.
+    pub(super) others: BTreeMap<(&'static str, String, String), Value>,
+    /// Where each Deployment's simulated pod serves (`set_app_endpoint`).
+    pub(super) app_endpoints: BTreeMap<(String, String), std::net::SocketAddr>,
+    /// Namespaces that ever held an object (beyond the built-in ones): kubectl asks for
     /// the namespace after a 404 to tell "no such object" from "no such namespace".
-    namespaces: BTreeSet<String>,
+    pub(super) namespaces: BTreeSet<String>,
     /// Like etcd's revision: one counter for the whole store, bumped by every effective write.
-    revision: u64,
-    uids: u64,
+    pub(super) revision: u64,
+    pub(super) uids: u64,
     /// Where watch events go (none before the server starts).
     pub events: Option<tokio::sync::broadcast::Sender<Event>>,
     /// How long new pods take to become ready after a scale-up (zero: at once).
@@ -73,7 +77,7 @@ pub(super) struct Objects {
 }
 
 impl Objects {
-    fn next_revision(&mut self) -> String {
+    pub(super) fn next_revision(&mut self) -> String {
         self.revision += 1;
         self.revision.to_string()
     }
@@ -83,13 +87,21 @@ impl Objects {
         self.revision.to_string()
     }
 
-    fn emit(&self, kind: &'static str, d: &Value) {
+    pub(super) fn emit_as(&self, resource: &'static str, kind: &'static str, v: &Value) {
         if let Some(tx) = &self.events {
-            let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
-            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = v["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = v["metadata"]["name"].as_str().unwrap_or_default();
             // No receiver is fine: nobody watches.
-            let _ = tx.send((ns.to_owned(), name.to_owned(), kind, d.clone()));
+            let _ = tx.send((resource, ns.to_owned(), name.to_owned(), kind, v.clone()));
         }
+    }
+
+    /// Every Deployment change also moves its simulated pod and endpoints.
+    fn emit(&mut self, kind: &'static str, d: &Value) {
+        self.emit_as("deployments", kind, d);
+        let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        self.sync_app(ns, name);
     }
 
     /// Whether the Deployment is still at `generation` with replicas above 0.
@@ -200,13 +212,13 @@ impl Objects {
                 ),
             ));
         }
-        self.uids += 1;
+        let uid = self.next_uid();
         let rv = self.next_revision();
         d["apiVersion"] = json!("apps/v1");
         d["kind"] = json!("Deployment");
         let meta = &mut d["metadata"];
         meta["namespace"] = json!(ns);
-        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012x}", self.uids));
+        meta["uid"] = json!(uid);
         meta["resourceVersion"] = json!(rv);
         meta["generation"] = json!(1);
         meta["creationTimestamp"] = json!(timestamp(Utc::now()));
@@ -215,26 +227,6 @@ impl Objects {
         self.deployments.insert(Self::key(ns, &name), d.clone());
         self.emit("ADDED", &d);
         Ok(d)
-    }
-
-    /// A `v1` Namespace: the built-in ones and every namespace a Deployment was created in.
-    pub fn namespace(&self, name: &str) -> Result<Value, ApiError> {
-        const BUILT_IN: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-        if !BUILT_IN.contains(&name) && !self.namespaces.contains(name) {
-            return Err(status(
-                404,
-                "NotFound",
-                format!("namespaces \"{name}\" not found"),
-                json!({ "name": name, "kind": "namespaces" }),
-            ));
-        }
-        Ok(json!({
-            "kind": "Namespace",
-            "apiVersion": "v1",
-            "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } },
-            "spec": { "finalizers": ["kubernetes"] },
-            "status": { "phase": "Active" },
-        }))
     }
 
     pub fn get(&self, ns: &str, name: &str) -> Result<&Value, ApiError> {

@@ -1,4 +1,4 @@
-//! Watches of Deployments: `?watch=true` answers a chunked stream of JSON watch events, one
+//! Watches: `?watch=true` answers a chunked stream of JSON watch events, one
 //! a line, from the `resourceVersion` asked for; `fieldSelector=metadata.name=<name>`
 //! narrows a list or a watch to one object, as the readiness wait asks.
 
@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::server::Body;
-use super::state::Event;
+use super::state::{Event, Objects};
 use super::{RecordedRequest, Shared};
 
 /// How long a watch lasts when the client names no `timeoutSeconds`.
 const DEFAULT_WATCH: Duration = Duration::from_secs(300);
 
 /// Percent-decodes a query value (`+` is a space, as in a form).
-fn decode(v: &str) -> String {
+pub(super) fn decode(v: &str) -> String {
     let bytes = v.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -70,24 +70,33 @@ pub(super) fn is_watch(req: &RecordedRequest) -> bool {
         .is_some_and(|v| v == "true" || v == "1")
 }
 
-fn line(kind: &str, object: &Value) -> Bytes {
+/// What a watch follows: one resource, in one namespace or all.
+pub(super) struct Target {
+    pub resource: &'static str,
+    pub kind: &'static str,
+    pub api_version: String,
+    pub namespace: Option<String>,
+}
+
+fn line(target: &Target, kind: &str, object: &Value) -> Bytes {
     let mut object = object.clone();
-    object["kind"] = json!("Deployment");
-    object["apiVersion"] = json!("apps/v1");
+    object["kind"] = json!(target.kind);
+    object["apiVersion"] = json!(target.api_version);
     let mut s = json!({ "type": kind, "object": object }).to_string();
     s.push('\n');
     Bytes::from(s)
 }
 
-/// The watch answer: first the object's current state when it is newer than the version
-/// asked for (the events a real apiserver would replay), then every later event.
-pub(super) fn watch(shared: &Shared, ns: &str, req: &RecordedRequest) -> Response<Body> {
-    let name = match name_selector(req) {
-        Ok(n) => n,
-        Err(msg) => {
-            return super::routes::error_response(&super::errors::bad_request(msg));
-        }
-    };
+/// The watch answer: first the current state of the selected objects newer than the
+/// version asked for (the events a real apiserver would replay), then every later event.
+/// `selected` filters by selectors; `current` lists the objects under the store's lock.
+pub(super) fn watch(
+    shared: &Shared,
+    target: Target,
+    req: &RecordedRequest,
+    selected: impl Fn(&Value) -> bool + Send + Sync + 'static,
+    current: impl FnOnce(&Objects) -> Vec<Value>,
+) -> Response<Body> {
     let since: u64 = req
         .query_param("resourceVersion")
         .and_then(|v| v.parse().ok())
@@ -104,26 +113,25 @@ pub(super) fn watch(shared: &Shared, ns: &str, req: &RecordedRequest) -> Respons
             ));
         };
         let rx = tx.subscribe();
-        let replay: Vec<Bytes> = st
-            .objects
-            .list(Some(ns))
-            .into_iter()
-            .filter(|d| name.as_deref().is_none_or(|n| d["metadata"]["name"] == n))
-            .filter(|d| {
-                d["metadata"]["resourceVersion"]
+        let replay: Vec<Bytes> = current(&st.objects)
+            .iter()
+            .filter(|v| selected(v))
+            .filter(|v| {
+                v["metadata"]["resourceVersion"]
                     .as_str()
                     .and_then(|v| v.parse::<u64>().ok())
                     .is_some_and(|v| v > since)
             })
-            .map(|d| line(if since == 0 { "ADDED" } else { "MODIFIED" }, d))
+            .map(|v| line(&target, if since == 0 { "ADDED" } else { "MODIFIED" }, v))
             .collect();
         (rx, replay)
     };
     let deadline = tokio::time::Instant::now() + lasts;
-    let ns = ns.to_owned();
+    let target = std::sync::Arc::new(target);
+    let selected = std::sync::Arc::new(selected);
     let replayed = futures::stream::iter(replay.into_iter().map(|b| Ok(Frame::data(b))));
     let live = futures::stream::unfold(rx, move |mut rx| {
-        let (ns, name) = (ns.clone(), name.clone());
+        let (target, selected) = (target.clone(), selected.clone());
         async move {
             loop {
                 let event: Event = match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -133,9 +141,13 @@ pub(super) fn watch(shared: &Shared, ns: &str, req: &RecordedRequest) -> Respons
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => return None,
                     Ok(Ok(e)) => e,
                 };
-                let (e_ns, e_name, kind, object) = event;
-                if e_ns == ns && name.as_deref().is_none_or(|n| n == e_name) {
-                    return Some((Ok::<_, Infallible>(Frame::data(line(kind, &object))), rx));
+                let (resource, e_ns, _, kind, object) = event;
+                if resource == target.resource
+                    && target.namespace.as_ref().is_none_or(|ns| *ns == e_ns)
+                    && selected(&object)
+                {
+                    let frame = Frame::data(line(&target, kind, &object));
+                    return Some((Ok::<_, Infallible>(frame), rx));
                 }
             }
         }

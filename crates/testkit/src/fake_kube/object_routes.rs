@@ -1,0 +1,131 @@
+//! Requests for Services, EndpointSlices and Pods: list and watch (one namespace or all,
+//! `labelSelector`, `fieldSelector`), create, get, replace, patch, delete.
+
+use http::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::errors::{self, ApiError};
+use super::resources::Resource;
+use super::routes::{
+    apply_patch, bare_items, error_response, json_response, method_not_allowed, ok, parse_json,
+    path_not_found, wants_table,
+};
+use super::selector::{Fields, Labels};
+use super::server::Body;
+use super::{RecordedRequest, Shared, table, watch};
+
+/// The request's label and field selectors as one filter.
+fn selectors(req: &RecordedRequest) -> Result<impl Fn(&Value) -> bool + use<>, ApiError> {
+    let param = |name| watch::decode(&req.query_param(name).unwrap_or_default());
+    let labels = Labels::parse(&param("labelSelector")).map_err(errors::bad_request)?;
+    let fields = Fields::parse(&param("fieldSelector")).map_err(errors::bad_request)?;
+    Ok(move |v: &Value| labels.matches(v) && fields.matches(v))
+}
+
+pub(super) fn route(
+    shared: &Shared,
+    method: &Method,
+    res: Option<Resource>,
+    ns: Option<&str>,
+    name: Option<&str>,
+    req: &RecordedRequest,
+    body: &[u8],
+) -> Response<Body> {
+    let Some(res) = res else {
+        return path_not_found();
+    };
+    match (method.clone(), ns, name) {
+        (Method::GET, _, None) => match selectors(req) {
+            Err(e) => error_response(&e),
+            Ok(selected) if watch::is_watch(req) => {
+                let target = watch::Target {
+                    resource: res.plural,
+                    kind: res.kind,
+                    api_version: res.api_version(),
+                    namespace: ns.map(str::to_owned),
+                };
+                watch::watch(shared, target, req, selected, |o| {
+                    o.list_obj(res, ns).into_iter().cloned().collect()
+                })
+            }
+            Ok(selected) => list(shared, res, ns, req, selected),
+        },
+        (Method::POST, Some(ns), None) => {
+            match parse_json(body).and_then(|v| shared.lock().objects.create_obj(res, ns, v)) {
+                Ok(v) => json_response(StatusCode::CREATED, &v),
+                Err(e) => error_response(&e),
+            }
+        }
+        (Method::GET, Some(ns), Some(name)) => {
+            let st = shared.lock();
+            match st.objects.get_obj(res, ns, name) {
+                Ok(v) if wants_table(req) => json_response(
+                    StatusCode::OK,
+                    &table::object_table(res, &[v], &st.objects.revision()),
+                ),
+                Ok(v) => json_response(StatusCode::OK, v),
+                Err(e) => error_response(&e),
+            }
+        }
+        (Method::PUT, Some(ns), Some(name)) => {
+            ok(parse_json(body).and_then(|v| shared.lock().objects.replace_obj(res, ns, name, v)))
+        }
+        (Method::PATCH, Some(ns), Some(name)) => ok(patch(shared, res, ns, name, req, body)),
+        (Method::DELETE, Some(ns), Some(name)) => {
+            let options = if body.is_empty() {
+                Ok(Value::Null)
+            } else {
+                parse_json(body)
+            };
+            ok(options.and_then(|o| shared.lock().objects.delete_obj(res, ns, name, &o)))
+        }
+        _ => method_not_allowed(method),
+    }
+}
+
+/// Applied to the current object under the lock, then written like a PUT: a
+/// `resourceVersion` in the patch is a precondition.
+fn patch(
+    shared: &Shared,
+    res: Resource,
+    ns: &str,
+    name: &str,
+    req: &RecordedRequest,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let mut st = shared.lock();
+    let mut v = st.objects.get_obj(res, ns, name)?.clone();
+    let details = json!({ "name": name, "group": res.group, "kind": res.plural });
+    apply_patch(&mut v, req.content_type.as_deref(), body, details)?;
+    st.objects.replace_obj(res, ns, name, v)
+}
+
+fn list(
+    shared: &Shared,
+    res: Resource,
+    ns: Option<&str>,
+    req: &RecordedRequest,
+    selected: impl Fn(&Value) -> bool,
+) -> Response<Body> {
+    let st = shared.lock();
+    let items: Vec<&Value> = st
+        .objects
+        .list_obj(res, ns)
+        .into_iter()
+        .filter(|v| selected(v))
+        .collect();
+    let rv = st.objects.revision();
+    if wants_table(req) {
+        return json_response(StatusCode::OK, &table::object_table(res, &items, &rv));
+    }
+    let items = bare_items(items);
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": { "resourceVersion": rv },
+            "items": items,
+        }),
+    )
+}
