@@ -11,7 +11,8 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
-    Api, DeleteParams, ListParams, PostParams, Preconditions, WatchEvent, WatchParams,
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -106,6 +107,37 @@ async fn endpoint_slice_writes_honour_resource_version_and_uid_preconditions() {
     assert_eq!(api_error(stale), (409, "Conflict".to_owned()));
     let now = api.get("idle-scaler-web").await.expect("get");
     assert_eq!(now.endpoints[0].addresses, ["10.0.0.10"]);
+
+    // A merge patch carrying a stale version is refused too; a current one applies.
+    let patch = |rv: &str, ip: &str| {
+        Patch::Merge(serde_json::json!({
+            "metadata": { "resourceVersion": rv },
+            "endpoints": [{ "addresses": [ip] }],
+        }))
+    };
+    let pp2 = PatchParams::default();
+    let stale = api
+        .patch("idle-scaler-web", &pp2, &patch(&rv1, "10.0.0.12"))
+        .await;
+    assert_eq!(api_error(stale), (409, "Conflict".to_owned()));
+    let patched = api
+        .patch("idle-scaler-web", &pp2, &patch(&rv2, "10.0.0.10"))
+        .await
+        .expect("patch");
+    assert_eq!(
+        patched, updated,
+        "a patch that changes nothing keeps the version"
+    );
+    let patched = api
+        .patch("idle-scaler-web", &pp2, &patch(&rv2, "10.0.0.13"))
+        .await
+        .expect("patch");
+    assert_eq!(patched.endpoints[0].addresses, ["10.0.0.13"]);
+    let rv2 = patched
+        .metadata
+        .resource_version
+        .clone()
+        .expect("a resourceVersion");
 
     // Delete preconditions: a wrong uid or a stale version deletes nothing.
     let with = |uid: &str, rv: Option<&str>| DeleteParams {
@@ -455,4 +487,12 @@ async fn a_ready_app_publishes_a_controller_slice_that_reaches_it() {
         pods.list(&by_ip).await.expect("list").items.is_empty(),
         "the pod is gone at 0"
     );
+
+    // The controller's slice is owned by its Service: deleting the Service deletes it.
+    let services: Api<Service> = Api::namespaced(client(&fake), "apps");
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert!(slices_until(&slices, "web", |_| true).await.is_empty());
 }

@@ -85,6 +85,7 @@ impl Objects {
             });
             Some(self.put(PODS, ns, &pod_name, pod))
         } else {
+            // NotFound is fine: the pod is already gone.
             let _ = self.delete_obj(PODS, ns, &pod_name, &Value::Null);
             None
         };
@@ -151,6 +152,35 @@ impl Objects {
                 "ports": ports,
             });
             self.put(ENDPOINT_SLICES, ns, &slice_name, slice);
+        }
+    }
+
+    /// Deletes the objects of `ns` whose `ownerReferences` name `owner_uid`.
+    pub(super) fn delete_owned(&mut self, ns: &str, owner_uid: &str) {
+        let owned: Vec<(Resource, String)> = [ENDPOINT_SLICES, PODS]
+            .into_iter()
+            .flat_map(|res| {
+                self.list_obj(res, Some(ns))
+                    .into_iter()
+                    .filter(|v| {
+                        v["metadata"]["ownerReferences"]
+                            .as_array()
+                            .is_some_and(|o| o.iter().any(|r| r["uid"] == owner_uid))
+                    })
+                    .map(move |v| {
+                        (
+                            res,
+                            v["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (res, name) in owned {
+            let _ = self.delete_obj(res, ns, &name, &Value::Null);
         }
     }
 

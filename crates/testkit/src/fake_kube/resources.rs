@@ -226,14 +226,17 @@ impl Objects {
         if rv_of(&v).is_some_and(|rv| Some(rv) != rv_of(&current)) {
             return Err(res.conflict(name, MODIFIED));
         }
-        if v["metadata"]["uid"]
-            .as_str()
-            .is_some_and(|u| Some(u) != current["metadata"]["uid"].as_str())
+        let (want, have) = (
+            v["metadata"]["uid"].as_str(),
+            current["metadata"]["uid"].as_str(),
+        );
+        if let (Some(want), Some(have)) = (want, have)
+            && want != have
         {
-            return Err(res.conflict(
-                name,
-                "Precondition failed: UID in precondition does not match the object",
-            ));
+            let why = format!(
+                "Precondition failed: UID in precondition: {want}, UID in object meta: {have}"
+            );
+            return Err(res.conflict(name, &why));
         }
         validate(res, name, &v)?;
         v["apiVersion"] = json!(res.api_version());
@@ -283,6 +286,10 @@ impl Objects {
         let mut gone = self.others.remove(&key(res, ns, name)).unwrap_or_default();
         gone["metadata"]["resourceVersion"] = json!(self.next_revision());
         self.emit_as(res.plural, "DELETED", &gone);
+        // The garbage collector: what the object owned goes with it.
+        if let Some(uid) = gone["metadata"]["uid"].as_str() {
+            self.delete_owned(ns, uid);
+        }
         self.after_write(res, ns);
         Ok(json!({
             "kind": "Status",
