@@ -307,3 +307,6 @@ impl Objects {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
