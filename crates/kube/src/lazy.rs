@@ -34,7 +34,7 @@ impl std::fmt::Debug for LazyScalerFactory {
 }
 
 impl LazyScalerFactory {
-    /// A source that builds with `build` until it succeeds once.
+    /// A factory that builds with `build` until it succeeds once.
     pub fn new(build: BuildScaler) -> Self {
         Self {
             build,
@@ -42,12 +42,12 @@ impl LazyScalerFactory {
         }
     }
 
-    /// A source that infers the configuration ([`KubeScaler::infer`]).
+    /// A factory that infers the configuration ([`KubeScaler::infer`]).
     pub fn infer(timeout: Duration) -> Self {
         Self::new(Box::new(move || Box::pin(KubeScaler::infer(timeout))))
     }
 
-    /// A source for the named `cluster` ([`KubeScaler::from_kubeconfig`]).
+    /// A factory for the named `cluster` ([`KubeScaler::from_kubeconfig`]).
     pub fn for_cluster(
         cluster: &ClusterName,
         settings: &idle_scaler_core::ClusterConfig,
@@ -68,7 +68,7 @@ impl LazyScalerFactory {
         }))
     }
 
-    /// A source for an explicit API server URL ([`KubeScaler::from_url`]).
+    /// A factory for an explicit API server URL ([`KubeScaler::from_url`]).
     pub fn from_url(url: impl Into<String>, timeout: Duration) -> Self {
         let url: String = url.into();
         Self::new(Box::new(move || {

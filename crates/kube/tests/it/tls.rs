@@ -256,7 +256,7 @@ async fn a_client_certificate_from_an_exec_plugin_passes_mutual_tls() {
     );
 }
 
-/// A source over `file` as a named cluster, and the target it serves.
+/// A factory over `file` as a named cluster, and the target it serves.
 fn cluster_source(file: &Path) -> (LazyScalerFactory, idle_scaler_core::Target) {
     let cluster = ClusterName::new("east").expect("a cluster name");
     let settings = ClusterConfig {
