@@ -18,6 +18,9 @@
 //! Deployment (`list` and `watch` on `deployments`, narrowed to it by name) until a replica
 //! of its current generation is ready.
 //!
+//! [`parking`] plans which Services of a slept Deployment point at the waker, and the
+//! EndpointSlices that do it (pure: no request).
+//!
 //! [`LazyScalerFactory`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 //!
@@ -30,6 +33,7 @@ pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log
 mod clusters;
 mod exec;
 mod lazy;
+pub mod parking; // which Services a sleep parks at the waker, and their slices (pure)
 mod readiness;
 
 pub use clusters::KubeClusters;
