@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 pub use addresses::{AddressError, Family, WakerAddresses};
-pub use slice::{AddressFamily, is_ours, slice_name};
+pub use slice::{AddressFamily, deployment_label, is_ours, slice_name};
 
 /// At most this many ports of a Service are parked: the parking listener serves port + 0..7.
 pub const MAX_PORTS: u16 = 8;

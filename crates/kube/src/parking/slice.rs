@@ -35,23 +35,37 @@ impl AddressFamily {
 }
 
 /// The name of the parked slice of `service` for `family`: `idle-scaler-<service>`, `-v6`
-/// for IPv6. A name that would pass 63 characters keeps a prefix of the Service's name plus
-/// a hash of all of it, so it stays unique and the same in every run and version.
+/// for IPv6, kept within 63 characters (see [`fit`]).
 pub fn slice_name(service: &str, family: AddressFamily) -> String {
     let suffix = match family {
         AddressFamily::V4 => "",
         AddressFamily::V6 => "-v6",
     };
-    let full = format!("{PREFIX}{service}{suffix}");
+    fit(PREFIX, service, suffix)
+}
+
+/// The `idle-scaler.dev/deployment` label's value: the Deployment's name, kept within the
+/// 63 characters of a label value (a Deployment's name may have up to 253).
+pub fn deployment_label(deployment: &str) -> String {
+    fit("", deployment, "")
+}
+
+/// `prefix + name + suffix`, or when that passes 63 characters, a prefix of `name` plus a
+/// hash of all of it, so the result stays unique and the same in every run and version.
+fn fit(prefix: &str, name: &str, suffix: &str) -> String {
+    let full = format!("{prefix}{name}{suffix}");
     if full.len() <= NAME_MAX {
         return full;
     }
-    let hash = format!("{:08x}", fnv1a32(service.as_bytes()));
-    let room = NAME_MAX - PREFIX.len() - 1 - hash.len() - suffix.len();
-    // Service names are ASCII (DNS-1035), so any byte index is a char boundary; a trailing
-    // hyphen is dropped so the name never holds `--` before the hash.
-    let head = service.get(..room).unwrap_or(service).trim_end_matches('-');
-    format!("{PREFIX}{head}-{hash}{suffix}")
+    let hash = format!("{:08x}", fnv1a32(name.as_bytes()));
+    let room = NAME_MAX - prefix.len() - 1 - hash.len() - suffix.len();
+    // Kubernetes names are ASCII, so a byte index is a char boundary (`get` guards the
+    // rest); hyphens and dots are dropped so the hash follows an alphanumeric.
+    let head = name
+        .get(..room)
+        .unwrap_or(name)
+        .trim_end_matches(['-', '.']);
+    format!("{prefix}{head}-{hash}{suffix}")
 }
 
 /// FNV-1a, 32 bits: tiny, stable across Rust versions (unlike `DefaultHasher`), and enough
@@ -86,7 +100,7 @@ pub(super) fn build(
     let labels = BTreeMap::from([
         (SERVICE_NAME_LABEL.to_owned(), name.clone()),
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-        (DEPLOYMENT_LABEL.to_owned(), deployment.to_owned()),
+        (DEPLOYMENT_LABEL.to_owned(), deployment_label(deployment)),
     ]);
     let owner = OwnerReference {
         api_version: "v1".into(),

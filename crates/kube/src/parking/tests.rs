@@ -416,6 +416,25 @@ fn long_service_names_are_truncated_with_a_stable_hash() {
 }
 
 #[test]
+fn a_long_deployment_name_fits_the_label_value_limit() {
+    assert_eq!(deployment_label("shop"), "shop");
+    let long = format!("{}.example", "d".repeat(100));
+    let value = deployment_label(&long);
+    assert_eq!(value.len(), 63);
+    assert_eq!(value, deployment_label(&long), "deterministic");
+    assert_ne!(value, deployment_label(&format!("{long}2")));
+    let plan = super::plan(
+        &deployment(&long, &[("app", "shop")]),
+        &[service("shop")],
+        &[],
+        &v4(),
+        &[],
+    );
+    let labels = plan.parked[0].slices[0].metadata.labels.clone().unwrap();
+    assert_eq!(labels.get(DEPLOYMENT_LABEL), Some(&value));
+}
+
+#[test]
 fn waker_addresses_parse_and_refuse_with_the_bad_entry_named() {
     let parsed: WakerAddresses = " 10.0.0.5:8081 , [fd00::1]:8081,10.0.0.5:8081"
         .parse()
