@@ -35,7 +35,7 @@ impl AddressFamily {
 }
 
 /// The name of the parked slice of `service` for `family`: `idle-scaler-<service>`, `-v6`
-/// for IPv6, kept within 63 characters (see [`fit`]).
+/// for IPv6; past 63 characters, a prefix of the name plus a stable hash of all of it.
 pub fn slice_name(service: &str, family: AddressFamily) -> String {
     let suffix = match family {
         AddressFamily::V4 => "",
