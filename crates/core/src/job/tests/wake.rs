@@ -13,14 +13,20 @@ fn wake_job(store: MockStore, scaler: MockScaler) -> Job {
     )
 }
 
-#[test]
-fn wake_restores_the_exact_count() {
-    let id = Uuid::new_v4();
+/// A store whose row `id` is asleep with `replicas` recorded, and whose wake may begin.
+fn asleep_row(id: Uuid, replicas: Option<i32>) -> MockStore {
     let mut store = MockStore::new();
     store.expect_begin_wake().returning(|_, _, _| Ok(true));
     store
         .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(5)))));
+        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, replicas))));
+    store
+}
+
+#[test]
+fn wake_restores_the_exact_count() {
+    let id = Uuid::new_v4();
+    let mut store = asleep_row(id, Some(5));
     store
         .expect_finish_wake()
         .with(
@@ -57,11 +63,7 @@ fn wake_restores_the_exact_count() {
 #[tokio::test]
 async fn wake_without_a_recorded_count_uses_the_default() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, None))));
+    let mut store = asleep_row(id, None);
     store.expect_finish_wake().returning(|_, _, _, _| Ok(true));
     no_asleep(&mut store);
     let mut scaler = MockScaler::new();
@@ -152,11 +154,7 @@ fn a_scale_up_whose_answer_was_lost_is_read_back_and_counts_as_woken() {
 #[test]
 fn a_lost_scale_up_that_did_not_land_is_a_failure() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    let mut store = asleep_row(id, Some(3));
     store.expect_finish_wake().times(0);
     let mut scaler = MockScaler::new();
     scaler
@@ -177,11 +175,7 @@ fn a_lost_scale_up_that_did_not_land_is_a_failure() {
 #[test]
 fn failed_wake_scale_leaves_the_row_asleep_and_counts_wake_failed() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    let mut store = asleep_row(id, Some(3));
     store.expect_finish_wake().times(0);
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(0, "9")));
@@ -325,11 +319,7 @@ fn wake_waits_for_a_sleep_in_flight_then_wakes() {
 #[test]
 fn wake_never_lowers_a_running_app() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    let mut store = asleep_row(id, Some(3));
     store
         .expect_finish_wake()
         .times(1)
@@ -351,11 +341,7 @@ fn wake_never_lowers_a_running_app() {
 #[test]
 fn a_conflict_on_the_scale_up_reads_again_and_never_fails_the_wake() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    let mut store = asleep_row(id, Some(3));
     store
         .expect_finish_wake()
         .times(1)
@@ -441,11 +427,7 @@ impl crate::Scaler for HeldScaler {
 #[tokio::test(start_paused = true)]
 async fn a_wake_whose_caller_goes_away_runs_to_its_end() {
     let id = Uuid::new_v4();
-    let mut store = MockStore::new();
-    store.expect_begin_wake().returning(|_, _, _| Ok(true));
-    store
-        .expect_get()
-        .returning(move |_| Ok(Some(record(id, SleepState::Asleep, Some(3)))));
+    let mut store = asleep_row(id, Some(3));
     let (flipped_tx, flipped_rx) = tokio::sync::oneshot::channel();
     let flipped_tx = std::sync::Mutex::new(Some(flipped_tx));
     store
