@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use idle_scaler_core::SleepState;
+use idle_scaler_postgres::PgStore;
 use idle_scaler_testkit::fake_kube::{FakeApiServer, Fault};
 use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -27,21 +28,28 @@ fn quiet_daemon(db: &str, kubeconfig: &std::path::Path) -> std::process::Command
     cmd
 }
 
+/// `apps/web` at 0 replicas, its row asleep with 2 replicas to restore.
+async fn asleep_web(store: &PgStore, fake: &FakeApiServer) -> uuid::Uuid {
+    fake.create_deployment("apps", "web", 0);
+    store
+        .insert(
+            NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3)).sleep_state(
+                SleepState::Asleep,
+                Utc::now(),
+                Some(2),
+            ),
+        )
+        .await
+        .expect("insert")
+}
+
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn sigterm_during_a_wake_answers_the_caller_and_leaves_the_app_awake(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
     let (store, fake) = setup(&opts).await;
-    fake.create_deployment("apps", "web", 0);
-    let id =
-        store
-            .insert(
-                NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3))
-                    .sleep_state(SleepState::Asleep, Utc::now(), Some(2)),
-            )
-            .await
-            .expect("insert");
+    let id = asleep_web(&store, &fake).await;
     let (_dir, kc) = kubeconfig(&fake.url());
     let mut daemon = Daemon::start(quiet_daemon(&database_url(&opts, None), &kc)).await;
 
@@ -87,15 +95,7 @@ async fn sigterm_during_a_wake_a_browser_started_lets_it_finish(
     opts: PgConnectOptions,
 ) {
     let (store, fake) = setup(&opts).await;
-    fake.create_deployment("apps", "web", 0);
-    let id =
-        store
-            .insert(
-                NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3))
-                    .sleep_state(SleepState::Asleep, Utc::now(), Some(2)),
-            )
-            .await
-            .expect("insert");
+    let id = asleep_web(&store, &fake).await;
     let (_dir, kc) = kubeconfig(&fake.url());
     let mut daemon = Daemon::start(quiet_daemon(&database_url(&opts, None), &kc)).await;
     let line = daemon
@@ -346,15 +346,7 @@ async fn sigterm_answers_a_held_visitor_503_with_retry_after_before_exit(
     opts: PgConnectOptions,
 ) {
     let (store, fake) = setup(&opts).await;
-    fake.create_deployment("apps", "web", 0);
-    let id =
-        store
-            .insert(
-                NewDeployment::k8s("apps", "web", Utc::now() - chrono::Duration::hours(3))
-                    .sleep_state(SleepState::Asleep, Utc::now(), Some(2)),
-            )
-            .await
-            .expect("insert");
+    let id = asleep_web(&store, &fake).await;
     // Pods that never start within the test: the visitor stays held.
     fake.set_ready_delay(Duration::from_secs(600));
     let (_dir, kc) = kubeconfig(&fake.url());

@@ -12,6 +12,17 @@ use uuid::Uuid;
 
 use super::*;
 
+/// A job over the mock store and the real scaler, on the system clock.
+fn job_over(config: Config, store: MockStore, scaler: KubeScaler) -> Job {
+    Job::builder(
+        config,
+        Arc::new(store),
+        Arc::new(FixedScalerFactory(Arc::new(scaler))),
+    )
+    .clock(Arc::new(SystemClock))
+    .build()
+}
+
 #[tokio::test]
 async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
     let (fake, scaler) = setup(3, TIMEOUT).await;
@@ -46,13 +57,7 @@ async fn a_tick_sleeps_an_idle_deployment_on_the_fake() {
         enabled: true,
         ..Config::default()
     };
-    let job = Job::builder(
-        config,
-        Arc::new(store),
-        Arc::new(FixedScalerFactory(Arc::new(scaler))),
-    )
-    .clock(Arc::new(SystemClock))
-    .build();
+    let job = job_over(config, store, scaler);
     let report = job.tick().await.expect("tick");
     assert_eq!(report.outcome(Outcome::ScaledDown), 1, "{report:?}");
     assert_eq!(fake.replicas("apps", "web"), Some(0));
@@ -164,13 +169,7 @@ async fn one_500_among_successes_fails_one_app_not_the_cluster() {
         concurrency: 1,
         ..Config::default()
     };
-    let job = Job::builder(
-        config,
-        Arc::new(store),
-        Arc::new(FixedScalerFactory(Arc::new(scaler))),
-    )
-    .clock(Arc::new(SystemClock))
-    .build();
+    let job = job_over(config, store, scaler);
     let report = job.tick().await.expect("tick");
     assert!(report.clusters_unreachable.is_empty(), "{report:?}");
     assert_eq!(report.outcome(Outcome::ScaledDown), 2, "{report:?}");
