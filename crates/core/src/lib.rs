@@ -18,6 +18,7 @@ pub mod host;
 pub mod job;
 pub mod metrics;
 mod model;
+pub mod parking;
 pub mod policy;
 mod ports;
 mod readiness;
@@ -40,6 +41,11 @@ pub use error::{Cause, Error, Reach, Result, chain as error_chain};
 pub use job::Job;
 pub use model::{
     AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, SleepState, StaleIntent,
+};
+#[cfg(any(test, feature = "test-util"))]
+pub use parking::MockParker;
+pub use parking::{
+    ListenerPort, ParkReport, ParkedApp, ParkedServiceInfo, Parker, ParkingDirectory, Unpark,
 };
 pub use ports::{
     ActivitySource, Clock, ConfirmOutcome, FixedScalerFactory, Scale, Scaler, ScalerFactory, Store,

@@ -144,19 +144,24 @@ impl Waker {
         if policy::out_of_reach(self.job_config(), self.job.served_clusters(), &target).is_some() {
             return Verdict::Unknown;
         }
+        match self.find_app(&target).await {
+            Some(row) => Verdict::App(row, target),
+            None => Verdict::Unknown,
+        }
+    }
+
+    /// The row of the app `target` names, if the waker may wake it: the one place both
+    /// listeners identify an app.
+    async fn find_app(&self, target: &Target) -> Option<DeploymentRecord> {
         let row = match self.store.find_by_provider_id(&target.provider_id()).await {
             Ok(Some(row)) => row,
-            Ok(None) => return Verdict::Unknown,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(error = %idle_scaler_core::error_chain(&e), "waker: store lookup failed");
-                return Verdict::Unknown;
+                return None;
             }
         };
-        if policy::may_wake(&row, self.clock.now()) {
-            Verdict::App(row, target)
-        } else {
-            Verdict::Unknown
-        }
+        policy::may_wake(&row, self.clock.now()).then_some(row)
     }
 }
 
