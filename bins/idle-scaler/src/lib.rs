@@ -17,6 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The parking listener's sockets and its shutdown: the daemon binds the eight ports at start
+/// and, at SIGTERM, keeps them open while parked slices still list the pod.
+pub use server::{
+    Linger, LingerEnd, PARKING_LINGER, ParkingSockets, linger_while_listed,
+    stop_parking_after_linger,
+};
 pub use settings::Settings;
 
 /// Puts idle Kubernetes Deployments to sleep (replicas=0) and wakes them again.

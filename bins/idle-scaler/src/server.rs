@@ -2,9 +2,14 @@
 //! probe listener that serves only `/healthz` and `/readyz`.
 
 mod listener; // accept loop: connection cap, backlog, header-read and idle timeouts, drain
+mod parking; // the parking listener's eight sockets and its linger at shutdown
 mod rejected; // rate-limited logging of refused wake requests
 
 pub use listener::{Limits, Shutdown};
+pub use parking::{
+    Linger, LingerEnd, PARKING_LINGER, ParkingSockets, linger_while_listed,
+    stop_parking_after_linger,
+};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Everything the binary reads from its environment, validated at startup.
 
+mod parking; // the parking listener's address and the waker addresses parked slices point at
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use idle_scaler_waker::WakerConfig;
 use serde::Serialize;
 
 use crate::server::Limits;
+pub use parking::WakerAddressSource;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +43,12 @@ pub struct Settings {
     pub waker_listen_addr: Option<SocketAddr>,
     /// `IDLE_SCALER_PROBE_LISTEN_ADDR`; None (`off`): no probe listener.
     pub probe_listen_addr: Option<SocketAddr>,
+    /// `IDLE_SCALER_PARKING_LISTEN_ADDR`: the first of the parking listener's eight ports;
+    /// None (`off`): no parking listener.
+    pub parking_listen_addr: Option<SocketAddr>,
+    /// Where parked slices point: `IDLE_SCALER_WAKER_ADDRESSES`, or the ready endpoints of
+    /// `IDLE_SCALER_WAKER_SERVICE` (default `<POD_NAMESPACE>/idle-scaler`).
+    pub waker_addresses: WakerAddressSource,
     /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
@@ -67,6 +76,8 @@ impl std::fmt::Debug for Settings {
             .field("waker", &self.waker)
             .field("waker_listen_addr", &self.waker_listen_addr)
             .field("probe_listen_addr", &self.probe_listen_addr)
+            .field("parking_listen_addr", &self.parking_listen_addr)
+            .field("waker_addresses", &self.waker_addresses)
             .field(
                 "wake_token",
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
@@ -120,6 +131,13 @@ impl Settings {
         };
         let waker_listen_addr = optional_addr("IDLE_SCALER_WAKER_LISTEN_ADDR", 8080)?;
         let probe_listen_addr = optional_addr("IDLE_SCALER_PROBE_LISTEN_ADDR", 9091)?;
+        let parking_listen_addr =
+            parking::listen_addr(non_empty_env("IDLE_SCALER_PARKING_LISTEN_ADDR")?.as_deref())?;
+        let waker_addresses = parking::waker_address_source(
+            non_empty_env("IDLE_SCALER_WAKER_ADDRESSES")?.as_deref(),
+            non_empty_env("IDLE_SCALER_WAKER_SERVICE")?.as_deref(),
+            non_empty_env("POD_NAMESPACE")?.as_deref(),
+        )?;
         // Only an empty value means unset: a blank or padded one is a mistake.
         let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
             Ok(v) if v.is_empty() => None,
@@ -200,6 +218,8 @@ impl Settings {
             waker,
             waker_listen_addr,
             probe_listen_addr,
+            parking_listen_addr,
+            waker_addresses,
             wake_token,
             log_format,
             http_limits,
@@ -237,6 +257,8 @@ impl Settings {
             "listen_addr": self.listen_addr.to_string(),
             "waker_listen_addr": self.waker_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "probe_listen_addr": self.probe_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            "parking_listen_addr": self.parking_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            "waker_addresses": self.waker_addresses.to_string(),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,
@@ -259,7 +281,7 @@ impl Settings {
 pub const SHUTDOWN_GRACE_SECONDS: u64 = 25;
 /// Default `IDLE_SCALER_HTTP_DRAIN_SECONDS`: held requests are answered with 5 s of the grace
 /// left, enough for the answers to go out.
-const DRAIN_SECONDS: u64 = 20;
+pub(crate) const DRAIN_SECONDS: u64 = 20;
 
 /// `name` as host:port, `off` (None), or `0.0.0.0:<default_port>` when unset.
 fn optional_addr(name: &str, default_port: u16) -> anyhow::Result<Option<SocketAddr>> {

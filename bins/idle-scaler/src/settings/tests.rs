@@ -1,5 +1,7 @@
 use idle_scaler_prometheus::Headers;
 
+use super::parking::WakerService;
+
 use super::*;
 
 // The rule itself is tested in `idle_scaler_core::redact`; this pins what `config` shows.
@@ -43,6 +45,11 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
         waker: WakerConfig::default(),
         waker_listen_addr: None,
         probe_listen_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9091))),
+        parking_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8081))),
+        waker_addresses: WakerAddressSource::Service(WakerService {
+            namespace: "idle-scaler".into(),
+            name: "idle-scaler".into(),
+        }),
         wake_token: None,
         log_format: LogFormat::Text,
         http_limits: Limits::default(),
@@ -57,6 +64,8 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
     assert_eq!(v["job"]["waker_target_header"], "X-Idle-Scaler-Target");
     assert_eq!(v["waker_listen_addr"], "off");
     assert_eq!(v["probe_listen_addr"], "127.0.0.1:9091");
+    assert_eq!(v["parking_listen_addr"], "0.0.0.0:8081");
+    assert_eq!(v["waker_addresses"], "service idle-scaler/idle-scaler");
     assert_eq!(v["http_listen_backlog"], 512);
     assert_eq!(v["http_drain_seconds"], 20);
     assert_eq!(
