@@ -86,6 +86,22 @@ fn invalid_environment_values_name_variable_and_value() {
             "25",
             "IDLE_SCALER_HTTP_DRAIN_SECONDS",
         ),
+        // Its eight ports would pass 65535.
+        (
+            "IDLE_SCALER_PARKING_LISTEN_ADDR",
+            "0.0.0.0:65530",
+            "IDLE_SCALER_PARKING_LISTEN_ADDR",
+        ),
+        (
+            "IDLE_SCALER_WAKER_SERVICE",
+            "waker",
+            "IDLE_SCALER_WAKER_SERVICE",
+        ),
+        (
+            "IDLE_SCALER_WAKER_ADDRESSES",
+            "10.0.0.7",
+            "IDLE_SCALER_WAKER_ADDRESSES",
+        ),
     ];
     for (var, value, needle) in cases {
         let mut cmd = command(&["config"]);
@@ -191,6 +207,34 @@ fn the_listen_backlog_follows_the_connection_cap_unless_set() {
     let out = run(cmd);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stderr.contains("net.core.somaxconn"), "{}", out.stderr);
+}
+
+#[test]
+fn config_shows_where_parked_slices_point() {
+    let config = |vars: &[(&str, &str)]| {
+        let mut cmd = command(&["config"]);
+        cmd.envs(vars.iter().copied());
+        let out = run(cmd);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    // In the shipped Deployment: the Service `idle-scaler` of the pod's own namespace.
+    let v = config(&[("POD_NAMESPACE", "platform-idle-scaler")]);
+    assert_eq!(v["parking_listen_addr"], "0.0.0.0:8081");
+    assert_eq!(
+        v["waker_addresses"],
+        "service platform-idle-scaler/idle-scaler"
+    );
+    let v = config(&[
+        ("IDLE_SCALER_PARKING_LISTEN_ADDR", "off"),
+        (
+            "IDLE_SCALER_WAKER_ADDRESSES",
+            "10.0.0.7:9000,[fd00::7]:9000",
+        ),
+    ]);
+    assert_eq!(v["parking_listen_addr"], "off");
+    assert_eq!(v["waker_addresses"], "static 10.0.0.7:9000,[fd00::7]:9000");
+    assert_eq!(config(&[])["waker_addresses"], "unset");
 }
 
 #[test]
