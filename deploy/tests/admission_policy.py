@@ -116,6 +116,9 @@ def cases(account):
          _request(account, "CREATE", "shop", new=foreign_named), "denied"),
         ("idle-scaler creates a labelled idle-scaler-* slice in kube-system",
          _request(account, "CREATE", "kube-system", new=in_kube_system), "denied"),
+        *((f"idle-scaler creates a labelled idle-scaler-* slice in {ns}",
+           _request(account, "CREATE", ns, new=_slice("idle-scaler-x", ns, ours)), "denied")
+          for ns in PROTECTED if ns != "kube-system"),
         ("idle-scaler deletes a hand-written slice",
          _request(account, "DELETE", "shop", old=hand_written), "denied"),
         ("idle-scaler takes over a same-named slice it did not write by adding its label",
