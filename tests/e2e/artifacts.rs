@@ -1,4 +1,4 @@
-//! The deploy/ artifacts agree with the code: metric names and RBAC.
+//! The deploy/ artifacts agree with the code: metric names and RBAC (parking's included).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -51,29 +51,65 @@ fn dashboard_and_alerts_use_exactly_the_exported_metric_names() {
     );
 }
 
+/// The ClusterRole's rules as (apiGroups, resources, verbs), each as written in flow form.
+fn rules(rbac: &str) -> Vec<[String; 3]> {
+    let fields: Vec<(&str, &str)> = rbac
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            ["apiGroups", "resources", "verbs"]
+                .into_iter()
+                .find_map(|key| Some((key, l.strip_prefix(key)?.strip_prefix(": ")?)))
+        })
+        .collect();
+    fields
+        .chunks(3)
+        .map(|rule| {
+            let keys: Vec<&str> = rule.iter().map(|(k, _)| *k).collect();
+            assert_eq!(keys, ["apiGroups", "resources", "verbs"], "{rule:?}");
+            rule.iter()
+                .map(|(_, v)| (*v).to_owned())
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("3")
+        })
+        .collect()
+}
+
 #[test]
-fn rbac_grants_the_scale_subresource_and_the_wakers_watch_only() {
+fn rbac_grants_the_scale_subresource_the_wakers_watch_and_parking_only() {
     let rbac = deploy("base/rbac.yaml");
-    assert!(
-        rbac.contains(r#"resources: ["deployments/scale"]"#),
-        "{rbac}"
-    );
-    assert!(
-        rbac.contains(r#"verbs: ["get", "update", "patch"]"#),
-        "{rbac}"
-    );
-    // The waker's readiness wait reads Deployments and never writes them.
-    assert!(rbac.contains(r#"resources: ["deployments"]"#), "{rbac}");
-    assert!(
-        rbac.contains(r#"verbs: ["get", "list", "watch"]"#),
-        "{rbac}"
-    );
-    assert_eq!(
-        rbac.matches("resources:").count(),
-        2,
-        "two rules only:\n{rbac}"
-    );
-    assert!(!rbac.contains('*'), "no wildcards:\n{rbac}");
+    let expected = [
+        // Sleep and wake: the scale subresource only.
+        [
+            r#"["apps"]"#,
+            r#"["deployments/scale"]"#,
+            r#"["get", "update", "patch"]"#,
+        ],
+        // The waker's readiness wait reads Deployments and never writes them.
+        [
+            r#"["apps"]"#,
+            r#"["deployments"]"#,
+            r#"["get", "list", "watch"]"#,
+        ],
+        // Parking reads Services, writes its own EndpointSlices (the admission policy confines
+        // which) and lists Pods for the caller check.
+        [r#"[""]"#, r#"["services"]"#, r#"["get", "list", "watch"]"#],
+        [
+            r#"["discovery.k8s.io"]"#,
+            r#"["endpointslices"]"#,
+            r#"["get", "list", "watch", "create", "update", "patch", "delete"]"#,
+        ],
+        [r#"[""]"#, r#"["pods"]"#, r#"["list"]"#],
+    ]
+    .map(|rule| rule.map(str::to_owned));
+    assert_eq!(rules(&rbac), expected, "{rbac}");
+    let wildcards: Vec<&str> = rbac
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('*'))
+        .collect();
+    assert!(wildcards.is_empty(), "no wildcards: {wildcards:?}");
 }
 
 /// The README's embedding section is the compiled example, from its `use` lines to the end.
