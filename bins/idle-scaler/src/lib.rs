@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The parking listener's sockets and its shutdown: the daemon binds the eight ports at start
-/// and, at SIGTERM, keeps them open while parked slices still list the pod.
+/// The parking listener's sockets (its eight ports, bound all or none) and its shutdown linger
+/// (open while parked slices still list the pod), for serving the parking listener.
 pub use server::{
     Linger, LingerEnd, PARKING_LINGER, ParkingSockets, linger_while_listed,
     stop_parking_after_linger,

@@ -1,8 +1,8 @@
 //! The parking listener's sockets, and how long they stay open at shutdown.
 //!
-//! Parked slices send a slept app's i-th HTTP port to the parking port + i, so the daemon binds
-//! all eight ports up front (a port in use is a startup error, not a parked port that answers
-//! nothing) and hands the listeners to the parking listener. At shutdown the parking listener
+//! Parked slices send a slept app's i-th HTTP port to the parking port + i, so all eight ports
+//! are bound at once, before any is served (a port in use is a startup error, not a parked port
+//! that answers nothing), and the listeners are handed to the parking listener. At shutdown the parking listener
 //! outlives the other listeners: slices may still list this pod until the waker addresses are
 //! re-pointed and kube-proxy and the gateways follow, and a connection refused there would be a
 //! lost request. [`linger_while_listed`] says when it may close.
