@@ -75,6 +75,21 @@ pub struct Config {
     /// each with how to reach it.
     #[serde(default)]
     pub clusters: BTreeMap<crate::ClusterName, ClusterConfig>,
+    /// Whether a slept app's Services are pointed at the waker. Absent from a serialized
+    /// configuration of an earlier version: off, as then.
+    #[serde(default)]
+    pub parking: Parking,
+}
+
+/// Whether slept apps are parked: their Services pointed at the waker's parking listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parking {
+    /// Not parked; whatever is still parked is unparked, a bounded number of apps per tick.
+    #[default]
+    Off,
+    /// Parked with EndpointSlices that point the app's Services at the waker.
+    EndpointSlices,
 }
 
 /// Where the tick learns about real traffic.

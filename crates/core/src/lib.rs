@@ -36,7 +36,9 @@ pub mod reexports {
 }
 
 pub use cluster::{PerCluster, ScalerFactories, ServedClusters, fair_share};
-pub use config::{ActivitySourceKind, ClusterConfig, Config, ConfigError, UnknownActivity};
+pub use config::{
+    ActivitySourceKind, ClusterConfig, Config, ConfigError, Parking, UnknownActivity,
+};
 pub use error::{Cause, Error, Reach, Result, chain as error_chain};
 pub use job::Job;
 pub use model::{

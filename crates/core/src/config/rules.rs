@@ -61,7 +61,7 @@ impl Setting {
 const BOOLEAN: &str = "a boolean: true/false, 1/0, yes/no or on/off";
 
 /// Every key the job reads, in the order they are checked (the first bad one is reported).
-pub const SETTINGS: [Setting; 16] = [
+pub const SETTINGS: [Setting; 17] = [
     Setting {
         key: "enabled",
         rule: Rule::Bool,
@@ -178,6 +178,12 @@ pub const SETTINGS: [Setting; 16] = [
         rule: Rule::Clusters,
         default: "none",
         allowed: ALLOWED_ENTRIES,
+    },
+    Setting {
+        key: "parking",
+        rule: Rule::OneOf(&["off", "endpointslices"]),
+        default: "off",
+        allowed: "off or endpointslices",
     },
 ];
 

@@ -231,6 +231,33 @@ fn invalid_activity_settings_name_variable_value_and_what_is_allowed() {
 }
 
 #[test]
+fn parking_defaults_to_off_and_takes_endpointslices_in_any_case() {
+    Jail::expect_with(|j| {
+        assert_eq!(load().unwrap().0.parking, Parking::Off);
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PARKING", "EndpointSlices");
+        assert_eq!(load().unwrap().0.parking, Parking::EndpointSlices);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_invalid_parking_names_variable_key_value_and_what_is_allowed() {
+    Jail::expect_with(|j| {
+        j.set_env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpoints");
+        let err = load().unwrap_err().to_string();
+        for part in [
+            "DEPLOY_SCALE_TO_ZERO_PARKING",
+            "(parking)",
+            "\"endpoints\"",
+            "off or endpointslices",
+        ] {
+            assert!(err.contains(part), "no {part} in {err}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn keys_a_host_names_are_not_unknown() {
     Jail::expect_with(|j| {
         j.set_env("DEPLOY_SCALE_TO_ZERO_ADAPTER_URL", "http://x");
