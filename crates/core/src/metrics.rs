@@ -68,6 +68,35 @@ pub const WAKER_OVERHEAD_SECONDS: &str = "instant_deploy_scale_to_zero_waker_ove
 pub const CLUSTER_UNREACHABLE_TOTAL: &str =
     "instant_deploy_scale_to_zero_cluster_unreachable_total";
 
+/// Counter of what parking and unparking did, label `result` (see [`PARKING_RESULTS`]).
+pub const PARKING_TOTAL: &str = "instant_deploy_scale_to_zero_parking_total";
+/// Gauge of Services parked (pointed at the waker), from the list the reconcile takes once
+/// per period.
+pub const PARKED_SERVICES: &str = "instant_deploy_scale_to_zero_parked_services";
+
+/// Values of the `result` label of [`PARKING_TOTAL`]: those of [`crate::ParkReport`] (a slice
+/// written, already parked as planned, a slice deleted, a same-named slice idle-scaler did not
+/// write, a write refused or not answered, and the plan's skip reasons), plus `not_ready`: an
+/// unpark that found the app's own endpoints not ready, so nothing was deleted. A park or
+/// unpark that failed as a whole counts one `failed`.
+pub const PARKING_RESULTS: [&str; 15] = [
+    "parked",
+    "unchanged",
+    "unparked",
+    "conflict",
+    "failed",
+    "not_ready",
+    "no_selector",
+    "not_selected",
+    "shared",
+    "protected_namespace",
+    "external_name",
+    "headless",
+    "local_traffic_policy",
+    "opted_out",
+    "no_http_port",
+];
+
 /// Values of the `result` label of [`WAKE_ON_REQUEST_TOTAL`]: this request's wake made the
 /// app ready; it was up already (or being started by someone else) and became ready; it did
 /// not become ready in time; a robot, not woken; no sleepable app; the wake failed; not woken,
@@ -88,7 +117,7 @@ pub const WAKE_ON_REQUEST_RESULTS: [&str; 7] = [
 pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
 
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 20] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     REPLICAS_ASLEEP,
@@ -107,6 +136,8 @@ pub const NAMES: [&str; 18] = [
     COLD_START_SECONDS,
     WAKER_OVERHEAD_SECONDS,
     CLUSTER_UNREACHABLE_TOTAL,
+    PARKING_TOTAL,
+    PARKED_SERVICES,
 ];
 
 /// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
@@ -175,6 +206,14 @@ pub fn describe_metrics() {
         CLUSTER_UNREACHABLE_TOTAL,
         "Ticks in which a served cluster could not be reached, by cluster"
     );
+    describe_counter!(
+        PARKING_TOTAL,
+        "What parking and unparking slept apps' Services did, by result"
+    );
+    describe_gauge!(
+        PARKED_SERVICES,
+        "Services pointed at the waker (parked), as last listed"
+    );
 }
 
 /// Makes the unreachable-cluster series of every served cluster exist at 0 (the cluster
@@ -229,10 +268,27 @@ pub fn prime() {
     for result in WAKE_ON_REQUEST_RESULTS {
         counter!(WAKE_ON_REQUEST_TOTAL, "result" => result).absolute(0);
     }
+    for result in PARKING_RESULTS {
+        counter!(PARKING_TOTAL, "result" => result).absolute(0);
+    }
     gauge!(IDLE_APPS).set(0.0);
     gauge!(REPLICAS_ASLEEP).set(0.0);
+    gauge!(PARKED_SERVICES).set(0.0);
     #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly until year 2^53
     gauge!(STARTED_TIMESTAMP).set(chrono::Utc::now().timestamp() as f64);
+}
+
+/// Every count of one park or unpark.
+pub(crate) fn parking(report: &crate::ParkReport) {
+    for (result, n) in &report.results {
+        debug_assert!(PARKING_RESULTS.contains(result), "{result}");
+        counter!(PARKING_TOTAL, "result" => *result).increment(*n);
+    }
+}
+
+pub(crate) fn parked_services(services: u64) {
+    #[allow(clippy::cast_precision_loss)] // counts of Services are far below 2^52
+    gauge!(PARKED_SERVICES).set(services as f64);
 }
 
 pub(crate) fn drift(kind: &'static str) {

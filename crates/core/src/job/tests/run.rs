@@ -55,6 +55,14 @@ fn priming_creates_every_outcome_series_at_zero() {
         );
     }
     assert_eq!(gauge(&snap, crate::metrics::IDLE_APPS), Some(0.0));
+    for r in crate::metrics::PARKING_RESULTS {
+        assert_eq!(
+            counter(&snap, crate::metrics::PARKING_TOTAL, ("result", r)),
+            Some(0),
+            "{r}"
+        );
+    }
+    assert_eq!(gauge(&snap, crate::metrics::PARKED_SERVICES), Some(0.0));
 }
 
 #[tokio::test(start_paused = true)]
