@@ -1,6 +1,7 @@
 //! The job: its ports, the loop, and one tick's entry. Each protocol has its own file:
 //! `sleep` (candidates -> claim -> scale down -> confirm), `select` (the opening a tick and a
-//! dry run share), `recover` (stale intents), `wake`, and `traffic` (the activity question).
+//! dry run share), `recover` (stale intents), `wake`, `traffic` (the activity question) and
+//! `park` (slept apps' Services pointed at the waker).
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +17,7 @@ use crate::{
 
 mod builder;
 mod clusters;
+mod park;
 mod reconcile;
 mod recover;
 mod run;
@@ -25,6 +27,7 @@ mod traffic;
 mod wake;
 
 pub use builder::JobBuilder;
+pub use park::{DRAIN_PER_TICK, UNPARK_SHUTDOWN_WAIT, UNPARK_WAIT};
 pub use reconcile::drift_due_before;
 pub use recover::STALE_INTENT_AFTER;
 pub use run::TickResult;
@@ -45,6 +48,8 @@ pub struct Job {
     idle_apps_seen: Arc<std::sync::atomic::AtomicI64>,
     /// Apps a lost race left at 0 under an `awake` row, restored at the next ticks.
     owed_restores: sleep::OwedRestores,
+    /// The Parker of the cluster parking serves, when one was given.
+    parking: Option<Arc<park::Parkings>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -55,6 +60,7 @@ impl std::fmt::Debug for Job {
             .field("config", &self.config)
             .field("served", &self.served)
             .field("activity_source", &self.activity.is_some())
+            .field("parking", &self.parking)
             .finish_non_exhaustive()
     }
 }

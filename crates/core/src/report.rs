@@ -180,6 +180,11 @@ pub struct TickReport {
     pub slept: Vec<SleptApp>,
     /// The tick stopped early after `max_consecutive_failures` scale failures.
     pub stopped_early: bool,
+    /// What parking did this tick (the apps slept, the reconcile's re-parks, unparks and
+    /// the drain of `parking = off`), by the `result` label of
+    /// `instant_deploy_scale_to_zero_parking_total`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub parking: BTreeMap<&'static str, u64>,
     /// Apps asleep after the tick, if the count could be read.
     pub idle_apps: Option<i64>,
     /// Wall time of the tick.

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use tracing::info;
 
-use super::{Job, sleep, wake};
+use super::{Job, park, sleep, wake};
 use crate::{
-    ActivitySource, Clock, ClusterName, Config, ConfigError, ScalerFactories, ScalerFactory, Store,
-    SystemClock,
+    ActivitySource, Clock, ClusterName, Config, ConfigError, Parker, ScalerFactories,
+    ScalerFactory, Store, SystemClock,
 };
 
 /// Builds a [`Job`]. Defaults: the system clock, no activity source (idleness is
@@ -22,6 +22,7 @@ pub struct JobBuilder {
     scalers: ScalerFactories,
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
+    parking: Option<park::Parkings>,
 }
 
 impl std::fmt::Debug for JobBuilder {
@@ -30,6 +31,7 @@ impl std::fmt::Debug for JobBuilder {
             .field("config", &self.config)
             .field("clusters", &self.scalers)
             .field("activity_source", &self.activity.is_some())
+            .field("parking", &self.parking)
             .finish_non_exhaustive()
     }
 }
@@ -47,6 +49,7 @@ impl Job {
             scalers: ScalerFactories::default_cluster(factory),
             clock: Arc::new(SystemClock),
             activity: None,
+            parking: None,
         }
     }
 }
@@ -85,6 +88,14 @@ impl JobBuilder {
         self
     }
 
+    /// Parks slept apps through `parker` (with `parking = endpointslices`), which serves
+    /// `cluster` (the waker's own; `None`: the default cluster). Apps of other clusters are
+    /// never parked; the build says once which those are.
+    pub fn parker(mut self, parker: Arc<dyn Parker>, cluster: Option<ClusterName>) -> Self {
+        self.parking = Some(park::Parkings::new(parker, cluster));
+        self
+    }
+
     /// The job, or the configuration value that breaks a rule the loaders enforce (see
     /// [`Config::validate`]). Logs once, at INFO, when the configuration has it disabled.
     ///
@@ -95,6 +106,7 @@ impl JobBuilder {
         if !self.config.enabled {
             info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
         }
+        park::log_at_build(&self.config, self.parking.as_ref());
         Ok(Job {
             served: self.config.served_clusters(),
             config: self.config,
@@ -106,6 +118,7 @@ impl JobBuilder {
             wakes: wake::Wakes::new(false, None),
             idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
             owed_restores: sleep::OwedRestores::default(),
+            parking: self.parking.map(Arc::new),
         })
     }
 

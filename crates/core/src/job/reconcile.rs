@@ -30,6 +30,7 @@ impl Job {
         if let Err(e) = self.reconcile_slice(scalers, now, report).await {
             warn!(error = %crate::error_chain(&e), "drift check failed; the next tick goes on with it");
         }
+        self.reconcile_parking(scalers, now, report).await;
     }
 
     async fn reconcile_slice(
@@ -64,14 +65,23 @@ impl Job {
             .iter()
             .map(|row| self.check_unless(scalers, row, now))
             .collect();
-        let found: Vec<Option<Drift>> = futures::stream::iter(checks)
+        let found: Vec<Checked> = futures::stream::iter(checks)
             .buffer_unordered(self.config.concurrency)
             .collect()
             .await;
-        for kind in found.into_iter().flatten() {
-            metrics::drift(kind.as_str());
-            *report.drift.entry(kind).or_default() += 1;
+        let mut at_zero = Vec::new();
+        for checked in found {
+            match checked {
+                Checked::Drift(kind) => {
+                    metrics::drift(kind.as_str());
+                    *report.drift.entry(kind).or_default() += 1;
+                }
+                Checked::AtZero(target) => at_zero.push(target),
+                Checked::Nothing => {}
+            }
         }
+        // Asleep and still at 0: parked again, so a Service whose slice went missing gets it back.
+        self.repark(&at_zero, report).await;
         Ok(())
     }
 
@@ -80,24 +90,24 @@ impl Job {
         scalers: &TickScalers,
         row: &AsleepRow,
         now: DateTime<Utc>,
-    ) -> Option<Drift> {
+    ) -> Checked {
         let target = Target::parse(&row.provider_id).ok();
         let cluster = target.as_ref().and_then(|t| t.cluster.as_ref());
         if target.is_some() && scalers.is_unreachable(cluster) {
-            return None;
+            return Checked::Nothing;
         }
         let scaler = match &target {
             Some(t) => match scalers.of(t) {
                 Some(s) => Some(s),
-                None => return None, // another cluster's row: not this tick's to check
+                None => return Checked::Nothing, // another cluster's row: not this tick's to check
             },
             None => None,
         };
         match self.check_drift(scaler, row, now).await {
-            Ok(kind) => kind,
+            Ok(checked) => checked,
             Err(e) => {
                 scalers.note_failure(cluster, &e);
-                None
+                Checked::Nothing
             }
         }
     }
@@ -109,24 +119,24 @@ impl Job {
         scaler: Option<&dyn Scaler>,
         row: &AsleepRow,
         now: DateTime<Utc>,
-    ) -> Result<Option<Drift>> {
+    ) -> Result<Checked> {
         let id = row.id;
         // A wake that is scaling the app up right now finishes the row itself.
         if row.wake_started_at.is_some_and(|at| {
             now - at
                 < chrono::Duration::from_std(self.config.transition_bound()).unwrap_or_default()
         }) {
-            return Ok(None);
+            return Ok(Checked::Nothing);
         }
         let (Ok(target), Some(scaler)) = (Target::parse(&row.provider_id), scaler) else {
             self.store.mark_checked(id, now).await?;
-            return Ok(None);
+            return Ok(Checked::Nothing);
         };
         let scale = match scaler.get_scale(&target).await {
             Ok(s) => s,
             Err(Error::NotFound { .. }) => {
                 self.store.mark_checked(id, now).await?;
-                return Ok(None);
+                return Ok(Checked::Nothing);
             }
             Err(e) => {
                 log_scale_error(id, &target, &e, "drift check could not read the scale");
@@ -140,7 +150,7 @@ impl Job {
         };
         if scale.replicas == 0 {
             self.store.mark_checked(id, now).await?;
-            return Ok(None);
+            return Ok(Checked::AtZero(target));
         }
         let kind = if row.wake_started_at.is_some() {
             Drift::WakeInterrupted
@@ -154,7 +164,7 @@ impl Job {
             .reconcile_awake(id, row.sleep_state_changed_at, kind, now)
             .await?
         {
-            return Ok(None); // a wake or another instance got there first
+            return Ok(Checked::Nothing); // a wake or another instance got there first
         }
         match kind {
             Drift::WokenExternally => warn!(deployment_id = %id, target = %target,
@@ -163,8 +173,18 @@ impl Job {
             _ => info!(deployment_id = %id, target = %target, replicas = scale.replicas,
                 kind = kind.as_str(), "an asleep app runs; row set awake"),
         }
-        Ok(Some(kind))
+        Ok(Checked::Drift(kind))
     }
+}
+
+/// What the drift check of one row found.
+enum Checked {
+    /// Nothing to count: not checked now, gone, or another instance was first.
+    Nothing,
+    /// Asleep and at 0, as it should be.
+    AtZero(Target),
+    /// Asleep while the app runs: set `awake`.
+    Drift(Drift),
 }
 
 /// Rows to check per tick so that `asleep` rows are all checked once per period:

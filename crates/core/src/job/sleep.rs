@@ -21,7 +21,7 @@ mod backoff;
 mod failed;
 mod repair;
 
-pub(crate) use repair::OwedRestores;
+pub(crate) use repair::{OwedRestores, restore};
 
 #[cfg(test)]
 pub(crate) use backoff::backoff_for;
@@ -29,7 +29,8 @@ pub(crate) use backoff::backoff_for;
 /// How one candidate's attempt ended.
 #[derive(Debug)]
 pub(super) enum Attempt {
-    Slept(SleptApp),
+    /// Slept; the target is parked in the same tick.
+    Slept(SleptApp, Target),
     /// Skipped for now; the row stays a candidate.
     Skipped(SkipReason),
     /// Skipped for a reason that will not go away by the next tick: the row backs off.
@@ -127,12 +128,14 @@ impl Job {
             .values()
             .chain([&ctx.no_cluster_guard])
             .any(|g| g.stop.load(Ordering::SeqCst));
+        let mut slept = Vec::new();
         for attempt in ended {
             match attempt {
-                Attempt::Slept(p) => {
+                Attempt::Slept(p, target) => {
                     metrics::outcome(Outcome::ScaledDown);
                     *report.outcomes.entry(Outcome::ScaledDown).or_default() += 1;
                     report.slept.push(p);
+                    slept.push(target);
                 }
                 Attempt::Failed | Attempt::FailedLasting => {
                     metrics::outcome(Outcome::ScaleFailed);
@@ -145,6 +148,8 @@ impl Job {
             }
         }
 
+        // Even when stopping: these apps are down now, and their callers should reach the waker.
+        self.park_slept(&slept, report).await;
         if !shutdown.is_cancelled() {
             self.reconcile(scalers, now, report).await;
         }
@@ -220,7 +225,7 @@ impl TickCtx<'_> {
                     );
                 }
             }
-            Attempt::Slept(_) => guard.consecutive_failures.store(0, Ordering::SeqCst),
+            Attempt::Slept(..) => guard.consecutive_failures.store(0, Ordering::SeqCst),
             Attempt::Skipped(_) | Attempt::SkippedLasting(_) => {}
         }
         attempt
@@ -347,11 +352,14 @@ impl TickCtx<'_> {
             Ok(ConfirmOutcome::Confirmed) => {
                 info!(deployment_id = %id, target = %target, replicas_before = scale.replicas,
                     outcome = "scaled_down", "app put to sleep");
-                Attempt::Slept(SleptApp {
-                    id,
-                    target: target.to_string(),
-                    replicas: Some(scale.replicas),
-                })
+                Attempt::Slept(
+                    SleptApp {
+                        id,
+                        target: target.to_string(),
+                        replicas: Some(scale.replicas),
+                    },
+                    target.clone(),
+                )
             }
             Ok(ConfirmOutcome::NotSleeping) => {
                 // A wake won. Its scale-up can precede our scale-down when it wrote the same
@@ -416,35 +424,6 @@ impl TickCtx<'_> {
         if let Err(e) = reverted {
             // Left `sleeping`: recovery settles it after STALE_INTENT_AFTER.
             error!(deployment_id = %intent.id, error = %crate::error_chain(&e), "reverting the sleep intent failed");
-        }
-    }
-}
-
-/// Brings back an app this job scaled down: reads first and writes only at 0, with the
-/// version read as precondition, so it never overrides whoever started it meanwhile.
-/// False when the app may still be at 0 (an error), so the caller keeps what it owes.
-pub(super) async fn restore(
-    scaler: &dyn Scaler,
-    id: uuid::Uuid,
-    target: &Target,
-    replicas: i32,
-) -> bool {
-    match scaler.get_scale(target).await {
-        Ok(s) if s.replicas == 0 => match scaler
-            .set_replicas(target, replicas, Some(&s.resource_version))
-            .await
-        {
-            // A conflict: someone else changed it since the read; theirs stands.
-            Ok(()) | Err(Error::Conflict { .. }) => true,
-            Err(e) => {
-                log_scale_error(id, target, &e, "restoring the app failed");
-                false
-            }
-        },
-        Ok(_) | Err(Error::NotFound { .. }) => true,
-        Err(e) => {
-            log_scale_error(id, target, &e, "reading the app to restore it failed");
-            false
         }
     }
 }

@@ -10,13 +10,14 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 use uuid::Uuid;
 
+use super::park::Parkings;
 use super::recover::STALE_INTENT_AFTER;
 use super::{Job, log_scale_error, sample_idle_apps};
 use crate::flight::SingleFlight;
 use crate::metrics;
 use crate::{
-    Clock, Config, DeploymentRecord, Error, Outcome, Reach, Result, Scaler, ScalerFactories,
-    ServedClusters, SleepState, Store, Target, WakeReport, WakeResult,
+    Clock, Config, DeploymentRecord, Error, Outcome, Parking, Reach, Result, Scaler,
+    ScalerFactories, ServedClusters, SleepState, Store, Target, WakeReport, WakeResult,
 };
 
 /// How often a wake looks again when its compare-and-set loses to a concurrent transition.
@@ -57,6 +58,8 @@ struct WakeCtx {
     scalers: ScalerFactories,
     served: ServedClusters,
     clock: Arc<dyn Clock>,
+    /// Unparks the app once it is ready, when the job parks.
+    parking: Option<Arc<Parkings>>,
 }
 
 impl Job {
@@ -75,6 +78,10 @@ impl Job {
                 scalers: self.scalers.clone(),
                 served: self.served.clone(),
                 clock: self.clock.clone(),
+                parking: self
+                    .parking
+                    .clone()
+                    .filter(|_| self.config.parking == Parking::EndpointSlices),
             };
             async move { ctx.wake(id).await }
         });
@@ -103,16 +110,26 @@ impl Job {
     }
 
     /// Waits until every wake started so far has finished: a graceful shutdown calls it
-    /// so that no wake is cut half way.
+    /// so that no wake is cut half way. Then waits, at most [`super::UNPARK_SHUTDOWN_WAIT`],
+    /// for the unparks those wakes started (the reconcile finishes any left).
     pub async fn finish_wakes(&self) {
         self.wakes.flights.wait().await;
+        if let Some(parking) = &self.parking {
+            parking.finish_unparks(super::UNPARK_SHUTDOWN_WAIT).await;
+        }
     }
 }
 
 impl WakeCtx {
     async fn wake(&self, id: Uuid) -> Result<WakeReport> {
         let started = Instant::now();
-        let result = self.wake_inner(id).await;
+        let result = self.wake_inner(id).await.map(|(report, woken)| {
+            // The app runs: its Services go back to it once its own endpoints are ready.
+            if let (Some(parking), Some(target)) = (&self.parking, woken) {
+                parking.unpark_after_wake(target);
+            }
+            report
+        });
         metrics::wake_duration(started.elapsed());
         match &result {
             Ok(r) => {
@@ -132,7 +149,8 @@ impl WakeCtx {
         result
     }
 
-    async fn wake_inner(&self, id: Uuid) -> Result<WakeReport> {
+    /// The report, and the target the wake brought up (not for an app that was awake).
+    async fn wake_inner(&self, id: Uuid) -> Result<(WakeReport, Option<Target>)> {
         // A sleep in flight is waited out for as long as one transition can take.
         let wait_until = Instant::now() + self.intent_wait;
         let mut attempts = 0;
@@ -151,11 +169,12 @@ impl WakeCtx {
                 SleepState::Awake => {
                     if self.store.touch_awake(id, now).await? {
                         info!(deployment_id = %id, "wake: already awake; activity bumped");
-                        return Ok(WakeReport {
+                        let report = WakeReport {
                             id,
                             result: WakeResult::AlreadyAwake,
                             replicas: None,
-                        });
+                        };
+                        return Ok((report, None));
                     }
                     attempts += 1;
                     continue;
@@ -176,8 +195,8 @@ impl WakeCtx {
                 SleepState::Sleeping | SleepState::Asleep => {}
             }
             attempts += 1;
-            if let Some(report) = self.scale_up(&row, &mut scaled_up).await? {
-                return Ok(report);
+            if let Some((report, target)) = self.scale_up(&row, &mut scaled_up).await? {
+                return Ok((report, Some(target)));
             }
             // The Deployment or the row moved since read: look again.
         }
@@ -209,7 +228,7 @@ impl WakeCtx {
         &self,
         row: &DeploymentRecord,
         scaled_up: &mut Option<i32>,
-    ) -> Result<Option<WakeReport>> {
+    ) -> Result<Option<(WakeReport, Target)>> {
         let id = row.id;
         let target = Target::parse(&row.provider_id).map_err(|e| {
             Error::invalid(format!(
@@ -297,11 +316,12 @@ impl WakeCtx {
             return Ok(None);
         }
         info!(deployment_id = %id, target = %target, replicas, outcome = result.as_str(), "app woken");
-        Ok(Some(WakeReport {
+        let report = WakeReport {
             id,
             result,
             replicas: Some(replicas),
-        }))
+        };
+        Ok(Some((report, target)))
     }
 }
 

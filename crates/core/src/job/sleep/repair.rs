@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use tracing::{error, info};
 
-use crate::job::Job;
 use crate::job::clusters::TickScalers;
-use crate::{SleepState, Target};
+use crate::job::{Job, log_scale_error};
+use crate::{Error, Scaler, SleepState, Target};
 
 /// What a lost race left owing: the app and the count it had before this job scaled it down.
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl Job {
             }
             match self.store.get(id).await {
                 Ok(Some(row)) if row.sleep_state == SleepState::Awake => {
-                    if super::restore(scaler, id, &target, replicas).await {
+                    if restore(scaler, id, &target, replicas).await {
                         info!(deployment_id = %id, target = %target, replicas,
                             "restored the app a lost race had left at 0");
                         self.owed_restores.settle(id);
@@ -67,6 +67,35 @@ impl Job {
                 Err(e) => error!(deployment_id = %id, error = %crate::error_chain(&e),
                     "reading the row of an app owed a restore failed; trying again next tick"),
             }
+        }
+    }
+}
+
+/// Brings back an app this job scaled down: reads first and writes only at 0, with the
+/// version read as precondition, so it never overrides whoever started it meanwhile.
+/// False when the app may still be at 0 (an error), so the caller keeps what it owes.
+pub(crate) async fn restore(
+    scaler: &dyn Scaler,
+    id: uuid::Uuid,
+    target: &Target,
+    replicas: i32,
+) -> bool {
+    match scaler.get_scale(target).await {
+        Ok(s) if s.replicas == 0 => match scaler
+            .set_replicas(target, replicas, Some(&s.resource_version))
+            .await
+        {
+            // A conflict: someone else changed it since the read; theirs stands.
+            Ok(()) | Err(Error::Conflict { .. }) => true,
+            Err(e) => {
+                log_scale_error(id, target, &e, "restoring the app failed");
+                false
+            }
+        },
+        Ok(_) | Err(Error::NotFound { .. }) => true,
+        Err(e) => {
+            log_scale_error(id, target, &e, "reading the app to restore it failed");
+            false
         }
     }
 }

@@ -98,9 +98,17 @@ impl Logs {
 
 /// `recorded`, with the tracing events of the run captured too.
 pub(super) fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
+    recorded_and_logged_at(tracing::Level::WARN, f)
+}
+
+/// `recorded`, with the tracing events at `level` and above captured too.
+pub(super) fn recorded_and_logged_at<F: Future>(
+    level: tracing::Level,
+    f: F,
+) -> (F::Output, Snapshot, String) {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer({
             let logs = logs.clone();
