@@ -6,6 +6,8 @@
 //! Timestamps are truncated to microseconds as `timestamptz` stores them, so an activity stamp
 //! read back compares equal exactly when it would in PostgreSQL. The schema's CHECK
 //! constraints (`replicas_before_sleep > 0`) and primary key are enforced the same way.
+//!
+//! Beside it, [`MemoryParker`]: an in-memory `Parker` over apps, their Services and slices.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,7 +22,10 @@ use uuid::Uuid;
 
 use crate::host::{HostOps, NewDeployment};
 
+mod parker; // the in-memory `Parker`
 mod store; // the `Store` impl; the state, the host fixtures and the helpers stay here
+
+pub use parker::{MemoryParker, ParkerCall, ParkerMethod};
 
 /// A [`Store`] method, to inject a failure into or to count calls of (and, in the
 /// simulation, to gate).
