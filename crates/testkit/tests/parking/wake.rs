@@ -78,3 +78,17 @@ async fn a_wake_of_an_app_someone_else_started_unparks_it_too() {
     job.finish_wakes().await;
     assert!(!world.parker.is_parked(&web()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn finish_wakes_waits_for_an_unpark_a_bounded_time() {
+    let (world, job, id) = slept_and_parked(parking()).await;
+    job.wake(id).await.expect("wake");
+    let started = tokio::time::Instant::now();
+    job.finish_wakes().await;
+    // A shutdown does not wait ten minutes for a slow app: the reconcile finishes it.
+    assert_eq!(
+        started.elapsed(),
+        idle_scaler_core::job::UNPARK_SHUTDOWN_WAIT
+    );
+    assert!(world.parker.is_parked(&web()));
+}
