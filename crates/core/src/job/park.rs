@@ -5,7 +5,7 @@
 //!   it is counted, logged once per app, and the reconcile retries it.
 //! - After a wake that brought the app up, a background task unparks it once the app's own
 //!   endpoints are ready (the Parker's readiness-checked methods only).
-//! - The reconcile (`reconcile_sweep.rs`) re-parks asleep apps, unparks apps woken elsewhere,
+//! - The reconcile (`park/sweep.rs`) re-parks asleep apps, unparks apps woken elsewhere,
 //!   and with `parking = off` unparks whatever is still parked.
 
 use std::collections::HashSet;
