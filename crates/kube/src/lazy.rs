@@ -86,7 +86,7 @@ impl LazyScalerFactory {
 impl LazyScalerFactory {
     /// The client, built now if it is not yet or its credential is expiring. One build at a
     /// time: concurrent callers wait for it.
-    async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {
+    pub(crate) async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {
         let mut slot = self.scaler.lock().await;
         if let Some(scaler) = slot.as_ref().filter(|s| !s.expiring()) {
             return Ok(scaler.clone());

@@ -33,11 +33,14 @@ pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log
 mod clusters;
 mod exec;
 mod lazy;
+mod parker; // KubeParker: writes, unparks and re-points the parked slices
 pub mod parking; // which Services a sleep parks at the waker, and their slices (pure)
 mod readiness;
+pub mod waker_addresses; // where parked slices point: static, watched, or a host's channel
 
 pub use clusters::KubeClusters;
 pub use lazy::{BuildScaler, LazyScalerFactory};
+pub use parker::KubeParker;
 
 pub use readiness::is_ready;
 
@@ -289,7 +292,11 @@ fn scale_patch(replicas: i32, resource_version: Option<&str>) -> serde_json::Val
 
 /// Kubernetes error -> core outcome (the table in this crate's documentation).
 fn map_error(target: &Target, op: &'static str, e: kube::Error) -> CoreError {
-    let what = format!("{op} {target}");
+    map_error_at(format!("{op} {target}"), e)
+}
+
+/// [`map_error`] for a request described by `what` (`"list endpointslices apps/web"`).
+fn map_error_at(what: String, e: kube::Error) -> CoreError {
     if let Some(text) = auth_error(&e) {
         // No source: kube's error would render the plugin's output.
         return CoreError::unavailable(format!("{what}: {}", Error::Auth(text)));
@@ -328,6 +335,25 @@ fn cause(e: kube::Error) -> idle_scaler_core::Cause {
         kube::Error::HyperError(e) => Arc::new(e),
         kube::Error::Service(e) => e.into(),
         other => Arc::new(other),
+    }
+}
+
+/// Runs one request under `timeout`, its error mapped like [`map_error`]; `what` describes it
+/// (`"create endpointslice apps/idle-scaler-web"`), built only on failure.
+async fn bounded<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    fut: impl Future<Output = kube::Result<T>>,
+) -> idle_scaler_core::Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(map_error_at(what(), e)),
+        Err(_) => Err(CoreError::unavailable(format!(
+            "{}: no answer within {} ms",
+            what(),
+            timeout.as_millis()
+        ))
+        .with_reach(Reach::NoAnswer)),
     }
 }
 

@@ -17,8 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-pub use addresses::{AddressError, Family, WakerAddresses};
-pub use slice::{AddressFamily, deployment_label, is_ours, slice_name};
+pub use addresses::{AddressError, Family, WakerAddresses, is_local};
+pub use slice::{AddressFamily, deployment_label, is_ours, repointed, slice_name};
 
 /// At most this many ports of a Service are parked: the parking listener serves port + 0..7.
 pub const MAX_PORTS: u16 = 8;

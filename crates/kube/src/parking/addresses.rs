@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::MAX_PORTS;
+use super::{AddressFamily, MAX_PORTS};
 
 /// Why a list of waker addresses was refused. Each error names the entry or family at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +18,12 @@ pub enum AddressError {
     /// An entry cannot receive traffic: an unspecified or multicast address, or port 0.
     #[error("waker address {0:?} cannot be an endpoint (unspecified, multicast or port 0)")]
     Unusable(String),
+    /// A loopback or link-local address: other pods cannot reach it (a test rig allows it
+    /// explicitly, [`WakerAddresses::refuse_local`] is not called then).
+    #[error(
+        "waker address {0:?} is loopback or link-local: other pods cannot reach it (allowed only for a test rig)"
+    )]
+    Local(String),
     /// The parking ports `port..port + 7` of an entry do not fit below 65536.
     #[error("waker address {0:?}: its parking ports (port + 0..7) pass 65535")]
     PortRange(String),
@@ -100,6 +106,27 @@ impl WakerAddresses {
         Ok(())
     }
 
+    /// Refuses a loopback or link-local address (IPv4 `127/8`, `169.254/16`; IPv6 `::1`,
+    /// `fe80::/10`): a slice pointing there sends every caller to itself.
+    pub fn refuse_local(&self) -> Result<(), AddressError> {
+        for family in self.v4.iter().chain(&self.v6) {
+            if let Some(ip) = family.ips.iter().find(|ip| is_local(ip)) {
+                return Err(AddressError::Local(
+                    SocketAddr::new(*ip, family.port).to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses of `family`, if any.
+    pub fn family(&self, family: AddressFamily) -> Option<&Family> {
+        match family {
+            AddressFamily::V4 => self.v4(),
+            AddressFamily::V6 => self.v6(),
+        }
+    }
+
     /// The IPv4 addresses, if any.
     pub fn v4(&self) -> Option<&Family> {
         self.v4.as_ref()
@@ -108,6 +135,20 @@ impl WakerAddresses {
     /// The IPv6 addresses, if any.
     pub fn v6(&self) -> Option<&Family> {
         self.v6.as_ref()
+    }
+}
+
+/// Whether `ip` is loopback or link-local (IPv4-mapped IPv6 included): reachable from its own
+/// host only, never a waker address for other pods.
+pub fn is_local(ip: &IpAddr) -> bool {
+    let v4_local = |v4: std::net::Ipv4Addr| v4.is_loopback() || v4.is_link_local();
+    match ip {
+        IpAddr::V4(v4) => v4_local(*v4),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unicast_link_local()
+                || v6.to_ipv4_mapped().is_some_and(v4_local)
+        }
     }
 }
 

@@ -25,6 +25,15 @@ pub enum AddressFamily {
 }
 
 impl AddressFamily {
+    /// The family of a slice's `addressType` (`None` for `FQDN` or anything else).
+    pub fn from_address_type(address_type: &str) -> Option<Self> {
+        match address_type {
+            "IPv4" => Some(Self::V4),
+            "IPv6" => Some(Self::V6),
+            _ => None,
+        }
+    }
+
     /// The slice's `addressType`.
     pub fn address_type(self) -> &'static str {
         match self {
@@ -88,7 +97,9 @@ pub fn is_ours(slice: &EndpointSlice) -> bool {
 }
 
 /// The parked slice of `service` for one family: its ports at the family's parking port + i,
-/// one ready endpoint per waker address.
+/// one ready endpoint per waker address. The i-th port of the slice is the one at offset i
+/// ([`repointed`] relies on it), and the annotation `idle-scaler.dev/deployment` holds the
+/// Deployment's full name (its label may be shortened).
 pub(super) fn build(
     service: &Service,
     deployment: &str,
@@ -102,6 +113,8 @@ pub(super) fn build(
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
         (DEPLOYMENT_LABEL.to_owned(), deployment_label(deployment)),
     ]);
+    // The label may be shortened with a hash; the annotation keeps the name for `parked()`.
+    let annotations = BTreeMap::from([(DEPLOYMENT_LABEL.to_owned(), deployment.to_owned())]);
     let owner = OwnerReference {
         api_version: "v1".into(),
         kind: "Service".into(),
@@ -114,6 +127,7 @@ pub(super) fn build(
             name: Some(slice_name(&name, family)),
             namespace: service.metadata.namespace.clone(),
             labels: Some(labels),
+            annotations: Some(annotations),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -141,5 +155,42 @@ fn endpoint(ip: &IpAddr) -> Endpoint {
             ..EndpointConditions::default()
         }),
         ..Endpoint::default()
+    }
+}
+
+/// `slice` (one of idle-scaler's) pointed at `waker` as a slice of `family`: same Service,
+/// labels, annotations, owner and port names, its i-th port at the family's parking port + i
+/// (the order [`build`] writes), one ready endpoint per address. Its name is the family's,
+/// so a slice of another family becomes its replacement (to create, the old one deleted).
+pub fn repointed(slice: &EndpointSlice, family: AddressFamily, waker: &Family) -> EndpointSlice {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
+        .cloned()
+        .unwrap_or_default();
+    let ports = slice.ports.as_ref().map(|ports| {
+        ports
+            .iter()
+            .zip(0..)
+            .map(|(port, offset)| EndpointPort {
+                port: Some(i32::from(waker.port) + offset),
+                ..port.clone()
+            })
+            .collect()
+    });
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(slice_name(&service, family)),
+            namespace: slice.metadata.namespace.clone(),
+            labels: slice.metadata.labels.clone(),
+            annotations: slice.metadata.annotations.clone(),
+            owner_references: slice.metadata.owner_references.clone(),
+            ..ObjectMeta::default()
+        },
+        address_type: family.address_type().into(),
+        endpoints: waker.ips.iter().map(endpoint).collect(),
+        ports,
     }
 }
