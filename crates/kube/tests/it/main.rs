@@ -3,6 +3,10 @@
 mod clusters; // several clusters: a kubeconfig with two contexts, one job serving both
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
+mod parking; // shared setup of the parking tests: a parker on the fake, waiting on slices
+mod parking_addresses; // waker addresses: static, a host's channel, the watched Service; re-pointing
+mod parking_park; // park: the planned slices, their writes and preconditions, skips and errors
+mod parking_unpark; // unpark only once the app's own endpoints are ready; parked()
 mod pool; // the client's connection pool: idle connections bounded and closed
 mod readiness; // the watch until a replica is ready, and the RBAC it needs
 mod scale; // happy paths and the resourceVersion precondition
