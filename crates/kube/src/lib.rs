@@ -21,6 +21,17 @@
 //! [`parking`] plans which Services of a slept Deployment point at the waker, and the
 //! EndpointSlices that do it (pure: no request).
 //!
+//! [`KubeParker`] is the job's [`idle_scaler_core::parking::Parker`]: it writes those slices
+//! (create; update only its own, labelled `endpointslice.kubernetes.io/managed-by:
+//! idle-scaler`, with their `resourceVersion`; delete with a `uid` precondition; a same-named
+//! slice it did not write is a `conflict`, never touched), deletes them only once every parked
+//! Service has a ready endpoint of the app's own pods (waiting by watch), lists what is parked
+//! in one request, and re-points every parked slice when the waker addresses change
+//! ([`KubeParker::follow_addresses`]). The addresses come through a
+//! [`waker_addresses::AddressFeed`]: a static list, the watched ready endpoints of the
+//! waker's Service, or a host's own channel. RBAC: `list` on `deployments` and `services`;
+//! `get`, `list`, `watch`, `create`, `update`, `delete` on `endpointslices`.
+//!
 //! [`LazyScalerFactory`] builds the client on first use and retries after a failure, so a
 //! cluster that cannot be reached makes the job fail open instead of failing the host.
 //!

@@ -133,31 +133,35 @@ impl KubeParker {
             return Ok(Some(Unpark::Done(Default::default())));
         }
         let services = services_of(&ours);
-        if !self.watch_ready(&slices, &services, deadline).await? {
-            return Ok(None);
-        }
-        // Read again: a slice written while waiting (a waker address change) goes too, and
-        // a Service parked meanwhile is waited for first.
-        let ours = slices.list(&ours_selector(target)).await?.items;
-        if !services_of(&ours).is_subset(&services) {
-            return Ok(None);
-        }
+        let ours = match self.watch_ready(&slices, &services, deadline).await? {
+            Ready::No => return Ok(None),
+            Ready::AtOnce => ours,
+            Ready::AfterWaiting => {
+                // Read again: a slice written while waiting (a waker address change) goes
+                // too, and a Service parked meanwhile is waited for first.
+                let ours = slices.list(&ours_selector(target)).await?.items;
+                if !services_of(&ours).is_subset(&services) {
+                    return Ok(None);
+                }
+                ours
+            }
+        };
         Ok(Some(Unpark::Done(slices.delete_all(&ours).await)))
     }
 
-    /// Whether every one of `services` got a ready endpoint of its own before this watch
-    /// ended (false: it ended first).
+    /// Whether every one of `services` has a ready endpoint of its own: at once, or after
+    /// waiting by watch; [`Ready::No`] when the watch ended first.
     async fn watch_ready(
         &self,
         slices: &Slices,
         services: &BTreeSet<String>,
         deadline: Instant,
-    ) -> Result<bool> {
+    ) -> Result<Ready> {
         let ns = slices.namespace.as_str();
         let selector = own_selector(services);
         let list = slices.list(&selector).await?;
         if all_ready(services, &list.items, ns) {
-            return Ok(true);
+            return Ok(Ready::AtOnce);
         }
         let mut own: BTreeMap<String, EndpointSlice> = list
             .items
@@ -177,7 +181,7 @@ impl KubeParker {
                 Ok(WatchEvent::Added(s) | WatchEvent::Modified(s)) => {
                     own.insert(s.metadata.name.clone().unwrap_or_default(), s);
                     if all_ready(services, own.values(), ns) {
-                        return Ok(true);
+                        return Ok(Ready::AfterWaiting);
                     }
                 }
                 Ok(WatchEvent::Deleted(s)) => {
@@ -195,8 +199,18 @@ impl KubeParker {
                 }
             }
         }
-        Ok(false)
+        Ok(Ready::No)
     }
+}
+
+/// How a wait for the app's own endpoints ended.
+enum Ready {
+    /// Ready at the first look.
+    AtOnce,
+    /// Ready after waiting.
+    AfterWaiting,
+    /// The watch ended first.
+    No,
 }
 
 /// The end of a wait at its deadline: the API's failure if it was still away, else not ready.
