@@ -160,7 +160,7 @@ fn endpoint(ip: &IpAddr) -> Endpoint {
 
 /// `slice` (one of idle-scaler's) pointed at `waker` as a slice of `family`: same Service,
 /// labels, annotations, owner and port names, its i-th port at the family's parking port + i
-/// (the order [`build`] writes), one ready endpoint per address. Its name is the family's,
+/// (the order the plan writes), one ready endpoint per address. Its name is the family's,
 /// so a slice of another family becomes its replacement (to create, the old one deleted).
 pub fn repointed(slice: &EndpointSlice, family: AddressFamily, waker: &Family) -> EndpointSlice {
     let service = slice

@@ -89,6 +89,29 @@ async fn an_address_change_repoints_every_parked_slice_at_once() {
 }
 
 #[tokio::test]
+async fn a_new_run_with_other_static_addresses_repoints_what_the_last_one_left() {
+    let fake = FakeApiServer::start().await;
+    two_apps(&fake).await;
+    parker(&fake)
+        .park(&target("shop", "cart"))
+        .await
+        .expect("park");
+    let restarted = Arc::new(parker_with(&fake, feed("10.0.0.8:8081")));
+    let stop = CancellationToken::new();
+    let follower = tokio::spawn({
+        let (parker, stop) = (restarted.clone(), stop.clone());
+        async move { parker.follow_addresses(stop).await }
+    });
+
+    wait_until(&fake, "the slice points at this run's address", |fake| {
+        slice(fake, "shop", "idle-scaler-cart").is_some_and(|s| addresses_of(&s) == ["10.0.0.8"])
+    })
+    .await;
+    stop.cancel();
+    follower.await.expect("the follower ends on shutdown");
+}
+
+#[tokio::test]
 async fn a_family_switch_writes_the_new_slice_before_deleting_the_old() {
     let fake = FakeApiServer::start().await;
     two_apps(&fake).await;
