@@ -83,6 +83,8 @@ pub(crate) struct Start {
     pub job: Arc<Job>,
     pub readiness: Arc<dyn Readiness>,
     pub timeout: Duration,
+    /// Told the app's `provider_id` once its wake succeeded (the row is awake now).
+    pub woken: Box<dyn FnOnce(&str) + Send>,
 }
 
 impl Flights {
@@ -102,29 +104,52 @@ impl Flights {
                 job,
                 readiness,
                 timeout,
+                woken,
             } = start;
             async move {
                 if refused {
                     return Landing::Limited;
                 }
-                fly(id, &target, &job, readiness.as_ref(), started, timeout).await
+                let ctx = Ctx {
+                    id,
+                    target: &target,
+                    job: &job,
+                    readiness: readiness.as_ref(),
+                    started,
+                    timeout,
+                };
+                fly(ctx, woken).await
             }
         });
         (!refused).then_some(flight)
     }
 }
 
-async fn fly(
+/// One flight's context.
+struct Ctx<'a> {
     id: Uuid,
-    target: &Target,
-    job: &Job,
-    readiness: &dyn Readiness,
+    target: &'a Target,
+    job: &'a Job,
+    readiness: &'a dyn Readiness,
     started: Instant,
     timeout: Duration,
-) -> Landing {
+}
+
+async fn fly(ctx: Ctx<'_>, woken: Box<dyn FnOnce(&str) + Send>) -> Landing {
+    let Ctx {
+        id,
+        target,
+        job,
+        readiness,
+        started,
+        timeout,
+    } = ctx;
     let deadline = started + timeout;
     let woke = match tokio::time::timeout_at(deadline, job.wake(id)).await {
-        Ok(Ok(report)) => report.result == WakeResult::WokeUp,
+        Ok(Ok(report)) => {
+            woken(&target.provider_id());
+            report.result == WakeResult::WokeUp
+        }
         Ok(Err(e)) => {
             // The job logs the Kubernetes errors of a wake itself; the store's are ours to tell.
             let error = idle_scaler_core::error_chain(&e);

@@ -26,10 +26,12 @@
 mod answer;
 pub mod config;
 mod flight;
+mod index;
 mod limit;
 mod request;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -44,6 +46,7 @@ use tracing::debug;
 pub use answer::{COLD_START_HEADER, POLL_HEADER, STARTING_HEADER};
 pub use config::WakerConfig;
 use flight::{Flights, Landing, Start};
+use index::AppIndex;
 use limit::WakeLimit;
 
 /// Retry-After of the generic answer: nothing will change soon for an unknown app (nor for
@@ -63,6 +66,16 @@ pub struct Waker {
     ignore_paths: Vec<String>,
     flights: Flights,
     limit: WakeLimit,
+    /// The apps requests may name, in memory (see [`Waker::find_app`]).
+    index: Arc<AppIndex>,
+    /// The index's refresh task, stopped with the waker.
+    refresh: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        self.refresh.abort();
+    }
 }
 
 impl std::fmt::Debug for Waker {
@@ -86,7 +99,8 @@ enum Verdict {
 
 impl Waker {
     /// A waker over the job (which wakes), the store (which names the app), the readiness
-    /// port (which waits) and a clock (which judges expiry).
+    /// port (which waits) and a clock (which judges expiry). Must be called inside a Tokio
+    /// runtime: it starts the task that keeps the app index current.
     pub fn new(
         job: Arc<Job>,
         store: Arc<dyn Store>,
@@ -94,18 +108,35 @@ impl Waker {
         clock: Arc<dyn Clock>,
         config: WakerConfig,
     ) -> Self {
-        Self {
-            ignore_user_agents: config.ignore_user_agents(),
-            ignore_paths: config.ignore_paths(),
-            cluster: config.cluster(),
+        Self::builder(job, store, readiness, clock, config).build()
+    }
+
+    /// A [`WakerBuilder`] with the same parts as [`Waker::new`], for the settings `new`
+    /// leaves at their defaults.
+    pub fn builder(
+        job: Arc<Job>,
+        store: Arc<dyn Store>,
+        readiness: Arc<dyn Readiness>,
+        clock: Arc<dyn Clock>,
+        config: WakerConfig,
+    ) -> WakerBuilder {
+        WakerBuilder {
             job,
             store,
             readiness,
             clock,
-            flights: Flights::default(),
-            limit: WakeLimit::new(config.waker_max_wakes_per_minute),
             config,
+            index_refresh: index::REFRESH,
         }
+    }
+
+    /// Reads the asleep apps into the app index now, as the refresh task does every few
+    /// seconds: for a host that has just slept apps and wants the waker to know them at once.
+    ///
+    /// # Errors
+    /// The store's, when it could not be read; the index keeps the rows it had.
+    pub async fn refresh_index(&self) -> idle_scaler_core::Result<()> {
+        self.index.refresh(self.store.as_ref()).await
     }
 
     /// The waker as an axum [`Router`] answering every method and path: mount it in a
@@ -151,17 +182,70 @@ impl Waker {
     }
 
     /// The row of the app `target` names, if the waker may wake it: the one place both
-    /// listeners identify an app.
+    /// listeners identify an app. From the app index, in memory: an unknown app and one the
+    /// waker may not wake cost the same lookup and no store call. Waits only while the index
+    /// has never been read (at most the waker timeout).
     async fn find_app(&self, target: &Target) -> Option<DeploymentRecord> {
-        let row = match self.store.find_by_provider_id(&target.provider_id()).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %idle_scaler_core::error_chain(&e), "waker: store lookup failed");
-                return None;
-            }
-        };
+        self.index.loaded(self.config.timeout()).await;
+        let row = self.index.get(&target.provider_id())?;
         policy::may_wake(&row, self.clock.now()).then_some(row)
+    }
+}
+
+/// Builds a [`Waker`]: [`Waker::builder`].
+pub struct WakerBuilder {
+    job: Arc<Job>,
+    store: Arc<dyn Store>,
+    readiness: Arc<dyn Readiness>,
+    clock: Arc<dyn Clock>,
+    config: WakerConfig,
+    index_refresh: Duration,
+}
+
+impl std::fmt::Debug for WakerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WakerBuilder")
+            .field("config", &self.config)
+            .field("index_refresh", &self.index_refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WakerBuilder {
+    /// How often the app index reads the asleep apps (default 3 s): an app slept meanwhile
+    /// is unknown to the waker until then.
+    #[must_use]
+    pub fn index_refresh(mut self, every: Duration) -> Self {
+        self.index_refresh = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The waker, its index refresh started. Must be called inside a Tokio runtime.
+    pub fn build(self) -> Waker {
+        let Self {
+            job,
+            store,
+            readiness,
+            clock,
+            config,
+            index_refresh,
+        } = self;
+        let index = Arc::new(AppIndex::default());
+        let refresh = index::spawn_refresh(Arc::downgrade(&index), store.clone(), index_refresh);
+        Waker {
+            ignore_user_agents: config.ignore_user_agents(),
+            ignore_paths: config.ignore_paths(),
+            cluster: config.cluster(),
+            job,
+            store,
+            readiness,
+            clock,
+            flights: Flights::default(),
+            limit: WakeLimit::new(config.waker_max_wakes_per_minute),
+            index,
+            refresh,
+            config,
+        }
     }
 }
 
@@ -195,6 +279,10 @@ async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>)
         job: waker.job.clone(),
         readiness: waker.readiness.clone(),
         timeout: waker.config.timeout(),
+        woken: Box::new({
+            let (index, clock) = (waker.index.clone(), waker.clock.clone());
+            move |provider_id: &str| index.mark_awake(provider_id, clock.now())
+        }),
     };
     // Only a wake of an app that is not awake counts against its namespace's limit.
     let may_start = || {

@@ -89,6 +89,7 @@ async fn robots_and_apps_it_may_not_wake_get_one_generic_answer_and_wake_nothing
     ] {
         w.store.insert(row).await.expect("insert");
     }
+    w.indexed().await;
     let generic = |service: &str, agent: &str, uri: &str| {
         Request::builder()
             .uri("/")

@@ -114,6 +114,7 @@ async fn wakes_per_namespace_are_limited_and_joining_a_wake_is_not_a_new_one() {
         let row = NewDeployment::k8s(ns, name, past).sleep_state(SleepState::Asleep, past, Some(1));
         w.store.insert(row).await.expect("insert");
     }
+    w.indexed().await;
     let ask = |target: &str| {
         Request::builder()
             .header("X-Idle-Scaler-Target", target)
@@ -143,28 +144,53 @@ async fn wakes_per_namespace_are_limited_and_joining_a_wake_is_not_a_new_one() {
 
 #[tokio::test]
 async fn a_settled_apps_own_error_is_passed_through_not_redirected_to_itself() {
-    let w = world(Duration::ZERO, None).await;
-    // apps/api has run for hours and is ready; its own answer was a 502 or 503.
+    let clock = ManualClock::new(Utc::now());
+    let config = WakerConfig {
+        waker_timeout_seconds: 10,
+        ..WakerConfig::default()
+    };
+    let w = world_with(Duration::ZERO, None, config, Arc::new(clock.clone())).await;
+    // apps/api is asleep in the table, but someone scaled it up meanwhile and it is ready.
     w.fake.create_deployment("apps", "api", 1);
     let past = Utc::now() - chrono::Duration::hours(2);
-    let row = NewDeployment::k8s("apps", "api", past).sleep_state(SleepState::Awake, past, None);
+    let row =
+        NewDeployment::k8s("apps", "api", past).sleep_state(SleepState::Asleep, past, Some(1));
     w.store.insert(row).await.expect("insert");
-    let ask = |code: &str, accept: &str| {
+    // apps/up has run for hours and never slept: the waker does not know it (its index
+    // holds the slept apps and those it woke), so its error gets the generic answer.
+    w.fake.create_deployment("apps", "up", 1);
+    let row = NewDeployment::k8s("apps", "up", past).sleep_state(SleepState::Awake, past, None);
+    w.store.insert(row).await.expect("insert");
+    w.indexed().await;
+    let ask = |service: &str, code: &str, accept: &str| {
         Request::builder()
             .header("X-Namespace", "apps")
-            .header("X-Service-Name", "api")
+            .header("X-Service-Name", service)
             .header("X-Original-URI", "/orders")
             .header("X-Code", code)
             .header("Accept", accept)
             .body(Body::empty())
             .expect("request")
     };
+    let expected = generic(&w.router).await;
+    let res = send(&w.router, ask("up", "502", "application/json")).await;
+    let answer = (res.status(), res.headers().clone(), text(res).await);
+    assert_eq!(answer, expected, "an app the waker never slept nor woke");
+    // Just found running: not settled, so the proxy's 502 may mean "no endpoint yet".
+    assert_eq!(
+        send(&w.router, ask("api", "502", "application/json"))
+            .await
+            .status(),
+        307
+    );
+    // Seconds later its own answer is still an error: passed through.
+    clock.advance(chrono::Duration::seconds(10));
     for (code, accept) in [
         ("502", "application/json"),
         ("503", "application/json"),
         ("502", "text/html"),
     ] {
-        let res = send(&w.router, ask(code, accept)).await;
+        let res = send(&w.router, ask("api", code, accept)).await;
         assert_eq!(res.status().as_str(), code, "{code} {accept}");
         assert!(!res.headers().contains_key("location"));
         assert!(!res.headers().contains_key("x-idle-scaler-starting"));
@@ -175,7 +201,10 @@ async fn a_settled_apps_own_error_is_passed_through_not_redirected_to_itself() {
         );
     }
     // Another status is not the app's 502/503: the visitor is sent back as before.
-    assert_eq!(send(&w.router, ask("504", "*/*")).await.status(), 307);
+    assert_eq!(
+        send(&w.router, ask("api", "504", "*/*")).await.status(),
+        307
+    );
     // A slept app woken just now is not settled: its proxy's 503 means "no endpoint yet".
     let res = send(
         &w.router,

@@ -30,8 +30,16 @@ use uuid::Uuid;
 struct World {
     fake: FakeApiServer,
     store: MemoryStore,
+    waker: Arc<Waker>,
     router: Router,
     id: Uuid,
+}
+
+impl World {
+    /// Rows inserted after the waker was built reach its app index now, not a refresh later.
+    async fn indexed(&self) {
+        self.waker.refresh_index().await.expect("index refresh");
+    }
 }
 
 /// `apps/web` asleep on the fake (0 replicas, restore count 2) and in the store, pods that
@@ -74,17 +82,18 @@ async fn world_with(
         .clock(clock.clone())
         .build(),
     );
-    let waker = Waker::new(
+    let waker = Arc::new(Waker::new(
         job,
         Arc::new(store.clone()),
         readiness.unwrap_or(kube),
         clock,
         config,
-    );
+    ));
     World {
         fake,
         store,
-        router: Arc::new(waker).router(),
+        router: waker.clone().router(),
+        waker,
         id,
     }
 }
