@@ -42,6 +42,7 @@
 
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
 mod clusters;
+pub mod directory; // the parking listener's view: parked Services by name, callers' namespaces, ready endpoints
 mod exec;
 mod lazy;
 mod parker; // KubeParker: writes, unparks and re-points the parked slices
@@ -50,6 +51,7 @@ mod readiness;
 pub mod waker_addresses; // where parked slices point: static, watched, or a host's channel
 
 pub use clusters::KubeClusters;
+pub use directory::{DirectorySettings, KubeParkingDirectory};
 pub use lazy::{BuildScaler, LazyScalerFactory};
 pub use parker::KubeParker;
 

@@ -1,6 +1,7 @@
 //! The adapter over real HTTP against the fake API server (one test binary, a module per topic).
 
 mod clusters; // several clusters: a kubeconfig with two contexts, one job serving both
+mod directory; // the parking listener's directory: parked Services by host, callers, endpoints
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
 mod parking; // shared setup of the parking tests: a parker on the fake, waiting on slices

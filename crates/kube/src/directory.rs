@@ -1,0 +1,333 @@
+//! [`KubeParkingDirectory`]: the parking listener's view of the cluster, kept current by
+//! watches, so that naming the app of a request never waits on an API request.
+//!
+//! - idle-scaler's parked slices, cluster-wide (label
+//!   `endpointslice.kubernetes.io/managed-by=idle-scaler`), and the Services they park (only
+//!   those are kept: name, namespace, ClusterIP, ports, the `idle-scaler.dev/callers`
+//!   annotation), listed then watched, resumed on the last `resourceVersion`, listed again on
+//!   `410 Gone`. A request's `Host` is looked up in memory by every name a caller in the
+//!   cluster may use.
+//! - A caller's namespace: `list pods` by `status.podIP`, remembered for a while (see
+//!   [`DirectorySettings::pod_cache_ttl`]), "no pod" too.
+//! - A ready endpoint of the app's own: a watch of the Service's slices until one the
+//!   EndpointSlice controller manages has a ready Pod endpoint of the Service's namespace.
+//!
+//! RBAC: `list`, `watch` on `endpointslices` and `services` (all namespaces), `get` on
+//! `services`, `list` on `pods`.
+
+mod endpoints;
+mod index;
+mod pods;
+mod reflect;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use idle_scaler_core::{
+    ClusterName, Error as CoreError, ListenerPort, ParkedServiceInfo, ParkingDirectory,
+};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+pub use endpoints::CONTROLLER;
+pub use index::CALLERS_ANNOTATION;
+
+use crate::parking::{MANAGED_BY, MANAGED_BY_LABEL};
+use endpoints::Forbidden;
+use index::ParkedIndex;
+use pods::PodNamespaces;
+use reflect::{Change, reflect};
+
+/// What a [`KubeParkingDirectory`] needs besides its client.
+#[derive(Debug, Clone)]
+pub struct DirectorySettings {
+    /// The cluster the directory watches (`None`: the default one): the cluster of the
+    /// parked Services' targets.
+    pub cluster: Option<ClusterName>,
+    /// The cluster DNS suffix (`cluster_domain`, default `cluster.local`).
+    pub cluster_domain: String,
+    /// The parking listener's first port: a parked slice's port minus it is the listener
+    /// offset of the Service port of the same name.
+    pub parking_base_port: u16,
+    /// The waker's own addresses: never a forwarding target.
+    pub own_addresses: Vec<IpAddr>,
+    /// Accept loopback endpoints: only for a test rig whose apps listen on 127.0.0.1.
+    pub allow_loopback: bool,
+    /// Bound of every API request.
+    pub request_timeout: Duration,
+    /// How long a caller address's namespace (or "no pod") is remembered.
+    pub pod_cache_ttl: Duration,
+    /// At most this many caller addresses remembered.
+    pub pod_cache_size: usize,
+}
+
+impl DirectorySettings {
+    /// The defaults for a parking listener at `parking_base_port`: the default cluster,
+    /// `cluster.local`, no own address, 10 s requests, addresses remembered 30 s, at most
+    /// 10,000 of them.
+    pub fn new(parking_base_port: u16) -> Self {
+        Self {
+            cluster: None,
+            cluster_domain: "cluster.local".to_owned(),
+            parking_base_port,
+            own_addresses: Vec::new(),
+            allow_loopback: false,
+            request_timeout: crate::DEFAULT_TIMEOUT,
+            pod_cache_ttl: Duration::from_secs(30),
+            pod_cache_size: 10_000,
+        }
+    }
+}
+
+struct Shared {
+    index: RwLock<ParkedIndex>,
+    /// Services a slice parks that have not been read yet, for the reader task.
+    missing: mpsc::UnboundedSender<(String, String)>,
+    /// The slices have been listed once.
+    slices_listed: watch::Sender<bool>,
+    /// Slices and Services have been listed once: the index is complete.
+    synced: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ParkedIndex> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ParkedIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ask(&self, keys: impl IntoIterator<Item = (String, String)>) {
+        for k in keys {
+            // The reader ends only with the directory.
+            let _ = self.missing.send(k);
+        }
+    }
+}
+
+/// The Kubernetes [`ParkingDirectory`]. Its watches run until it is dropped.
+pub struct KubeParkingDirectory {
+    shared: Arc<Shared>,
+    client: kube::Client,
+    settings: DirectorySettings,
+    forbidden: Forbidden,
+    pods: PodNamespaces,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KubeParkingDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeParkingDirectory")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for KubeParkingDirectory {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl KubeParkingDirectory {
+    /// Starts the watches. Must be called inside a Tokio runtime. Lookups answer from what
+    /// has been read so far: [`KubeParkingDirectory::synced`] waits for the first complete
+    /// index.
+    pub fn start(client: kube::Client, settings: DirectorySettings) -> Self {
+        let (missing, missing_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            index: RwLock::new(ParkedIndex::new(
+                settings.cluster.clone(),
+                &settings.cluster_domain,
+                settings.parking_base_port,
+            )),
+            missing,
+            slices_listed: watch::Sender::new(false),
+            synced: watch::Sender::new(false),
+        });
+        let timeout = settings.request_timeout;
+        let tasks = vec![
+            tokio::spawn(watch_slices(client.clone(), timeout, shared.clone())),
+            tokio::spawn(watch_services(client.clone(), timeout, shared.clone())),
+            tokio::spawn(read_missing(
+                client.clone(),
+                timeout,
+                Arc::downgrade(&shared),
+                missing_rx,
+            )),
+        ];
+        Self {
+            forbidden: Forbidden {
+                own: settings.own_addresses.clone(),
+                allow_loopback: settings.allow_loopback,
+            },
+            pods: PodNamespaces::new(
+                client.clone(),
+                timeout,
+                settings.pod_cache_ttl,
+                settings.pod_cache_size,
+            ),
+            shared,
+            client,
+            settings,
+            tasks,
+        }
+    }
+
+    /// Waits until the slices and the Services they park have been listed once (at most
+    /// `timeout`); whether they have.
+    pub async fn synced(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.synced.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Parked Services in the index now.
+    pub fn parked_services(&self) -> usize {
+        self.shared.read().len()
+    }
+}
+
+#[async_trait]
+impl ParkingDirectory for KubeParkingDirectory {
+    fn lookup(&self, host: &str, caller_namespace: Option<&str>) -> Option<Arc<ParkedServiceInfo>> {
+        self.shared.read().lookup(host, caller_namespace)
+    }
+
+    async fn pod_namespace(&self, ip: IpAddr) -> idle_scaler_core::Result<Option<String>> {
+        self.pods.namespace(ip).await
+    }
+
+    async fn ready_endpoint(
+        &self,
+        service: &ParkedServiceInfo,
+        port: &ListenerPort,
+        timeout: Duration,
+    ) -> idle_scaler_core::Result<Option<SocketAddr>> {
+        endpoints::wait_ready(
+            &self.client,
+            self.settings.request_timeout,
+            &self.forbidden,
+            service,
+            port,
+            timeout,
+        )
+        .await
+    }
+}
+
+async fn watch_slices(client: kube::Client, timeout: Duration, shared: Arc<Shared>) {
+    let api: Api<EndpointSlice> = Api::all(client);
+    let labels = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+    reflect(api, Some(labels), timeout, "endpointslices", |change| {
+        let missing = match change {
+            Change::Listed(items) => {
+                let missing = shared.write().set_slices(&items);
+                shared.slices_listed.send_replace(true);
+                missing
+            }
+            Change::Applied(s) => shared.write().upsert_slice(&s).into_iter().collect(),
+            Change::Deleted(s) => {
+                shared.write().remove_slice(&s);
+                Vec::new()
+            }
+        };
+        // Before the Services are listed, their list brings them.
+        if *shared.synced.borrow() {
+            shared.ask(missing);
+        }
+    })
+    .await;
+}
+
+async fn watch_services(client: kube::Client, timeout: Duration, shared: Arc<Shared>) {
+    // Listing the Services first would read them all for nothing: only the parked are kept.
+    let mut listed = shared.slices_listed.subscribe();
+    if listed.wait_for(|l| *l).await.is_err() {
+        return;
+    }
+    let api: Api<Service> = Api::all(client);
+    reflect(api, None, timeout, "services", |change| match change {
+        Change::Listed(items) => {
+            let missing = shared.write().set_services(&items);
+            if !*shared.synced.borrow() {
+                let n = shared.read().len();
+                debug!(parked_services = n, "parking directory: index complete");
+            }
+            shared.synced.send_replace(true);
+            shared.ask(missing);
+        }
+        Change::Applied(s) => shared.write().upsert_service(&s),
+        Change::Deleted(s) => {
+            if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                shared.write().remove_service(ns, name);
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads the Services that slices park but no list or event brought (a slice created after
+/// its Service's last event).
+async fn read_missing(
+    client: kube::Client,
+    timeout: Duration,
+    shared: std::sync::Weak<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(String, String)>,
+) {
+    while let Some((ns, name)) = rx.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if !shared
+            .read()
+            .missing_services()
+            .contains(&(ns.clone(), name.clone()))
+        {
+            continue;
+        }
+        let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+        match tokio::time::timeout(timeout, api.get_opt(&name)).await {
+            Ok(Ok(Some(s))) => shared.write().upsert_service(&s),
+            // Gone: its slice is an orphan the garbage collector takes.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                debug!(namespace = %ns, service = %name, error = %e, "parking directory: reading a parked service failed; the services watch brings it");
+            }
+            Err(_) => {
+                debug!(namespace = %ns, service = %name, "parking directory: reading a parked service timed out; the services watch brings it");
+            }
+        }
+    }
+}
+
+/// Kubernetes error -> core outcome, as the scaler maps them.
+fn api_error(what: String, e: kube::Error) -> CoreError {
+    if let Some(text) = crate::auth_error(&e) {
+        return CoreError::unavailable(format!("{what}: {}", crate::Error::Auth(text)));
+    }
+    let mapped = match &e {
+        kube::Error::Api(s) => match s.code {
+            404 => CoreError::not_found(what),
+            401 | 403 => CoreError::forbidden(what),
+            400..=499 if s.code != 429 => CoreError::invalid(what),
+            code => CoreError::unavailable(format!("{what}: HTTP {code}"))
+                .with_reach(idle_scaler_core::Reach::Answered),
+        },
+        other => CoreError::unavailable(what).with_reach(crate::transport_reach(other)),
+    };
+    mapped.with_cause(crate::cause(e))
+}
+
+#[cfg(test)]
+mod tests;
