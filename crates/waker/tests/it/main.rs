@@ -5,6 +5,7 @@
 mod answers; // what each kind of client and app gets
 mod browser; // headless Chromium over WebDriver through nginx, with screenshots
 mod clusters; // several clusters: the app's cluster is woken and watched
+mod flood; // a flood of unknown-app requests with a slow database: wakes keep their pace
 mod guards; // failed wakes remembered, wakes per namespace limited, errors passed through, forged URIs
 mod real; // nginx in front, a real app process, a raw HTTP client
 mod single_flight; // N visitors, one wake, one scale write
