@@ -2,6 +2,7 @@
 
 mod clusters; // several clusters: a kubeconfig with two contexts, one job serving both
 mod directory; // the parking listener's directory: parked Services by host, callers, endpoints
+mod directory_rss; // bench (d): memory and time to index 10,000 parked Services (ignored)
 mod errors; // every error mapping, over real HTTP
 mod job; // the real `Job` through the adapter, end to end
 mod parking; // shared setup of the parking tests: a parker on the fake, waiting on slices
