@@ -85,6 +85,9 @@ impl DirectorySettings {
     }
 }
 
+/// Pause before reading a parked Service again after a failed read.
+const READ_AGAIN: Duration = Duration::from_millis(500);
+
 struct Shared {
     index: RwLock<ParkedIndex>,
     /// Services a slice parks that have not been read yet, for the reader task.
@@ -297,17 +300,23 @@ async fn read_missing(
             continue;
         }
         let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-        match tokio::time::timeout(timeout, api.get_opt(&name)).await {
-            Ok(Ok(Some(s))) => shared.write().upsert_service(&s),
+        let failure = match tokio::time::timeout(timeout, api.get_opt(&name)).await {
+            Ok(Ok(Some(s))) => {
+                shared.write().upsert_service(&s);
+                continue;
+            }
             // Gone: its slice is an orphan the garbage collector takes.
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                debug!(namespace = %ns, service = %name, error = %e, "parking directory: reading a parked service failed; the services watch brings it");
-            }
-            Err(_) => {
-                debug!(namespace = %ns, service = %name, "parking directory: reading a parked service timed out; the services watch brings it");
-            }
-        }
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        debug!(namespace = %ns, service = %name, error = %failure, "parking directory: reading a parked service failed; trying again");
+        // The Service may not change for a long time: its watch would not bring it.
+        let again = shared.missing.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(READ_AGAIN).await;
+            let _ = again.send((ns, name));
+        });
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use idle_scaler_core::{ListenerPort, ParkedServiceInfo, ParkingDirectory};
 use idle_scaler_kube::{DirectorySettings, KubeParkingDirectory};
+use idle_scaler_testkit::fake_kube::Fault;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -116,8 +117,15 @@ async fn the_index_follows_slices_created_and_deleted() {
     let dir = directory(&fake);
     assert!(dir.synced(TIMEOUT).await);
     assert!(dir.lookup("web.apps", None).is_none());
-    // The Service existed before its slice: the directory reads it when the slice comes.
+    // The Service existed before its slice: the directory reads it when the slice comes,
+    // again after a failed read (its watch would not bring it: it does not change).
     let svc = fake.create_service("apps", "web", "web", &[("http", 80)]);
+    fake.inject(
+        Fault::status(503)
+            .on_method("GET")
+            .on_path("/namespaces/apps/services/web")
+            .times(1),
+    );
     create_slice(&fake, "apps", &parked_slice("web", "web")).await;
     until("the parked service", || {
         dir.lookup("web.apps", None).is_some()
