@@ -3,7 +3,8 @@
 //! A proxy routes a request here when the app has no ready endpoint (ingress-nginx:
 //! `custom-http-errors` + `default-backend`; any other proxy: a fallback route that sets
 //! [`WakerConfig::waker_target_header`]). The waker is never in the path of an awake app and
-//! never forwards a request: it finds the app's row by `provider_id`, wakes it through
+//! never forwards a request: it finds the app's row by `provider_id` in its in-memory index
+//! of slept apps (no store call per request), wakes it through
 //! [`Job::wake`] (single flight), waits for a ready replica through the [`Readiness`] port,
 //! and answers:
 //!
