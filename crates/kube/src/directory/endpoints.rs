@@ -119,13 +119,18 @@ pub(super) async fn wait_ready(
         'list: loop {
             let lp = ListParams::default().labels(&selector);
             let list = match tokio::time::timeout(request_timeout, api.list(&lp)).await {
-                Ok(r) => r.map_err(|e| api_error(format!("list {}", what()), e))?,
-                Err(_) => {
-                    return Err(idle_scaler_core::Error::unavailable(format!(
-                        "list {}: no answer in time",
-                        what()
-                    )));
+                Ok(Ok(list)) => list,
+                Ok(Err(e)) => {
+                    let e = api_error(format!("list {}", what()), e);
+                    if !matches!(e, idle_scaler_core::Error::Unavailable { .. }) {
+                        return Err(e);
+                    }
+                    // The API server is away: it may be back well within the deadline.
+                    debug!(service = %service.name, error = %idle_scaler_core::error_chain(&e), "parking directory: listing endpoints failed; trying again");
+                    tokio::time::sleep(PAUSE).await;
+                    continue;
                 }
+                Err(_) => continue,
             };
             let mut slices: BTreeMap<String, EndpointSlice> = list
                 .items
@@ -144,10 +149,10 @@ pub(super) async fn wait_ready(
                 let wp = WatchParams::default()
                     .labels(&selector)
                     .timeout(u32::try_from(secs).unwrap_or(1));
-                let stream = api
-                    .watch(&wp, &version)
-                    .await
-                    .map_err(|e| api_error(format!("watch {}", what()), e))?;
+                let Ok(stream) = api.watch(&wp, &version).await else {
+                    tokio::time::sleep(PAUSE).await;
+                    continue 'list;
+                };
                 let mut stream = std::pin::pin!(stream);
                 let mut news = false;
                 while let Some(Ok(event)) = stream.next().await {
@@ -164,6 +169,7 @@ pub(super) async fn wait_ready(
                         WatchEvent::Bookmark(b) => version = b.metadata.resource_version,
                         WatchEvent::Error(status) => {
                             debug!(code = status.code, service = %service.name, "parking directory: endpoint watch error; listing again");
+                            tokio::time::sleep(PAUSE).await;
                             continue 'list;
                         }
                     }

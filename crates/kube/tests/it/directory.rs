@@ -286,3 +286,33 @@ async fn the_ready_endpoint_is_the_apps_own_pod_and_stray_slices_are_ignored() {
     let got = waiting.await.expect("join").expect("wait");
     assert_eq!(got, Some(SocketAddr::from(([127, 0, 0, 1], 4321))));
 }
+
+#[tokio::test]
+async fn the_ready_endpoint_wait_outlasts_an_api_server_that_is_briefly_away() {
+    let fake = FakeApiServer::start().await;
+    fake.create_deployment("apps", "web", 1);
+    fake.create_service("apps", "web", "web", &[("http", 80)]);
+    fake.set_app_endpoint("apps", "web", "127.0.0.1:4321");
+    let dir = directory(&fake);
+    fake.inject(
+        Fault::status(503)
+            .on_path("/namespaces/apps/endpointslices")
+            .times(2),
+    );
+    let got = dir
+        .ready_endpoint(&info(None), &http(), TIMEOUT)
+        .await
+        .expect("no error while the deadline lasts");
+    assert_eq!(got, Some(SocketAddr::from(([127, 0, 0, 1], 4321))));
+    // A refusal is not an outage: it ends the wait at once.
+    fake.inject(
+        Fault::status(403)
+            .on_path("/namespaces/apps/endpointslices")
+            .times(1),
+    );
+    let refused = dir.ready_endpoint(&info(None), &http(), TIMEOUT).await;
+    assert!(
+        matches!(refused, Err(idle_scaler_core::Error::Forbidden { .. })),
+        "{refused:?}"
+    );
+}
