@@ -41,20 +41,26 @@ pub(crate) enum Landing {
     Limited,
 }
 
-/// The wake-and-wait flights, one per app.
-pub(crate) struct Flights(SingleFlight<Uuid, Landing>);
+/// Told the `provider_id` of an app whose wake succeeded (its row is awake now).
+pub(crate) type OnWoken = Arc<dyn Fn(&str) + Send + Sync>;
 
-impl Default for Flights {
-    fn default() -> Self {
+/// The wake-and-wait flights, one per app.
+pub(crate) struct Flights {
+    flights: SingleFlight<Uuid, Landing>,
+    woken: OnWoken,
+}
+
+impl Flights {
+    /// The flights; `woken` is told of every successful wake.
+    pub fn new(woken: OnWoken) -> Self {
         // A landed flight lingers so the starting page's poll sees "ready" (and the proxy has
         // time to route to the app); a failure is remembered; a timeout is retried at once.
-        Self(
-            SingleFlight::new(|_, _| Landing::Failed).lingering(|l| match l {
-                Landing::Ready { .. } => READY_LINGER,
-                Landing::Failed => FAILED_WAKE_MEMORY,
-                Landing::TimedOut | Landing::Limited => Duration::ZERO,
-            }),
-        )
+        let flights = SingleFlight::new(|_, _| Landing::Failed).lingering(|l| match l {
+            Landing::Ready { .. } => READY_LINGER,
+            Landing::Failed => FAILED_WAKE_MEMORY,
+            Landing::TimedOut | Landing::Limited => Duration::ZERO,
+        });
+        Self { flights, woken }
     }
 }
 
@@ -83,8 +89,6 @@ pub(crate) struct Start {
     pub job: Arc<Job>,
     pub readiness: Arc<dyn Readiness>,
     pub timeout: Duration,
-    /// Told the app's `provider_id` once its wake succeeded (the row is awake now).
-    pub woken: Box<dyn FnOnce(&str) + Send>,
 }
 
 impl Flights {
@@ -97,53 +101,44 @@ impl Flights {
         may_start: impl FnOnce() -> bool,
     ) -> Option<Flight<Landing>> {
         let mut refused = false;
-        let flight = self.0.join(id, |started| {
+        let woken = self.woken.clone();
+        let flight = self.flights.join(id, |started| {
             refused = !may_start();
             let Start {
                 target,
                 job,
                 readiness,
                 timeout,
-                woken,
             } = start;
             async move {
                 if refused {
                     return Landing::Limited;
                 }
-                let ctx = Ctx {
+                fly(
                     id,
-                    target: &target,
-                    job: &job,
-                    readiness: readiness.as_ref(),
+                    &target,
+                    &job,
+                    readiness.as_ref(),
                     started,
                     timeout,
-                };
-                fly(ctx, woken).await
+                    &woken,
+                )
+                .await
             }
         });
         (!refused).then_some(flight)
     }
 }
 
-/// One flight's context.
-struct Ctx<'a> {
+async fn fly(
     id: Uuid,
-    target: &'a Target,
-    job: &'a Job,
-    readiness: &'a dyn Readiness,
+    target: &Target,
+    job: &Job,
+    readiness: &dyn Readiness,
     started: Instant,
     timeout: Duration,
-}
-
-async fn fly(ctx: Ctx<'_>, woken: Box<dyn FnOnce(&str) + Send>) -> Landing {
-    let Ctx {
-        id,
-        target,
-        job,
-        readiness,
-        started,
-        timeout,
-    } = ctx;
+    woken: &OnWoken,
+) -> Landing {
     let deadline = started + timeout;
     let woke = match tokio::time::timeout_at(deadline, job.wake(id)).await {
         Ok(Ok(report)) => {

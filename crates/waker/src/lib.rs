@@ -233,6 +233,10 @@ impl WakerBuilder {
         } = self;
         let index = Arc::new(AppIndex::default());
         let refresh = index::spawn_refresh(Arc::downgrade(&index), store.clone(), index_refresh);
+        let flights = Flights::new({
+            let (index, clock) = (index.clone(), clock.clone());
+            Arc::new(move |provider_id: &str| index.mark_awake(provider_id, clock.now()))
+        });
         Waker {
             ignore_user_agents: config.ignore_user_agents(),
             ignore_paths: config.ignore_paths(),
@@ -241,7 +245,7 @@ impl WakerBuilder {
             store,
             readiness,
             clock,
-            flights: Flights::default(),
+            flights,
             limit: WakeLimit::new(config.waker_max_wakes_per_minute),
             index,
             refresh,
@@ -280,10 +284,6 @@ async fn handle(State(waker): State<Arc<Waker>>, req: Request<axum::body::Body>)
         job: waker.job.clone(),
         readiness: waker.readiness.clone(),
         timeout: waker.config.timeout(),
-        woken: Box::new({
-            let (index, clock) = (waker.index.clone(), waker.clock.clone());
-            move |provider_id: &str| index.mark_awake(provider_id, clock.now())
-        }),
     };
     // Only a wake of an app that is not awake counts against its namespace's limit.
     let may_start = || {
