@@ -22,9 +22,11 @@ use uuid::Uuid;
 
 use crate::host::{HostOps, NewDeployment};
 
+mod directory; // the in-memory parking directory (the parking listener's view of the cluster)
 mod parker; // the in-memory `Parker`
 mod store; // the `Store` impl; the state, the host fixtures and the helpers stay here
 
+pub use directory::MemoryDirectory;
 pub use parker::{MemoryParker, ParkerCall, ParkerMethod};
 
 /// A [`Store`] method, to inject a failure into or to count calls of (and, in the

@@ -53,6 +53,11 @@ pub fn passed_through(status: StatusCode) -> Response {
     error(status)
 }
 
+/// 502: the app broke off a request the parking listener forwarded (it is never sent again).
+pub fn bad_gateway() -> Response {
+    error(StatusCode::BAD_GATEWAY)
+}
+
 /// 503 for a held client whose app did not become ready in time.
 pub fn timed_out(started: Instant) -> Response {
     let mut res = unavailable(5);

@@ -8,6 +8,7 @@ use figment::Provider;
 use http::HeaderName;
 use idle_scaler_core::config::Reader;
 use idle_scaler_core::{ClusterName, Config, ConfigError};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// The keys [`WakerConfig`] reads; pass them to `Config::load_with` so the job does not warn
@@ -19,6 +20,10 @@ pub const KEYS: &[&str] = &[
     "waker_ignore_paths",
     "waker_cluster",
     "waker_max_wakes_per_minute",
+    "waker_page_after_ms",
+    "cluster_domain",
+    "waker_gateway_namespaces",
+    "waker_trusted_cidrs",
 ];
 
 /// User-Agent substrings (case-insensitive) that never wake an app: uptime checkers,
@@ -51,10 +56,34 @@ pub struct WakerConfig {
     /// start a wake gets the generic 503. Joining a wake in flight is not a new wake.
     #[serde(default = "default_max_wakes_per_minute")]
     pub waker_max_wakes_per_minute: usize,
+    /// Parking listener: how long a browser is held for a ready app before it gets the
+    /// starting page, in milliseconds (0..=60000).
+    #[serde(default = "default_page_after_ms")]
+    pub waker_page_after_ms: u64,
+    /// Parking listener: the cluster DNS suffix of Service names in `Host`
+    /// (`<svc>.<ns>.svc.<cluster_domain>`).
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// Parking listener: comma list of namespaces whose pods are trusted gateways (they may
+    /// call any parked Service, and their `X-Forwarded-*` headers are kept).
+    #[serde(default)]
+    pub waker_gateway_namespaces: String,
+    /// Parking listener: comma list of CIDRs whose sources are trusted like gateways (proxies
+    /// outside the pod network, test rigs).
+    #[serde(default)]
+    pub waker_trusted_cidrs: String,
 }
 
 fn default_max_wakes_per_minute() -> usize {
     30
+}
+
+fn default_page_after_ms() -> u64 {
+    1500
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".to_owned()
 }
 
 impl Default for WakerConfig {
@@ -66,6 +95,10 @@ impl Default for WakerConfig {
             waker_ignore_paths: DEFAULT_IGNORE_PATHS.to_owned(),
             waker_cluster: String::new(),
             waker_max_wakes_per_minute: default_max_wakes_per_minute(),
+            waker_page_after_ms: default_page_after_ms(),
+            cluster_domain: default_cluster_domain(),
+            waker_gateway_namespaces: String::new(),
+            waker_trusted_cidrs: String::new(),
         }
     }
 }
@@ -94,6 +127,21 @@ impl WakerConfig {
                  default cluster",
             ));
         }
+        let cidrs = read.string("waker_trusted_cidrs")?;
+        if list(&cidrs).any(|c| c.parse::<IpNet>().is_err()) {
+            return Err(read.invalid(
+                "waker_trusted_cidrs",
+                "a comma list of CIDRs (10.0.0.0/8, fd00::/8)",
+            ));
+        }
+        let domain = read.string("cluster_domain")?;
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || !domain.split('.').all(is_dns_label) {
+            return Err(read.invalid(
+                "cluster_domain",
+                "a DNS name of lowercase labels (cluster.local)",
+            ));
+        }
         Ok(Self {
             waker_cluster: cluster,
             waker_timeout_seconds: read.int(
@@ -111,6 +159,15 @@ impl WakerConfig {
                 100_000,
                 "an integer from 1 to 100000 (wakes per namespace and minute)",
             )?,
+            waker_page_after_ms: read.int(
+                "waker_page_after_ms",
+                0,
+                60_000,
+                "an integer from 0 to 60000 (milliseconds)",
+            )?,
+            cluster_domain: domain,
+            waker_gateway_namespaces: read.string("waker_gateway_namespaces")?,
+            waker_trusted_cidrs: cidrs,
         })
     }
 
@@ -138,6 +195,36 @@ impl WakerConfig {
     pub fn ignore_paths(&self) -> Vec<String> {
         list(&self.waker_ignore_paths).map(str::to_owned).collect()
     }
+
+    /// How long the parking listener holds a browser before the starting page.
+    pub fn page_after(&self) -> Duration {
+        Duration::from_millis(self.waker_page_after_ms)
+    }
+
+    /// The namespaces whose pods are trusted gateways.
+    pub fn gateway_namespaces(&self) -> Vec<String> {
+        list(&self.waker_gateway_namespaces)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The CIDRs trusted like gateways. Checked when loaded; an entry built in code that is
+    /// no CIDR trusts nothing.
+    pub fn trusted_cidrs(&self) -> Vec<IpNet> {
+        list(&self.waker_trusted_cidrs)
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    }
+}
+
+/// A DNS-1123 label: lowercase letters, digits and inner `-`, 1 to 63 characters.
+fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {

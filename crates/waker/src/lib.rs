@@ -29,6 +29,7 @@ pub mod config;
 mod flight;
 mod index;
 mod limit;
+pub mod parking;
 mod request;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use config::WakerConfig;
 use flight::{Flights, Landing, Start};
 use index::AppIndex;
 use limit::WakeLimit;
+pub use parking::{ParkingLimits, ParkingListener};
 
 /// Retry-After of the generic answer: nothing will change soon for an unknown app (nor for
 /// one whose wake failed: that is remembered as long).

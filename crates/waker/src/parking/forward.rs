@@ -1,0 +1,111 @@
+//! The forward: one connection to the app's ready endpoint per request (the caller goes to
+//! the app itself once unparked, so there is nothing to pool), the request streamed to it and
+//! its answer streamed back.
+//!
+//! A refused connect is retried until the deadline: an endpoint is ready before its process
+//! always listens. Nothing else is retried: once a byte of the request went, it is never sent
+//! again (the app may have acted on it), and a broken exchange is answered `502`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Request, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{headers, upgrade};
+use crate::answer;
+
+/// The first wait after a refused connect; it doubles up to [`MAX_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(5);
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(200);
+
+/// Why a forward did not reach the app.
+#[derive(Debug)]
+pub(super) enum Unreached {
+    /// No connection by the deadline: nothing of the request was sent.
+    NotListening,
+}
+
+/// A connection to `to`, retrying refused connects until `deadline`.
+async fn connect(to: SocketAddr, deadline: Instant) -> Result<TcpStream, Unreached> {
+    let mut wait = FIRST_RETRY_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(to)).await {
+            Ok(Ok(stream)) => {
+                // The first bytes of a held request should not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                if Instant::now() + wait >= deadline {
+                    debug!(endpoint = %to, "parking: app still refuses connections at the deadline");
+                    return Err(Unreached::NotListening);
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+            Ok(Err(e)) => {
+                debug!(endpoint = %to, error = %e, "parking: connect to the app failed");
+                return Err(Unreached::NotListening);
+            }
+            Err(_) => return Err(Unreached::NotListening),
+        }
+    }
+}
+
+/// Sends `req` (headers already rewritten) to the app at `to` and gives back its answer,
+/// body and trailers streaming, with `Connection: close`. `Err` only when nothing was sent.
+pub(super) async fn forward(
+    mut req: Request<Incoming>,
+    to: SocketAddr,
+    deadline: Instant,
+) -> Result<Response, Unreached> {
+    let caller_upgrade =
+        headers::carried_upgrade(req.headers()).map(|_| hyper::upgrade::on(&mut req));
+    let stream = connect(to, deadline).await?;
+    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            // The handshake sends nothing: still safe to give up without an exchange.
+            debug!(endpoint = %to, error = %e, "parking: handshake with the app failed");
+            return Err(Unreached::NotListening);
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "parking: connection to the app ended with an error");
+        }
+    });
+    let mut res = match sender.send_request(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            warn!(endpoint = %to, error = %e, "parking: the app broke off the forwarded request");
+            return Ok(answer::bad_gateway());
+        }
+    };
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let protocol = res.headers().get(header::UPGRADE).cloned();
+        if let (Some(caller), Some(protocol)) = (caller_upgrade, protocol) {
+            upgrade::splice(caller, hyper::upgrade::on(&mut res));
+            headers::strip_hop_by_hop(res.headers_mut(), Some(&protocol));
+            return Ok(res.map(Body::new));
+        }
+        // A switch nobody asked for cannot be carried.
+        warn!(endpoint = %to, "parking: the app switched protocols unasked");
+        return Ok(answer::bad_gateway());
+    }
+    headers::strip_hop_by_hop(res.headers_mut(), None);
+    // The app is ready: the caller's next request should reach it, not the waker.
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Ok(res.map(Body::new))
+}

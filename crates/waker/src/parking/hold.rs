@@ -1,0 +1,290 @@
+//! One request: identify the parked Service by `Host`, check the caller, wake the app through
+//! the waker's flight, hold the request until the app has a ready endpoint, and forward it
+//! (or answer: the starting page, `503` + `Retry-After`, the generic `503`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::response::Response;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Uri, header};
+use hyper::body::Incoming;
+use idle_scaler_core::{ListenerPort, ParkedServiceInfo, SleepState, metrics, policy};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::caller::Caller;
+use super::forward::{self, Unreached};
+use super::{ParkingListener, headers, identify};
+use crate::flight::{Landing, Start};
+use crate::{POLL_HEADER, answer, generic, request};
+
+/// `Retry-After` when the app's held requests are at their cap, or the listener stops.
+const BUSY_RETRY_AFTER: u64 = 2;
+
+/// The connection a request came on.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub listener: Arc<ParkingListener>,
+    pub peer: SocketAddr,
+    /// Which parked port: the listener's port + `offset`.
+    pub offset: u16,
+    /// The listener is stopping: held requests are answered at once.
+    pub shutdown: CancellationToken,
+}
+
+/// Requests held per app, capped.
+#[derive(Debug)]
+pub(super) struct Held {
+    max: usize,
+    per_app: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// One held request; dropping it releases its place.
+struct HeldPlace<'a> {
+    held: &'a Held,
+    id: Uuid,
+}
+
+impl Held {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            per_app: Mutex::default(),
+        }
+    }
+
+    fn try_hold(&self, id: Uuid) -> Option<HeldPlace<'_>> {
+        let mut per_app = self.per_app.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = per_app.entry(id).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(HeldPlace { held: self, id })
+    }
+}
+
+impl Drop for HeldPlace<'_> {
+    fn drop(&mut self) {
+        let mut per_app = self
+            .held
+            .per_app
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = per_app.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                per_app.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// How the wait for the app ended.
+enum Waited {
+    Ready(SocketAddr),
+    TimedOut,
+    Failed,
+    Stopping,
+}
+
+/// Answers one request that came through a parked Service.
+pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let listener = &conn.listener;
+    let waker = &listener.waker;
+    if waker.is_robot(req.headers(), req.uri().path()) {
+        metrics::wake_on_request("ignored");
+        return generic();
+    }
+    let Some(host) = identify::host_of(&req) else {
+        metrics::wake_on_request("unknown");
+        return generic();
+    };
+    let caller =
+        Caller::resolve(conn.peer.ip(), &listener.trust, listener.directory.as_ref()).await;
+    let Some(service) = listener
+        .directory
+        .lookup(&host, caller.namespace.as_deref())
+    else {
+        metrics::wake_on_request("unknown");
+        return generic();
+    };
+    if !caller.may_call(&service) {
+        // Same answer as an unknown app: a refused caller learns nothing.
+        debug!(caller_namespace = caller.namespace.as_deref().unwrap_or(""), namespace = %service.namespace,
+            service = %service.name, "parking: caller may not reach this Service");
+        metrics::wake_on_request("unknown");
+        return generic();
+    }
+    let Some(port) = service.port_at(conn.offset).cloned() else {
+        metrics::wake_on_request("unknown");
+        return generic();
+    };
+    let timeout = waker.config.timeout();
+    let target = &service.target;
+    let row = if policy::out_of_reach(waker.job_config(), waker.job.served_clusters(), target)
+        .is_some()
+    {
+        None
+    } else {
+        waker.find_app(target).await
+    };
+    let Some(row) = row else {
+        // Not an app the waker may wake; if it runs anyway (woken elsewhere, not unparked
+        // yet), its own endpoint serves the request and nothing is woken.
+        return match ready_now(listener, &service, &port).await {
+            Some(addr) => send(conn, &caller, req, addr, started + timeout).await,
+            None => {
+                metrics::wake_on_request("unknown");
+                generic()
+            }
+        };
+    };
+    let Some(_place) = listener.held.try_hold(row.id) else {
+        metrics::wake_on_request("limited");
+        return answer::unavailable(BUSY_RETRY_AFTER);
+    };
+    let start = Start {
+        target: target.clone(),
+        job: waker.job.clone(),
+        readiness: waker.readiness.clone(),
+        timeout,
+    };
+    let may_start =
+        || row.sleep_state == SleepState::Awake || waker.limit.try_start(target, waker.clock.now());
+    let Some(flight) = waker.flights.join(row.id, start, may_start) else {
+        metrics::wake_on_request("limited");
+        return generic();
+    };
+    let polled = req.headers().contains_key(POLL_HEADER);
+    let browser = polled || request::wants_html(req.headers());
+    let hold_for = if browser {
+        waker.config.page_after().min(timeout)
+    } else {
+        timeout
+    };
+    let waited = wait(
+        conn,
+        &service,
+        &port,
+        flight.landing.clone(),
+        started + hold_for,
+    )
+    .await;
+    match waited {
+        Waited::Ready(addr) => send(conn, &caller, req, addr, started + timeout).await,
+        Waited::Failed => generic(),
+        Waited::TimedOut if polled => answer::poll(false, flight.started.elapsed()),
+        Waited::TimedOut if browser => {
+            debug!(target = %target, "parking: starting page");
+            answer::starting_page(&target.name, flight.started.elapsed())
+        }
+        Waited::TimedOut => answer::timed_out(started),
+        Waited::Stopping => answer::unavailable(BUSY_RETRY_AFTER),
+    }
+}
+
+/// The app's ready endpoint now, if it has one (no wait).
+async fn ready_now(
+    listener: &ParkingListener,
+    service: &ParkedServiceInfo,
+    port: &ListenerPort,
+) -> Option<SocketAddr> {
+    match listener
+        .directory
+        .ready_endpoint(service, port, std::time::Duration::ZERO)
+        .await
+    {
+        Ok(addr) => addr,
+        Err(e) => {
+            debug!(error = %idle_scaler_core::error_chain(&e), "parking: endpoint lookup failed");
+            None
+        }
+    }
+}
+
+/// Waits until the app has a ready endpoint, the flight fails, `deadline` passes or the
+/// listener stops (then one last look: a ready app still gets the request).
+async fn wait(
+    conn: &Conn,
+    service: &ParkedServiceInfo,
+    port: &ListenerPort,
+    landing: futures::future::Shared<futures::future::BoxFuture<'static, Landing>>,
+    deadline: Instant,
+) -> Waited {
+    let listener = &conn.listener;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let trouble = async move {
+        match landing.await {
+            // Ready by the Deployment's count: the endpoint is what the request waits for.
+            Landing::Ready { .. } => std::future::pending().await,
+            other => other,
+        }
+    };
+    tokio::select! {
+        biased;
+        found = listener.directory.ready_endpoint(service, port, left) => match found {
+            Ok(Some(addr)) => Waited::Ready(addr),
+            Ok(None) => Waited::TimedOut,
+            Err(e) => {
+                warn!(namespace = %service.namespace, service = %service.name,
+                    error = %idle_scaler_core::error_chain(&e), "parking: waiting for the app's endpoint failed");
+                Waited::Failed
+            }
+        },
+        landing = trouble => match landing {
+            Landing::TimedOut => Waited::TimedOut,
+            _ => Waited::Failed,
+        },
+        () = conn.shutdown.cancelled() => match ready_now(listener, service, port).await {
+            Some(addr) => Waited::Ready(addr),
+            None => Waited::Stopping,
+        },
+    }
+}
+
+/// Rewrites the request for the app (hop-by-hop headers, `X-Forwarded-*`, origin-form URI,
+/// `Host` kept) and forwards it to `addr`.
+async fn send(
+    conn: &Conn,
+    caller: &Caller,
+    req: Request<Incoming>,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let upgrade = headers::carried_upgrade(&parts.headers);
+    let host = parts.headers.get(header::HOST).cloned();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade.as_ref());
+    headers::set_forwarded(&mut parts.headers, caller, host.as_ref());
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(path);
+    parts.version = http::Version::HTTP_11;
+    let deadline = deadline.max(Instant::now());
+    match forward::forward(Request::from_parts(parts, body), addr, deadline).await {
+        Ok(res) => res,
+        Err(Unreached::NotListening) => {
+            debug!(endpoint = %addr, offset = conn.offset, "parking: app never listened in time");
+            answer::unavailable(BUSY_RETRY_AFTER)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

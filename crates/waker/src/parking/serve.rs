@@ -1,0 +1,133 @@
+//! Serving: one accept loop per listener port (the i-th listener is parked port i), a
+//! connection cap shared by all of them (beyond it, connections wait in the listen backlog),
+//! a header-read timeout, and a drain: when asked to stop, no new connection is accepted,
+//! held requests are answered at once (forwarded if the app is ready, else `503` +
+//! `Retry-After`), and every connection closes after its answer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use idle_scaler_core::{Error, Result};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::hold::{self, Conn};
+use super::{MAX_LISTENERS, ParkingListener};
+
+/// How long the accept loop waits after an accept error (out of file descriptors) before it
+/// tries again, so it does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+impl ParkingListener {
+    /// Serves `listeners` (the i-th one is the parked Services' port i, at most
+    /// [`MAX_LISTENERS`]) until `shutdown` is cancelled, then drains: held requests are
+    /// answered at once and every connection closes after its answer. Returns when the last
+    /// connection has closed.
+    pub async fn serve(
+        self: Arc<Self>,
+        listeners: Vec<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        if listeners.len() > MAX_LISTENERS {
+            return Err(Error::invalid(format!(
+                "the parking listener serves at most {MAX_LISTENERS} ports, {} given",
+                listeners.len()
+            )));
+        }
+        let cap = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
+        let connections = TaskTracker::new();
+        let mut loops = Vec::with_capacity(listeners.len());
+        for (offset, listener) in (0u16..).zip(listeners) {
+            let this = self.clone();
+            let (cap, connections, shutdown) = (cap.clone(), connections.clone(), shutdown.clone());
+            loops.push(tokio::spawn(async move {
+                loop {
+                    let permit = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        permit = cap.clone().acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        },
+                    };
+                    let (stream, _) = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        accepted = listener.accept() => match accepted {
+                            Ok(a) => a,
+                            Err(e) => {
+                                warn!(error = %e, offset, "parking: accept failed");
+                                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let (this, shutdown) = (this.clone(), shutdown.clone());
+                    connections.spawn(async move {
+                        this.serve_connection(stream, offset, shutdown).await;
+                        drop(permit);
+                    });
+                }
+            }));
+        }
+        for accept_loop in loops {
+            let _ = accept_loop.await;
+        }
+        connections.close();
+        connections.wait().await;
+        Ok(())
+    }
+
+    /// Serves one accepted connection that came in on the parked port `offset`, until the
+    /// client closes it, an answer closes it, or `shutdown` drains it. Uncapped: the
+    /// connection cap is [`ParkingListener::serve`]'s.
+    pub async fn serve_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        offset: u16,
+        shutdown: CancellationToken,
+    ) {
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) => {
+                debug!(error = %e, "parking: connection gone before it was served");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let header_read_timeout = self.limits.header_read_timeout;
+        let conn = Arc::new(Conn {
+            listener: self,
+            peer,
+            offset,
+            shutdown: shutdown.clone(),
+        });
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(hold::handle(&conn, req).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            debug!(error = %e, %peer, "parking: connection ended with an error");
+        }
+    }
+}
