@@ -258,12 +258,11 @@ async fn send(
     deadline: Instant,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(header::HOST, v);
-            }
-        }
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
     }
     let upgrade = headers::carried_upgrade(&parts.headers);
     let host = parts.headers.get(header::HOST).cloned();

@@ -7,6 +7,11 @@ mod browser; // headless Chromium over WebDriver through nginx, with screenshots
 mod clusters; // several clusters: the app's cluster is woken and watched
 mod flood; // a flood of unknown-app requests with a slow database: wakes keep their pace
 mod guards; // failed wakes remembered, wakes per namespace limited, errors passed through, forged URIs
+mod parking_callers; // parking listener: Host alone names the app; the caller check
+mod parking_forward; // parking listener: held requests forwarded to the app, unchanged, once
+mod parking_hold; // parking listener: browsers' page, timeouts, the drain
+mod parking_upgrade; // parking listener: WebSocket carried to the app
+mod parking_world; // the parking listener's setup: directory, app server, clients from pods
 mod real; // nginx in front, a real app process, a raw HTTP client
 mod single_flight; // N visitors, one wake, one scale write
 

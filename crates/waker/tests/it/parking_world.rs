@@ -1,0 +1,297 @@
+//! The parking listener's test world: `apps/web` asleep (the real `Job` over the in-memory
+//! store and the Kubernetes adapter against the fake API server), its Service `web` parked in
+//! the in-memory directory, a real local HTTP server as the app, and raw HTTP clients that
+//! connect from a chosen loopback address, so the caller check sees different pods.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use idle_scaler_core::{
+    Config, FixedScalerFactory, Job, ListenerPort, ParkedServiceInfo, SleepState, SystemClock,
+    Target,
+};
+use idle_scaler_kube::KubeScaler;
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use idle_scaler_testkit::memory::{MemoryDirectory, MemoryStore};
+use idle_scaler_waker::{ParkingLimits, ParkingListener, Waker, WakerConfig};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A pod of `apps`, the app's own namespace.
+pub const APPS_POD: &str = "127.0.0.2";
+/// A pod of `other`, a namespace the Service does not admit.
+pub const OTHER_POD: &str = "127.0.0.3";
+/// An address no pod has.
+pub const NO_POD: &str = "127.0.0.4";
+
+/// The world: the fake cluster, the store, the directory, the app and the listener.
+pub struct ParkingWorld {
+    pub fake: Arc<FakeApiServer>,
+    pub directory: MemoryDirectory,
+    /// The parking listener's port + 0.
+    pub addr: SocketAddr,
+    pub app: App,
+    pub shutdown: CancellationToken,
+    pub served: tokio::task::JoinHandle<()>,
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+/// The parked Service `apps/web` (ClusterIP 10.96.0.7), port `http` 80 at offset 0.
+pub fn web_service() -> ParkedServiceInfo {
+    ParkedServiceInfo {
+        namespace: "apps".to_owned(),
+        name: "web".to_owned(),
+        cluster_ip: Some(ip("10.96.0.7")),
+        target: Target::new("apps", "web"),
+        ports: vec![ListenerPort {
+            offset: 0,
+            name: Some("http".to_owned()),
+            port: 80,
+            app_protocol: None,
+        }],
+        callers: Vec::new(),
+    }
+}
+
+/// The world with a waker timeout of 10 s and the default page delay.
+pub async fn parking_world() -> ParkingWorld {
+    parking_world_with(WakerConfig {
+        waker_timeout_seconds: 10,
+        ..WakerConfig::default()
+    })
+    .await
+}
+
+/// `apps/web` and `apps/other` asleep (restore count 1), `web` parked, pods of `apps` and
+/// `other` at [`APPS_POD`] and [`OTHER_POD`], a parking listener with `config`.
+pub async fn parking_world_with(config: WakerConfig) -> ParkingWorld {
+    let fake = Arc::new(FakeApiServer::start().await);
+    let store = MemoryStore::default();
+    let past = Utc::now() - chrono::Duration::hours(2);
+    for name in ["web", "other"] {
+        fake.create_deployment("apps", name, 0);
+        store
+            .insert(NewDeployment::k8s("apps", name, past).sleep_state(
+                SleepState::Asleep,
+                past,
+                Some(1),
+            ))
+            .await
+            .expect("insert");
+    }
+    let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
+    let clock = Arc::new(SystemClock);
+    let job = Arc::new(
+        Job::builder(
+            Config::default(),
+            Arc::new(store.clone()),
+            Arc::new(FixedScalerFactory(kube.clone())),
+        )
+        .clock(clock.clone())
+        .build(),
+    );
+    let waker = Arc::new(Waker::new(job, Arc::new(store), kube, clock, config));
+    let directory = MemoryDirectory::new("cluster.local");
+    directory.park(web_service());
+    directory.set_pod(ip(APPS_POD), "apps");
+    directory.set_pod(ip(OTHER_POD), "other");
+    let listener = Arc::new(ParkingListener::new(
+        waker,
+        Arc::new(directory.clone()),
+        ParkingLimits::default(),
+    ));
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            listener.serve(vec![socket], shutdown).await.expect("serve");
+        }
+    });
+    ParkingWorld {
+        fake,
+        directory,
+        addr,
+        app: App::start().await,
+        shutdown,
+        served,
+    }
+}
+
+impl ParkingWorld {
+    /// Publishes the app's own endpoint once the Deployment was scaled up (as the
+    /// EndpointSlice controller would once its pod is ready), in a task of its own.
+    pub fn app_becomes_ready_when_scaled(&self) -> tokio::task::JoinHandle<()> {
+        let (fake, directory, app) = (self.fake.clone(), self.directory.clone(), self.app.addr);
+        tokio::spawn(async move {
+            until("the app is scaled up", || {
+                fake.replicas("apps", "web").is_some_and(|r| r > 0)
+            })
+            .await;
+            directory.set_endpoint("apps", "web", Some("http"), app);
+        })
+    }
+
+    /// Scale writes of `apps/<name>`.
+    pub fn scale_writes(&self, name: &str) -> usize {
+        let path = format!("/namespaces/apps/deployments/{name}/scale");
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
+            .count()
+    }
+}
+
+/// Waits (10 s at most) until `done` holds, looking every few milliseconds.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The app: echoes what it received (method, URI, headers, body, trailers) and answers with
+/// trailers of its own; counts the requests it got.
+pub struct App {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl App {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        Self::serve_on(listener)
+    }
+
+    /// The app on an already bound socket (a test that controls when it listens).
+    pub fn serve_on(listener: TcpListener) -> Self {
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        echo(req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    pub fn received(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+type Echo = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Echo>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let collected = body.collect().await.expect("request body");
+    let got_trailer = collected
+        .trailers()
+        .and_then(|t| t.get("x-checksum"))
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("none"));
+    let body = collected.to_bytes();
+    let mut text = format!("{} {}\n", parts.method, parts.uri);
+    for (k, v) in &parts.headers {
+        text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&body));
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-echo-checksum", got_trailer);
+    let frames = vec![
+        Ok(Frame::data(Bytes::from(text))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let res = Response::builder()
+        .header("trailer", "x-echo-checksum")
+        .header("x-app", "web")
+        .body(StreamBody::new(futures::stream::iter(frames)))
+        .expect("response");
+    Ok(res)
+}
+
+/// A TCP connection to `to` from the loopback address `from` (a "pod" of the directory).
+pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(ip(from), 0))
+        .expect("bind source");
+    socket.connect(to).await.expect("connect")
+}
+
+/// An HTTP/1.1 client connection from `from`; the task driving it ends when the connection
+/// closes (its handle tells).
+pub async fn client_from<B>(
+    from: &str,
+    to: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = connect_from(from, to).await;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, driver)
+}
+
+/// One request from `from` with `Host: host`, the answer's status, headers and body.
+pub async fn get_from(
+    from: &str,
+    to: SocketAddr,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, HeaderMap, String) {
+    let (mut sender, _driver) = client_from(from, to).await;
+    let mut req = Request::builder().uri("/hello?x=1").header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("answer");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
