@@ -1,27 +1,44 @@
-//! Wake on request: the HTTP service a proxy sends a slept app's visitors to.
+//! Wake on request: a slept app's callers reach the waker, which wakes the app. Two
+//! listeners, two trust domains, one wake per app: both join the same flights (single
+//! flight, a failed wake remembered for a while, `waker_max_wakes_per_minute` per
+//! namespace), and both identify the app's row through one place (`Waker::find_app`, an
+//! in-memory index of slept apps: no store call per request).
 //!
-//! A proxy routes a request here when the app has no ready endpoint (ingress-nginx:
-//! `custom-http-errors` + `default-backend`; any other proxy: a fallback route that sets
-//! [`WakerConfig::waker_target_header`]). The waker is never in the path of an awake app and
-//! never forwards a request: it finds the app's row by `provider_id` in its in-memory index
-//! of slept apps (no store call per request), wakes it through
-//! [`Job::wake`] (single flight), waits for a ready replica through the [`Readiness`] port,
-//! and answers:
+//! **The parking listener** ([`ParkingListener`], ports +0..+7, one per parked Service
+//! port): a slept app's Services are parked, their endpoints point here, so every caller
+//! (gateways, proxies, other apps' pods) arrives. The app is named by `Host` alone (a cluster
+//! DNS form of a parked Service, its ClusterIP, or a bare name in the caller's namespace),
+//! never by a header. The caller is checked before anything is woken: trusted gateways
+//! (`waker_gateway_namespaces`, `waker_trusted_cidrs`), pods of the app's namespace and of the
+//! namespaces its Service admits pass; anyone else gets the generic `503`. The request is
+//! held until the app has a ready endpoint of its own, then forwarded to it: body streamed,
+//! trailers and WebSocket upgrades carried, `Host` kept, hop-by-hop headers dropped,
+//! `X-Forwarded-*` kept from gateways and replaced from anyone else; the answer streams back
+//! with `Connection: close`, so the caller's next request goes to the app itself. A browser
+//! is held at most `waker_page_after_ms`, then gets the starting page; others `503` +
+//! `Retry-After` after `waker_timeout_seconds`.
+//!
+//! **The fallback listener** ([`Waker::router`]): a proxy routes a request here when the app
+//! has no ready endpoint (ingress-nginx: `custom-http-errors` + `default-backend`; any other
+//! proxy: a fallback route that sets [`WakerConfig::waker_target_header`]). It never
+//! forwards: it finds the app by the target header (else ingress-nginx's `X-Namespace` +
+//! `X-Service-Name`) in its in-memory index of slept apps (no store call per request), wakes
+//! it through [`Job::wake`], waits for a ready replica through the [`Readiness`] port, and
+//! answers:
 //!
 //! - a browser (`Accept: text/html`) at once with a small self-contained starting page (503,
 //!   `Retry-After`) that reloads itself when the app is ready;
 //! - any other client, held until ready, with `307` to the original URI (method and body
 //!   kept), or `503` + `Retry-After` on timeout;
 //! - an app ready for a few seconds whose own answer was the 502/503 (`X-Code`), with that
-//!   status passed through: a redirect would only bring the visitor back here;
-//! - robots (configured User-Agent substrings and paths), unknown apps, apps the table does
-//!   not let sleep, apps whose wake failed lately, wakes beyond the namespace's
-//!   `waker_max_wakes_per_minute` and forged URIs, with one generic `503` that tells nothing
-//!   about other apps.
+//!   status passed through: a redirect would only bring the visitor back here.
 //!
-//! Every answer carries the cold start so far in `X-Idle-Scaler-Cold-Start-Ms`. Robots,
-//! unknown apps and refused wakes count per request in the wake-on-request results, wakes
-//! once per flight (all the requests one wake serves).
+//! On both, robots (configured User-Agent substrings and paths), unknown apps, apps the table
+//! does not let sleep, apps whose wake failed lately, wakes beyond the namespace's limit and
+//! forged URIs get one generic `503` that tells nothing about other apps. The waker's own
+//! answers carry the cold start so far in `X-Idle-Scaler-Cold-Start-Ms`. Robots, unknown apps
+//! and refused wakes count per request in the wake-on-request results, wakes once per flight
+//! (all the requests one wake serves).
 #![warn(missing_docs)]
 
 mod answer;

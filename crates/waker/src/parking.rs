@@ -6,10 +6,10 @@
 //! answer streamed back with `Connection: close`, so the caller's next request goes to the app
 //! itself once it is unparked.
 //!
-//! Steps, one file each: [`serve`] (accept loops, caps, timeouts, drain), [`identify`] (which
-//! parked Service the `Host` names), [`caller`] (who may call it), [`hold`] (wake, wait,
-//! answer), [`headers`] (hop-by-hop and `X-Forwarded-*`), [`forward`] (the request to the
-//! app) and [`upgrade`] (WebSocket and other upgrades).
+//! Steps, one file each: `serve` (accept loops, caps, timeouts, drain), `identify` (which
+//! parked Service the `Host` names), `caller` (who may call it), `hold` (wake, wait,
+//! answer), `headers` (hop-by-hop and `X-Forwarded-*`), `forward` (the request to the app)
+//! and `upgrade` (WebSocket and other upgrades).
 
 mod caller;
 mod forward;
