@@ -3,8 +3,9 @@
 //! checked before anything is woken, the app is woken through the waker's flights (one wake
 //! per app, shared with the fallback listener), and once the app has a ready endpoint of its
 //! own the request is forwarded to it: body streamed, trailers and upgrades carried, the
-//! answer streamed back with `Connection: close`, so the caller's next request goes to the app
-//! itself once it is unparked.
+//! answer streamed back with `Connection: close` (HTTP/2: `GOAWAY`), so the caller's next
+//! request goes to the app itself once it is unparked. HTTP/2 with prior knowledge is served
+//! only for ports declared `kubernetes.io/h2c`.
 //!
 //! Steps, one file each: `serve` (accept loops, caps, timeouts, drain), `identify` (which
 //! parked Service the `Host` names), `caller` (who may call it), `hold` (wake, wait,

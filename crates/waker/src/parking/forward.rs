@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -107,5 +107,41 @@ pub(super) async fn forward(
     // The app is ready: the caller's next request should reach it, not the waker.
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Ok(res.map(Body::new))
+}
+
+/// [`forward`] over HTTP/2 with prior knowledge, for a port declared `kubernetes.io/h2c`:
+/// the request (its URI absolute, `Host` as `:authority`) and its answer stream as they are.
+/// The caller's connection is closed with `GOAWAY` by the listener, not by a header.
+pub(super) async fn forward_h2(
+    req: Request<Incoming>,
+    to: SocketAddr,
+    deadline: Instant,
+) -> Result<Response, Unreached> {
+    let stream = connect(to, deadline).await?;
+    let (mut sender, conn) = match hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            // The preface and settings are not the request: nothing of it was sent.
+            debug!(endpoint = %to, error = %e, "parking: HTTP/2 handshake with the app failed");
+            return Err(Unreached::NotListening);
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "parking: HTTP/2 connection to the app ended with an error");
+        }
+    });
+    let mut res = match sender.send_request(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            warn!(endpoint = %to, error = %e, "parking: the app broke off the forwarded request");
+            return Ok(answer::bad_gateway());
+        }
+    };
+    headers::strip_hop_by_hop(res.headers_mut(), None);
     Ok(res.map(Body::new))
 }

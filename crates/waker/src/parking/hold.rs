@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::response::Response;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Uri, header};
+use http::{HeaderValue, Request, Uri, Version, header};
 use hyper::body::Incoming;
 use idle_scaler_core::{ListenerPort, ParkedServiceInfo, SleepState, metrics, policy};
 use tokio::time::Instant;
@@ -22,6 +22,9 @@ use super::{ParkingListener, headers, identify};
 use crate::flight::{Landing, Start};
 use crate::{POLL_HEADER, answer, generic, request};
 
+/// The `appProtocol` of a port whose app speaks HTTP/2 with prior knowledge.
+const H2C: &str = "kubernetes.io/h2c";
+
 /// `Retry-After` when the app's held requests are at their cap, or the listener stops.
 const BUSY_RETRY_AFTER: u64 = 2;
 
@@ -34,6 +37,8 @@ pub(super) struct Conn {
     pub offset: u16,
     /// The listener is stopping: held requests are answered at once.
     pub shutdown: CancellationToken,
+    /// Ends this connection gracefully (HTTP/2 `GOAWAY`) once the current answers are out.
+    pub close: CancellationToken,
 }
 
 /// Requests held per app, capped.
@@ -125,6 +130,13 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
         metrics::wake_on_request("unknown");
         return generic();
     };
+    if req.version() == Version::HTTP_2 && port.app_protocol.as_deref() != Some(H2C) {
+        // HTTP/2 cleartext only where the Service declares the app speaks it.
+        debug!(namespace = %service.namespace, service = %service.name,
+            "parking: HTTP/2 for a port not declared kubernetes.io/h2c");
+        metrics::wake_on_request("unknown");
+        return generic();
+    }
     let timeout = waker.config.timeout();
     let target = &service.target;
     let row = if policy::out_of_reach(waker.job_config(), waker.job.served_clusters(), target)
@@ -258,14 +270,21 @@ async fn send(
     deadline: Instant,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
+    let h2 = parts.version == Version::HTTP_2;
+    let authority = parts.uri.authority().cloned();
+    if !h2
+        && !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = &authority
         && let Ok(v) = HeaderValue::from_str(authority.as_str())
     {
         parts.headers.insert(header::HOST, v);
     }
     let upgrade = headers::carried_upgrade(&parts.headers);
-    let host = parts.headers.get(header::HOST).cloned();
+    let host = match (&authority, parts.headers.get(header::HOST)) {
+        (_, Some(host)) => Some(host.clone()),
+        (Some(authority), None) => HeaderValue::from_str(authority.as_str()).ok(),
+        (None, None) => None,
+    };
     headers::strip_hop_by_hop(&mut parts.headers, upgrade.as_ref());
     headers::set_forwarded(&mut parts.headers, caller, host.as_ref());
     let path = parts
@@ -273,10 +292,30 @@ async fn send(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::from(path);
-    parts.version = http::Version::HTTP_11;
+    parts.uri = match authority.filter(|_| h2) {
+        // HTTP/2 carries the authority in the URI (`:authority`), not in `Host`.
+        Some(authority) => Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .unwrap_or_default(),
+        None => Uri::from(path),
+    };
+    if !h2 {
+        parts.version = Version::HTTP_11;
+    }
     let deadline = deadline.max(Instant::now());
-    match forward::forward(Request::from_parts(parts, body), addr, deadline).await {
+    let req = Request::from_parts(parts, body);
+    let forwarded = if h2 {
+        let forwarded = forward::forward_h2(req, addr, deadline).await;
+        // The app is ready: the caller's next streams should reach it, not the waker.
+        conn.close.cancel();
+        forwarded
+    } else {
+        forward::forward(req, addr, deadline).await
+    };
+    match forwarded {
         Ok(res) => res,
         Err(Unreached::NotListening) => {
             debug!(endpoint = %addr, offset = conn.offset, "parking: app never listened in time");

@@ -3,6 +3,9 @@
 //! a header-read timeout, and a drain: when asked to stop, no new connection is accepted,
 //! held requests are answered at once (forwarded if the app is ready, else `503` +
 //! `Retry-After`), and every connection closes after its answer.
+//!
+//! A connection speaks HTTP/1.1, or HTTP/2 with prior knowledge (its first bytes tell);
+//! HTTP/2 requests are served only for ports declared `kubernetes.io/h2c`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +13,8 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use idle_scaler_core::{Error, Result};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -101,27 +105,35 @@ impl ParkingListener {
         };
         let _ = stream.set_nodelay(true);
         let header_read_timeout = self.limits.header_read_timeout;
+        let close = CancellationToken::new();
         let conn = Arc::new(Conn {
             listener: self,
             peer,
             offset,
             shutdown: shutdown.clone(),
+            close: close.clone(),
         });
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(hold::handle(&conn, req).await) }
         });
-        let mut builder = hyper::server::conn::http1::Builder::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
+            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        builder.http2().timer(TokioTimer::new());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(connection);
+        // `close`: an HTTP/2 answer for a ready app ends the connection with GOAWAY (in-flight
+        // streams finish), as `Connection: close` does for HTTP/1.1.
         let result = tokio::select! {
             result = connection.as_mut() => result,
             () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            () = close.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }

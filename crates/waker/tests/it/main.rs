@@ -9,6 +9,7 @@ mod flood; // a flood of unknown-app requests with a slow database: wakes keep t
 mod guards; // failed wakes remembered, wakes per namespace limited, errors passed through, forged URIs
 mod parking_callers; // parking listener: Host alone names the app; the caller check
 mod parking_forward; // parking listener: held requests forwarded to the app, unchanged, once
+mod parking_h2c; // parking listener: HTTP/2 cleartext only for h2c ports, with curl
 mod parking_hold; // parking listener: browsers' page, timeouts, the drain
 mod parking_upgrade; // parking listener: WebSocket carried to the app
 mod parking_world; // the parking listener's setup: directory, app server, clients from pods
