@@ -24,6 +24,7 @@ struct State {
     pods: HashMap<IpAddr, String>,
     endpoints: HashMap<EndpointKey, SocketAddr>,
     pod_lookups: u64,
+    waiting: usize,
 }
 
 /// The in-memory directory. Clones share the same state.
@@ -105,6 +106,11 @@ impl MemoryDirectory {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// How many [`ParkingDirectory::ready_endpoint`] calls are waiting now (requests held).
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting
+    }
+
     /// How many times [`ParkingDirectory::pod_namespace`] was asked.
     pub fn pod_lookups(&self) -> u64 {
         self.lock().pod_lookups
@@ -117,6 +123,15 @@ impl MemoryDirectory {
             port.name.clone(),
         );
         self.lock().endpoints.get(&key).copied()
+    }
+}
+
+/// One waiting `ready_endpoint` call; counted while it lives.
+struct Waiting<'a>(&'a MemoryDirectory);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
     }
 }
 
@@ -174,6 +189,8 @@ impl ParkingDirectory for MemoryDirectory {
         timeout: Duration,
     ) -> Result<Option<SocketAddr>> {
         let mut changed = self.changed.subscribe();
+        self.lock().waiting += 1;
+        let _waiting = Waiting(self);
         let wait = async {
             loop {
                 if let Some(addr) = self.endpoint(service, port) {

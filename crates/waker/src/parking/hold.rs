@@ -10,11 +10,11 @@ use axum::response::Response;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Uri, Version, header};
 use hyper::body::Incoming;
-use idle_scaler_core::{ListenerPort, ParkedServiceInfo, SleepState, metrics, policy};
+use idle_scaler_core::{ListenerPort, ParkedServiceInfo, SleepState, Target, metrics, policy};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use uuid::Uuid;
 
 use super::caller::Caller;
 use super::forward::{self, Unreached};
@@ -39,19 +39,22 @@ pub(super) struct Conn {
     pub shutdown: CancellationToken,
     /// Ends this connection gracefully (HTTP/2 `GOAWAY`) once the current answers are out.
     pub close: CancellationToken,
+    /// Who is calling, resolved at the connection's first request (a connection is one
+    /// pod's for its whole life).
+    pub caller: OnceCell<Caller>,
 }
 
 /// Requests held per app, capped.
 #[derive(Debug)]
 pub(super) struct Held {
     max: usize,
-    per_app: Mutex<HashMap<Uuid, usize>>,
+    per_app: Mutex<HashMap<Target, usize>>,
 }
 
 /// One held request; dropping it releases its place.
 struct HeldPlace<'a> {
     held: &'a Held,
-    id: Uuid,
+    target: &'a Target,
 }
 
 impl Held {
@@ -62,14 +65,14 @@ impl Held {
         }
     }
 
-    fn try_hold(&self, id: Uuid) -> Option<HeldPlace<'_>> {
+    fn try_hold<'a>(&'a self, target: &'a Target) -> Option<HeldPlace<'a>> {
         let mut per_app = self.per_app.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = per_app.entry(id).or_default();
+        let n = per_app.entry(target.clone()).or_default();
         if *n >= self.max {
             return None;
         }
         *n += 1;
-        Some(HeldPlace { held: self, id })
+        Some(HeldPlace { held: self, target })
     }
 }
 
@@ -80,10 +83,10 @@ impl Drop for HeldPlace<'_> {
             .per_app
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = per_app.get_mut(&self.id) {
+        if let Some(n) = per_app.get_mut(self.target) {
             *n -= 1;
             if *n == 0 {
-                per_app.remove(&self.id);
+                per_app.remove(self.target);
             }
         }
     }
@@ -110,8 +113,12 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
         metrics::wake_on_request("unknown");
         return generic();
     };
-    let caller =
-        Caller::resolve(conn.peer.ip(), &listener.trust, listener.directory.as_ref()).await;
+    let caller = conn
+        .caller
+        .get_or_init(|| {
+            Caller::resolve(conn.peer.ip(), &listener.trust, listener.directory.as_ref())
+        })
+        .await;
     let Some(service) = listener
         .directory
         .lookup(&host, caller.namespace.as_deref())
@@ -146,32 +153,32 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
     } else {
         waker.find_app(target).await
     };
-    let Some(row) = row else {
-        // Not an app the waker may wake; if it runs anyway (woken elsewhere, not unparked
-        // yet), its own endpoint serves the request and nothing is woken.
-        return match ready_now(listener, &service, &port).await {
-            Some(addr) => send(conn, &caller, req, addr, started + timeout).await,
-            None => {
-                metrics::wake_on_request("unknown");
-                generic()
-            }
-        };
-    };
-    let Some(_place) = listener.held.try_hold(row.id) else {
+    let Some(_place) = listener.held.try_hold(target) else {
         metrics::wake_on_request("limited");
         return answer::unavailable(BUSY_RETRY_AFTER);
     };
-    let start = Start {
-        target: target.clone(),
-        job: waker.job.clone(),
-        readiness: waker.readiness.clone(),
-        timeout,
-    };
-    let may_start =
-        || row.sleep_state == SleepState::Awake || waker.limit.try_start(target, waker.clock.now());
-    let Some(flight) = waker.flights.join(row.id, start, may_start) else {
-        metrics::wake_on_request("limited");
-        return generic();
+    let flight = match row {
+        Some(row) => {
+            let start = Start {
+                target: target.clone(),
+                job: waker.job.clone(),
+                readiness: waker.readiness.clone(),
+                timeout,
+            };
+            let may_start = || {
+                row.sleep_state == SleepState::Awake
+                    || waker.limit.try_start(target, waker.clock.now())
+            };
+            let Some(flight) = waker.flights.join(row.id, start, may_start) else {
+                metrics::wake_on_request("limited");
+                return generic();
+            };
+            Some(flight)
+        }
+        // Not an app the waker may wake, yet parked: it may be starting (woken by the CLI or
+        // a host) or running and not unparked yet. Its own endpoint serves the request if it
+        // gets one in time; nothing is woken, and otherwise the answer is the generic one.
+        None => None,
     };
     let polled = req.headers().contains_key(POLL_HEADER);
     let browser = polled || request::wants_html(req.headers());
@@ -180,16 +187,19 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
     } else {
         timeout
     };
-    let waited = wait(
-        conn,
-        &service,
-        &port,
-        flight.landing.clone(),
-        started + hold_for,
-    )
-    .await;
+    let landing = flight.as_ref().map(|f| f.landing.clone());
+    let waited = wait(conn, &service, &port, landing, started + hold_for).await;
+    let Some(flight) = flight else {
+        return match waited {
+            Waited::Ready(addr) => send(conn, caller, req, addr, started + timeout).await,
+            _ => {
+                metrics::wake_on_request("unknown");
+                generic()
+            }
+        };
+    };
     match waited {
-        Waited::Ready(addr) => send(conn, &caller, req, addr, started + timeout).await,
+        Waited::Ready(addr) => send(conn, caller, req, addr, started + timeout).await,
         Waited::Failed => generic(),
         Waited::TimedOut if polled => answer::poll(false, flight.started.elapsed()),
         Waited::TimedOut if browser => {
@@ -226,16 +236,19 @@ async fn wait(
     conn: &Conn,
     service: &ParkedServiceInfo,
     port: &ListenerPort,
-    landing: futures::future::Shared<futures::future::BoxFuture<'static, Landing>>,
+    landing: Option<futures::future::Shared<futures::future::BoxFuture<'static, Landing>>>,
     deadline: Instant,
 ) -> Waited {
     let listener = &conn.listener;
     let left = deadline.saturating_duration_since(Instant::now());
     let trouble = async move {
-        match landing.await {
-            // Ready by the Deployment's count: the endpoint is what the request waits for.
-            Landing::Ready { .. } => std::future::pending().await,
-            other => other,
+        match landing {
+            Some(landing) => match landing.await {
+                // Ready by the Deployment's count: the endpoint is what the request waits for.
+                Landing::Ready { .. } => std::future::pending().await,
+                other => other,
+            },
+            None => std::future::pending().await,
         }
     };
     tokio::select! {

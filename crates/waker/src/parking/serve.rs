@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use idle_scaler_core::{Error, Result};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -112,6 +112,7 @@ impl ParkingListener {
             offset,
             shutdown: shutdown.clone(),
             close: close.clone(),
+            caller: OnceCell::new(),
         });
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let conn = conn.clone();

@@ -66,8 +66,8 @@ async fn stopping_answers_every_held_request() {
     let held: Vec<_> = (0..20)
         .map(|_| tokio::spawn(get_from(APPS_POD, w.addr, "web.apps", &[])))
         .collect();
-    // Every request is held once its caller was looked up; the app never gets an endpoint.
-    until("all 20 are held", || w.directory.pod_lookups() == 20).await;
+    // The app never gets an endpoint: all 20 wait for one.
+    until("all 20 are held", || w.directory.waiting() == 20).await;
     until("the app was scaled up", || {
         w.fake.replicas("apps", "web") == Some(1)
     })
@@ -82,4 +82,45 @@ async fn stopping_answers_every_held_request() {
         .await
         .expect("serve returned after the drain")
         .expect("serve");
+}
+
+#[tokio::test]
+async fn a_parked_app_the_waker_may_not_wake_is_held_for_its_own_endpoint_and_never_woken() {
+    let w = parking_world_with(WakerConfig {
+        waker_timeout_seconds: 1,
+        ..WakerConfig::default()
+    })
+    .await;
+    // Parked, but no row the waker may wake (started by someone else, or gone).
+    let mut foreign = web_service();
+    foreign.name = "started-elsewhere".to_owned();
+    foreign.cluster_ip = None;
+    foreign.target = idle_scaler_core::Target::new("apps", "started-elsewhere");
+    w.directory.park(foreign);
+    let answer = tokio::spawn(get_from(APPS_POD, w.addr, "started-elsewhere.apps", &[]));
+    until("the request is held", || w.directory.waiting() == 1).await;
+    w.directory
+        .set_endpoint("apps", "started-elsewhere", Some("http"), w.app.addr);
+    let (status, headers, _) = answer.await.expect("client");
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-app"], "web");
+
+    // No endpoint in time: the generic answer, as for any app the waker may not wake.
+    w.directory
+        .clear_endpoint("apps", "started-elsewhere", Some("http"));
+    let (status, headers, body) = get_from(APPS_POD, w.addr, "started-elsewhere.apps", &[]).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (503, "503 Service Unavailable\n")
+    );
+    assert_eq!(headers["retry-after"], "30");
+    assert_eq!(
+        w.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count(),
+        0,
+        "nothing woken"
+    );
 }

@@ -70,10 +70,12 @@ async fn ready_endpoint_waits_for_the_app_and_times_out_without_it() {
         d.ready_endpoint(&svc, port, Duration::from_secs(10)),
         async {
             tokio::task::yield_now().await;
+            assert_eq!(d.waiting(), 1);
             d.set_endpoint("apps", "web", Some("http"), addr);
         }
     );
     assert_eq!(found.expect("ok"), Some(addr));
+    assert_eq!(d.waiting(), 0);
     d.set_pod("127.0.0.2".parse().expect("ip"), "apps");
     assert_eq!(
         d.pod_namespace("127.0.0.2".parse().expect("ip"))
