@@ -9,11 +9,12 @@
 //!
 //! Steps, one file each: `serve` (accept loops, caps, timeouts, drain), `identify` (which
 //! parked Service the `Host` names), `caller` (who may call it), `hold` (wake, wait,
-//! answer), `headers` (hop-by-hop and `X-Forwarded-*`), `forward` (the request to the app)
-//! and `upgrade` (WebSocket and other upgrades).
+//! answer), `headers` (hop-by-hop and `X-Forwarded-*`), `gate` (forwards open to one app at
+//! once), `forward` (the request to the app) and `upgrade` (WebSocket and other upgrades).
 
 mod caller;
 mod forward;
+mod gate;
 mod headers;
 mod hold;
 mod identify;
@@ -41,6 +42,10 @@ pub struct ParkingLimits {
     /// How long a client may take to send a request's headers (also an idle keep-alive
     /// connection's limit).
     pub header_read_timeout: Duration,
+    /// Forwards open to one app at once (each its own connection); the rest wait for one to
+    /// finish. Below the common listen backlog of 128, so the burst of requests released
+    /// when an app turns ready does not overflow the app's backlog.
+    pub max_forwards_per_app: usize,
 }
 
 impl Default for ParkingLimits {
@@ -49,6 +54,7 @@ impl Default for ParkingLimits {
             max_connections: 4096,
             max_held_per_app: 2048,
             header_read_timeout: Duration::from_secs(10),
+            max_forwards_per_app: 100,
         }
     }
 }
@@ -62,6 +68,7 @@ pub struct ParkingListener {
     limits: ParkingLimits,
     trust: caller::Trust,
     held: hold::Held,
+    gate: gate::Gate,
 }
 
 impl std::fmt::Debug for ParkingListener {
@@ -84,6 +91,7 @@ impl ParkingListener {
         Self {
             trust: caller::Trust::new(&waker.config),
             held: hold::Held::new(limits.max_held_per_app),
+            gate: gate::Gate::new(limits.max_forwards_per_app),
             waker,
             directory,
             limits,

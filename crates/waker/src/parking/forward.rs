@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::gate::{GatedBody, Place};
 use super::{headers, upgrade};
 use crate::answer;
 
@@ -65,6 +66,7 @@ pub(super) async fn forward(
     mut req: Request<Incoming>,
     to: SocketAddr,
     deadline: Instant,
+    place: Place,
 ) -> Result<Response, Unreached> {
     let caller_upgrade =
         headers::carried_upgrade(req.headers()).map(|_| hyper::upgrade::on(&mut req));
@@ -95,6 +97,8 @@ pub(super) async fn forward(
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         let protocol = res.headers().get(header::UPGRADE).cloned();
         if let (Some(caller), Some(protocol)) = (caller_upgrade, protocol) {
+            // A long-lived upgraded connection is not a burst: it takes no place.
+            drop(place);
             upgrade::splice(caller, hyper::upgrade::on(&mut res));
             headers::strip_hop_by_hop(res.headers_mut(), Some(&protocol));
             return Ok(res.map(Body::new));
@@ -107,7 +111,7 @@ pub(super) async fn forward(
     // The app is ready: the caller's next request should reach it, not the waker.
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Ok(res.map(Body::new))
+    Ok(res.map(|body| Body::new(GatedBody::new(body, place))))
 }
 
 /// [`forward`] over HTTP/2 with prior knowledge, for a port declared `kubernetes.io/h2c`:
@@ -117,6 +121,7 @@ pub(super) async fn forward_h2(
     req: Request<Incoming>,
     to: SocketAddr,
     deadline: Instant,
+    place: Place,
 ) -> Result<Response, Unreached> {
     let stream = connect(to, deadline).await?;
     let (mut sender, conn) = match hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -143,5 +148,5 @@ pub(super) async fn forward_h2(
         }
     };
     headers::strip_hop_by_hop(res.headers_mut(), None);
-    Ok(res.map(Body::new))
+    Ok(res.map(|body| Body::new(GatedBody::new(body, place))))
 }

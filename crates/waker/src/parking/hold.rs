@@ -191,7 +191,7 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
     let waited = wait(conn, &service, &port, landing, started + hold_for).await;
     let Some(flight) = flight else {
         return match waited {
-            Waited::Ready(addr) => send(conn, caller, req, addr, started + timeout).await,
+            Waited::Ready(addr) => send(conn, caller, target, req, addr, started + timeout).await,
             _ => {
                 metrics::wake_on_request("unknown");
                 generic()
@@ -199,7 +199,7 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
         };
     };
     match waited {
-        Waited::Ready(addr) => send(conn, caller, req, addr, started + timeout).await,
+        Waited::Ready(addr) => send(conn, caller, target, req, addr, started + timeout).await,
         Waited::Failed => generic(),
         Waited::TimedOut if polled => answer::poll(false, flight.started.elapsed()),
         Waited::TimedOut if browser => {
@@ -278,6 +278,7 @@ async fn wait(
 async fn send(
     conn: &Conn,
     caller: &Caller,
+    target: &Target,
     req: Request<Incoming>,
     addr: SocketAddr,
     deadline: Instant,
@@ -319,14 +320,18 @@ async fn send(
         parts.version = Version::HTTP_11;
     }
     let deadline = deadline.max(Instant::now());
+    let Some(place) = conn.listener.gate.enter(target, deadline).await else {
+        debug!(target = %target, "parking: no forward to the app came free in time");
+        return answer::unavailable(BUSY_RETRY_AFTER);
+    };
     let req = Request::from_parts(parts, body);
     let forwarded = if h2 {
-        let forwarded = forward::forward_h2(req, addr, deadline).await;
+        let forwarded = forward::forward_h2(req, addr, deadline, place).await;
         // The app is ready: the caller's next streams should reach it, not the waker.
         conn.close.cancel();
         forwarded
     } else {
-        forward::forward(req, addr, deadline).await
+        forward::forward(req, addr, deadline, place).await
     };
     match forwarded {
         Ok(res) => res,
