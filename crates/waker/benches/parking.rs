@@ -126,7 +126,12 @@ async fn round(held: usize) -> (Vec<Duration>, usize) {
         Arc::new(directory.clone()),
         ParkingLimits::default(),
     ));
-    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // A backlog as large as the burst of clients (the binary binds it from the limits).
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let socket = socket.listen(4096).expect("listen");
     let addr = socket.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
     tokio::spawn(listener.serve(vec![socket], shutdown.clone()));

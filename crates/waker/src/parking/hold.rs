@@ -146,13 +146,12 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
     }
     let timeout = waker.config.timeout();
     let target = &service.target;
-    let row = if policy::out_of_reach(waker.job_config(), waker.job.served_clusters(), target)
-        .is_some()
-    {
-        None
-    } else {
-        waker.find_app(target).await
-    };
+    if policy::out_of_reach(waker.job_config(), waker.job.served_clusters(), target).is_some() {
+        // A protected namespace or a cluster this waker does not serve: never reached here.
+        metrics::wake_on_request("unknown");
+        return generic();
+    }
+    let row = waker.find_app(target).await;
     let Some(_place) = listener.held.try_hold(target) else {
         metrics::wake_on_request("limited");
         return answer::unavailable(BUSY_RETRY_AFTER);
