@@ -84,6 +84,15 @@ impl LazyScalerFactory {
 }
 
 impl LazyScalerFactory {
+    /// The Kubernetes client, built now if needed: for a host that watches the same cluster
+    /// (the parking directory) over the credentials the job uses.
+    ///
+    /// # Errors
+    /// `unavailable` when no client can be built now.
+    pub async fn client(&self) -> idle_scaler_core::Result<kube::Client> {
+        Ok(self.built().await?.client.clone())
+    }
+
     /// The client, built now if it is not yet or its credential is expiring. One build at a
     /// time: concurrent callers wait for it.
     pub(crate) async fn built(&self) -> idle_scaler_core::Result<Arc<KubeScaler>> {

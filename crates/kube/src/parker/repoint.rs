@@ -3,6 +3,7 @@
 //! its family, a slice added for a family the waker gained, one deleted for a family it lost.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -70,6 +71,22 @@ impl KubeParker {
         let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
         let what = || "list idle-scaler's endpointslices".to_owned();
         Ok(bounded(scaler.timeout, what, api.list(&lp)).await?.items)
+    }
+
+    /// Whether a slice idle-scaler wrote lists `ip` as an endpoint (one list, all
+    /// namespaces): a stopping waker keeps its parking listener open while one does.
+    ///
+    /// # Errors
+    /// `unavailable` when the slices could not be listed.
+    pub async fn lists_address(&self, ip: IpAddr) -> Result<bool> {
+        let wanted = ip.to_string();
+        Ok(self.all_parked().await?.iter().any(|slice| {
+            slice.endpoints.iter().any(|e| {
+                e.addresses
+                    .iter()
+                    .any(|a| a.parse::<IpAddr>().ok() == Some(ip) || *a == wanted)
+            })
+        }))
     }
 
     pub(super) async fn parked_apps(&self) -> Result<Vec<ParkedApp>> {

@@ -236,3 +236,21 @@ async fn parked_lists_every_app_with_its_services_in_one_request() {
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn lists_address_answers_whether_a_parked_slice_points_at_an_address() {
+    let fake = FakeApiServer::start().await;
+    let parker = parked_web(&fake).await;
+    let waker: std::net::IpAddr = "10.0.0.7".parse().expect("ip");
+    let other: std::net::IpAddr = "10.0.0.8".parse().expect("ip");
+
+    assert!(parker.lists_address(waker).await.expect("listed"));
+    assert!(!parker.lists_address(other).await.expect("listed"));
+
+    let report = parker
+        .unpark_now(&target("apps", "web"))
+        .await
+        .expect("unpark now");
+    assert_eq!(report.count("unparked"), 1, "{report:?}");
+    assert!(!parker.lists_address(waker).await.expect("listed"));
+}
