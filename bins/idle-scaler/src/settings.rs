@@ -2,7 +2,7 @@
 
 mod parking; // the parking listener's address and the waker addresses parked slices point at
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use idle_scaler_waker::WakerConfig;
 use serde::Serialize;
 
 use crate::server::Limits;
+use idle_scaler_kube::waker_addresses::LocalAddresses;
 pub use parking::WakerAddressSource;
 
 /// Log output format.
@@ -49,6 +50,12 @@ pub struct Settings {
     /// Where parked slices point: `IDLE_SCALER_WAKER_ADDRESSES`, or the ready endpoints of
     /// `IDLE_SCALER_WAKER_SERVICE` (default `<POD_NAMESPACE>/idle-scaler`).
     pub waker_addresses: WakerAddressSource,
+    /// `IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES`: loopback waker addresses and app endpoints
+    /// accepted (a test rig on one host only).
+    pub local_addresses: LocalAddresses,
+    /// `POD_IP` (downward API): this pod's address, never a forwarding target, and what a
+    /// stopping parking listener asks the parked slices about.
+    pub pod_ip: Option<IpAddr>,
     /// `IDLE_SCALER_WAKE_TOKEN`; secret. None disables the wake endpoint.
     pub wake_token: Option<String>,
     /// `IDLE_SCALER_LOG_FORMAT`.
@@ -78,6 +85,8 @@ impl std::fmt::Debug for Settings {
             .field("probe_listen_addr", &self.probe_listen_addr)
             .field("parking_listen_addr", &self.parking_listen_addr)
             .field("waker_addresses", &self.waker_addresses)
+            .field("local_addresses", &self.local_addresses)
+            .field("pod_ip", &self.pod_ip)
             .field(
                 "wake_token",
                 &self.wake_token.as_ref().map(|_| "<redacted>"),
@@ -133,11 +142,21 @@ impl Settings {
         let probe_listen_addr = optional_addr("IDLE_SCALER_PROBE_LISTEN_ADDR", 9091)?;
         let parking_listen_addr =
             parking::listen_addr(non_empty_env("IDLE_SCALER_PARKING_LISTEN_ADDR")?.as_deref())?;
+        let local_addresses = parking::local_addresses(
+            non_empty_env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES")?.as_deref(),
+        )?;
         let waker_addresses = parking::waker_address_source(
             non_empty_env("IDLE_SCALER_WAKER_ADDRESSES")?.as_deref(),
             non_empty_env("IDLE_SCALER_WAKER_SERVICE")?.as_deref(),
             non_empty_env("POD_NAMESPACE")?.as_deref(),
+            local_addresses,
         )?;
+        let pod_ip = match non_empty_env("POD_IP")? {
+            None => None,
+            Some(v) => Some(v.trim().parse::<IpAddr>().with_context(|| {
+                format!("invalid POD_IP = {v:?}: expected an IP address (status.podIP)")
+            })?),
+        };
         // Only an empty value means unset: a blank or padded one is a mistake.
         let wake_token = match std::env::var("IDLE_SCALER_WAKE_TOKEN") {
             Ok(v) if v.is_empty() => None,
@@ -220,6 +239,8 @@ impl Settings {
             probe_listen_addr,
             parking_listen_addr,
             waker_addresses,
+            local_addresses,
+            pod_ip,
             wake_token,
             log_format,
             http_limits,
@@ -259,6 +280,8 @@ impl Settings {
             "probe_listen_addr": self.probe_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "parking_listen_addr": self.parking_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "waker_addresses": self.waker_addresses.to_string(),
+            "allow_loopback_addresses": self.local_addresses == LocalAddresses::Allow,
+            "pod_ip": self.pod_ip.map(|ip| ip.to_string()),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),
             "wake_endpoint": if self.wake_token.is_some() { "enabled" } else { "disabled (IDLE_SCALER_WAKE_TOKEN unset)" },
             "log_format": self.log_format,

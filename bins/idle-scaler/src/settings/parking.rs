@@ -6,28 +6,13 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use idle_scaler_kube::parking::{MAX_PORTS, WakerAddresses};
+use idle_scaler_kube::waker_addresses::{LocalAddresses, WakerService, parse_addresses};
 
 /// The parking listener's default first port: the i-th parked port of a Service goes to
 /// this + i.
 pub const DEFAULT_PORT: u16 = 8081;
 /// The waker Service's name when `IDLE_SCALER_WAKER_SERVICE` is unset: the shipped one.
 pub const DEFAULT_SERVICE_NAME: &str = "idle-scaler";
-
-/// `IDLE_SCALER_WAKER_SERVICE`: the Service whose ready endpoints (port `parking`) are the
-/// waker addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WakerService {
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-}
-
-impl fmt::Display for WakerService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Where parked slices point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,67 +62,67 @@ pub fn listen_addr(value: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
     Ok(Some(addr))
 }
 
+/// `IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES`: `true` lets the waker addresses and the apps'
+/// endpoints be loopback addresses, for a test rig whose callers, waker and apps share one
+/// host; anything else (or unset) refuses them, as a cluster needs.
+pub fn local_addresses(value: Option<&str>) -> anyhow::Result<LocalAddresses> {
+    match value.map(str::trim) {
+        None | Some("false") => Ok(LocalAddresses::Refuse),
+        Some("true") => Ok(LocalAddresses::Allow),
+        Some(other) => bail!(
+            "invalid IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES = {other:?}: expected true or false \
+             (true only for a test rig on one host)"
+        ),
+    }
+}
+
 /// The waker addresses from `IDLE_SCALER_WAKER_ADDRESSES`, `IDLE_SCALER_WAKER_SERVICE` and
-/// `POD_NAMESPACE` (each `None` when unset or blank). Setting both variables is an error:
-/// which one parked slices follow would be a guess.
+/// `POD_NAMESPACE` (each `None` when unset or blank); static loopback addresses only when
+/// `local` allows them. Setting both variables is an error: which one parked slices follow
+/// would be a guess.
 pub fn waker_address_source(
     addresses: Option<&str>,
     service: Option<&str>,
     pod_namespace: Option<&str>,
+    local: LocalAddresses,
 ) -> anyhow::Result<WakerAddressSource> {
     match (addresses, service) {
         (Some(a), Some(s)) => bail!(
             "IDLE_SCALER_WAKER_ADDRESSES = {a:?} and IDLE_SCALER_WAKER_SERVICE = {s:?} are both \
              set: parked slices point at one or the other; unset one"
         ),
-        (Some(a), None) => a.parse::<WakerAddresses>().map(WakerAddressSource::Static).with_context(|| {
-            format!(
-                "invalid IDLE_SCALER_WAKER_ADDRESSES = {a:?}: expected <ip>:<port>,... (IPv6 as [ip]:port)"
-            )
-        }),
-        (None, Some(s)) => waker_service(s).map(WakerAddressSource::Service),
+        (Some(a), None) => parse_addresses(a.trim(), local)
+            .map(WakerAddressSource::Static)
+            .with_context(|| {
+                format!(
+                    "invalid IDLE_SCALER_WAKER_ADDRESSES = {a:?}: expected <ip>:<port>,... (IPv6 \
+                     as [ip]:port)"
+                )
+            }),
+        (None, Some(s)) => s
+            .trim()
+            .parse::<WakerService>()
+            .map(WakerAddressSource::Service)
+            .with_context(|| {
+                format!(
+                    "invalid IDLE_SCALER_WAKER_SERVICE = {s:?}: expected <namespace>/<name>, \
+                     like idle-scaler/idle-scaler (lowercase letters, digits and '-', at most 63 \
+                     each)"
+                )
+            }),
         (None, None) => match pod_namespace.map(str::trim) {
             None => Ok(WakerAddressSource::Unset),
-            Some(namespace) if is_dns1123_label(namespace) => {
-                Ok(WakerAddressSource::Service(WakerService {
-                    namespace: namespace.to_owned(),
-                    name: DEFAULT_SERVICE_NAME.to_owned(),
-                }))
-            }
-            Some(namespace) => bail!(
-                "invalid POD_NAMESPACE = {namespace:?}: not a namespace name (the default \
-                 IDLE_SCALER_WAKER_SERVICE is <POD_NAMESPACE>/{DEFAULT_SERVICE_NAME})"
-            ),
+            Some(namespace) => format!("{namespace}/{DEFAULT_SERVICE_NAME}")
+                .parse::<WakerService>()
+                .map(WakerAddressSource::Service)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid POD_NAMESPACE = {namespace:?}: not a namespace name (the \
+                         default IDLE_SCALER_WAKER_SERVICE is <POD_NAMESPACE>/{DEFAULT_SERVICE_NAME})"
+                    )
+                }),
         },
     }
-}
-
-/// `<namespace>/<name>`, both DNS-1123 labels.
-fn waker_service(value: &str) -> anyhow::Result<WakerService> {
-    let parsed = value
-        .trim()
-        .split_once('/')
-        .filter(|(namespace, name)| is_dns1123_label(namespace) && is_dns1123_label(name));
-    match parsed {
-        Some((namespace, name)) => Ok(WakerService {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        }),
-        None => bail!(
-            "invalid IDLE_SCALER_WAKER_SERVICE = {value:?}: expected <namespace>/<name>, like \
-             idle-scaler/idle-scaler (lowercase letters, digits and '-', at most 63 each)"
-        ),
-    }
-}
-
-/// What a namespace or a Service name may be: lowercase letters, digits and `-`, starting
-/// and ending with a letter or digit, at most 63 characters.
-fn is_dns1123_label(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    (1..=63).contains(&s.len())
-        && s.chars().all(|c| alnum(c) || c == '-')
-        && s.starts_with(alnum)
-        && s.ends_with(alnum)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use idle_scaler_prometheus::Headers;
 
-use super::parking::WakerService;
+use idle_scaler_kube::waker_addresses::{LocalAddresses, WakerService};
 
 use super::*;
 
@@ -50,6 +50,8 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
             namespace: "idle-scaler".into(),
             name: "idle-scaler".into(),
         }),
+        local_addresses: LocalAddresses::Refuse,
+        pod_ip: None,
         wake_token: None,
         log_format: LogFormat::Text,
         http_limits: Limits::default(),

@@ -2,6 +2,8 @@ use std::net::IpAddr;
 
 use super::*;
 
+const REFUSE: LocalAddresses = LocalAddresses::Refuse;
+
 /// The whole error chain, as the binary prints it.
 fn error(result: anyhow::Result<impl fmt::Debug>) -> String {
     format!("{:#}", result.expect_err("an error"))
@@ -47,7 +49,7 @@ fn a_parking_port_whose_eight_ports_pass_65535_is_an_error_naming_the_value() {
 #[test]
 fn the_waker_service_defaults_to_idle_scaler_in_the_pods_namespace() {
     assert_eq!(
-        waker_address_source(None, None, Some("platform-idle-scaler")).expect("default"),
+        waker_address_source(None, None, Some("platform-idle-scaler"), REFUSE).expect("default"),
         WakerAddressSource::Service(WakerService {
             namespace: "platform-idle-scaler".into(),
             name: "idle-scaler".into(),
@@ -55,16 +57,22 @@ fn the_waker_service_defaults_to_idle_scaler_in_the_pods_namespace() {
     );
     // Outside a pod, with neither variable: nothing to point slices at, said by the caller.
     assert_eq!(
-        waker_address_source(None, None, None).expect("unset"),
+        waker_address_source(None, None, None, REFUSE).expect("unset"),
         WakerAddressSource::Unset
     );
-    let e = error(waker_address_source(None, None, Some("Not_A_Namespace")));
+    let e = error(waker_address_source(
+        None,
+        None,
+        Some("Not_A_Namespace"),
+        REFUSE,
+    ));
     assert!(e.contains("POD_NAMESPACE = \"Not_A_Namespace\""), "{e}");
 }
 
 #[test]
 fn a_waker_service_is_namespace_slash_name() {
-    let source = waker_address_source(None, Some("ops/waker-2"), Some("ignored")).expect("ok");
+    let source =
+        waker_address_source(None, Some("ops/waker-2"), Some("ignored"), REFUSE).expect("ok");
     assert_eq!(
         source,
         WakerAddressSource::Service(WakerService {
@@ -83,7 +91,7 @@ fn a_waker_service_is_namespace_slash_name() {
         "ops/waker_2",
         &format!("ops/{}", "w".repeat(64)),
     ] {
-        let e = error(waker_address_source(None, Some(bad), None));
+        let e = error(waker_address_source(None, Some(bad), None, REFUSE));
         assert!(
             e.contains(&format!("IDLE_SCALER_WAKER_SERVICE = {bad:?}"))
                 && e.contains("<namespace>/<name>"),
@@ -98,6 +106,7 @@ fn static_waker_addresses_are_parsed_per_family() {
         Some("10.0.0.7:8081, 10.0.0.8:8081,[fd00::7]:8081"),
         None,
         Some("ns"),
+        REFUSE,
     )
     .expect("static");
     let WakerAddressSource::Static(addresses) = &source else {
@@ -126,7 +135,7 @@ fn malformed_waker_addresses_are_an_error_naming_the_value_and_the_entry() {
         ("0.0.0.0:8081", "\"0.0.0.0:8081\""),
         (" , ", "no waker address"),
     ] {
-        let e = error(waker_address_source(Some(value), None, None));
+        let e = error(waker_address_source(Some(value), None, None, REFUSE));
         assert!(
             e.contains(&format!("IDLE_SCALER_WAKER_ADDRESSES = {value:?}")) && e.contains(entry),
             "{value}: {e}"
@@ -140,9 +149,34 @@ fn both_waker_variables_at_once_are_an_error() {
         Some("10.0.0.7:8081"),
         Some("ops/waker"),
         Some("ns"),
+        REFUSE,
     ));
     assert!(
         e.contains("IDLE_SCALER_WAKER_ADDRESSES") && e.contains("IDLE_SCALER_WAKER_SERVICE"),
+        "{e}"
+    );
+}
+
+#[test]
+fn loopback_waker_addresses_need_the_test_rig_switch() {
+    let e = error(waker_address_source(
+        Some("127.0.0.1:8081"),
+        None,
+        None,
+        REFUSE,
+    ));
+    assert!(
+        e.contains("IDLE_SCALER_WAKER_ADDRESSES = \"127.0.0.1:8081\""),
+        "{e}"
+    );
+    let local = local_addresses(Some("true")).expect("switch");
+    assert_eq!(local, LocalAddresses::Allow);
+    let source = waker_address_source(Some("127.0.0.1:8081"), None, None, local).expect("rig");
+    assert_eq!(source.to_string(), "static 127.0.0.1:8081");
+    assert_eq!(local_addresses(None).expect("unset"), REFUSE);
+    let e = error(local_addresses(Some("yes")));
+    assert!(
+        e.contains("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES = \"yes\""),
         "{e}"
     );
 }
