@@ -7,8 +7,10 @@ mod cli; // command-line behaviour: bad input, secrets, the demo
 mod clusters; // several clusters: two kubeconfigs, a third cluster's rows, one failing alone
 mod crash; // kill -9 mid-sleep, then a restart
 mod daemon; // the daemon against PostgreSQL and the fake API server
+mod dataplane; // parking's world: a data-plane stand-in, the app, pods and slices on the fake
 mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked
 mod logs; // log lines: JSON fields once, no forged text line, no credential
 mod packaging; // the Containerfile and deploy/ agree (user, port, entrypoint, lean build)
+mod parking; // slept apps parked at the parking listener, reached through the data plane, unparked
 mod secrets; // a failing exec credential plugin: its output and environment shown nowhere
 mod support; // helpers: running the binary, HTTP, the database URL

@@ -120,6 +120,14 @@ impl Daemon {
             .env("IDLE_SCALER_WAKER_LISTEN_ADDR", "127.0.0.1:0")
             .env("IDLE_SCALER_PROBE_LISTEN_ADDR", "127.0.0.1:0")
             .env("IDLE_SCALER_LOG_FORMAT", "json");
+        // The parking listener's ports are fixed (parked slices name them): only the tests
+        // that park choose them, so daemons running at once do not compete for 8081.
+        if !cmd
+            .get_envs()
+            .any(|(k, _)| k == "IDLE_SCALER_PARKING_LISTEN_ADDR")
+        {
+            cmd.env("IDLE_SCALER_PARKING_LISTEN_ADDR", "off");
+        }
         let mut child = cmd.spawn().expect("spawn idle-scaler run");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [

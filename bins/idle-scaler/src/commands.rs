@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use idle_scaler_core::{Job, Outcome, Store, SystemClock, TickReport};
-use idle_scaler_kube::KubeClusters;
+use idle_scaler_core::{ClusterName, Job, Outcome, Store, SystemClock, TickReport};
+use idle_scaler_kube::{KubeClusters, KubeParker};
 use idle_scaler_postgres::PgStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::logging;
+use crate::parking;
 use crate::server::{self, AppState, Shutdown};
 use crate::settings::{SHUTDOWN_GRACE_SECONDS, Settings};
 
@@ -33,6 +34,18 @@ fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
     job_with(settings, store, &KubeClusters::from_config(&settings.job))
 }
 
+/// [`job`] with the daemon's parker, for a command that sleeps or wakes (`tick`, `wake`):
+/// it parks and unparks as the daemon would. `stop` ends its address feed.
+fn job_parking(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<Job>> {
+    let kube = KubeClusters::from_config(&settings.job);
+    let parker = parking::job_parker(settings, &kube, stop)?;
+    job_parked(settings, store, &kube, parker)
+}
+
 /// The job over one lazy Kubernetes client per served cluster (the default cluster's
 /// inferred, each named cluster's from its kubeconfig file or context).
 fn job_with(
@@ -40,7 +53,20 @@ fn job_with(
     store: Arc<dyn Store>,
     clusters: &KubeClusters,
 ) -> anyhow::Result<Arc<Job>> {
-    let job = clusters.job_builder(settings.job.clone(), store);
+    job_parked(settings, store, clusters, None)
+}
+
+/// [`job_with`], parking through `parker` (the waker's own cluster's) when given.
+fn job_parked(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    clusters: &KubeClusters,
+    parker: Option<(Arc<KubeParker>, Option<ClusterName>)>,
+) -> anyhow::Result<Arc<Job>> {
+    let mut job = clusters.job_builder(settings.job.clone(), store);
+    if let Some((parker, cluster)) = parker {
+        job = job.parker(parker, cluster);
+    }
     let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
         .context("building the Prometheus activity source")?;
     Ok(Arc::new(job.build()))
@@ -65,8 +91,9 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     // One Kubernetes client per cluster for the ticks, the wakes and the waker's readiness
     // watches.
     let kube = Arc::new(KubeClusters::from_config(&settings.job));
-    let job = job_with(&settings, store.clone(), &kube)?;
     let shutdown = CancellationToken::new();
+    let parker = parking::job_parker(&settings, &kube, &shutdown)?;
+    let job = job_parked(&settings, store.clone(), &kube, parker.clone())?;
     let metrics = server::install_metrics(&shutdown)?;
     idle_scaler_core::metrics::prime_clusters(job.served_clusters());
     let state = AppState {
@@ -98,18 +125,23 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         http_stop.clone(),
     )
     .await?;
-    let waker_connections = match settings.waker_listen_addr {
-        Some(addr) => {
-            let waker = idle_scaler_waker::Waker::new(
+    // One waker for both listeners: one wake per app and one app index, whichever listener
+    // a request came in on.
+    let waker = (settings.waker_listen_addr.is_some() || settings.parking_listen_addr.is_some())
+        .then(|| {
+            Arc::new(idle_scaler_waker::Waker::new(
                 job.clone(),
                 store.clone(),
-                kube,
+                kube.clone(),
                 Arc::new(SystemClock),
                 settings.waker.clone(),
-            );
+            ))
+        });
+    let waker_connections = match (settings.waker_listen_addr, &waker) {
+        (Some(addr), Some(waker)) => {
             let (_, connections) = server::serve_router(
                 addr,
-                Arc::new(waker).router(),
+                waker.clone().router(),
                 "the waker",
                 settings.http_limits,
                 http_stop.clone(),
@@ -117,10 +149,16 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
             .await?;
             Some(connections)
         }
-        None => {
-            info!("IDLE_SCALER_WAKER_LISTEN_ADDR is off: no wake on request");
+        _ => {
+            info!(
+                "IDLE_SCALER_WAKER_LISTEN_ADDR is off: no wake on request through a proxy's error page"
+            );
             None
         }
+    };
+    let parking_server = match waker {
+        Some(waker) => parking::serve_listener(&settings, &kube, waker).await?,
+        None => None,
     };
     info!(
         enabled = settings.job.enabled,
@@ -148,6 +186,13 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     // answered 503 + Retry-After then, before the grace ends.
     shutdown.cancel();
     http_stop.begin(settings.http_drain);
+    if let Some(server) = &parking_server {
+        server.stop_after_linger(
+            parker.as_ref().map(|(p, _)| p.clone()),
+            settings.pod_ip,
+            settings.http_drain,
+        );
+    }
     let drained = async {
         let _ = ticks.await;
         // A wake outlives its caller (its HTTP answer is sent by the connection task); a
@@ -160,6 +205,9 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
                 .flatten()
             {
                 other.wait().await;
+            }
+            if let Some(server) = parking_server {
+                let _ = server.served.await;
             }
         });
         // Again: a request drained meanwhile may have started a wake (a browser's starting
@@ -194,7 +242,10 @@ pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
     } else {
         Arc::new(connect_lazy(&settings)?)
     };
-    let report = job(&settings, store)?.tick().await?;
+    let stop = CancellationToken::new();
+    let report = job_parking(&settings, store, &stop)?.tick().await;
+    stop.cancel();
+    let report = report?;
     print_summary(&report);
     Ok(if report.outcome(Outcome::ScaleFailed) > 0 {
         ExitCode::from(1)
@@ -238,6 +289,16 @@ fn print_summary(report: &TickReport) {
     for (kind, n) in &report.drift {
         println!("drift {}={n}", kind.as_str());
     }
+    for (result, n) in &report.parking {
+        println!("parking {result}={n}");
+    }
+}
+
+/// `unpark --all`.
+pub async fn unpark_all(settings: Settings) -> anyhow::Result<ExitCode> {
+    start_logging(&settings);
+    let kube = KubeClusters::from_config(&settings.job);
+    parking::unpark_all(&settings, &kube).await
 }
 
 /// `plan`: a dry run.
@@ -351,10 +412,10 @@ pub async fn wake(settings: Settings, id: &str) -> anyhow::Result<ExitCode> {
     };
     start_logging(&settings);
     let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
-    let report = job(&settings, store)?
-        .wake(id)
-        .await
-        .with_context(|| format!("waking {id}"))?;
+    let stop = CancellationToken::new();
+    let report = job_parking(&settings, store, &stop)?.wake(id).await;
+    stop.cancel();
+    let report = report.with_context(|| format!("waking {id}"))?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ mod demo_unavailable;
 #[cfg(not(feature = "demo"))]
 use demo_unavailable as demo;
 mod logging;
+mod parking;
 mod server;
 mod settings;
 
@@ -60,6 +61,13 @@ enum Command {
     Wake {
         /// The deployment id (a UUID).
         id: String,
+    },
+    /// Remove every parked slice now, in every namespace, ready app or not (uninstall
+    /// first). Exits 1 when any could not be removed.
+    Unpark {
+        /// Every parked app (required: the command has no other form).
+        #[arg(long, required = true)]
+        all: bool,
     },
     /// Apply the database migrations (creates the reference `deployments` table).
     Migrate,
@@ -125,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan { json } => commands::plan(settings, json).await,
         Command::Status { json } => commands::status(settings, json).await,
         Command::Wake { id } => commands::wake(settings, &id).await,
+        Command::Unpark { all: _ } => commands::unpark_all(settings).await,
         Command::Migrate => commands::migrate(settings).await,
         Command::Config => commands::config(&settings),
         Command::Demo => demo::run(settings).await,

@@ -1,0 +1,247 @@
+//! Parking in the binary: the parker the job parks and unparks with (the waker's own
+//! cluster), the waker addresses it points slices at, the parking listener and its directory,
+//! and `unpark --all`.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use idle_scaler_core::parking::Parker;
+use idle_scaler_core::{ClusterName, Parking};
+use idle_scaler_kube::waker_addresses::{AddressFeed, LocalAddresses, watch_waker_service};
+use idle_scaler_kube::{
+    DirectorySettings, KubeClusters, KubeParker, KubeParkingDirectory, LazyScalerFactory,
+};
+use idle_scaler_waker::{ParkingLimits, ParkingListener, Waker};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::server::{PARKING_LINGER, ParkingSockets, stop_parking_after_linger};
+use crate::settings::{Settings, WakerAddressSource};
+
+/// How long the parking directory's first complete read is waited for before the daemon
+/// says it is still reading (requests meanwhile get the generic answer).
+const DIRECTORY_SYNC_WAIT: Duration = Duration::from_secs(60);
+
+/// The waker's own cluster (`waker_cluster`) and its client.
+fn waker_cluster(
+    settings: &Settings,
+    kube: &KubeClusters,
+) -> anyhow::Result<(Option<ClusterName>, Arc<LazyScalerFactory>)> {
+    let cluster = settings.waker.cluster();
+    let factory = kube.factory(cluster.as_ref()).with_context(|| {
+        format!(
+            "waker_cluster = {:?} is not a served cluster: name one of `clusters`, or leave it \
+             empty for the default cluster",
+            settings.waker.waker_cluster
+        )
+    })?;
+    Ok((cluster, factory.clone()))
+}
+
+/// A feed that never has an address: the parker then only unparks.
+fn no_addresses() -> AddressFeed {
+    watch::channel(None).1
+}
+
+/// Where parked slices point, from the settings; watched until `shutdown` for a Service.
+fn address_feed(
+    settings: &Settings,
+    factory: &Arc<LazyScalerFactory>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<AddressFeed> {
+    match &settings.waker_addresses {
+        WakerAddressSource::Static(addresses) => Ok(watch::channel(Some(addresses.clone())).1),
+        WakerAddressSource::Service(service) => Ok(watch_waker_service(
+            factory.clone(),
+            service.clone(),
+            settings.local_addresses,
+            shutdown.clone(),
+        )
+        .0),
+        WakerAddressSource::Unset => bail!(
+            "DEPLOY_SCALE_TO_ZERO_PARKING = endpointslices needs the waker addresses: set \
+             IDLE_SCALER_WAKER_SERVICE (<namespace>/<name>), or POD_NAMESPACE from the downward \
+             API (the Service is then <POD_NAMESPACE>/idle-scaler), or IDLE_SCALER_WAKER_ADDRESSES"
+        ),
+    }
+}
+
+/// The job's parker and the cluster it serves, when the flag is on: with `parking =
+/// endpointslices` it parks and follows the waker addresses until `shutdown`; with `off` it
+/// only unparks what an earlier run left parked.
+pub fn job_parker(
+    settings: &Settings,
+    kube: &KubeClusters,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<KubeParker>, Option<ClusterName>)>> {
+    if !settings.job.enabled {
+        return Ok(None);
+    }
+    let (cluster, factory) = waker_cluster(settings, kube)?;
+    let parking = settings.job.parking == Parking::EndpointSlices;
+    let feed = if parking {
+        address_feed(settings, &factory, shutdown)?
+    } else {
+        no_addresses()
+    };
+    let parker = Arc::new(
+        KubeParker::new(factory, feed)
+            .protected_namespaces(settings.job.protected_namespaces.clone())
+            .cluster(cluster.clone()),
+    );
+    if parking {
+        info!(waker_addresses = %settings.waker_addresses, "parking slept apps at the waker");
+        let (follower, token) = (parker.clone(), shutdown.clone());
+        tokio::spawn(async move { follower.follow_addresses(token).await });
+    }
+    Ok(Some((parker, cluster)))
+}
+
+/// The parking listener, serving until its stop token is cancelled.
+pub struct ParkingServer {
+    /// Stops accepting and answers what is held (see [`stop_after_linger`](Self::stop_after_linger)).
+    stop: CancellationToken,
+    /// Ends when the last connection has closed.
+    pub served: JoinHandle<()>,
+}
+
+impl ParkingServer {
+    /// At SIGTERM: keeps accepting while a parked slice lists `pod_ip` (asked through
+    /// `parker`; without either, nothing can list this pod), at most until `drain`.
+    pub fn stop_after_linger(
+        &self,
+        parker: Option<Arc<KubeParker>>,
+        pod_ip: Option<IpAddr>,
+        drain: Duration,
+    ) {
+        let listed = move || {
+            let parker = parker.clone();
+            async move {
+                match (parker, pod_ip) {
+                    // Unknown counts as listed: open longer costs nothing, closed early loses
+                    // requests.
+                    (Some(parker), Some(ip)) => parker.lists_address(ip).await.unwrap_or(true),
+                    _ => false,
+                }
+            }
+        };
+        stop_parking_after_linger(listed, PARKING_LINGER.capped(drain), self.stop.clone());
+    }
+}
+
+/// Binds the parking listener's eight ports (`IDLE_SCALER_PARKING_LISTEN_ADDR`) and serves
+/// them through `waker`, with a directory of the waker's cluster; `None` when it is off.
+pub async fn serve_listener(
+    settings: &Settings,
+    kube: &KubeClusters,
+    waker: Arc<Waker>,
+) -> anyhow::Result<Option<ParkingServer>> {
+    let Some(addr) = settings.parking_listen_addr else {
+        info!("IDLE_SCALER_PARKING_LISTEN_ADDR is off: parked Services reach no waker here");
+        return Ok(None);
+    };
+    let limits = ParkingLimits::default();
+    let backlog = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let sockets = ParkingSockets::bind(addr, backlog)?;
+    let (cluster, factory) = waker_cluster(settings, kube)?;
+    let client = factory.client().await.context(
+        "the parking listener needs a Kubernetes client to find parked Services \
+         (IDLE_SCALER_PARKING_LISTEN_ADDR=off turns it off)",
+    )?;
+    let mut directory = DirectorySettings::new(addr.port());
+    directory.cluster = cluster;
+    directory.cluster_domain = settings.waker.cluster_domain.clone();
+    directory.own_addresses = settings.pod_ip.into_iter().collect();
+    directory.allow_loopback = settings.local_addresses == LocalAddresses::Allow;
+    directory.request_timeout = settings.job.request_timeout();
+    let directory = Arc::new(KubeParkingDirectory::start(client, directory));
+    tokio::spawn({
+        let directory = directory.clone();
+        async move {
+            if directory.synced(DIRECTORY_SYNC_WAIT).await {
+                info!(
+                    parked_services = directory.parked_services(),
+                    "parking directory read"
+                );
+            } else {
+                warn!(
+                    wait_s = DIRECTORY_SYNC_WAIT.as_secs(),
+                    "parking directory not read yet; parked apps get the generic answer meanwhile"
+                );
+            }
+        }
+    });
+    let listener = Arc::new(ParkingListener::new(waker, directory, limits.clone()));
+    info!(
+        addr = %sockets.base(),
+        ports = idle_scaler_kube::parking::MAX_PORTS,
+        max_connections = limits.max_connections,
+        max_held_per_app = limits.max_held_per_app,
+        "serving the parking listener"
+    );
+    let stop = CancellationToken::new();
+    let served = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            if let Err(e) = listener.serve(sockets.into_listeners(), stop).await {
+                warn!(error = %idle_scaler_core::error_chain(&e), "parking listener failed");
+            }
+        }
+    });
+    Ok(Some(ParkingServer { stop, served }))
+}
+
+/// `unpark --all`: removes every parked slice of the waker's cluster at once, ready app or
+/// not; exit 1 when any app's slices could not all be removed.
+pub async fn unpark_all(settings: &Settings, kube: &KubeClusters) -> anyhow::Result<ExitCode> {
+    let (cluster, factory) = waker_cluster(settings, kube)?;
+    let parker = KubeParker::new(factory, no_addresses()).cluster(cluster);
+    let parked = parker
+        .parked()
+        .await
+        .context("listing idle-scaler's parked slices")?;
+    let mut failed = 0usize;
+    for app in &parked {
+        match parker.unpark_now(&app.target).await {
+            Ok(report) => {
+                let left = report.count("failed") + report.count("conflict");
+                println!(
+                    "unparked {}: {} slices removed{}",
+                    app.target,
+                    report.count("unparked"),
+                    if left > 0 {
+                        format!(", {left} could not be removed")
+                    } else {
+                        String::new()
+                    }
+                );
+                if left > 0 {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "not unparked {}: {}",
+                    app.target,
+                    idle_scaler_core::error_chain(&e)
+                );
+            }
+        }
+    }
+    println!(
+        "{} parked apps, {} unparked, {failed} failed",
+        parked.len(),
+        parked.len() - failed
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

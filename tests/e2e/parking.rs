@@ -1,0 +1,448 @@
+//! Parking through the binary: a slept app's Service is parked at the binary's parking
+//! listener, and a caller that goes through a data plane (endpoints picked from all of the
+//! Service's slices) reaches the app: PostgreSQL, the fake API server, real app servers.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use idle_scaler_postgres::PgStore;
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tempfile::TempDir;
+
+use crate::dataplane::{self, Answer, App, free_port_block};
+use crate::support::{
+    Daemon, database_url, eventually, idle_app, job_command, kubeconfig, run_async, setup,
+};
+
+/// A pod of `apps`, the app's own namespace.
+const APPS_POD: &str = "127.0.0.2";
+/// A pod of `other`, which the Service does not admit.
+const OTHER_POD: &str = "127.0.0.3";
+/// An address no pod has.
+const NO_POD: &str = "127.0.0.4";
+/// The parked slice of Service `web`.
+const PARKED: &str = "idle-scaler-web";
+/// How long a park, a wake or an unpark may take here.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+struct World {
+    fake: FakeApiServer,
+    _store: PgStore,
+    app: App,
+    kubeconfig: (TempDir, std::path::PathBuf),
+    db: String,
+    /// The parking listener's first port.
+    port: u16,
+}
+
+/// `apps/web` (1 replica, idle for hours) serving at a real local app, its Service `web`
+/// (port `http` 80) and `web-admin` (port `http` 8080) with a hand-written slice named as
+/// idle-scaler would name its own, and pods of `apps` and `other`.
+async fn world(opts: &PgConnectOptions) -> World {
+    let (store, fake) = setup(opts).await;
+    let app = App::start().await;
+    idle_app(&store, &fake, "web", 1).await;
+    fake.create_service("apps", "web", "web", &[("http", 80)]);
+    fake.create_service("apps", "web-admin", "web", &[("http", 8080)]);
+    fake.set_app_endpoint("apps", "web", &app.addr.to_string());
+    dataplane::create(
+        &fake,
+        "/apis/discovery.k8s.io/v1/namespaces/apps/endpointslices",
+        &json!({
+            "metadata": {
+                "name": "idle-scaler-web-admin",
+                "labels": { "kubernetes.io/service-name": "web-admin" },
+            },
+            "addressType": "IPv4",
+            "ports": [{ "name": "http", "port": 9999, "protocol": "TCP" }],
+            "endpoints": [{ "addresses": ["10.1.2.3"], "conditions": { "ready": true } }],
+        }),
+    )
+    .await;
+    dataplane::pod(&fake, "apps", "client", APPS_POD).await;
+    dataplane::pod(&fake, "other", "client", OTHER_POD).await;
+    World {
+        kubeconfig: kubeconfig(&fake.url()),
+        db: database_url(opts, None),
+        port: free_port_block(),
+        fake,
+        _store: store,
+        app,
+    }
+}
+
+impl World {
+    /// `run` with parking on, its slices pointing at its own parking listener.
+    async fn daemon(&self) -> Daemon {
+        let mut cmd = job_command(&["run"], &self.db, &self.kubeconfig.1);
+        let at = format!("127.0.0.1:{}", self.port);
+        cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
+            .env("IDLE_SCALER_PARKING_LISTEN_ADDR", &at)
+            .env("IDLE_SCALER_WAKER_ADDRESSES", &at)
+            .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true")
+            .env("RUST_LOG", "info,idle_scaler_waker=debug");
+        Daemon::start(cmd).await
+    }
+
+    fn slice(&self, name: &str) -> Option<Value> {
+        self.fake
+            .endpoint_slices("apps")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == name)
+    }
+
+    /// Waits until `web` is parked and the daemon's waker knows it asleep (its app index
+    /// is read every few seconds).
+    async fn parked(&self, daemon: &mut Daemon) -> Value {
+        let slice = eventually(DEADLINE, "web parked", || async { self.slice(PARKED) }).await;
+        eventually(DEADLINE, "the waker's index to know web asleep", || async {
+            daemon
+                .output()
+                .lines()
+                .any(|l| l.contains("app index refreshed") && l.contains("\"apps\":1"))
+                .then_some(())
+        })
+        .await;
+        slice
+    }
+
+    async fn call(
+        &self,
+        source: &str,
+        host: &str,
+        method: &str,
+        body: &str,
+    ) -> Result<Answer, String> {
+        dataplane::call(
+            &self.fake,
+            ip(source),
+            ("apps", "web"),
+            host,
+            (method, "/orders?id=7", body),
+        )
+        .await
+    }
+
+    fn scale_writes(&self) -> usize {
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET" && r.path.ends_with("/deployments/web/scale"))
+            .count()
+    }
+
+    /// Whether the app's own slice has a ready endpoint.
+    fn own_ready(&self) -> bool {
+        self.slice("web-web").is_some_and(|s| {
+            s["endpoints"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["conditions"]["ready"] == true))
+        })
+    }
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn a_slept_app_is_parked_and_a_caller_by_dns_name_reaches_it_then_it_is_unparked(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    let hand_written = w
+        .slice("idle-scaler-web-admin")
+        .expect("hand-written slice");
+    w.fake.set_ready_delay(Duration::from_millis(800));
+    let mut daemon = w.daemon().await;
+
+    let parked = w.parked(&mut daemon).await;
+    assert_eq!(w.fake.replicas("apps", "web"), Some(0));
+    assert_eq!(
+        parked["endpoints"][0]["addresses"][0], "127.0.0.1",
+        "{parked}"
+    );
+    assert_eq!(parked["ports"][0]["name"], "http", "{parked}");
+    assert_eq!(parked["ports"][0]["port"], w.port, "{parked}");
+    assert_eq!(
+        parked["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "idle-scaler"
+    );
+    // The data plane now sends every caller to the parking listener.
+    assert_eq!(
+        dataplane::endpoints(&w.fake, "apps", "web", "http"),
+        [format!("127.0.0.1:{}", w.port).parse().expect("addr")]
+    );
+
+    // While the request is held and the app starts, the parked slice stays: there is never
+    // a moment without a ready endpoint.
+    let watcher = async {
+        let mut seen_scaled = false;
+        loop {
+            let own = w.own_ready();
+            let parked_now = w.slice(PARKED).is_some();
+            seen_scaled |= w.fake.replicas("apps", "web") == Some(1);
+            assert!(
+                own || parked_now,
+                "the parked slice went before the app's own endpoints were ready"
+            );
+            if seen_scaled && !parked_now {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let request = w.call(
+        APPS_POD,
+        "web.apps.svc.cluster.local",
+        "POST",
+        "{\"item\":42}",
+    );
+    let (answer, ()) = tokio::join!(request, async {
+        tokio::time::timeout(DEADLINE, watcher)
+            .await
+            .expect("the parked slice goes once the app is ready");
+    });
+    let answer = answer.expect("an answer");
+    assert_eq!(answer.status, 200, "{answer:?}\n{}", daemon.output());
+    assert_eq!(answer.body, "app saw POST /orders?id=7 {\"item\":42}");
+    assert_eq!(w.app.hits.load(Ordering::SeqCst), 1);
+    // Unparked: the data plane sends callers to the app itself.
+    assert_eq!(
+        dataplane::endpoints(&w.fake, "apps", "web", "http"),
+        [w.app.addr]
+    );
+    // The hand-written slice with idle-scaler's name was never changed nor deleted.
+    let after = w.slice("idle-scaler-web-admin").expect("still there");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        hand_written["metadata"]["resourceVersion"]
+    );
+    assert!(
+        !w.fake
+            .requests()
+            .iter()
+            .any(|r| r.method != "GET" && r.path.ends_with("/endpointslices/idle-scaler-web-admin")),
+        "a write touched the hand-written slice"
+    );
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn two_hundred_concurrent_callers_make_one_scale_write_and_all_reach_the_app(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    w.fake.set_ready_delay(Duration::from_millis(500));
+    let mut daemon = w.daemon().await;
+    w.parked(&mut daemon).await;
+    let writes_before = w.scale_writes();
+
+    let calls = (0..200).map(|i| {
+        let w = &w;
+        async move {
+            w.call(APPS_POD, "web.apps", "POST", &format!("n={i}"))
+                .await
+                .map(|a| (i, a))
+        }
+    });
+    let answers = futures_join_all(calls).await;
+
+    for answer in &answers {
+        let (i, a) = answer.as_ref().expect("an answer");
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.body, format!("app saw POST /orders?id=7 n={i}"));
+    }
+    assert_eq!(w.app.hits.load(Ordering::SeqCst), 200);
+    assert_eq!(
+        w.scale_writes() - writes_before,
+        1,
+        "one wake: one scale write"
+    );
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn the_caller_check_refuses_other_namespaces_and_non_pods_and_admits_the_apps_own_by_bare_name(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    let mut daemon = w.daemon().await;
+    w.parked(&mut daemon).await;
+    let writes_before = w.scale_writes();
+
+    let other = w
+        .call(OTHER_POD, "web.apps.svc.cluster.local", "GET", "")
+        .await
+        .expect("an answer");
+    let stranger = w
+        .call(NO_POD, "web.apps", "GET", "")
+        .await
+        .expect("an answer");
+    for refused in [&other, &stranger] {
+        assert_eq!(refused.status, 503, "{refused:?}");
+    }
+    // The generic answer: the same for both, nothing said about the app.
+    assert_eq!(other.body, stranger.body);
+    assert!(!other.body.contains("web"), "{other:?}");
+    assert_eq!(w.scale_writes(), writes_before, "nothing woken");
+    assert_eq!(w.fake.replicas("apps", "web"), Some(0));
+    assert_eq!(w.app.hits.load(Ordering::SeqCst), 0);
+
+    let own = w.call(APPS_POD, "web", "GET", "").await.expect("an answer");
+    assert_eq!(own.status, 200, "{own:?}");
+    assert_eq!(own.body, "app saw GET /orders?id=7 ");
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn sigterm_answers_every_held_request_and_sends_no_empty_reply(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    // The app takes longer to start than the daemon takes to stop.
+    w.fake.set_ready_delay(Duration::from_secs(120));
+    let mut daemon = w.daemon().await;
+    w.parked(&mut daemon).await;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let stream = dataplane::connect(&w.fake, ip(APPS_POD), ("apps", "web"))
+            .await
+            .expect("connect");
+        streams.push(stream);
+    }
+    let held: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            tokio::spawn(async move {
+                let body = format!("n={i}");
+                dataplane::exchange(s, "web.apps", ("POST", "/orders", &body)).await
+            })
+        })
+        .collect();
+    eventually(DEADLINE, "the wake to start", || async {
+        (w.fake.replicas("apps", "web") == Some(1)).then_some(())
+    })
+    .await;
+
+    daemon.send_sigterm();
+
+    for h in held {
+        let answer = h
+            .await
+            .expect("join")
+            .expect("an answer, not an empty reply");
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(answer.head.contains("\r\nretry-after: "), "{answer:?}");
+    }
+    assert_eq!(
+        daemon.wait_for_exit(DEADLINE).await,
+        Some(0),
+        "{}",
+        daemon.output()
+    );
+    assert_eq!(w.app.hits.load(Ordering::SeqCst), 0);
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn unpark_all_removes_every_parked_slice_and_nothing_else(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    let mut daemon = w.daemon().await;
+    w.parked(&mut daemon).await;
+    // Stopped first, as the uninstall says: nothing parks again meanwhile.
+    assert_eq!(
+        daemon.terminate(DEADLINE).await,
+        Some(0),
+        "{}",
+        daemon.output()
+    );
+
+    let out = run_async(job_command(&["unpark", "--all"], &w.db, &w.kubeconfig.1)).await;
+
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("unparked apps/web: 1 slices removed")
+            && out.stdout.contains("1 parked apps, 1 unparked, 0 failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(w.slice(PARKED).is_none());
+    assert!(
+        w.slice("idle-scaler-web-admin").is_some(),
+        "not idle-scaler's"
+    );
+    assert!(w.fake.endpoint_slices("apps").iter().all(
+        |s| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] != "idle-scaler"
+    ));
+    // Nothing left: a second run removes nothing and succeeds.
+    let again = run_async(job_command(&["unpark", "--all"], &w.db, &w.kubeconfig.1)).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(again.stdout.contains("0 parked apps"), "{}", again.stdout);
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn parking_without_a_waker_address_is_a_startup_error_naming_the_variables(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let (_store, fake) = setup(&opts).await;
+    let (_dir, kc) = kubeconfig(&fake.url());
+    let mut cmd = job_command(&["run"], &database_url(&opts, None), &kc);
+    cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
+        .env("IDLE_SCALER_LISTEN_ADDR", "127.0.0.1:0")
+        .env("IDLE_SCALER_WAKER_LISTEN_ADDR", "off")
+        .env("IDLE_SCALER_PROBE_LISTEN_ADDR", "off")
+        .env("IDLE_SCALER_PARKING_LISTEN_ADDR", "off");
+
+    let out = run_async(cmd).await;
+
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("IDLE_SCALER_WAKER_SERVICE") && out.stderr.contains("POD_NAMESPACE"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Runs every future at once on this task and collects the outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    let mut pending: Vec<Option<_>> = set.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(|r| r.expect("ready")));
+    out
+}
