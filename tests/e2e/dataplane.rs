@@ -196,18 +196,22 @@ pub async fn pod(fake: &FakeApiServer, namespace: &str, name: &str, ip: &str) {
     .await;
 }
 
-/// The first of eight consecutive free loopback ports (the parking listener's).
-pub fn free_port_block() -> u16 {
+/// The first of eight consecutive ports free on every one of `ips` (loopback addresses):
+/// the parking listeners' of daemons that stand in for the waker's pods.
+pub fn free_port_block(ips: &[&str]) -> u16 {
     for _ in 0..100 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let first = std::net::TcpListener::bind((ips[0], 0)).expect("bind");
         let base = first.local_addr().expect("addr").port();
         if base > u16::MAX - 8 {
             continue;
         }
-        let rest: Result<Vec<_>, _> = (1..8)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
+        let taken: Result<Vec<_>, _> = ips
+            .iter()
+            .flat_map(|ip| (0..8).map(move |i| (*ip, base + i)))
+            .filter(|(ip, port)| !(*ip == ips[0] && *port == base))
+            .map(std::net::TcpListener::bind)
             .collect();
-        if rest.is_ok() {
+        if taken.is_ok() {
             return base;
         }
     }

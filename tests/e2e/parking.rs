@@ -23,6 +23,9 @@ const APPS_POD: &str = "127.0.0.2";
 const OTHER_POD: &str = "127.0.0.3";
 /// An address no pod has.
 const NO_POD: &str = "127.0.0.4";
+/// The first waker pod of the rollout, and the one that replaces it.
+const WAKER_A: &str = "127.0.0.5";
+const WAKER_B: &str = "127.0.0.6";
 /// The parked slice of Service `web`.
 const PARKED: &str = "idle-scaler-web";
 /// How long a park, a wake or an unpark may take here.
@@ -71,7 +74,7 @@ async fn world(opts: &PgConnectOptions) -> World {
     World {
         kubeconfig: kubeconfig(&fake.url()),
         db: database_url(opts, None),
-        port: free_port_block(),
+        port: free_port_block(&["127.0.0.1", WAKER_A, WAKER_B]),
         fake,
         _store: store,
         app,
@@ -81,13 +84,22 @@ async fn world(opts: &PgConnectOptions) -> World {
 impl World {
     /// `run` with parking on, its slices pointing at its own parking listener.
     async fn daemon(&self) -> Daemon {
+        self.daemon_at("127.0.0.1").await
+    }
+
+    /// [`Self::daemon`] as the waker pod at `pod_ip` (its `POD_IP`): its parking listener
+    /// there, and the only waker address it points slices at.
+    async fn daemon_at(&self, pod_ip: &str) -> Daemon {
         let mut cmd = job_command(&["run"], &self.db, &self.kubeconfig.1);
-        let at = format!("127.0.0.1:{}", self.port);
+        let at = format!("{pod_ip}:{}", self.port);
         cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
             .env("IDLE_SCALER_PARKING_LISTEN_ADDR", &at)
             .env("IDLE_SCALER_WAKER_ADDRESSES", &at)
             .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true")
             .env("RUST_LOG", "info,idle_scaler_waker=debug");
+        if pod_ip != "127.0.0.1" {
+            cmd.env("POD_IP", pod_ip);
+        }
         Daemon::start(cmd).await
     }
 
@@ -347,6 +359,68 @@ async fn sigterm_answers_every_held_request_and_sends_no_empty_reply(
         daemon.output()
     );
     assert_eq!(w.app.hits.load(Ordering::SeqCst), 0);
+}
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn a_rollout_that_replaces_the_waker_address_while_requests_arrive_loses_no_request(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = std::sync::Arc::new(world(&opts).await);
+    w.fake.set_ready_delay(Duration::from_secs(2));
+    let mut a = w.daemon_at(WAKER_A).await;
+    let parked = w.parked(&mut a).await;
+    assert_eq!(parked["endpoints"][0]["addresses"][0], WAKER_A);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    // A request every 25 ms, each on its own connection, none waiting for another.
+    let load = async {
+        let mut requests = Vec::new();
+        let mut every = tokio::time::interval(Duration::from_millis(25));
+        while !stop.is_cancelled() {
+            every.tick().await;
+            let (i, w) = (requests.len(), w.clone());
+            requests.push(tokio::spawn(async move {
+                w.call(APPS_POD, "web.apps", "POST", &format!("n={i}"))
+                    .await
+                    .map(|a| (i, a))
+            }));
+        }
+        let mut answers = Vec::new();
+        for r in requests {
+            answers.push(r.await.expect("join"));
+        }
+        answers
+    };
+    let rollout = async {
+        // The new pod: its first pass re-points the slices at its own address.
+        let _b = w.daemon_at(WAKER_B).await;
+        eventually(DEADLINE, "the slices to leave the old pod", || async {
+            w.slice(PARKED)
+                .is_none_or(|s| s["endpoints"][0]["addresses"][0] == WAKER_B)
+                .then_some(())
+        })
+        .await;
+        // The old pod goes: its listener stays while a slice lists it, then closes.
+        assert_eq!(a.terminate(DEADLINE).await, Some(0), "{}", a.output());
+        // Requests keep arriving after it is gone, then the load stops.
+        let after = w.app.hits.load(Ordering::SeqCst);
+        eventually(DEADLINE, "requests after the old pod left", || async {
+            (w.app.hits.load(Ordering::SeqCst) >= after + 10).then_some(())
+        })
+        .await;
+        stop.cancel();
+    };
+    let (answers, ()) = tokio::join!(load, rollout);
+
+    assert!(answers.len() > 20, "{}", answers.len());
+    for answer in &answers {
+        let (i, a) = answer
+            .as_ref()
+            .expect("an answer, not a refused or empty one");
+        assert_eq!(a.status, 200, "request {i}: {a:?}");
+        assert_eq!(a.body, format!("app saw POST /orders?id=7 n={i}"));
+    }
 }
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
