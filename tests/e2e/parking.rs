@@ -2,163 +2,16 @@
 //! listener, and a caller that goes through a data plane (endpoints picked from all of the
 //! Service's slices) reaches the app: PostgreSQL, the fake API server, real app servers.
 
-use std::net::IpAddr;
+mod world; // apps/web, its Services, callers' pods, the binary with parking on
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use idle_scaler_postgres::PgStore;
-use idle_scaler_testkit::fake_kube::FakeApiServer;
-use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tempfile::TempDir;
 
-use crate::dataplane::{self, Answer, App, free_port_block};
-use crate::support::{
-    Daemon, database_url, eventually, idle_app, job_command, kubeconfig, run_async, setup,
-};
-
-/// A pod of `apps`, the app's own namespace.
-const APPS_POD: &str = "127.0.0.2";
-/// A pod of `other`, which the Service does not admit.
-const OTHER_POD: &str = "127.0.0.3";
-/// An address no pod has.
-const NO_POD: &str = "127.0.0.4";
-/// The first waker pod of the rollout, and the one that replaces it.
-const WAKER_A: &str = "127.0.0.5";
-const WAKER_B: &str = "127.0.0.6";
-/// The parked slice of Service `web`.
-const PARKED: &str = "idle-scaler-web";
-/// How long a park, a wake or an unpark may take here.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
-}
-
-struct World {
-    fake: FakeApiServer,
-    _store: PgStore,
-    app: App,
-    kubeconfig: (TempDir, std::path::PathBuf),
-    db: String,
-    /// The parking listener's first port.
-    port: u16,
-}
-
-/// `apps/web` (1 replica, idle for hours) serving at a real local app, its Service `web`
-/// (port `http` 80) and `web-admin` (port `http` 8080) with a hand-written slice named as
-/// idle-scaler would name its own, and pods of `apps` and `other`.
-async fn world(opts: &PgConnectOptions) -> World {
-    let (store, fake) = setup(opts).await;
-    let app = App::start().await;
-    idle_app(&store, &fake, "web", 1).await;
-    fake.create_service("apps", "web", "web", &[("http", 80)]);
-    fake.create_service("apps", "web-admin", "web", &[("http", 8080)]);
-    fake.set_app_endpoint("apps", "web", &app.addr.to_string());
-    dataplane::create(
-        &fake,
-        "/apis/discovery.k8s.io/v1/namespaces/apps/endpointslices",
-        &json!({
-            "metadata": {
-                "name": "idle-scaler-web-admin",
-                "labels": { "kubernetes.io/service-name": "web-admin" },
-            },
-            "addressType": "IPv4",
-            "ports": [{ "name": "http", "port": 9999, "protocol": "TCP" }],
-            "endpoints": [{ "addresses": ["10.1.2.3"], "conditions": { "ready": true } }],
-        }),
-    )
-    .await;
-    dataplane::pod(&fake, "apps", "client", APPS_POD).await;
-    dataplane::pod(&fake, "other", "client", OTHER_POD).await;
-    World {
-        kubeconfig: kubeconfig(&fake.url()),
-        db: database_url(opts, None),
-        port: free_port_block(&["127.0.0.1", WAKER_A, WAKER_B]),
-        fake,
-        _store: store,
-        app,
-    }
-}
-
-impl World {
-    /// `run` with parking on, its slices pointing at its own parking listener.
-    async fn daemon(&self) -> Daemon {
-        self.daemon_at("127.0.0.1").await
-    }
-
-    /// [`Self::daemon`] as the waker pod at `pod_ip` (its `POD_IP`): its parking listener
-    /// there, and the only waker address it points slices at.
-    async fn daemon_at(&self, pod_ip: &str) -> Daemon {
-        let mut cmd = job_command(&["run"], &self.db, &self.kubeconfig.1);
-        let at = format!("{pod_ip}:{}", self.port);
-        cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
-            .env("IDLE_SCALER_PARKING_LISTEN_ADDR", &at)
-            .env("IDLE_SCALER_WAKER_ADDRESSES", &at)
-            .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true")
-            .env("RUST_LOG", "info,idle_scaler_waker=debug");
-        if pod_ip != "127.0.0.1" {
-            cmd.env("POD_IP", pod_ip);
-        }
-        Daemon::start(cmd).await
-    }
-
-    fn slice(&self, name: &str) -> Option<Value> {
-        self.fake
-            .endpoint_slices("apps")
-            .into_iter()
-            .find(|s| s["metadata"]["name"] == name)
-    }
-
-    /// Waits until `web` is parked and the daemon's waker knows it asleep (its app index
-    /// is read every few seconds).
-    async fn parked(&self, daemon: &mut Daemon) -> Value {
-        let slice = eventually(DEADLINE, "web parked", || async { self.slice(PARKED) }).await;
-        eventually(DEADLINE, "the waker's index to know web asleep", || async {
-            daemon
-                .output()
-                .lines()
-                .any(|l| l.contains("app index refreshed") && l.contains("\"apps\":1"))
-                .then_some(())
-        })
-        .await;
-        slice
-    }
-
-    async fn call(
-        &self,
-        source: &str,
-        host: &str,
-        method: &str,
-        body: &str,
-    ) -> Result<Answer, String> {
-        dataplane::call(
-            &self.fake,
-            ip(source),
-            ("apps", "web"),
-            host,
-            (method, "/orders?id=7", body),
-        )
-        .await
-    }
-
-    fn scale_writes(&self) -> usize {
-        self.fake
-            .requests()
-            .iter()
-            .filter(|r| r.method != "GET" && r.path.ends_with("/deployments/web/scale"))
-            .count()
-    }
-
-    /// Whether the app's own slice has a ready endpoint.
-    fn own_ready(&self) -> bool {
-        self.slice("web-web").is_some_and(|s| {
-            s["endpoints"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["conditions"]["ready"] == true))
-        })
-    }
-}
+use crate::dataplane;
+use crate::support::{database_url, eventually, job_command, kubeconfig, run_async, setup};
+use world::*;
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
 async fn a_slept_app_is_parked_and_a_caller_by_dns_name_reaches_it_then_it_is_unparked(
@@ -248,21 +101,26 @@ async fn two_hundred_concurrent_callers_make_one_scale_write_and_all_reach_the_a
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let w = world(&opts).await;
+    let w = std::sync::Arc::new(world(&opts).await);
     w.fake.set_ready_delay(Duration::from_millis(500));
     let mut daemon = w.daemon().await;
     w.parked(&mut daemon).await;
     let writes_before = w.scale_writes();
 
-    let calls = (0..200).map(|i| {
-        let w = &w;
-        async move {
-            w.call(APPS_POD, "web.apps", "POST", &format!("n={i}"))
-                .await
-                .map(|a| (i, a))
-        }
-    });
-    let answers = futures_join_all(calls).await;
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.call(APPS_POD, "web.apps", "POST", &format!("n={i}"))
+                    .await
+                    .map(|a| (i, a))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.expect("join"));
+    }
 
     for answer in &answers {
         let (i, a) = answer.as_ref().expect("an answer");
@@ -424,20 +282,30 @@ async fn a_rollout_that_replaces_the_waker_address_while_requests_arrive_loses_n
 }
 
 #[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
-async fn unpark_all_removes_every_parked_slice_and_nothing_else(
+async fn tick_parks_and_says_so_and_unpark_all_removes_every_parked_slice_and_nothing_else(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
     let w = world(&opts).await;
-    let mut daemon = w.daemon().await;
-    w.parked(&mut daemon).await;
-    // Stopped first, as the uninstall says: nothing parks again meanwhile.
-    assert_eq!(
-        daemon.terminate(DEADLINE).await,
-        Some(0),
+    let mut tick = job_command(&["tick"], &w.db, &w.kubeconfig.1);
+    tick.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
+        .env(
+            "IDLE_SCALER_WAKER_ADDRESSES",
+            format!("127.0.0.1:{}", w.port),
+        )
+        .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true");
+    let ticked = run_async(tick).await;
+    assert_eq!(ticked.code, Some(0), "{}", ticked.stderr);
+    // The tick parks as the daemon does, and says so: `web` parked, `web-admin` not (its
+    // slice's name is taken by one idle-scaler did not write).
+    assert!(
+        ticked.stdout.contains("scaled_down=1")
+            && ticked.stdout.contains("parking parked=1")
+            && ticked.stdout.contains("parking conflict=1"),
         "{}",
-        daemon.output()
+        ticked.stdout
     );
+    assert!(w.slice(PARKED).is_some());
 
     let out = run_async(job_command(&["unpark", "--all"], &w.db, &w.kubeconfig.1)).await;
 
@@ -484,39 +352,4 @@ async fn parking_without_a_waker_address_is_a_startup_error_naming_the_variables
         "{}",
         out.stderr
     );
-}
-
-/// Runs every future at once on this task and collects the outputs in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    let mut pending: Vec<Option<_>> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.extend(results.into_iter().map(|r| r.expect("ready")));
-    out
 }
