@@ -353,3 +353,50 @@ async fn parking_without_a_waker_address_is_a_startup_error_naming_the_variables
         out.stderr
     );
 }
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn tick_points_the_slices_at_the_ready_endpoints_of_the_watched_waker_service(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = world(&opts).await;
+    dataplane::create(
+        &w.fake,
+        "/apis/discovery.k8s.io/v1/namespaces/ops/endpointslices",
+        &serde_json::json!({
+            "metadata": {
+                "name": "waker-abc12",
+                "labels": { "kubernetes.io/service-name": "waker" },
+            },
+            "addressType": "IPv4",
+            "ports": [{ "name": "parking", "port": w.port, "protocol": "TCP" }],
+            "endpoints": [
+                { "addresses": [WAKER_A], "conditions": { "ready": true } },
+                { "addresses": [WAKER_B], "conditions": { "ready": false } },
+            ],
+        }),
+    )
+    .await;
+    let mut tick = job_command(&["tick"], &w.db, &w.kubeconfig.1);
+    tick.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
+        .env("IDLE_SCALER_WAKER_SERVICE", "ops/waker")
+        .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true");
+
+    let ticked = run_async(tick).await;
+
+    assert_eq!(ticked.code, Some(0), "{}", ticked.stderr);
+    assert!(
+        ticked.stdout.contains("parking parked=1"),
+        "{}",
+        ticked.stdout
+    );
+    let parked = w.slice(PARKED).expect("parked");
+    // The ready endpoint only, on the port the Service names `parking`.
+    assert_eq!(
+        parked["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{parked}"
+    );
+    assert_eq!(parked["endpoints"][0]["addresses"][0], WAKER_A, "{parked}");
+    assert_eq!(parked["ports"][0]["port"], w.port, "{parked}");
+}

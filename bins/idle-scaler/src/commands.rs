@@ -35,14 +35,16 @@ fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
 }
 
 /// [`job`] with the daemon's parker, for a command that sleeps or wakes (`tick`, `wake`):
-/// it parks and unparks as the daemon would. `stop` ends its address feed.
-fn job_parking(
+/// it parks and unparks as the daemon would. `stop` ends its address feed; `first_addresses`
+/// (a command that parks) waits that long at most for a watched waker Service's addresses.
+async fn job_parking(
     settings: &Settings,
     store: Arc<dyn Store>,
     stop: &CancellationToken,
+    first_addresses: Option<Duration>,
 ) -> anyhow::Result<Arc<Job>> {
     let kube = KubeClusters::from_config(&settings.job);
-    let parker = parking::job_parker(settings, &kube, stop)?;
+    let parker = parking::job_parker(settings, &kube, stop, first_addresses).await?;
     job_parked(settings, store, &kube, parker)
 }
 
@@ -92,7 +94,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     // watches.
     let kube = Arc::new(KubeClusters::from_config(&settings.job));
     let shutdown = CancellationToken::new();
-    let parker = parking::job_parker(&settings, &kube, &shutdown)?;
+    let parker = parking::job_parker(&settings, &kube, &shutdown, None).await?;
     let job = job_parked(&settings, store.clone(), &kube, parker.clone())?;
     let metrics = server::install_metrics(&shutdown)?;
     idle_scaler_core::metrics::prime_clusters(job.served_clusters());
@@ -243,7 +245,15 @@ pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
         Arc::new(connect_lazy(&settings)?)
     };
     let stop = CancellationToken::new();
-    let report = job_parking(&settings, store, &stop)?.tick().await;
+    let report = job_parking(
+        &settings,
+        store,
+        &stop,
+        Some(settings.job.request_timeout()),
+    )
+    .await?
+    .tick()
+    .await;
     stop.cancel();
     let report = report?;
     print_summary(&report);
@@ -413,7 +423,10 @@ pub async fn wake(settings: Settings, id: &str) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
     let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
     let stop = CancellationToken::new();
-    let report = job_parking(&settings, store, &stop)?.wake(id).await;
+    let report = job_parking(&settings, store, &stop, None)
+        .await?
+        .wake(id)
+        .await;
     stop.cancel();
     let report = report.with_context(|| format!("waking {id}"))?;
     println!("{}", serde_json::to_string(&report)?);

@@ -73,11 +73,14 @@ fn address_feed(
 
 /// The job's parker and the cluster it serves, when the flag is on: with `parking =
 /// endpointslices` it parks and follows the waker addresses until `shutdown`; with `off` it
-/// only unparks what an earlier run left parked.
-pub fn job_parker(
+/// only unparks what an earlier run left parked. `first_addresses`: wait at most this long
+/// for the watched waker Service's first addresses (a one-shot command, which would
+/// otherwise park before they are known; the daemon parks again on its reconcile).
+pub async fn job_parker(
     settings: &Settings,
     kube: &KubeClusters,
     shutdown: &CancellationToken,
+    first_addresses: Option<Duration>,
 ) -> anyhow::Result<Option<(Arc<KubeParker>, Option<ClusterName>)>> {
     if !settings.job.enabled {
         return Ok(None);
@@ -85,7 +88,19 @@ pub fn job_parker(
     let (cluster, factory) = waker_cluster(settings, kube)?;
     let parking = settings.job.parking == Parking::EndpointSlices;
     let feed = if parking {
-        address_feed(settings, &factory, shutdown)?
+        let mut feed = address_feed(settings, &factory, shutdown)?;
+        if let Some(wait) = first_addresses
+            && tokio::time::timeout(wait, feed.wait_for(Option::is_some))
+                .await
+                .is_err()
+        {
+            warn!(
+                waker_addresses = %settings.waker_addresses,
+                wait_s = wait.as_secs(),
+                "no waker address known yet: apps slept now are parked by the daemon's reconcile"
+            );
+        }
+        feed
     } else {
         no_addresses()
     };
