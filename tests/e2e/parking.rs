@@ -400,3 +400,41 @@ async fn tick_points_the_slices_at_the_ready_endpoints_of_the_watched_waker_serv
     assert_eq!(parked["endpoints"][0]["addresses"][0], WAKER_A, "{parked}");
     assert_eq!(parked["ports"][0]["port"], w.port, "{parked}");
 }
+
+#[sqlx::test(migrator = "idle_scaler_postgres::MIGRATOR")]
+async fn two_wakers_listed_at_once_both_hold_callers_of_an_app_one_of_them_woke(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = std::sync::Arc::new(world(&opts).await);
+    w.fake.set_ready_delay(Duration::from_secs(5));
+    let both = format!("{WAKER_A}:{p},{WAKER_B}:{p}", p = w.port);
+    let mut a = w.daemon_with(WAKER_A, &both).await;
+    let mut b = w.daemon_with(WAKER_B, &both).await;
+    w.parked(&mut a).await;
+    w.parked(&mut b).await;
+    assert_eq!(
+        dataplane::endpoints(&w.fake, "apps", "web", "http").len(),
+        2,
+        "both wakers listed"
+    );
+
+    // A request every 50 ms for 4 s, spread over both wakers by the data plane, while the
+    // app starts (5 s): the waker that did not wake it knows the app from the parked slice.
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    let mut calls = Vec::new();
+    for i in 0..80 {
+        every.tick().await;
+        let w = w.clone();
+        calls.push(tokio::spawn(async move {
+            w.call(APPS_POD, "web.apps", "POST", &format!("n={i}"))
+                .await
+                .map(|a| (i, a))
+        }));
+    }
+    for c in calls {
+        let (i, a) = c.await.expect("join").expect("an answer");
+        assert_eq!(a.status, 200, "request {i}: {a:?}");
+    }
+    assert_eq!(w.fake.replicas("apps", "web"), Some(1));
+}

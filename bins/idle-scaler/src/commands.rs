@@ -30,8 +30,11 @@ fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
     Ok(PgStore::connect_lazy(settings.database_url()?)?)
 }
 
+/// The job over one lazy Kubernetes client per served cluster (the default cluster's
+/// inferred, each named cluster's from its kubeconfig file or context), without parking.
 fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
-    job_with(settings, store, &KubeClusters::from_config(&settings.job))
+    let clusters = KubeClusters::from_config(&settings.job);
+    job_parked(settings, store, &clusters, None)
 }
 
 /// [`job`] with the daemon's parker, for a command that sleeps or wakes (`tick`, `wake`):
@@ -48,17 +51,7 @@ async fn job_parking(
     job_parked(settings, store, &kube, parker)
 }
 
-/// The job over one lazy Kubernetes client per served cluster (the default cluster's
-/// inferred, each named cluster's from its kubeconfig file or context).
-fn job_with(
-    settings: &Settings,
-    store: Arc<dyn Store>,
-    clusters: &KubeClusters,
-) -> anyhow::Result<Arc<Job>> {
-    job_parked(settings, store, clusters, None)
-}
-
-/// [`job_with`], parking through `parker` (the waker's own cluster's) when given.
+/// The job over `clusters`, parking through `parker` (the waker's own cluster's) when given.
 fn job_parked(
     settings: &Settings,
     store: Arc<dyn Store>,

@@ -86,11 +86,17 @@ impl World {
     /// [`Self::daemon`] as the waker pod at `pod_ip` (its `POD_IP`): its parking listener
     /// there, and the only waker address it points slices at.
     pub async fn daemon_at(&self, pod_ip: &str) -> Daemon {
+        self.daemon_with(pod_ip, &format!("{pod_ip}:{}", self.port))
+            .await
+    }
+
+    /// [`Self::daemon_at`] pointing slices at `addresses` (a static list).
+    pub async fn daemon_with(&self, pod_ip: &str, addresses: &str) -> Daemon {
         let mut cmd = job_command(&["run"], &self.db, &self.kubeconfig.1);
         let at = format!("{pod_ip}:{}", self.port);
         cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
             .env("IDLE_SCALER_PARKING_LISTEN_ADDR", &at)
-            .env("IDLE_SCALER_WAKER_ADDRESSES", &at)
+            .env("IDLE_SCALER_WAKER_ADDRESSES", addresses)
             .env("IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES", "true")
             .env("RUST_LOG", "info,idle_scaler_waker=debug");
         if pod_ip != "127.0.0.1" {
