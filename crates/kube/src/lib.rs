@@ -40,6 +40,7 @@
 //! `aws-lc-rs`). A host that wants another installs it before.
 #![warn(missing_docs)]
 
+mod backoff; // doubling pauses between a wait's rounds, never past its deadline
 pub mod client; // the HTTP stack: bounded pool, no credential in a URL or a log line
 mod clusters;
 pub mod directory; // the parking listener's view: parked Services by name, callers' namespaces, ready endpoints

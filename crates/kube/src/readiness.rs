@@ -12,6 +12,7 @@ use kube::api::{ListParams, WatchEvent, WatchParams};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::backoff::Backoff;
 use crate::{KubeScaler, map_error};
 
 /// Longest single watch request; the apiserver's own cap is in the same range.
@@ -31,12 +32,6 @@ pub fn is_ready(d: &Deployment) -> bool {
         })
 }
 
-/// The first pause before watching again after a watch that ended or broke without news;
-/// doubled after each such watch up to [`PAUSE_MAX`], so an API server that ends every watch
-/// at once or is down is not asked in a loop.
-const PAUSE_FIRST: Duration = Duration::from_millis(100);
-const PAUSE_MAX: Duration = Duration::from_secs(2);
-
 #[async_trait]
 impl Readiness for KubeScaler {
     async fn wait_ready(
@@ -53,7 +48,7 @@ impl Readiness for KubeScaler {
             selector: format!("metadata.name={}", target.name),
             version: None,
         };
-        let mut pause = PAUSE_FIRST;
+        let mut backoff = Backoff::new(deadline);
         // The last attempt's failure: what the wait ends with if the API stays away.
         let mut failure = None;
         loop {
@@ -67,7 +62,7 @@ impl Readiness for KubeScaler {
                 Ok(Ok(Step::Ended { news })) => {
                     failure = None;
                     if news {
-                        pause = PAUSE_FIRST;
+                        backoff.reset();
                     }
                 }
                 // The API server is away (down, restarting, overloaded): it may be back
@@ -78,13 +73,9 @@ impl Readiness for KubeScaler {
                 }
                 Ok(Err(e)) => return Err(e),
             }
-            let resume = Instant::now() + pause;
-            if resume >= deadline {
-                tokio::time::sleep_until(deadline).await;
+            if !backoff.pause().await {
                 return timed_out(target, failure);
             }
-            tokio::time::sleep_until(resume).await;
-            pause = (pause * 2).min(PAUSE_MAX);
         }
     }
 }

@@ -15,16 +15,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{KubeParker, Slices, ours_selector, secs_left};
+use crate::backoff::Backoff;
 use crate::parking::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::{bounded, map_error_at};
 
 /// The managed-by value of the slices the EndpointSlice controller writes.
 pub const CONTROLLER: &str = "endpointslice-controller.k8s.io";
-
-/// The first pause before listing again after a watch that ended without readiness or a
-/// failure; doubled up to [`PAUSE_MAX`].
-const PAUSE_FIRST: Duration = Duration::from_millis(100);
-const PAUSE_MAX: Duration = Duration::from_secs(2);
 
 fn label<'a>(slice: &'a EndpointSlice, key: &str) -> Option<&'a str> {
     slice.metadata.labels.as_ref()?.get(key).map(String::as_str)
@@ -97,7 +93,7 @@ impl KubeParker {
         timeout: Duration,
     ) -> Result<Unpark> {
         let deadline = Instant::now() + timeout;
-        let mut pause = PAUSE_FIRST;
+        let mut backoff = Backoff::new(deadline);
         // The last round's failure: what the wait ends with if the API stays away.
         let mut failure = None;
         loop {
@@ -112,13 +108,9 @@ impl KubeParker {
                 }
                 Ok(Err(e)) => return Err(e),
             }
-            let resume = Instant::now() + pause;
-            if resume >= deadline {
-                tokio::time::sleep_until(deadline).await;
+            if !backoff.pause().await {
                 return timed_out(target, failure);
             }
-            tokio::time::sleep_until(resume).await;
-            pause = (pause * 2).min(PAUSE_MAX);
         }
     }
 

@@ -21,6 +21,17 @@ fn apps(fake: &FakeApiServer) -> Value {
     web
 }
 
+/// [`apps`] with `apps/web` parked once at the default waker address.
+async fn web_parked() -> FakeApiServer {
+    let fake = FakeApiServer::start().await;
+    apps(&fake);
+    parker(&fake)
+        .park(&target("apps", "web"))
+        .await
+        .expect("park");
+    fake
+}
+
 fn writes(fake: &FakeApiServer) -> Vec<idle_scaler_testkit::fake_kube::RecordedRequest> {
     fake.requests()
         .into_iter()
@@ -164,12 +175,7 @@ async fn a_hand_written_slice_of_the_same_name_is_never_changed() {
 
 #[tokio::test]
 async fn an_update_carries_the_resource_version_it_read() {
-    let fake = FakeApiServer::start().await;
-    apps(&fake);
-    parker(&fake)
-        .park(&target("apps", "web"))
-        .await
-        .expect("park");
+    let fake = web_parked().await;
     let rv = slice(&fake, "apps", "idle-scaler-web").expect("slice")["metadata"]["resourceVersion"]
         .clone();
     fake.clear_requests();
@@ -189,12 +195,7 @@ async fn an_update_carries_the_resource_version_it_read() {
 
 #[tokio::test]
 async fn a_stale_resource_version_is_read_again_then_written_with_the_new_one() {
-    let fake = FakeApiServer::start().await;
-    apps(&fake);
-    parker(&fake)
-        .park(&target("apps", "web"))
-        .await
-        .expect("park");
+    let fake = web_parked().await;
     fake.clear_requests();
     // Someone wrote the slice between our read and our write: the API says 409 once.
     fake.inject(
@@ -230,12 +231,7 @@ async fn a_stale_resource_version_is_read_again_then_written_with_the_new_one() 
 
 #[tokio::test]
 async fn a_resource_version_stale_twice_is_failed_not_forced() {
-    let fake = FakeApiServer::start().await;
-    apps(&fake);
-    parker(&fake)
-        .park(&target("apps", "web"))
-        .await
-        .expect("park");
+    let fake = web_parked().await;
     fake.inject(
         Fault::status(409)
             .on_method("PUT")
