@@ -14,9 +14,9 @@ use uuid::Uuid;
 use super::*;
 use crate::report::{Recovery, SleptApp};
 use crate::{
-    Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerFactory, MockClock,
-    MockScaler, MockScalerFactory, MockStore, Scale, ServedClusters, SkipReason, SleepState,
-    StaleIntent, Target, WakeResult,
+    AsleepRow, Candidate, Config, ConfirmOutcome, DeploymentRecord, Error, FixedScalerFactory,
+    MockClock, MockScaler, MockScalerFactory, MockStore, Scale, ServedClusters, SkipReason,
+    SleepState, StaleIntent, Target, WakeResult,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -102,6 +102,31 @@ fn store_with(candidates: Vec<Candidate>, asleep: i64) -> MockStore {
     store.expect_count_asleep().returning(move || Ok(asleep));
     store.expect_sum_asleep_replicas().returning(|_| Ok(0));
     quiet(&mut store);
+    store
+}
+
+/// Every sleep the store is asked to claim is claimed and confirmed.
+fn sleeps_confirmed(store: &mut MockStore) {
+    store
+        .expect_claim_sleep()
+        .returning(|_, _, _, _, _| Ok(true));
+    store
+        .expect_confirm_sleep()
+        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+}
+
+/// A tick's store with no candidates and one asleep app, `row`, due for the drift check.
+fn drift_store(row: AsleepRow) -> MockStore {
+    let mut store = MockStore::new();
+    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
+    store
+        .expect_select_candidates()
+        .returning(|_, _, _, _| Ok(vec![]));
+    store.expect_count_asleep().returning(|| Ok(1));
+    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
+    store
+        .expect_asleep_to_check()
+        .return_once(move |_, _, _| Ok(vec![row]));
     store
 }
 

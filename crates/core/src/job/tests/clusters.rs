@@ -49,15 +49,6 @@ fn sleeping_scaler(times: usize) -> MockScaler {
     scaler
 }
 
-fn claims_and_confirms(store: &mut MockStore) {
-    store
-        .expect_claim_sleep()
-        .returning(|_, _, _, _, _| Ok(true));
-    store
-        .expect_confirm_sleep()
-        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
-}
-
 #[tokio::test]
 async fn both_clusters_apps_sleep_each_through_its_own_client() {
     let mut store = MockStore::new();
@@ -75,7 +66,7 @@ async fn both_clusters_apps_sleep_each_through_its_own_client() {
         });
     store.expect_count_asleep().returning(|| Ok(3));
     store.expect_sum_asleep_replicas().returning(|_| Ok(6));
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     let mut east_scaler = MockScaler::new();
     east_scaler
         .expect_get_scale()
@@ -120,7 +111,7 @@ fn a_cluster_without_a_client_is_left_alone_and_the_others_go_on() {
         .return_once(|_, _, _, _| Ok(vec![candidate("k8s:apps/web")]));
     store.expect_count_asleep().returning(|| Ok(1));
     store.expect_sum_asleep_replicas().returning(|_| Ok(2));
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     let job = Job::builder(two_clusters(), Arc::new(store), source(sleeping_scaler(1)))
         .clock(clock())
         .cluster(east(), failing_source())
@@ -151,7 +142,7 @@ fn a_cluster_without_a_client_is_left_alone_and_the_others_go_on() {
 #[tokio::test]
 async fn a_served_cluster_without_a_source_fails_open_alone() {
     let mut store = store_with(vec![candidate("k8s:apps/web")], 0);
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     // east is configured, but the host gave no source for it.
     let job = Job::builder(two_clusters(), Arc::new(store), source(sleeping_scaler(1)))
         .clock(clock())
@@ -184,7 +175,7 @@ async fn one_clusters_failures_stop_only_that_cluster() {
         .collect();
     candidates.extend((0..3).map(|i| candidate(&format!("k8s:apps/web-{i}"))));
     let mut store = store_with(candidates, 0);
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     store.expect_revert_sleep().returning(|_, _, _| Ok(true));
     let mut east_scaler = MockScaler::new();
     let mut version = 0;
@@ -364,7 +355,7 @@ fn an_unreachable_api_gets_one_warn_naming_its_cluster_and_the_others_go_on() {
         .collect();
     candidates.push(candidate("k8s:apps/web"));
     let mut store = store_with(candidates, 1);
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     let mut east_scaler = MockScaler::new();
     east_scaler
         .expect_get_scale()
@@ -412,7 +403,7 @@ fn east_with_one_failed_read(failures: usize, error: Error) -> (TickReport, Opti
         .map(|i| candidate(&format!("k8s@east:apps/web-{i}")))
         .collect();
     let mut store = store_with(candidates, 1);
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     let mut east_scaler = MockScaler::new();
     let mut left = failures;
     east_scaler.expect_get_scale().returning(move |_| {
@@ -502,7 +493,7 @@ async fn recovery_stops_reading_an_unreachable_cluster_and_the_others_go_on() {
         .expect_select_candidates()
         .return_once(|_, _, _, _| Ok(vec![candidate("k8s:apps/web")]));
     no_asleep(&mut store);
-    claims_and_confirms(&mut store);
+    sleeps_confirmed(&mut store);
     let mut east_scaler = MockScaler::new();
     east_scaler
         .expect_get_scale()

@@ -142,12 +142,7 @@ fn permanent_failures_at_the_head_of_the_queue_stop_one_tick_only() {
     store
         .expect_asleep_to_check()
         .returning(|_, _, _| Ok(vec![]));
-    store
-        .expect_claim_sleep()
-        .returning(|_, _, _, _, _| Ok(true));
-    store
-        .expect_confirm_sleep()
-        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+    sleeps_confirmed(&mut store);
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|t| {
         if t.name.starts_with("bad") {
@@ -213,12 +208,7 @@ fn fights_back_ends_with_the_window_or_new_activity() {
         flapping(3, 2, true),
     ] {
         let mut store = store_with(vec![c], 1);
-        store
-            .expect_claim_sleep()
-            .returning(|_, _, _, _, _| Ok(true));
-        store
-            .expect_confirm_sleep()
-            .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+        sleeps_confirmed(&mut store);
         let mut scaler = MockScaler::new();
         scaler.expect_get_scale().returning(|_| Ok(scale(1, "7")));
         scaler.expect_set_replicas().returning(|_, _, _| Ok(()));

@@ -44,21 +44,33 @@ fn ticks_store(candidates: Vec<Candidate>) -> MockStore {
     store
 }
 
-/// A store and scaler whose one candidate, `k8s:apps/web`, sleeps at the first tick.
-fn one_sleep() -> (MockStore, MockScaler) {
-    let mut store = ticks_store(vec![candidate("k8s:apps/web")]);
-    store
-        .expect_claim_sleep()
-        .returning(|_, _, _, _, _| Ok(true));
-    store
-        .expect_confirm_sleep()
-        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+/// A scaler whose apps run 2 replicas and that is asked to scale down exactly `times` times.
+fn scaler_sleeping(times: usize) -> MockScaler {
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(2, "4")));
     scaler
         .expect_set_replicas()
-        .times(1)
+        .times(times)
         .returning(|_, _, _| Ok(()));
+    scaler
+}
+
+/// The asleep row of `k8s:apps/web`, slept two hours ago and not waking.
+fn web_asleep() -> AsleepRow {
+    AsleepRow {
+        id: Uuid::new_v4(),
+        provider_id: "k8s:apps/web".into(),
+        last_activity_at: seen(),
+        sleep_state_changed_at: seen(),
+        wake_started_at: None,
+    }
+}
+
+/// A store and scaler whose one candidate, `k8s:apps/web`, sleeps at the first tick.
+fn one_sleep() -> (MockStore, MockScaler) {
+    let mut store = ticks_store(vec![candidate("k8s:apps/web")]);
+    sleeps_confirmed(&mut store);
+    let scaler = scaler_sleeping(1);
     (store, scaler)
 }
 
@@ -107,13 +119,7 @@ fn a_park_that_fails_leaves_the_sleep_as_it_is_and_is_counted_failed() {
 
 #[test]
 fn a_park_that_keeps_failing_is_logged_at_warn_once_per_app() {
-    let asleep = AsleepRow {
-        id: Uuid::new_v4(),
-        provider_id: "k8s:apps/web".into(),
-        last_activity_at: seen(),
-        sleep_state_changed_at: seen(),
-        wake_started_at: None,
-    };
+    let asleep = web_asleep();
     // The next ticks' drift check finds the app at 0 and parks it again.
     let mut store = MockStore::new();
     let first = std::sync::Mutex::new(Some(vec![candidate("k8s:apps/web")]));
@@ -121,12 +127,7 @@ fn a_park_that_keeps_failing_is_logged_at_warn_once_per_app() {
     store
         .expect_select_candidates()
         .returning(move |_, _, _, _| Ok(first.lock().unwrap().take().unwrap_or_default()));
-    store
-        .expect_claim_sleep()
-        .returning(|_, _, _, _, _| Ok(true));
-    store
-        .expect_confirm_sleep()
-        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
+    sleeps_confirmed(&mut store);
     store.expect_count_asleep().returning(|| Ok(1));
     store.expect_sum_asleep_replicas().returning(|_| Ok(2));
     store
@@ -236,18 +237,8 @@ fn an_app_of_another_cluster_is_never_parked() {
         vec![candidate("k8s@east:apps/web"), candidate("k8s:apps/api")],
         2,
     );
-    store
-        .expect_claim_sleep()
-        .returning(|_, _, _, _, _| Ok(true));
-    store
-        .expect_confirm_sleep()
-        .returning(|_, _, _, _| Ok(ConfirmOutcome::Confirmed));
-    let mut scaler = MockScaler::new();
-    scaler.expect_get_scale().returning(|_| Ok(scale(2, "4")));
-    scaler
-        .expect_set_replicas()
-        .times(2)
-        .returning(|_, _, _| Ok(()));
+    sleeps_confirmed(&mut store);
+    let scaler = scaler_sleeping(2);
     let scaler = Arc::new(scaler);
     let mut parker = MockParker::new();
     parker

@@ -22,16 +22,7 @@ fn asleep_row(activity_after: bool, wake_started: Option<i64>) -> AsleepRow {
 fn drift_tick(row: AsleepRow, replicas: i32) -> (TickReport, Snapshot, Option<Drift>, bool) {
     let reconciled = Arc::new(std::sync::Mutex::new(None));
     let checked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
-    store
-        .expect_select_candidates()
-        .returning(|_, _, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(1));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
-    store
-        .expect_asleep_to_check()
-        .return_once(move |_, _, _| Ok(vec![row]));
+    let mut store = drift_store(row);
     let sink = reconciled.clone();
     store
         .expect_reconcile_awake()

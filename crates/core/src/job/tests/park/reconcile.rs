@@ -118,23 +118,8 @@ fn the_parked_apps_are_listed_once_per_reconcile_period_not_every_tick() {
 
 #[test]
 fn an_asleep_app_still_at_zero_is_parked_again_by_the_drift_check() {
-    let row = AsleepRow {
-        id: Uuid::new_v4(),
-        provider_id: "k8s:apps/web".into(),
-        last_activity_at: seen(),
-        sleep_state_changed_at: seen(),
-        wake_started_at: None,
-    };
-    let mut store = MockStore::new();
-    store.expect_stale_intents().returning(|_, _| Ok(vec![]));
-    store
-        .expect_select_candidates()
-        .returning(|_, _, _, _| Ok(vec![]));
-    store.expect_count_asleep().returning(|| Ok(1));
-    store.expect_sum_asleep_replicas().returning(|_| Ok(0));
-    store
-        .expect_asleep_to_check()
-        .return_once(move |_, _, _| Ok(vec![row]));
+    let row = web_asleep();
+    let mut store = drift_store(row);
     store.expect_mark_checked().returning(|_, _| Ok(true));
     let mut scaler = MockScaler::new();
     scaler.expect_get_scale().returning(|_| Ok(scale(0, "7")));
