@@ -89,50 +89,49 @@ fn listed_for(times: u32) -> (impl FnMut() -> std::future::Ready<bool>, Arc<Atom
     (predicate, asked)
 }
 
+/// Lingers with [`TEST_LINGER`]: how it ended, and after how long.
+async fn linger<F, Fut>(listed: F) -> (LingerEnd, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let end = linger_while_listed(listed, TEST_LINGER).await;
+    (end, started.elapsed())
+}
+
 #[tokio::test(start_paused = true)]
 async fn stays_open_while_listed_then_for_the_settle_time() {
     let (listed, asked) = listed_for(4);
-    let started = Instant::now();
-    let end = linger_while_listed(listed, TEST_LINGER).await;
-    assert_eq!(end, LingerEnd::Unlisted);
     // Asked at 0, 1, 2, 3 s (listed) and 4 s (not): closes 2 s later.
+    assert_eq!(
+        linger(listed).await,
+        (LingerEnd::Unlisted, Duration::from_secs(6))
+    );
     assert_eq!(asked.load(Ordering::SeqCst), 5);
-    assert_eq!(started.elapsed(), Duration::from_secs(6));
 }
 
 #[tokio::test(start_paused = true)]
 async fn not_listed_at_sigterm_closes_after_the_settle_time_alone() {
     let (listed, asked) = listed_for(0);
-    let started = Instant::now();
     assert_eq!(
-        linger_while_listed(listed, TEST_LINGER).await,
-        LingerEnd::Unlisted
+        linger(listed).await,
+        (LingerEnd::Unlisted, TEST_LINGER.settle)
     );
     assert_eq!(asked.load(Ordering::SeqCst), 1);
-    assert_eq!(started.elapsed(), TEST_LINGER.settle);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_pod_listed_for_ever_closes_at_the_maximum() {
     let (listed, _) = listed_for(u32::MAX);
-    let started = Instant::now();
-    assert_eq!(
-        linger_while_listed(listed, TEST_LINGER).await,
-        LingerEnd::Max
-    );
-    assert_eq!(started.elapsed(), TEST_LINGER.max);
+    assert_eq!(linger(listed).await, (LingerEnd::Max, TEST_LINGER.max));
 }
 
 #[tokio::test(start_paused = true)]
 async fn unlisted_near_the_maximum_still_closes_at_the_maximum() {
     // Not listed from 14 s on: the settle time would end at 16 s, past the maximum.
     let (listed, _) = listed_for(14);
-    let started = Instant::now();
-    assert_eq!(
-        linger_while_listed(listed, TEST_LINGER).await,
-        LingerEnd::Max
-    );
-    assert_eq!(started.elapsed(), TEST_LINGER.max);
+    assert_eq!(linger(listed).await, (LingerEnd::Max, TEST_LINGER.max));
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,12 +141,7 @@ async fn a_slow_answer_counts_against_the_maximum() {
         tokio::time::sleep(Duration::from_secs(10)).await;
         true
     };
-    let started = Instant::now();
-    assert_eq!(
-        linger_while_listed(predicate, TEST_LINGER).await,
-        LingerEnd::Max
-    );
-    assert_eq!(started.elapsed(), TEST_LINGER.max);
+    assert_eq!(linger(predicate).await, (LingerEnd::Max, TEST_LINGER.max));
 }
 
 #[tokio::test(start_paused = true)]
