@@ -4,6 +4,7 @@
 use super::*;
 use crate::{
     AsleepRow, ClusterConfig, ClusterName, MockParker, ParkReport, ParkedApp, Parking, Unpark,
+    WakeReport,
     metrics::{PARKED_SERVICES, PARKING_TOTAL},
 };
 
@@ -78,6 +79,13 @@ fn parked_job(config: Config, store: MockStore, scaler: MockScaler, parker: Mock
     job_builder(config, store, scaler)
         .parker(Arc::new(parker), None)
         .build()
+}
+
+/// Wakes `id` and waits for the wake's unpark to end.
+async fn wake_and_finish(job: &Job, id: Uuid) -> WakeReport {
+    let woke = job.wake(id).await.expect("wake");
+    job.finish_wakes().await;
+    woke
 }
 
 #[test]
@@ -287,11 +295,7 @@ fn a_wake_unparks_once_ready_and_finish_wakes_waits_for_it() {
         .times(1)
         .returning(|_, _| Ok(Unpark::Done(report_of(&[("unparked", 1)]))));
     let job = parked_job(parking(), store, scaler, parker);
-    let (woke, snap) = recorded(async {
-        let woke = job.wake(id).await.expect("wake");
-        job.finish_wakes().await;
-        woke
-    });
+    let (woke, snap) = recorded(wake_and_finish(&job, id));
     assert_eq!(woke.result, WakeResult::WokeUp);
     assert_eq!(parking_count(&snap, "unparked"), 1);
 }
@@ -314,11 +318,7 @@ fn an_unpark_that_finds_the_app_not_ready_is_counted_and_left_to_the_reconcile()
         .times(1)
         .returning(|_, _| Ok(Unpark::NotReady));
     let job = parked_job(parking(), store, scaler, parker);
-    let (woke, snap) = recorded(async {
-        let woke = job.wake(id).await.expect("wake");
-        job.finish_wakes().await;
-        woke
-    });
+    let (woke, snap) = recorded(wake_and_finish(&job, id));
     assert_eq!(woke.result, WakeResult::AlreadyRunning);
     assert_eq!(parking_count(&snap, "not_ready"), 1);
 }
