@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::job::clusters::TickScalers;
 use crate::job::{Job, log_scale_error};
@@ -71,8 +71,14 @@ impl Job {
     }
 }
 
+/// How often a restore reads and writes again after a conflict before it leaves the app to
+/// the next tick's attempt.
+const RESTORE_ATTEMPTS: usize = 3;
+
 /// Brings back an app this job scaled down: reads first and writes only at 0, with the
 /// version read as precondition, so it never overrides whoever started it meanwhile.
+/// A conflict means only that the Deployment changed (a redeploy changes its version and
+/// keeps it at 0): it is read again, and written again while still at 0.
 /// False when the app may still be at 0 (an error), so the caller keeps what it owes.
 pub(crate) async fn restore(
     scaler: &dyn Scaler,
@@ -80,22 +86,30 @@ pub(crate) async fn restore(
     target: &Target,
     replicas: i32,
 ) -> bool {
-    match scaler.get_scale(target).await {
-        Ok(s) if s.replicas == 0 => match scaler
-            .set_replicas(target, replicas, Some(&s.resource_version))
-            .await
-        {
-            // A conflict: someone else changed it since the read; theirs stands.
-            Ok(()) | Err(Error::Conflict { .. }) => true,
+    for _ in 0..RESTORE_ATTEMPTS {
+        match scaler.get_scale(target).await {
+            Ok(s) if s.replicas == 0 => match scaler
+                .set_replicas(target, replicas, Some(&s.resource_version))
+                .await
+            {
+                Ok(()) => return true,
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => {
+                    log_scale_error(id, target, &e, "restoring the app failed");
+                    return false;
+                }
+            },
+            Ok(_) | Err(Error::NotFound { .. }) => return true,
             Err(e) => {
-                log_scale_error(id, target, &e, "restoring the app failed");
-                false
+                log_scale_error(id, target, &e, "reading the app to restore it failed");
+                return false;
             }
-        },
-        Ok(_) | Err(Error::NotFound { .. }) => true,
-        Err(e) => {
-            log_scale_error(id, target, &e, "reading the app to restore it failed");
-            false
         }
     }
+    warn!(deployment_id = %id, target = %target, attempts = RESTORE_ATTEMPTS,
+        "restoring the app kept meeting changes to its Deployment; trying again next tick");
+    false
 }
+
+#[cfg(test)]
+mod tests;
