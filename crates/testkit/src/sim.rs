@@ -187,6 +187,21 @@ pub struct SimReport {
     pub scale_ups_checked: u64,
     /// Steps at which an `asleep` row's restore count was checked against the scale-down.
     pub restore_counts_checked: u64,
+    /// Slices the job's parks wrote (ticks' reports).
+    pub slices_parked: u64,
+    /// Services left alone because a person wrote a slice under idle-scaler's name.
+    pub park_conflicts: u64,
+    /// Slices deleted by unparks, each checked against the app's readiness (invariant 11).
+    pub slices_unparked: u64,
+    /// Clean ticks that started with an asleep app at 0 due and not fully parked and left it
+    /// so (invariant 11a).
+    pub park_strikes: u64,
+    /// The most such clean ticks one unparked asleep app lasted.
+    pub max_park_strikes: u64,
+    /// Awake, ready, parked apps checked at the end of a clean tick whose sweep was due (11b).
+    pub sweeps_checked: u64,
+    /// Steps at which the hand-written slices were checked untouched (11c).
+    pub hand_written_checked: u64,
 }
 
 impl SimReport {
@@ -234,9 +249,16 @@ impl SimReport {
             drift_episodes,
             drift_strikes,
             scale_ups_checked,
-            restore_counts_checked
+            restore_counts_checked,
+            slices_parked,
+            park_conflicts,
+            slices_unparked,
+            park_strikes,
+            sweeps_checked,
+            hand_written_checked
         );
         self.max_drift_strikes = self.max_drift_strikes.max(o.max_drift_strikes);
+        self.max_park_strikes = self.max_park_strikes.max(o.max_park_strikes);
         self.max_drift_seconds = self.max_drift_seconds.max(o.max_drift_seconds);
     }
 }

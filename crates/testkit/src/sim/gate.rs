@@ -1,4 +1,4 @@
-//! Where the scheduler and the ports meet: every `Store` and `Scaler` call of an operation
+//! Where the scheduler and the ports meet: every `Store`, `Scaler` and `Parker` call of an operation
 //! waits at a [`Gate`] until the scheduler grants it, with the fault the scheduler drew for
 //! it, and the ports report each effect (an [`Event`]) and each write the apiserver still
 //! holds (a [`DelayedWrite`]) through the same shared state.
@@ -14,7 +14,7 @@ use idle_scaler_core::{AsleepRow, ConfirmOutcome, DeploymentRecord, SleepState, 
 use uuid::Uuid;
 
 use super::cluster::SimDeployment;
-use crate::memory::StoreMethod;
+use crate::memory::{ParkerMethod, StoreMethod};
 
 /// An operation (one tick or one wake) in the simulation.
 pub(super) type OpId = u64;
@@ -25,6 +25,7 @@ pub(super) enum Call {
     Store(StoreMethod),
     GetScale,
     SetReplicas,
+    Park(ParkerMethod),
 }
 
 impl Call {
@@ -33,7 +34,8 @@ impl Call {
         match self {
             Self::Store(method) => method.is_write(),
             Self::SetReplicas => true,
-            Self::GetScale => false,
+            Self::GetScale | Self::Park(ParkerMethod::Parked) => false,
+            Self::Park(_) => true,
         }
     }
 
@@ -133,6 +135,18 @@ pub(super) enum Event {
         target: Target,
         replicas: i32,
         before: Option<SimDeployment>,
+    },
+    /// A Parker list of the parked apps answered: the tick's sweep ran (invariant 11).
+    Listed {
+        op: OpId,
+    },
+    /// A Parker call that deleted `unparked` of the app's parked slices (`now`: without a
+    /// readiness check, which the sim never asks for).
+    Unparked {
+        op: OpId,
+        target: Target,
+        unparked: u64,
+        now: bool,
     },
 }
 

@@ -1,25 +1,27 @@
-//! The simulation's view of the ports: every `Store` and `Scaler` call of an operation waits at
-//! its gate until the scheduler grants it, so the scheduler interleaves operations one port call
+//! The simulation's view of the ports: every `Store`, `Scaler` and `Parker` call of an operation
+//! waits at its gate until the scheduler grants it, so the scheduler interleaves operations one port call
 //! at a time and decides, per call, whether it fails, fails after its effect (the response is
 //! lost), or never completes (the process died there).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
-    Result, Scale, Scaler, ServedClusters, SleepState, StaleIntent, Store, Target,
+    ParkReport, ParkedApp, Parker, Result, Scale, Scaler, ServedClusters, SleepState, StaleIntent,
+    Store, Target, Unpark,
 };
 use uuid::Uuid;
 
 use super::cluster::SimCluster;
 use super::gate::{Call, DelayedWrite, Event, Fault, Gate, OpId, Shared};
 use crate::host::HostOps;
-use crate::memory::{MemoryStore, StoreMethod};
+use crate::memory::{MemoryParker, MemoryStore, ParkerMethod, StoreMethod};
 
-/// The `Store` and `Scaler` of one job instance, on behalf of its operation in flight.
+/// The `Store`, `Scaler` and `Parker` of one job instance, on behalf of its operation in flight.
 #[derive(Clone)]
 pub(super) struct SimPorts {
     pub(super) shared: Shared,
@@ -28,6 +30,9 @@ pub(super) struct SimPorts {
     pub(super) op: Arc<AtomicU64>,
     pub(super) store: MemoryStore,
     pub(super) cluster: Arc<SimCluster>,
+    /// The Services and slices of the cluster; the scheduler keeps each app's readiness in it
+    /// current from the cluster's replicas before it grants a call.
+    pub(super) parker: Arc<MemoryParker>,
 }
 
 impl std::fmt::Debug for SimPorts {
@@ -389,5 +394,68 @@ impl Scaler for SimPorts {
             });
         }
         self.leave(f, r.map(|_| ())).await
+    }
+}
+
+#[async_trait]
+impl Parker for SimPorts {
+    async fn park(&self, target: &Target) -> Result<ParkReport> {
+        let f = self.enter(Call::Park(ParkerMethod::Park)).await?;
+        let r = self.parker.park(target).await;
+        self.leave(f, r).await
+    }
+
+    async fn unpark(&self, target: &Target) -> Result<Unpark> {
+        let f = self.enter(Call::Park(ParkerMethod::Unpark)).await?;
+        let r = self.parker.unpark(target).await;
+        if let Ok(Unpark::Done(report)) = &r {
+            self.record_unparked(target, report, false);
+        }
+        self.leave(f, r).await
+    }
+
+    /// One readiness-checked look, no wait: the simulation's clock moves only between steps,
+    /// so a wait here could never see the app become ready.
+    async fn unpark_when_ready(&self, target: &Target, _timeout: Duration) -> Result<Unpark> {
+        let f = self
+            .enter(Call::Park(ParkerMethod::UnparkWhenReady))
+            .await?;
+        let r = self.parker.unpark(target).await;
+        if let Ok(Unpark::Done(report)) = &r {
+            self.record_unparked(target, report, false);
+        }
+        self.leave(f, r).await
+    }
+
+    async fn unpark_now(&self, target: &Target) -> Result<ParkReport> {
+        let f = self.enter(Call::Park(ParkerMethod::UnparkNow)).await?;
+        let r = self.parker.unpark_now(target).await;
+        if let Ok(report) = &r {
+            self.record_unparked(target, report, true);
+        }
+        self.leave(f, r).await
+    }
+
+    async fn parked(&self) -> Result<Vec<ParkedApp>> {
+        let f = self.enter(Call::Park(ParkerMethod::Parked)).await?;
+        let r = self.parker.parked().await;
+        if r.is_ok() {
+            self.record(Event::Listed { op: self.op() });
+        }
+        self.leave(f, r).await
+    }
+}
+
+impl SimPorts {
+    fn record_unparked(&self, target: &Target, report: &ParkReport, now: bool) {
+        let unparked = report.count("unparked");
+        if unparked > 0 {
+            self.record(Event::Unparked {
+                op: self.op(),
+                target: target.clone(),
+                unparked,
+                now,
+            });
+        }
     }
 }

@@ -5,6 +5,7 @@ mod invariants; // the checks of the invariants, per effect, per step and per cl
 mod op; // one tick or wake in flight and what the checks track of it
 mod ops; // ticks and wakes in flight: start, grant a port call, poll, end
 mod outside; // host events, outside scaling, delayed Kubernetes writes, the clock
+mod parking; // the apps' Services and slices, readiness, and invariant 11
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Clock, Config, DeploymentRecord, FixedScalerFactory, Job, Result, SleepState, Target,
+    Clock, Config, DeploymentRecord, FixedScalerFactory, Job, Parking, Result, SleepState, Target,
 };
 use uuid::Uuid;
 
@@ -28,6 +29,7 @@ use crate::clock::ManualClock;
 use crate::host::{HostOps, NewDeployment};
 use crate::memory::MemoryStore;
 use op::{Op, OpOut};
+use parking::ParkingModel;
 
 /// A transition in flight is killed (as a crash) before the clock passes this age, counted
 /// from its intent write (a tick's claim, a wake's start): a real transition is a few
@@ -117,6 +119,7 @@ pub(super) struct World {
     restore_expect: BTreeMap<Uuid, i32>,
     /// Scale-ups per wake operation, kept after it ends (a delayed write can land later).
     wake_ups: BTreeMap<OpId, u32>,
+    parking: ParkingModel,
     faults_on: bool,
     step: u64,
     trace: VecDeque<String>,
@@ -173,8 +176,16 @@ impl World {
             // backoffs end within a world.
             interval_seconds: 60,
             reconcile_minutes: 5,
+            parking: Parking::EndpointSlices,
             ..Config::default()
         };
+        let parking = ParkingModel::new(
+            &mut rng,
+            &apps
+                .iter()
+                .map(|a: &App| (a.id, a.target.clone()))
+                .collect::<Vec<_>>(),
+        );
         // Some worlds start with a Deployment the job may not touch (403 for good).
         if rng.percent(30)
             && let Some(t) = &apps[3].target
@@ -206,6 +217,7 @@ impl World {
             drifting: BTreeMap::new(),
             restore_expect: BTreeMap::new(),
             wake_ups: BTreeMap::new(),
+            parking,
             faults_on: true,
             step: 0,
             trace: VecDeque::new(),
@@ -267,14 +279,16 @@ impl World {
             op,
             store: self.store.clone(),
             cluster: self.cluster.clone(),
+            parker: self.parking.parker.clone(),
         });
         Arc::new(
             Job::builder(
                 self.config.clone(),
                 ports.clone(),
-                Arc::new(FixedScalerFactory(ports)),
+                Arc::new(FixedScalerFactory(ports.clone())),
             )
             .clock(Arc::new(self.clock.clone()))
+            .parker(ports, None)
             .build()
             // The scheduler polls every operation itself and decides when to look again.
             .with_inline_wakes()

@@ -211,6 +211,13 @@ impl World {
                 }
             }
             Event::FinishWake { .. } => {}
+            Event::Listed { op } => self.on_listed(op),
+            Event::Unparked {
+                op,
+                target,
+                unparked,
+                now,
+            } => self.on_unparked(op, &target, unparked, now)?,
             Event::Scaled {
                 op,
                 target,

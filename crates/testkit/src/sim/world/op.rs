@@ -43,6 +43,13 @@ pub(super) struct Op {
     pub(super) forbidden: BTreeMap<Uuid, (DateTime<Utc>, u32)>,
     /// A wake that has scaled its app up (a cancel now leaves it running under `asleep`).
     pub(super) scaled_up: bool,
+    /// Asleep rows at 0 not fully parked and due for a drift check when this tick started,
+    /// with the `sleep_state_changed_at` of that sleep (invariant 11a).
+    pub(super) due_park: Vec<(Uuid, DateTime<Utc>)>,
+    /// This tick's process was due to sweep the parked apps when it started.
+    pub(super) sweep_due: bool,
+    /// Awake, ready apps still parked when this tick started with its sweep due (11b).
+    pub(super) stuck: Vec<(Uuid, DateTime<Utc>)>,
 }
 
 impl Op {
@@ -62,6 +69,9 @@ impl Op {
             backoffs: BTreeMap::new(),
             forbidden: BTreeMap::new(),
             scaled_up: false,
+            due_park: Vec::new(),
+            sweep_due: false,
+            stuck: Vec::new(),
         }
     }
 }

@@ -32,6 +32,7 @@ impl World {
             self.now(),
         );
         o.due_drift = self.due_drift();
+        self.parking_at_tick_start(instance, &mut o);
         self.ops.insert(op, o);
         self.poll(op)
     }
@@ -102,6 +103,9 @@ impl World {
         }
         let (waiter, call) = waiting[self.rng.index(waiting.len())];
         let fault = self.fault_for(call);
+        if matches!(call, Call::Park(_)) {
+            self.sync_ready();
+        }
         if fault != Fault::None {
             if let Some(o) = self.ops.get_mut(&op) {
                 o.faulted = true;
@@ -200,6 +204,7 @@ impl World {
             self.ended.insert(op, Ended { step: self.step });
             if let Kind::Tick(i) = o.kind {
                 self.tick_jobs[i] = None;
+                self.parking_process_died(i);
             }
         }
     }
@@ -225,6 +230,9 @@ impl World {
                 self.report.scaled_down += report.outcome(Outcome::ScaledDown);
                 self.report.scale_failed += report.outcome(Outcome::ScaleFailed);
                 self.report.recovered += report.recovered.values().sum::<u64>();
+                let parking = |r: &str| report.parking.get(r).copied().unwrap_or(0);
+                self.report.slices_parked += parking("parked");
+                self.report.park_conflicts += parking("conflict");
                 self.log(format!(
                     "op {op}: tick done: {} slept, {} failed, skips {:?}, recovered {:?}, drift {:?}{}",
                     report.outcome(Outcome::ScaledDown),

@@ -76,6 +76,7 @@ impl World {
                 let Some(t) = target else { return Ok(()) };
                 self.report.deletions += 1;
                 self.cluster.delete(&t);
+                self.parking_deleted(&t);
                 format!("host: Deployment {t} deleted")
             }
             _ => {
@@ -85,6 +86,7 @@ impl World {
                 }
                 let replicas = i32::try_from(self.rng.range(1, 3)).unwrap_or(1);
                 self.cluster.apply(&t, replicas);
+                self.parking_recreated(&t);
                 self.last_writer.insert(t.to_string(), Writer::Outside);
                 let _ = self.store.bump_activity(id, now).await;
                 format!("host: Deployment {t} recreated at {replicas}")

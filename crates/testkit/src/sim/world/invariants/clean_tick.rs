@@ -1,4 +1,5 @@
-//! When a tick with no fault completes: invariant 3, recovery, drift fixed, backoff.
+//! When a tick with no fault completes: invariant 3, recovery, drift fixed, backoff (and 11,
+//! in `world/parking.rs`).
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,7 @@ impl World {
         }
         self.strikes = seen;
         self.check_drift_fixed(tick)?;
+        self.check_parking(tick)?;
         self.check_backed_off(tick)
     }
 

@@ -60,10 +60,10 @@ impl World {
                 SleepState::Sleeping => {}
             }
         }
-        match lost {
-            Some(message) => Err(self.fail(4, message)),
-            None => Ok(()),
+        if let Some(message) = lost {
+            return Err(self.fail(4, message));
         }
+        self.track_parking()
     }
 
     /// Invariant 5: a transition never settles an intent another live operation holds.
