@@ -78,6 +78,22 @@
 //! - **10** A wake cut after its scale-up leaves the app running under an `asleep` row marked
 //!   as being woken: 8 checks that the drift check finishes it.
 //! - **6** (also checked) a tick with no fault injected never fails.
+//! - **11** (parking; the job parks with `parking = endpointslices` through a
+//!   [`MemoryParker`](crate::memory::MemoryParker) behind the gated ports, so park, unpark and
+//!   the list of parked apps are port calls that faults and crashes hit like any other). An
+//!   app's own endpoints are ready once it has run for its startup time (drawn per app).
+//!   (a) A clean tick that confirmed a sleep ends with the app's Services parked (unless
+//!   someone wrote its replicas or unparked it since); an asleep app at 0 with a Service not
+//!   parked is parked again by the drift check: two clean ticks whose check read it at 0 and
+//!   left it so fail, and so do more than `ceil(period / interval) + 2` clean ticks that
+//!   started with it due. (b) A clean tick whose process's sweep was due (by the job's own
+//!   rule) never ends with an app that was awake, ready and parked since before it started
+//!   still parked. (c) No slice is deleted while its app is not ready, and the hand-written
+//!   slice (a Service whose slice a person wrote under idle-scaler's name) is never changed.
+//!   The wake's own background unpark is a task the scheduler never polls (inline wakes): the
+//!   sweep unparks instead, within the period the invariant allows. Whether the slices point
+//!   at a live waker, and invariants 12 and 13 (the parking listener's forwarding and caller
+//!   check), are not in this simulation: it has no waker, only the job's ports.
 //!
 //! A Deployment answering 403 for good is exempt from 3 and from the final checks: only a
 //! person can fix RBAC.
@@ -198,6 +214,10 @@ pub struct SimReport {
     pub park_strikes: u64,
     /// The most such clean ticks one unparked asleep app lasted.
     pub max_park_strikes: u64,
+    /// Sleeps a clean tick confirmed, checked parked when it ended (invariant 11a).
+    pub sleeps_parked_checked: u64,
+    /// Clean ticks whose drift check read an unparked asleep app at 0 and left it so (11a).
+    pub parks_checked: u64,
     /// Awake, ready, parked apps checked at the end of a clean tick whose sweep was due (11b).
     pub sweeps_checked: u64,
     /// Steps at which the hand-written slices were checked untouched (11c).
@@ -254,6 +274,8 @@ impl SimReport {
             park_conflicts,
             slices_unparked,
             park_strikes,
+            parks_checked,
+            sleeps_parked_checked,
             sweeps_checked,
             hand_written_checked
         );

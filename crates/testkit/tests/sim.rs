@@ -1,5 +1,5 @@
-//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2 to 9 checked after
-//! every step, over many seeded worlds.
+//! The deterministic simulation (see `idle_scaler_testkit::sim`): invariants 2 to 9 and 11
+//! checked after every step, over many seeded worlds.
 //!
 //! `IDLE_SCALER_SIM_STEPS` (default 100,000) is the total number of steps, spread over worlds
 //! of 2,500 steps with seeds 1, 2, 3, ...; `IDLE_SCALER_SIM_SEED` runs that one world for
@@ -56,6 +56,17 @@ fn invariants_hold_in_every_simulated_world() {
                 && total.drifts_fixed > 0
                 && total.drift_strikes > 0
                 && total.restore_counts_checked > 0,
+            "{total:#?}"
+        );
+        // Parking: slept apps parked and checked so, conflicts met, awake apps unparked by
+        // due sweeps.
+        assert!(
+            total.slices_parked > 0
+                && total.park_conflicts > 0
+                && total.slices_unparked > 0
+                && total.sleeps_parked_checked > 0
+                && total.sweeps_checked > 0
+                && total.hand_written_checked > 0,
             "{total:#?}"
         );
     }

@@ -189,6 +189,20 @@ impl MemoryParker {
             .collect()
     }
 
+    /// Every app's Services that have a parked slice, by (namespace, Deployment): one look
+    /// at the whole world, for a harness that checks every app at every step.
+    pub fn parked_by_app(&self) -> BTreeMap<(String, String), BTreeSet<String>> {
+        let mut apps: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for ((ns, svc), writer) in &self.lock().slices {
+            if let Writer::IdleScaler { deployment } = writer {
+                apps.entry((ns.clone(), deployment.clone()))
+                    .or_default()
+                    .insert(svc.clone());
+            }
+        }
+        apps
+    }
+
     /// Whether the app has any parked slice.
     pub fn is_parked(&self, target: &Target) -> bool {
         !self.parked_services(target).is_empty()

@@ -146,3 +146,23 @@ async fn injected_faults_fail_before_any_effect_and_every_call_is_logged() {
     );
     assert_eq!(parker.calls()[0].target, Some(web()));
 }
+
+#[tokio::test]
+async fn parked_by_app_names_only_idle_scalers_slices_and_logs_no_call() {
+    let api = Target::new("apps", "api");
+    let parker = MemoryParker::new();
+    parker.add_app(&web(), &["web", "web-admin"]);
+    parker.add_app(&api, &["api"]);
+    parker.hand_write_slice("apps", "web-admin");
+    assert!(parker.parked_by_app().is_empty());
+    parker.park(&web()).await.expect("park");
+    let by_app = parker.parked_by_app();
+    let names: Vec<_> = by_app
+        .iter()
+        .map(|((ns, app), svcs)| (ns.as_str(), app.as_str(), svcs.len()))
+        .collect();
+    assert_eq!(names, [("apps", "web", 1)]);
+    assert!(by_app[&("apps".to_owned(), "web".to_owned())].contains("web"));
+    // A harness's look, not a Parker call: the log holds only the park.
+    assert_eq!(parker.calls().len(), 1);
+}

@@ -65,6 +65,14 @@ impl World {
                     .any(|r| r.wake_started_at.is_some_and(|at| now - at < bound));
                 if let Some(o) = self.ops.get_mut(&op) {
                     o.slice_waited |= waited;
+                    // The rows this tick's drift check reads (not those a wake is bringing up):
+                    // one found at 0 is parked again in the same tick (invariant 11a).
+                    let started = o.started_clock;
+                    o.checked.extend(
+                        rows.iter()
+                            .filter(|r| r.wake_started_at.is_none_or(|at| started - at >= bound))
+                            .map(|r| (r.id, r.sleep_state_changed_at)),
+                    );
                 }
             }
             Event::Forbidden { op, target } => {
@@ -167,6 +175,9 @@ impl World {
                     ));
                 }
                 self.check_not_fighting(op, id, "confirmed")?;
+                if let Some(o) = self.ops.get_mut(&op) {
+                    o.confirmed.push(id);
+                }
             }
             Event::Confirm { .. } => {}
             Event::Revert { op, id, done: true } => {

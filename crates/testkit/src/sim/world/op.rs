@@ -46,6 +46,13 @@ pub(super) struct Op {
     /// Asleep rows at 0 not fully parked and due for a drift check when this tick started,
     /// with the `sleep_state_changed_at` of that sleep (invariant 11a).
     pub(super) due_park: Vec<(Uuid, DateTime<Utc>)>,
+    /// The rows this tick's drift check read (not being woken), with their
+    /// `sleep_state_changed_at` (invariant 11a).
+    pub(super) checked: Vec<(Uuid, DateTime<Utc>)>,
+    /// Rows this tick confirmed asleep: it parks them before it ends.
+    pub(super) confirmed: Vec<Uuid>,
+    /// Apps whose slices some operation deleted while this tick ran.
+    pub(super) unparked: Vec<Uuid>,
     /// This tick's process was due to sweep the parked apps when it started.
     pub(super) sweep_due: bool,
     /// Awake, ready apps still parked when this tick started with its sweep due (11b).
@@ -70,6 +77,9 @@ impl Op {
             forbidden: BTreeMap::new(),
             scaled_up: false,
             due_park: Vec::new(),
+            checked: Vec::new(),
+            confirmed: Vec::new(),
+            unparked: Vec::new(),
             sweep_due: false,
             stuck: Vec::new(),
         }

@@ -244,7 +244,7 @@ impl World {
                 ));
                 if !o.faulted {
                     self.report.clean_ticks += 1;
-                    self.after_clean_tick(&o)?;
+                    self.after_clean_tick(op, &o)?;
                 }
             }
             OpOut::Tick(Err(e)) => {

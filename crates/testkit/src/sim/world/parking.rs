@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use idle_scaler_core::job::drift_due_before;
-use idle_scaler_core::{ServedClusters, SleepState, Store, Target};
+use idle_scaler_core::{DeploymentRecord, ServedClusters, SleepState, Store, Target};
 use uuid::Uuid;
 
-use super::{AwaitNow, Kind, Op, World, ready};
+use super::{AwaitNow, Kind, Op, World, Writer, ready};
 use crate::host::HostOps;
 use crate::memory::MemoryParker;
 use crate::sim::SimFailure;
@@ -50,6 +50,14 @@ impl ParkApp {
     }
 }
 
+/// What a step read of one app (the row, the Deployment's replicas, whether it answers 403).
+pub(in crate::sim::world) struct Seen {
+    pub(in crate::sim::world) id: Uuid,
+    pub(in crate::sim::world) row: Option<DeploymentRecord>,
+    pub(in crate::sim::world) replicas: Option<i32>,
+    pub(in crate::sim::world) forbidden: bool,
+}
+
 /// A state that invariant 11 bounds: since when, and the clean ticks it outlived.
 #[derive(Debug, Clone, Copy)]
 struct Episode {
@@ -57,6 +65,8 @@ struct Episode {
     state_at: DateTime<Utc>,
     since_step: u64,
     strikes: u64,
+    /// Clean ticks whose drift check read the row and left it so (11a).
+    checked_strikes: u64,
 }
 
 /// What the world keeps of parking.
@@ -65,6 +75,8 @@ pub(in crate::sim::world) struct ParkingModel {
     apps: BTreeMap<Uuid, ParkApp>,
     /// Since when each app has run (replicas > 0), as seen at the end of each step.
     up_since: BTreeMap<Uuid, DateTime<Utc>>,
+    /// The readiness last written into the Parker, per app (written again only on a change).
+    ready_sent: std::cell::RefCell<BTreeMap<Uuid, bool>>,
     /// Slices someone else wrote under the name idle-scaler would use: never touched.
     hand_written: Vec<(String, String)>,
     /// Per tick instance, the `now` of its last tick whose sweep listed the parked apps (the
@@ -108,6 +120,7 @@ impl ParkingModel {
             parker,
             apps: model,
             up_since: BTreeMap::new(),
+            ready_sent: std::cell::RefCell::default(),
             hand_written,
             swept: [None, None],
             gaps: BTreeMap::new(),
@@ -141,9 +154,12 @@ impl World {
         let Some(app) = self.parking.apps.get(&id) else {
             return false;
         };
-        self.cluster
-            .get(&app.target)
-            .is_some_and(|d| d.replicas > 0)
+        let replicas = self.cluster.get(&app.target).map(|d| d.replicas);
+        self.ready_with(id, app, replicas)
+    }
+
+    fn ready_with(&self, id: Uuid, app: &ParkApp, replicas: Option<i32>) -> bool {
+        replicas.is_some_and(|r| r > 0)
             && self
                 .parking
                 .up_since
@@ -153,10 +169,12 @@ impl World {
 
     /// Writes each app's readiness into the Parker (before a call is granted).
     pub(in crate::sim::world) fn sync_ready(&self) {
+        let mut sent = self.parking.ready_sent.borrow_mut();
         for (id, app) in &self.parking.apps {
-            self.parking
-                .parker
-                .set_ready(&app.target, self.app_ready(*id));
+            let ready = self.app_ready(*id);
+            if sent.insert(*id, ready) != Some(ready) {
+                self.parking.parker.set_ready(&app.target, ready);
+            }
         }
     }
 
@@ -167,50 +185,79 @@ impl World {
 
     /// 11a: the row is asleep over its Deployment at 0 and a Service is not parked.
     fn gap_now(&self, id: Uuid) -> Option<DateTime<Utc>> {
-        let app = self.parking.apps.get(&id)?;
-        let row = self.store.read(id).await_now()?;
-        (row.sleep_state == SleepState::Asleep
-            && !self.cluster.is_forbidden(&app.target)
-            && self
-                .cluster
-                .get(&app.target)
-                .is_some_and(|d| d.replicas == 0)
-            && !self.fully_parked(app))
-        .then_some(row.sleep_state_changed_at)
+        self.parking_now(id).0
     }
 
     /// 11b: the row is awake, the app ready, and a slice of its still parked.
     fn stuck_now(&self, id: Uuid) -> Option<DateTime<Utc>> {
-        let app = self.parking.apps.get(&id)?;
-        let row = self.store.read(id).await_now()?;
-        (row.sleep_state == SleepState::Awake
-            && self.app_ready(id)
-            && self.parking.parker.is_parked(&app.target))
-        .then_some(row.sleep_state_changed_at)
+        self.parking_now(id).1
     }
 
-    /// After every step: readiness, the episodes 11 bounds, and 11c.
-    pub(in crate::sim::world) fn track_parking(&mut self) -> std::result::Result<(), SimFailure> {
-        let now = self.now();
-        let ids: Vec<Uuid> = self.parking.apps.keys().copied().collect();
-        for id in &ids {
-            let running = self
-                .parking
-                .apps
-                .get(id)
-                .and_then(|a| self.cluster.get(&a.target))
-                .is_some_and(|d| d.replicas > 0);
-            if !running {
-                self.parking.up_since.remove(id);
-            } else {
-                self.parking.up_since.entry(*id).or_insert(now);
+    /// Both of the above, from one read of the row and of the Deployment (after every step).
+    fn parking_now(&self, id: Uuid) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let Some(app) = self.parking.apps.get(&id) else {
+            return (None, None);
+        };
+        let Some(row) = self.store.read(id).await_now() else {
+            return (None, None);
+        };
+        let replicas = self.cluster.get(&app.target).map(|d| d.replicas);
+        let at = row.sleep_state_changed_at;
+        match row.sleep_state {
+            SleepState::Asleep => {
+                let gap = replicas == Some(0)
+                    && !self.cluster.is_forbidden(&app.target)
+                    && !self.fully_parked(app);
+                (gap.then_some(at), None)
             }
+            SleepState::Awake => {
+                let stuck = self.ready_with(id, app, replicas)
+                    && self.parking.parker.is_parked(&app.target);
+                (None, stuck.then_some(at))
+            }
+            SleepState::Sleeping => (None, None),
         }
-        self.sync_ready();
-        for id in ids {
-            let gap = self.gap_now(id);
-            let stuck = self.stuck_now(id);
-            let step = self.step;
+    }
+
+    /// After every step, from the step's reads of each row and Deployment (`seen`) and one
+    /// look at the slices: readiness, the episodes 11 bounds, and 11c.
+    pub(in crate::sim::world) fn track_parking(
+        &mut self,
+        seen: &[Seen],
+    ) -> std::result::Result<(), SimFailure> {
+        let now = self.now();
+        let parked = self.parking.parker.parked_by_app();
+        let step = self.step;
+        for s in seen {
+            let id = s.id;
+            if s.replicas.is_some_and(|r| r > 0) {
+                self.parking.up_since.entry(id).or_insert(now);
+            } else {
+                self.parking.up_since.remove(&id);
+            }
+            let Some(app) = self.parking.apps.get(&id) else {
+                continue;
+            };
+            let ready = self.ready_with(id, app, s.replicas);
+            if self.parking.ready_sent.borrow_mut().insert(id, ready) != Some(ready) {
+                self.parking.parker.set_ready(&app.target, ready);
+            }
+            let services = parked.get(&(app.target.namespace.clone(), app.target.name.clone()));
+            let (mut gap, mut stuck) = (None, None);
+            if let Some(row) = &s.row {
+                let at = row.sleep_state_changed_at;
+                match row.sleep_state {
+                    SleepState::Asleep if s.replicas == Some(0) && !s.forbidden => {
+                        let all = app
+                            .parkable
+                            .iter()
+                            .all(|svc| services.is_some_and(|p| p.contains(svc)));
+                        gap = (!all).then_some(at);
+                    }
+                    SleepState::Awake if ready && services.is_some() => stuck = Some(at),
+                    _ => {}
+                }
+            }
             for (now_at, episodes) in [
                 (gap, &mut self.parking.gaps),
                 (stuck, &mut self.parking.stuck),
@@ -224,6 +271,7 @@ impl World {
                                 state_at: at,
                                 since_step: step,
                                 strikes: 0,
+                                checked_strikes: 0,
                             },
                         );
                     }
@@ -304,6 +352,9 @@ impl World {
         let Some((id, _)) = self.park_app(target) else {
             return Ok(());
         };
+        for o in self.ops.values_mut() {
+            o.unparked.push(id);
+        }
         if !self.app_ready(id) {
             let how = if without_check {
                 "unpark_now"
@@ -323,17 +374,45 @@ impl World {
 
     /// Invariant 11 when a clean tick completes.
     ///
+    /// First the tick's own sleeps: a row it confirmed asleep is parked before it ends (the
+    /// design parks in the tick that confirms), unless someone wrote the app's replicas or
+    /// unparked it since.
     /// (a) An asleep app at 0 that a clean tick started with due for its drift check and not
     /// fully parked, and that it ended still so, is a strike; more than
     /// `ceil(period / interval) + 2` strikes fail, the bound of invariant 8 (the drift check's
-    /// slice is what parks it again).
+    /// slice is what parks it again). Tighter, for a row the slice did read: the check finds it
+    /// at 0 and parks it in the same tick, so two such clean ticks that leave it unparked fail
+    /// (one is let pass: a check that read the Deployment gone does not park, and the host can
+    /// recreate it and a person scale it to 0 before the tick ends).
     /// (b) A clean tick whose process's sweep was due (by the job's own rule) started with an
     /// awake, ready app parked and ended with it still so: the sweep unparks every awake,
     /// ready app it lists, so one such tick fails.
     pub(in crate::sim::world) fn check_parking(
         &mut self,
+        op: OpId,
         tick: &Op,
     ) -> std::result::Result<(), SimFailure> {
+        for id in &tick.confirmed {
+            let Some(app) = self.parking.apps.get(id) else {
+                continue;
+            };
+            // Unless someone else wrote its replicas since, or unparked it, meanwhile.
+            let last = self.last_writer.get(&app.target.to_string()).copied();
+            if last != Some(Writer::Op(op)) || tick.unparked.contains(id) {
+                continue;
+            }
+            self.report.sleeps_parked_checked += 1;
+            if self.gap_now(*id).is_some() {
+                return Err(self.fail(
+                    11,
+                    format!(
+                        "clean tick op {op} confirmed row {id} asleep and ended with a Service \
+                         of {} not parked: a sleep is parked in the tick that confirms it",
+                        app.target
+                    ),
+                ));
+            }
+        }
         let period = u64::from(self.config.reconcile_minutes) * 60;
         let allowed = period.div_ceil(self.config.interval_seconds.max(1)) + 2;
         if !tick.slice_waited {
@@ -360,6 +439,29 @@ impl World {
                         ),
                     ));
                 }
+            }
+        }
+        for (id, state_at) in &tick.checked {
+            if self.gap_now(*id) != Some(*state_at) {
+                continue;
+            }
+            let Some(e) = self.parking.gaps.get_mut(id) else {
+                continue;
+            };
+            if e.state_at != *state_at || e.since_step >= tick.started_step {
+                continue;
+            }
+            e.checked_strikes += 1;
+            let strikes = e.checked_strikes;
+            self.report.parks_checked += 1;
+            if strikes >= 2 {
+                return Err(self.fail(
+                    11,
+                    format!(
+                        "row {id} is asleep at 0 with a Service not parked after {strikes} clean \
+                         ticks whose drift check read it at 0 (each parks such an app again)"
+                    ),
+                ));
             }
         }
         for (id, state_at) in &tick.stuck {

@@ -9,11 +9,13 @@ use idle_scaler_core::{SleepState, Store};
 use super::super::{AwaitNow, Op, World, Writer, ready, t0};
 use crate::host::HostOps;
 use crate::sim::SimFailure;
+use crate::sim::gate::OpId;
 
 impl World {
     /// Invariant 3 and the recovery of intents, when a tick with no fault completes.
     pub(in crate::sim::world) fn after_clean_tick(
         &mut self,
+        op: OpId,
         tick: &Op,
     ) -> std::result::Result<(), SimFailure> {
         let stale_before = tick.started_clock - STALE_INTENT_AFTER;
@@ -83,7 +85,7 @@ impl World {
         }
         self.strikes = seen;
         self.check_drift_fixed(tick)?;
-        self.check_parking(tick)?;
+        self.check_parking(op, tick)?;
         self.check_backed_off(tick)
     }
 

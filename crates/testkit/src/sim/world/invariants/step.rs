@@ -3,6 +3,7 @@
 use idle_scaler_core::{SleepState, Target, WakeReport};
 use uuid::Uuid;
 
+use super::super::parking::Seen;
 use super::super::{AwaitNow, Drifting, Kind, Op, World, Writer};
 use crate::host::HostOps;
 use crate::sim::SimFailure;
@@ -14,9 +15,22 @@ impl World {
     pub(in crate::sim::world) fn track(&mut self) -> std::result::Result<(), SimFailure> {
         let now = self.now();
         let mut lost = None;
+        // One read of each row and Deployment per step, shared with the parking checks.
+        let mut seen = Vec::with_capacity(self.apps.len());
         for app in &self.apps {
             let Some(t) = &app.target else { continue };
-            let drifting = self.drifting_now(app.id, t);
+            let row = self.store.read(app.id).await_now();
+            let replicas = self.cluster.get(t).map(|d| d.replicas);
+            let forbidden = self.cluster.is_forbidden(t);
+            // As `drifting_now`, from the reads above.
+            let drifting = row
+                .as_ref()
+                .filter(|r| {
+                    r.sleep_state == SleepState::Asleep
+                        && !forbidden
+                        && replicas.is_some_and(|n| n > 0)
+                })
+                .map(|r| r.sleep_state_changed_at);
             match (drifting, self.drifting.get(&app.id)) {
                 (Some(at), Some(d)) if d.state_at == at => {}
                 (Some(at), _) => {
@@ -38,7 +52,13 @@ impl World {
                 }
                 (None, None) => {}
             }
-            let Some(row) = self.store.read(app.id).await_now() else {
+            seen.push(Seen {
+                id: app.id,
+                row: row.clone(),
+                replicas,
+                forbidden,
+            });
+            let Some(row) = row else {
                 continue;
             };
             match row.sleep_state {
@@ -63,7 +83,7 @@ impl World {
         if let Some(message) = lost {
             return Err(self.fail(4, message));
         }
-        self.track_parking()
+        self.track_parking(&seen)
     }
 
     /// Invariant 5: a transition never settles an intent another live operation holds.
