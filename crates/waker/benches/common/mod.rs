@@ -1,0 +1,178 @@
+//! What the parking listener's benches share: a slept app parked behind a real parking
+//! listener (the waker with the real `Job` and Kubernetes adapter against the fake API
+//! server, the in-memory store and directory), a small HTTP app, and a client that makes one
+//! request per connection from a pod address.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use idle_scaler_core::{
+    Config, FixedScalerFactory, Job, ListenerPort, ParkedServiceInfo, SleepState, SystemClock,
+    Target,
+};
+use idle_scaler_kube::KubeScaler;
+use idle_scaler_testkit::fake_kube::FakeApiServer;
+use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use idle_scaler_testkit::memory::{MemoryDirectory, MemoryStore};
+use idle_scaler_waker::{ParkingLimits, ParkingListener, Waker, WakerConfig};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// The callers' pod address (the directory maps it to the app's namespace).
+pub const POD: &str = "127.0.0.2";
+
+/// The `Host` callers use: the parked Service by its cluster DNS form.
+pub const HOST: &str = "web.apps";
+
+/// A small HTTP app: 200 with a short body.
+pub async fn app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                        b"hello from the app\n",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One request on a new connection from the pod address (`Connection: close`: one request
+/// per connection, whoever answers), read to the end of the app's answer.
+pub async fn request(to: SocketAddr) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(POD.parse().expect("ip"), 0))
+        .expect("bind source");
+    let stream = socket.connect(to).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", HOST)
+        .header("connection", "close")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = sender.send_request(req).await.expect("answer");
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"hello from the app\n");
+}
+
+/// A slept app (`apps/web`, asleep with 1 replica to restore) whose Service is parked
+/// behind a serving parking listener; no endpoint of the app is published yet.
+pub struct Parked {
+    pub fake: FakeApiServer,
+    pub directory: MemoryDirectory,
+    /// The parking listener's port 0 (the Service's port `http`).
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+}
+
+impl Parked {
+    pub async fn start() -> Self {
+        let fake = FakeApiServer::start().await;
+        fake.create_deployment("apps", "web", 0);
+        let store = MemoryStore::default();
+        let past = Utc::now() - chrono::Duration::hours(2);
+        store
+            .insert(NewDeployment::k8s("apps", "web", past).sleep_state(
+                SleepState::Asleep,
+                past,
+                Some(1),
+            ))
+            .await
+            .expect("insert");
+        let kube =
+            Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
+        let job = Arc::new(
+            Job::builder(
+                Config::default(),
+                Arc::new(store.clone()),
+                Arc::new(FixedScalerFactory(kube.clone())),
+            )
+            .clock(Arc::new(SystemClock))
+            .build(),
+        );
+        let waker = Arc::new(Waker::new(
+            job,
+            Arc::new(store),
+            kube,
+            Arc::new(SystemClock),
+            WakerConfig::default(),
+        ));
+        let directory = MemoryDirectory::default();
+        directory.park(ParkedServiceInfo {
+            namespace: "apps".to_owned(),
+            name: "web".to_owned(),
+            cluster_ip: None,
+            target: Target::new("apps", "web"),
+            ports: vec![ListenerPort {
+                offset: 0,
+                name: Some("http".to_owned()),
+                port: 80,
+                app_protocol: None,
+            }],
+            callers: Vec::new(),
+        });
+        directory.set_pod(POD.parse().expect("ip"), "apps");
+        let listener = Arc::new(ParkingListener::new(
+            waker,
+            Arc::new(directory.clone()),
+            ParkingLimits::default(),
+        ));
+        // A backlog as large as a burst of clients (the binary binds it from the limits).
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let socket = socket.listen(4096).expect("listen");
+        let addr = socket.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(listener.serve(vec![socket], shutdown.clone()));
+        Self {
+            fake,
+            directory,
+            addr,
+            shutdown,
+        }
+    }
+
+    /// The app's scale writes the fake received so far.
+    pub fn scale_writes(&self) -> usize {
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/scale"))
+            .count()
+    }
+}
+
+/// The `p` quantile of sorted durations (nearest rank).
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    // an index into a vector far shorter than 2^52
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}

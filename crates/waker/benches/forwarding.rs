@@ -1,0 +1,238 @@
+//! Forwarding through the parking listener against nginx `proxy_pass` to the same app, in
+//! the same run. Steady state: the app is awake and ready but its Service is still parked
+//! (the window between ready and unpark, and callers that keep coming through the waker), so
+//! every request through the listener is forwarded. Both data planes see the same clients: a
+//! fixed number of concurrent clients from a pod address, each making one request per new
+//! connection (`Connection: close`, as the listener answers once the app is ready), for a
+//! fixed count of requests; rounds alternate between the two. nginx opens a new upstream
+//! connection per request too (its default: HTTP/1.0 to the upstream, no keep-alive pool), as
+//! the listener does. Skipped, with a message, when nginx is not installed.
+//! Run: `cargo bench -p idle-scaler-waker --bench forwarding`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Parked, pct, request};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const NGINX: &str = "/usr/sbin/nginx";
+const CLIENTS: usize = 32;
+const REQUESTS: usize = 4_000;
+const WARM_UP: usize = 500;
+const ROUNDS: usize = 3;
+
+/// nginx on loopback with its own prefix, `proxy_pass` to the app, as many workers as cores.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // The master stops its workers on `-s stop`; a kill would leave them running.
+        let stopped = Command::new(NGINX)
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Nginx {
+    async fn start(app: SocketAddr) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("idle-scaler-bench-nginx-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("logs")).expect("prefix");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let d = dir.display();
+        // `Host` kept and `X-Forwarded-For` appended, as the listener does; no access log
+        // (the listener writes none per request).
+        let conf = format!(
+            r"worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_pass http://{app};
+    }}
+  }}
+}}
+"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("logs/error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let nginx = Self { child, addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nginx
+    }
+}
+
+/// `count` requests to `to` by `CLIENTS` concurrent clients: each request's latency, and
+/// the wall time of the whole batch.
+async fn batch(to: SocketAddr, count: usize) -> (Vec<Duration>, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < count {
+                    let t = Instant::now();
+                    request(to).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(count);
+    for c in clients {
+        latencies.extend(c.await.expect("client"));
+    }
+    (latencies, started.elapsed())
+}
+
+/// What one data plane did over all rounds.
+#[derive(Default)]
+struct Plane {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Plane {
+    fn add(&mut self, (latencies, wall): (Vec<Duration>, Duration)) {
+        self.latencies.extend(latencies);
+        self.wall += wall;
+    }
+
+    /// Requests per second, p50, p99 (sorts the latencies).
+    fn figures(&mut self) -> (f64, Duration, Duration) {
+        self.latencies.sort();
+        #[allow(clippy::cast_precision_loss)] // a request count
+        let rps = self.latencies.len() as f64 / self.wall.as_secs_f64();
+        (rps, pct(&self.latencies, 0.5), pct(&self.latencies, 0.99))
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn run() {
+    let parked = Parked::start().await;
+    let app = common::app().await;
+    // The wake: one held request, the app scaled up, its endpoint published; from then on
+    // the app is ready and its Service still parked.
+    let first = tokio::spawn(request(parked.addr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parked.directory.waiting() < 1 || parked.fake.replicas("apps", "web") != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the first request was never held"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    parked
+        .directory
+        .set_endpoint("apps", "web", Some("http"), app);
+    first.await.expect("first request");
+    let nginx = Nginx::start(app).await;
+
+    batch(nginx.addr, WARM_UP).await;
+    batch(parked.addr, WARM_UP).await;
+    let (mut through_nginx, mut through_listener) = (Plane::default(), Plane::default());
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always meets the other's leftovers.
+        if round % 2 == 0 {
+            through_nginx.add(batch(nginx.addr, REQUESTS).await);
+            through_listener.add(batch(parked.addr, REQUESTS).await);
+        } else {
+            through_listener.add(batch(parked.addr, REQUESTS).await);
+            through_nginx.add(batch(nginx.addr, REQUESTS).await);
+        }
+    }
+    let writes = parked.scale_writes();
+    parked.shutdown.cancel();
+
+    let (n_rps, n_p50, n_p99) = through_nginx.figures();
+    let (l_rps, l_p50, l_p99) = through_listener.figures();
+    println!(
+        "forwarding to one ready app, {CLIENTS} concurrent clients, a new connection per request, \
+         {ROUNDS} rounds x {REQUESTS} requests per data plane"
+    );
+    for (name, rps, p50, p99) in [
+        ("nginx proxy_pass", n_rps, n_p50, n_p99),
+        ("parking listener", l_rps, l_p50, l_p99),
+    ] {
+        println!(
+            "{name}: {rps:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    println!(
+        "listener / nginx: throughput {:.2}x (goal >= 0.8x)  p50 {:.2}x  p99 {:.2}x (goal <= 2x)  scale writes {writes}",
+        l_rps / n_rps,
+        ms(l_p50) / ms(n_p50),
+        ms(l_p99) / ms(n_p99),
+    );
+}
+
+fn main() {
+    if !Path::new(NGINX).exists() {
+        println!("forwarding bench skipped: {NGINX} is not installed (nginx is the baseline)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
