@@ -25,9 +25,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use idle_scaler_core::{
-    ClusterName, Error as CoreError, ListenerPort, ParkedServiceInfo, ParkingDirectory,
-};
+use idle_scaler_core::{ClusterName, ListenerPort, ParkedServiceInfo, ParkingDirectory};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -318,24 +316,6 @@ async fn read_missing(
             let _ = again.send((ns, name));
         });
     }
-}
-
-/// Kubernetes error -> core outcome, as the scaler maps them.
-fn api_error(what: String, e: kube::Error) -> CoreError {
-    if let Some(text) = crate::auth_error(&e) {
-        return CoreError::unavailable(format!("{what}: {}", crate::Error::Auth(text)));
-    }
-    let mapped = match &e {
-        kube::Error::Api(s) => match s.code {
-            404 => CoreError::not_found(what),
-            401 | 403 => CoreError::forbidden(what),
-            400..=499 if s.code != 429 => CoreError::invalid(what),
-            code => CoreError::unavailable(format!("{what}: HTTP {code}"))
-                .with_reach(idle_scaler_core::Reach::Answered),
-        },
-        other => CoreError::unavailable(what).with_reach(crate::transport_reach(other)),
-    };
-    mapped.with_cause(crate::cause(e))
 }
 
 #[cfg(test)]

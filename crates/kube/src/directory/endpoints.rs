@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::api_error;
+use crate::map_error_at;
 use crate::parking::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 
 /// The managed-by value of the slices the EndpointSlice controller writes.
@@ -121,7 +121,7 @@ pub(super) async fn wait_ready(
             let list = match tokio::time::timeout(request_timeout, api.list(&lp)).await {
                 Ok(Ok(list)) => list,
                 Ok(Err(e)) => {
-                    let e = api_error(format!("list {}", what()), e);
+                    let e = map_error_at(format!("list {}", what()), e);
                     if !matches!(e, idle_scaler_core::Error::Unavailable { .. }) {
                         return Err(e);
                     }

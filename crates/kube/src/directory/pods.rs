@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::api_error;
+use crate::map_error_at;
 
 /// One address's answer, shared by everyone asking while it is fetched.
 type Cell = Arc<OnceCell<(Option<String>, Instant)>>;
@@ -90,7 +90,7 @@ impl PodNamespaces {
         let lp = ListParams::default().fields(&format!("status.podIP={ip}"));
         let what = format!("list pods by address {ip}");
         let list = match tokio::time::timeout(self.timeout, api.list(&lp)).await {
-            Ok(r) => r.map_err(|e| api_error(what, e))?,
+            Ok(r) => r.map_err(|e| map_error_at(what, e))?,
             Err(_) => {
                 return Err(idle_scaler_core::Error::unavailable(format!(
                     "{what}: no answer within {} ms",

@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use super::api_error;
+use crate::map_error_at;
 
 /// Longest single watch request; the apiserver's own cap is in the same range.
 const WATCH_SECONDS: u32 = 290;
@@ -147,7 +147,7 @@ where
     }
     loop {
         let page = match tokio::time::timeout(timeout, api.list(&lp)).await {
-            Ok(r) => r.map_err(|e| api_error(format!("list {what}"), e))?,
+            Ok(r) => r.map_err(|e| map_error_at(format!("list {what}"), e))?,
             Err(_) => {
                 return Err(idle_scaler_core::Error::unavailable(format!(
                     "list {what}: no answer within {} ms",

@@ -5,21 +5,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use idle_scaler_core::{
     AsleepRow, BackOff, BackedOff, Candidate, ConfirmOutcome, DeploymentRecord, Drift, Error,
-    ParkReport, ParkedApp, Parker, Result, Scale, Scaler, ServedClusters, SleepState, StaleIntent,
-    Store, Target, Unpark,
+    Result, Scale, Scaler, ServedClusters, SleepState, StaleIntent, Store, Target,
 };
 use uuid::Uuid;
 
 use super::cluster::SimCluster;
 use super::gate::{Call, DelayedWrite, Event, Fault, Gate, OpId, Shared};
 use crate::host::HostOps;
-use crate::memory::{MemoryParker, MemoryStore, ParkerMethod, StoreMethod};
+use crate::memory::{MemoryParker, MemoryStore, StoreMethod};
+
+mod parker; // the `Parker` calls, gated like the others
 
 /// The `Store`, `Scaler` and `Parker` of one job instance, on behalf of its operation in flight.
 #[derive(Clone)]
@@ -394,68 +394,5 @@ impl Scaler for SimPorts {
             });
         }
         self.leave(f, r.map(|_| ())).await
-    }
-}
-
-#[async_trait]
-impl Parker for SimPorts {
-    async fn park(&self, target: &Target) -> Result<ParkReport> {
-        let f = self.enter(Call::Park(ParkerMethod::Park)).await?;
-        let r = self.parker.park(target).await;
-        self.leave(f, r).await
-    }
-
-    async fn unpark(&self, target: &Target) -> Result<Unpark> {
-        let f = self.enter(Call::Park(ParkerMethod::Unpark)).await?;
-        let r = self.parker.unpark(target).await;
-        if let Ok(Unpark::Done(report)) = &r {
-            self.record_unparked(target, report, false);
-        }
-        self.leave(f, r).await
-    }
-
-    /// One readiness-checked look, no wait: the simulation's clock moves only between steps,
-    /// so a wait here could never see the app become ready.
-    async fn unpark_when_ready(&self, target: &Target, _timeout: Duration) -> Result<Unpark> {
-        let f = self
-            .enter(Call::Park(ParkerMethod::UnparkWhenReady))
-            .await?;
-        let r = self.parker.unpark(target).await;
-        if let Ok(Unpark::Done(report)) = &r {
-            self.record_unparked(target, report, false);
-        }
-        self.leave(f, r).await
-    }
-
-    async fn unpark_now(&self, target: &Target) -> Result<ParkReport> {
-        let f = self.enter(Call::Park(ParkerMethod::UnparkNow)).await?;
-        let r = self.parker.unpark_now(target).await;
-        if let Ok(report) = &r {
-            self.record_unparked(target, report, true);
-        }
-        self.leave(f, r).await
-    }
-
-    async fn parked(&self) -> Result<Vec<ParkedApp>> {
-        let f = self.enter(Call::Park(ParkerMethod::Parked)).await?;
-        let r = self.parker.parked().await;
-        if r.is_ok() {
-            self.record(Event::Listed { op: self.op() });
-        }
-        self.leave(f, r).await
-    }
-}
-
-impl SimPorts {
-    fn record_unparked(&self, target: &Target, report: &ParkReport, now: bool) {
-        let unparked = report.count("unparked");
-        if unparked > 0 {
-            self.record(Event::Unparked {
-                op: self.op(),
-                target: target.clone(),
-                unparked,
-                now,
-            });
-        }
     }
 }
