@@ -204,6 +204,7 @@ fn gauge(s: &Snapshot, name: &str) -> Option<f64> {
 // One file per protocol, as in the job itself: a new test goes beside the code it tests.
 mod clusters; // several clusters: a client each, fail-open and blast radius per cluster
 mod liveness; // backoff, blast radius, fights_back, intent stamps, config guardrails
+mod logs; // capturing a test thread's tracing events
 mod park; // parking after a sleep, unparking after a wake, the reconcile of parked apps
 mod reconcile; // drift: asleep rows whose app runs
 mod recover; // stale intents

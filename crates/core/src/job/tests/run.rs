@@ -202,19 +202,7 @@ fn the_recorder_check_tells_a_real_recorder_from_none() {
 
 #[test]
 fn a_job_built_disabled_says_so_once_at_info() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may have cached "no interest" for a callsite while this
-        // subscriber was being set: recompute it, or the event can be dropped.
-        tracing::callsite::rebuild_interest_cache();
+    let ((), text) = super::logs::captured(tracing::Level::INFO, || {
         let job = Job::builder(
             Config::default(),
             Arc::new(MockStore::new()),
@@ -233,7 +221,6 @@ fn a_job_built_disabled_says_so_once_at_info() {
         )
         .build();
     });
-    let text = logs.text();
     assert_eq!(
         text.matches("scale-to-zero is disabled").count(),
         1,
@@ -242,53 +229,13 @@ fn a_job_built_disabled_says_so_once_at_info() {
     assert!(text.contains(" INFO "), "{text}");
 }
 
-/// A `MakeWriter` collecting formatted events.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        let bytes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn priming_without_a_recorder_of_this_metrics_version_warns() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may have cached "no interest" for a callsite while this
-        // subscriber was being set: recompute it, or the event can be dropped.
-        tracing::callsite::rebuild_interest_cache();
+    let ((), text) = super::logs::captured(tracing::Level::WARN, || {
         crate::metrics::prime(); // no recorder: a WARN
         let recorder = DebuggingRecorder::new();
         ::metrics::with_local_recorder(&recorder, crate::metrics::prime); // a recorder: none
     });
-    let text = logs.text();
     assert_eq!(
         text.matches("no metrics recorder of metrics 0.24").count(),
         1,

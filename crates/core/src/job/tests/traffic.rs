@@ -1,8 +1,6 @@
 //! The traffic check of the tick and the dry run, over a mocked `ActivitySource`.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::Mutex;
 
 use super::*;
 use crate::config::{ActivitySourceKind, UnknownActivity};
@@ -67,35 +65,6 @@ fn expect_one_sleep(store: &mut MockStore, scaler: &mut MockScaler) {
         .returning(|_, _, _| Ok(()));
 }
 
-/// A `MakeWriter` collecting formatted events, to assert on WARN lines.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
-
 /// `recorded`, with the tracing events of the run captured too.
 pub(super) fn recorded_and_logged<F: Future>(f: F) -> (F::Output, Snapshot, String) {
     recorded_and_logged_at(tracing::Level::WARN, f)
@@ -106,22 +75,8 @@ pub(super) fn recorded_and_logged_at<F: Future>(
     level: tracing::Level,
     f: F,
 ) -> (F::Output, Snapshot, String) {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let (out, snap) = tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may have cached "no interest" for a callsite while this
-        // subscriber was being set: recompute it, or the event can be dropped.
-        tracing::callsite::rebuild_interest_cache();
-        recorded(f)
-    });
-    (out, snap, logs.text())
+    let ((out, snap), logs) = super::logs::captured(level, || recorded(f));
+    (out, snap, logs)
 }
 
 fn skipped_metric(snap: &Snapshot, reason: &str) -> Option<u64> {
