@@ -24,6 +24,7 @@ mod ports;
 mod readiness;
 pub mod redact;
 pub mod report;
+pub mod routes;
 mod target;
 
 /// The crates this one's API is made of, at the versions it is built with. A host installs
@@ -59,6 +60,7 @@ pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerFactory, Mo
 pub use readiness::MockReadiness;
 pub use readiness::{Readiness, ReadyState};
 pub use report::{Outcome, Recovery, SkipReason, SleptApp, TickReport, WakeReport, WakeResult};
+pub use routes::{RouteBackend, RouteIndex};
 pub use target::{
     ClusterName, Target, TargetError, cluster_label, is_cluster_id, scheme, scheme_of,
 };

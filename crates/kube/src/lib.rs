@@ -50,12 +50,14 @@ mod mapping; // Kubernetes errors -> the core's outcomes, and one bounded reques
 mod parker; // KubeParker: writes, unparks and re-points the parked slices
 pub mod parking; // which Services a sleep parks at the waker, and their slices (pure)
 mod readiness;
+pub mod routes; // public hostnames of HTTPRoutes and Ingresses -> their backend Services
 pub mod waker_addresses; // where parked slices point: static, watched, or a host's channel
 
 pub use clusters::KubeClusters;
 pub use directory::{DirectorySettings, KubeParkingDirectory};
 pub use lazy::{BuildScaler, LazyScalerFactory};
 pub use parker::KubeParker;
+pub use routes::{KubeRouteIndex, RouteIndexSettings};
 
 pub use readiness::is_ready;
 
