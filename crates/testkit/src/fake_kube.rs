@@ -32,6 +32,7 @@ mod object_routes; // requests for Services, EndpointSlices and Pods
 mod patch; // merge patch and JSON patch, as the scale subresource applies them
 mod resources; // Services, EndpointSlices, Pods: the generic store and its preconditions
 mod routes; // paths to objects, and the encoding of answers
+mod seed; // tests' direct access to the generic store; the Gateway API's CRDs
 mod selector; // label and field selectors
 mod server; // connections; per request: record it, draw faults, route it
 mod state; // the objects: Deployments, their Scale view, `resourceVersion`
@@ -50,6 +51,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use state::Objects;
+
+pub use seed::FAKE_GATEWAY_CONTROLLER;
 
 /// What a [`Fault`] does to a request it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use super::resources::{ALL, GATEWAY_GROUP};
+
 /// The version this fake claims to be (k8s-openapi is built for `v1_33`).
 pub(super) fn version() -> Value {
     json!({
@@ -52,39 +54,86 @@ pub(super) fn core_v1() -> Value {
     })
 }
 
-/// `GET /apis/discovery.k8s.io/v1`: EndpointSlices.
-pub(super) fn discovery_v1() -> Value {
-    json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": "discovery.k8s.io/v1",
-        "resources": [resource("endpointslices", "EndpointSlice", true, &[])],
-    })
+/// The groups under `/apis` and their versions, the preferred first.
+const GROUPS: [(&str, &[&str]); 5] = [
+    ("apps", &["v1"]),
+    ("autoscaling", &["v1"]),
+    ("discovery.k8s.io", &["v1"]),
+    ("networking.k8s.io", &["v1"]),
+    (GATEWAY_GROUP, &["v1", "v1beta1"]),
+];
+
+fn installed_groups(
+    gateway_api: bool,
+) -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    GROUPS
+        .into_iter()
+        .filter(move |(name, _)| gateway_api || *name != GATEWAY_GROUP)
 }
 
-fn group(name: &str) -> Value {
-    let gv = json!({ "groupVersion": format!("{name}/v1"), "version": "v1" });
-    json!({ "name": name, "versions": [gv.clone()], "preferredVersion": gv })
+fn group(name: &str, versions: &[&str]) -> Value {
+    let gv = |v: &str| json!({ "groupVersion": format!("{name}/{v}"), "version": v });
+    let all: Vec<Value> = versions.iter().map(|v| gv(v)).collect();
+    json!({ "name": name, "versions": all, "preferredVersion": gv(versions[0]) })
 }
 
-/// `GET /apis`.
-pub(super) fn groups() -> Value {
-    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps"), group("autoscaling"), group("discovery.k8s.io")] })
+/// `GET /apis`; the Gateway API's group only while its CRDs are installed.
+pub(super) fn groups(gateway_api: bool) -> Value {
+    let groups: Vec<Value> = installed_groups(gateway_api)
+        .map(|(name, versions)| group(name, versions))
+        .collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 /// `GET /apis/{group}`.
-pub(super) fn group_doc(name: &str) -> Option<Value> {
-    matches!(name, "apps" | "autoscaling" | "discovery.k8s.io").then(|| {
-        let mut g = group(name);
-        g["kind"] = json!("APIGroup");
-        g["apiVersion"] = json!("v1");
-        g
-    })
+pub(super) fn group_doc(name: &str, gateway_api: bool) -> Option<Value> {
+    let (name, versions) = installed_groups(gateway_api).find(|(n, _)| *n == name)?;
+    let mut g = group(name, versions);
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Some(g)
+}
+
+/// `GET /apis/{group}/{version}`: the resources served there (and their `status`).
+pub(super) fn resource_list(group: &str, version: &str, gateway_api: bool) -> Option<Value> {
+    match (group, version) {
+        ("apps", "v1") => return Some(apps_v1()),
+        ("autoscaling", "v1") => return Some(autoscaling_v1()),
+        _ => {}
+    }
+    installed_groups(gateway_api)
+        .find(|(n, versions)| *n == group && versions.contains(&version))?;
+    let mut list = Vec::new();
+    for r in ALL
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let mut entry = resource(r.plural, r.kind, true, r.short_names);
+        if r.is_gateway_api() {
+            entry["categories"] = json!(["gateway-api"]);
+        }
+        list.push(entry);
+        if r.status_subresource {
+            list.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
+                "namespaced": true,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": format!("{group}/{version}"),
+        "resources": list,
+    }))
 }
 
 /// `GET /apis/apps/v1`: Deployments and their `scale` subresource (an `autoscaling/v1`
 /// Scale, which is how kubectl's scale client finds the kind to send).
-pub(super) fn apps_v1() -> Value {
+fn apps_v1() -> Value {
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -113,6 +162,6 @@ pub(super) fn apps_v1() -> Value {
 }
 
 /// `GET /apis/autoscaling/v1`: listed so the group is consistent; it serves no objects.
-pub(super) fn autoscaling_v1() -> Value {
+fn autoscaling_v1() -> Value {
     json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "autoscaling/v1", "resources": [] })
 }

@@ -1,11 +1,12 @@
-//! Requests for Services, EndpointSlices and Pods: list and watch (one namespace or all,
-//! `labelSelector`, `fieldSelector`), create, get, replace, patch, delete.
+//! Requests for the generic store's objects: list and watch (one namespace or all,
+//! `labelSelector`, `fieldSelector`), create, get, replace, patch, delete, and the `status`
+//! subresource (get, replace, patch).
 
 use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::errors::{self, ApiError};
-use super::resources::Resource;
+use super::resources::{Part, Resource};
 use super::routes::{
     apply_patch, bare_items, error_response, json_response, method_not_allowed, ok, parse_json,
     path_not_found, wants_table,
@@ -52,7 +53,7 @@ pub(super) fn route(
         },
         (Method::POST, Some(ns), None) => {
             match parse_json(body).and_then(|v| shared.lock().objects.create_obj(res, ns, v)) {
-                Ok(v) => json_response(StatusCode::CREATED, &v),
+                Ok(v) => json_response(StatusCode::CREATED, &present(res, v)),
                 Err(e) => error_response(&e),
             }
         }
@@ -63,14 +64,17 @@ pub(super) fn route(
                     StatusCode::OK,
                     &table::object_table(res, &[v], &st.objects.revision()),
                 ),
-                Ok(v) => json_response(StatusCode::OK, v),
+                Ok(v) => json_response(StatusCode::OK, &present(res, v.clone())),
                 Err(e) => error_response(&e),
             }
         }
-        (Method::PUT, Some(ns), Some(name)) => {
-            ok(parse_json(body).and_then(|v| shared.lock().objects.replace_obj(res, ns, name, v)))
+        (Method::PUT, Some(ns), Some(name)) => answer(
+            res,
+            parse_json(body).and_then(|v| shared.lock().objects.replace_obj(res, ns, name, v)),
+        ),
+        (Method::PATCH, Some(ns), Some(name)) => {
+            answer(res, patch(shared, res, ns, name, req, body, Part::Object))
         }
-        (Method::PATCH, Some(ns), Some(name)) => ok(patch(shared, res, ns, name, req, body)),
         (Method::DELETE, Some(ns), Some(name)) => {
             let options = if body.is_empty() {
                 Ok(Value::Null)
@@ -83,7 +87,45 @@ pub(super) fn route(
     }
 }
 
-/// Applied to the current object under the lock, then written like a PUT: a
+/// `.../{name}/status` of a resource with a status subresource (`None`: 404).
+pub(super) fn status_route(
+    shared: &Shared,
+    method: &Method,
+    res: Option<Resource>,
+    ns: &str,
+    name: &str,
+    req: &RecordedRequest,
+    body: &[u8],
+) -> Response<Body> {
+    let Some(res) = res else {
+        return path_not_found();
+    };
+    match *method {
+        Method::GET => answer(res, shared.lock().objects.get_obj(res, ns, name).cloned()),
+        Method::PUT => answer(
+            res,
+            parse_json(body).and_then(|v| {
+                let mut st = shared.lock();
+                st.objects.replace_part(res, ns, name, v, Part::Status)
+            }),
+        ),
+        Method::PATCH => answer(res, patch(shared, res, ns, name, req, body, Part::Status)),
+        _ => method_not_allowed(method),
+    }
+}
+
+/// The object in the version the request named (a resource served in two versions is
+/// stored in one).
+fn present(res: Resource, mut v: Value) -> Value {
+    v["apiVersion"] = json!(res.api_version());
+    v
+}
+
+fn answer(res: Resource, result: Result<Value, ApiError>) -> Response<Body> {
+    ok(result.map(|v| present(res, v)))
+}
+
+/// Applied to the current object under the lock, then written like a PUT (of `part`): a
 /// `resourceVersion` in the patch is a precondition.
 fn patch(
     shared: &Shared,
@@ -92,12 +134,13 @@ fn patch(
     name: &str,
     req: &RecordedRequest,
     body: &[u8],
+    part: Part,
 ) -> Result<Value, ApiError> {
     let mut st = shared.lock();
     let mut v = st.objects.get_obj(res, ns, name)?.clone();
     let details = json!({ "name": name, "group": res.group, "kind": res.plural });
     apply_patch(&mut v, req.content_type.as_deref(), body, details)?;
-    st.objects.replace_obj(res, ns, name, v)
+    st.objects.replace_part(res, ns, name, v, part)
 }
 
 fn list(

@@ -1,6 +1,7 @@
-//! Services, EndpointSlices and Pods: one generic store with the apiserver's semantics for
-//! create, get, list, replace (a stale `resourceVersion` is 409), delete with `uid` and
-//! `resourceVersion` preconditions, and the validation the fake needs (422 `Invalid`).
+//! Services, EndpointSlices, Pods, Ingresses and the Gateway API's kinds: one generic store
+//! with the apiserver's semantics for create, get, list, replace (a stale `resourceVersion`
+//! is 409), the `status` subresource, delete with `uid` and `resourceVersion`
+//! preconditions, and the validation the fake needs (422 `Invalid`).
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -10,40 +11,14 @@ use super::errors::{
 };
 use super::state::Objects;
 
-/// One resource the generic store serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Resource {
-    pub plural: &'static str,
-    pub kind: &'static str,
-    /// `""` for the core group.
-    pub group: &'static str,
-}
+mod kinds; // which resources, in which group and version
 
-pub(super) const SERVICES: Resource = Resource {
-    plural: "services",
-    kind: "Service",
-    group: "",
-};
-pub(super) const ENDPOINT_SLICES: Resource = Resource {
-    plural: "endpointslices",
-    kind: "EndpointSlice",
-    group: "discovery.k8s.io",
-};
-pub(super) const PODS: Resource = Resource {
-    plural: "pods",
-    kind: "Pod",
-    group: "",
+pub(super) use kinds::{
+    ALL, ENDPOINT_SLICES, GATEWAY_GROUP, GATEWAYS, HTTP_ROUTES, INGRESSES, PODS, Resource,
+    SERVICES, find, of_kind,
 };
 
 impl Resource {
-    pub fn api_version(self) -> String {
-        if self.group.is_empty() {
-            "v1".to_owned()
-        } else {
-            format!("{}/v1", self.group)
-        }
-    }
-
     fn not_found(self, name: &str) -> ApiError {
         not_found_in(self.plural, self.group, name)
     }
@@ -55,6 +30,28 @@ impl Resource {
     fn invalid(self, name: &str, field: &str, detail: &str) -> ApiError {
         invalid(self.kind, self.group, name, field, detail)
     }
+}
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    /// A write to the object: with a status subresource, `status` stays as it was.
+    Object,
+    /// A write to `.../status`: only `status` changes.
+    Status,
+    /// A test's direct write (a controller owning both): everything.
+    Whole,
+}
+
+/// The object without what does not move `metadata.generation`.
+fn spec_of(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        for field in ["metadata", "status", "apiVersion", "kind"] {
+            m.remove(field);
+        }
+    }
+    v
 }
 
 const MODIFIED: &str =
@@ -125,8 +122,19 @@ impl Objects {
         }))
     }
 
-    /// `POST`: validates, fills server-set metadata (a `generateName` gets a suffix), stores.
-    pub fn create_obj(&mut self, res: Resource, ns: &str, mut v: Value) -> Result<Value, ApiError> {
+    /// `POST`: validates, fills server-set metadata (a `generateName` gets a suffix), stores;
+    /// with a status subresource the body's `status` is dropped, as the apiserver does.
+    pub fn create_obj(&mut self, res: Resource, ns: &str, v: Value) -> Result<Value, ApiError> {
+        self.create_part(res, ns, v, Part::Object)
+    }
+
+    pub(super) fn create_part(
+        &mut self,
+        res: Resource,
+        ns: &str,
+        mut v: Value,
+        part: Part,
+    ) -> Result<Value, ApiError> {
         if !v.is_object() {
             return Err(bad_request(format!(
                 "the body of the request must be a {}",
@@ -176,8 +184,16 @@ impl Objects {
                 spec["clusterIPs"] = json!([ip]);
             }
         }
+        if res.status_subresource {
+            if part != Part::Whole
+                && let Some(m) = v.as_object_mut()
+            {
+                m.remove("status");
+            }
+            v["metadata"]["generation"] = json!(1);
+        }
         let rv = self.next_revision();
-        v["apiVersion"] = json!(res.api_version());
+        v["apiVersion"] = json!(res.storage_api_version());
         v["kind"] = json!(res.kind);
         let meta = &mut v["metadata"];
         meta["name"] = json!(name);
@@ -198,11 +214,13 @@ impl Objects {
             .ok_or_else(|| res.not_found(name))
     }
 
-    /// Objects of one resource in one namespace (or all with `None`), in name order.
+    /// Objects of one resource in one namespace (or all with `None`), in namespace and name
+    /// order; a range of the map, so other resources' objects cost nothing.
     pub fn list_obj(&self, res: Resource, ns: Option<&str>) -> Vec<&Value> {
+        let from = (res.plural, ns.unwrap_or_default().to_owned(), String::new());
         self.others
-            .iter()
-            .filter(|((r, n, _), _)| *r == res.plural && ns.is_none_or(|ns| ns == n))
+            .range(from..)
+            .take_while(|((r, n, _), _)| *r == res.plural && ns.is_none_or(|ns| ns == n))
             .map(|(_, v)| v)
             .collect()
     }
@@ -214,9 +232,27 @@ impl Objects {
         res: Resource,
         ns: &str,
         name: &str,
+        v: Value,
+    ) -> Result<Value, ApiError> {
+        self.replace_part(res, ns, name, v, Part::Object)
+    }
+
+    /// A `PUT` of `part` of the object (see [`Part`]), with the preconditions of a `PUT`.
+    pub(super) fn replace_part(
+        &mut self,
+        res: Resource,
+        ns: &str,
+        name: &str,
         mut v: Value,
+        part: Part,
     ) -> Result<Value, ApiError> {
         let current = self.get_obj(res, ns, name)?.clone();
+        if !v.is_object() {
+            return Err(bad_request(format!(
+                "the body of the request must be a {}",
+                res.kind
+            )));
+        }
         if v["metadata"]["name"].as_str().is_some_and(|n| n != name) {
             return Err(bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -238,9 +274,28 @@ impl Objects {
             );
             return Err(res.conflict(name, &why));
         }
+        match part {
+            Part::Status => {
+                let status = v["status"].take();
+                v = current.clone();
+                v["status"] = status;
+            }
+            Part::Object if res.status_subresource => v["status"] = current["status"].clone(),
+            Part::Object | Part::Whole => {}
+        }
+        if v["status"].is_null()
+            && let Some(m) = v.as_object_mut()
+        {
+            m.remove("status");
+        }
         validate(res, name, &v)?;
-        v["apiVersion"] = json!(res.api_version());
+        v["apiVersion"] = json!(res.storage_api_version());
         v["kind"] = json!(res.kind);
+        if res.status_subresource {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            let moved = i64::from(spec_of(&v) != spec_of(&current));
+            v["metadata"]["generation"] = json!(generation + moved);
+        }
         for field in [
             "name",
             "namespace",

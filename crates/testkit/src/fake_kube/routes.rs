@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::errors::{self, ApiError};
-use super::resources::{ENDPOINT_SLICES, PODS, Resource, SERVICES};
+use super::resources::{self, Resource};
 use super::server::Body;
 use super::{RecordedRequest, Shared, discovery, object_routes, patch, table, watch};
 
@@ -77,15 +77,14 @@ pub(super) fn route(
         ["api"] if get => json_response(StatusCode::OK, &discovery::core_versions(&shared.address)),
         ["api", "v1"] if get => json_response(StatusCode::OK, &discovery::core_v1()),
         ["api", "v1", "namespaces", ns] if get => ok(shared.lock().objects.namespace(ns)),
-        ["apis"] if get => json_response(StatusCode::OK, &discovery::groups()),
-        ["apis", group] if get => discovery::group_doc(group)
-            .map_or_else(path_not_found, |g| json_response(StatusCode::OK, &g)),
-        ["apis", "apps", "v1"] if get => json_response(StatusCode::OK, &discovery::apps_v1()),
-        ["apis", "autoscaling", "v1"] if get => {
-            json_response(StatusCode::OK, &discovery::autoscaling_v1())
+        ["apis"] if get => {
+            let installed = !shared.lock().objects.without_gateway_api;
+            json_response(StatusCode::OK, &discovery::groups(installed))
         }
-        ["apis", "discovery.k8s.io", "v1"] if get => {
-            json_response(StatusCode::OK, &discovery::discovery_v1())
+        ["apis", group] if get => {
+            let installed = !shared.lock().objects.without_gateway_api;
+            discovery::group_doc(group, installed)
+                .map_or_else(path_not_found, |g| json_response(StatusCode::OK, &g))
         }
         ["apis", "apps", "v1", "deployments"] if get => list(shared, None, req),
         ["apis", "apps", "v1", "namespaces", ns, "deployments"] => match *method {
@@ -139,57 +138,56 @@ pub(super) fn route(
             _ => method_not_allowed(method),
         },
         ["api", "v1", plural] => {
-            object_routes::route(shared, method, core(plural), None, None, req, body)
+            let res = served(shared, "", "v1", plural);
+            object_routes::route(shared, method, res, None, None, req, body)
         }
         ["api", "v1", "namespaces", ns, plural] => {
-            object_routes::route(shared, method, core(plural), Some(ns), None, req, body)
+            let res = served(shared, "", "v1", plural);
+            object_routes::route(shared, method, res, Some(ns), None, req, body)
         }
-        ["api", "v1", "namespaces", ns, plural, name] => object_routes::route(
-            shared,
-            method,
-            core(plural),
-            Some(ns),
-            Some(name),
-            req,
-            body,
-        ),
-        ["apis", "discovery.k8s.io", "v1", "endpointslices"] => {
-            object_routes::route(shared, method, Some(ENDPOINT_SLICES), None, None, req, body)
-        }
-        [
-            "apis",
-            "discovery.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "endpointslices",
-        ] => object_routes::route(
-            shared,
-            method,
-            Some(ENDPOINT_SLICES),
-            Some(ns),
-            None,
-            req,
-            body,
-        ),
-        [
-            "apis",
-            "discovery.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "endpointslices",
-            name,
-        ] => {
-            let res = Some(ENDPOINT_SLICES);
+        ["api", "v1", "namespaces", ns, plural, name] => {
+            let res = served(shared, "", "v1", plural);
             object_routes::route(shared, method, res, Some(ns), Some(name), req, body)
+        }
+        ["apis", group, version] if get => {
+            let installed = !shared.lock().objects.without_gateway_api;
+            discovery::resource_list(group, version, installed)
+                .map_or_else(path_not_found, |l| json_response(StatusCode::OK, &l))
+        }
+        ["apis", group, version, plural] => {
+            let res = served(shared, group, version, plural);
+            object_routes::route(shared, method, res, None, None, req, body)
+        }
+        ["apis", group, version, "namespaces", ns, plural] => {
+            let res = served(shared, group, version, plural);
+            object_routes::route(shared, method, res, Some(ns), None, req, body)
+        }
+        ["apis", group, version, "namespaces", ns, plural, name] => {
+            let res = served(shared, group, version, plural);
+            object_routes::route(shared, method, res, Some(ns), Some(name), req, body)
+        }
+        [
+            "apis",
+            group,
+            version,
+            "namespaces",
+            ns,
+            plural,
+            name,
+            "status",
+        ] => {
+            let res = served(shared, group, version, plural).filter(|r| r.status_subresource);
+            object_routes::status_route(shared, method, res, ns, name, req, body)
         }
         _ => path_not_found(),
     }
 }
 
-fn core(plural: &str) -> Option<Resource> {
-    [SERVICES, PODS].into_iter().find(|r| r.plural == plural)
+/// The generic resource at this path, unless its CRDs are not installed (404 then, as
+/// on an apiserver without them).
+fn served(shared: &Shared, group: &str, version: &str, plural: &str) -> Option<Resource> {
+    resources::find(group, version, plural)
+        .filter(|r| !r.is_gateway_api() || !shared.lock().objects.without_gateway_api)
 }
 
 /// Items in a list carry no kind/apiVersion, like the apiserver's.

@@ -68,6 +68,9 @@ pub(super) struct Objects {
     /// Like etcd's revision: one counter for the whole store, bumped by every effective write.
     pub(super) revision: u64,
     pub(super) uids: u64,
+    /// The Gateway API's CRDs are not installed: its group is absent from discovery and
+    /// its paths are 404 (`FakeApiServer::uninstall_gateway_api`).
+    pub(super) without_gateway_api: bool,
     /// Where watch events go (none before the server starts).
     pub events: Option<tokio::sync::broadcast::Sender<Event>>,
     /// How long new pods take to become ready after a scale-up (zero: at once).

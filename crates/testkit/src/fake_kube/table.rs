@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::resources::{ENDPOINT_SLICES, Resource, SERVICES};
+use super::resources::{ENDPOINT_SLICES, GATEWAYS, HTTP_ROUTES, INGRESSES, Resource, SERVICES};
 use super::state::{replicas_of, selector_string};
 
 /// kubectl's `HumanDuration`, enough for the AGE column.
@@ -53,8 +53,100 @@ fn table(columns: Vec<Value>, rows: Vec<Value>, list_rv: &str) -> Value {
     })
 }
 
-/// Services, EndpointSlices and Pods with a few of the apiserver's columns.
+fn columns(names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|c| col(c, "string", if *c == "Name" { "name" } else { "" }, 0))
+        .collect()
+}
+
+/// Ingresses and the Gateway API's kinds, with the columns of the apiserver (Ingress) and
+/// of the CRDs' `additionalPrinterColumns`.
+fn routing_table(res: Resource, items: &[&Value]) -> Option<(&'static [&'static str], Vec<Value>)> {
+    let list = |v: &Value, f: &dyn Fn(&Value) -> Option<String>| {
+        let all: Vec<String> = v
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(f)
+            .collect();
+        if all.is_empty() {
+            "<none>".to_owned()
+        } else {
+            all.join(",")
+        }
+    };
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let rows = |cells: &dyn Fn(&Value) -> Vec<Value>| {
+        items
+            .iter()
+            .map(|v| {
+                let mut all = vec![v["metadata"]["name"].clone()];
+                all.extend(cells(v));
+                all.push(age(v).into());
+                row(all, v)
+            })
+            .collect()
+    };
+    Some(if res == INGRESSES {
+        let cells = |i: &Value| {
+            let spec = &i["spec"];
+            let ports = if spec["tls"].as_array().is_some_and(|t| !t.is_empty()) {
+                "80, 443"
+            } else {
+                "80"
+            };
+            vec![
+                spec["ingressClassName"].as_str().unwrap_or("<none>").into(),
+                list(&spec["rules"], &|r| {
+                    Some(r["host"].as_str().unwrap_or("*").to_owned())
+                })
+                .into(),
+                list(&i["status"]["loadBalancer"]["ingress"], &|l| {
+                    text(&l["ip"]).or_else(|| text(&l["hostname"]))
+                })
+                .into(),
+                ports.into(),
+            ]
+        };
+        (
+            &["Name", "Class", "Hosts", "Address", "Ports", "Age"][..],
+            rows(&cells),
+        )
+    } else if res == HTTP_ROUTES {
+        let cells = |r: &Value| vec![list(&r["spec"]["hostnames"], &text).into()];
+        (&["Name", "Hostnames", "Age"][..], rows(&cells))
+    } else if res == GATEWAYS {
+        let cells = |g: &Value| {
+            let programmed = g["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Programmed"))
+                .map_or_else(
+                    || "Unknown".to_owned(),
+                    |c| c["status"].as_str().unwrap_or("Unknown").to_owned(),
+                );
+            vec![
+                g["spec"]["gatewayClassName"].clone(),
+                list(&g["status"]["addresses"], &|a| text(&a["value"])).into(),
+                programmed.into(),
+            ]
+        };
+        (
+            &["Name", "Class", "Address", "Programmed", "Age"][..],
+            rows(&cells),
+        )
+    } else if res.is_gateway_api() {
+        (&["Name", "Age"][..], rows(&|_| Vec::new()))
+    } else {
+        return None;
+    })
+}
+
+/// The generic store's objects with a few of the apiserver's columns.
 pub(super) fn object_table(res: Resource, items: &[&Value], list_rv: &str) -> Value {
+    if let Some((names, rows)) = routing_table(res, items) {
+        return table(columns(names), rows, list_rv);
+    }
     let join = |v: &Value, f: &dyn Fn(&Value) -> String| {
         let all: Vec<String> = v
             .as_array()
@@ -125,11 +217,7 @@ pub(super) fn object_table(res: Resource, items: &[&Value], list_rv: &str) -> Va
         });
         (["Name", "Status", "IP", "Node", "Age"], rows.collect())
     };
-    let columns = columns
-        .iter()
-        .map(|c| col(c, "string", if *c == "Name" { "name" } else { "" }, 0))
-        .collect();
-    table(columns, rows, list_rv)
+    table(self::columns(&columns), rows, list_rv)
 }
 
 /// The `meta.k8s.io/v1` Table kubectl asks for on `get` (server-side printing), with the
