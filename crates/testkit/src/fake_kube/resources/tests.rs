@@ -128,3 +128,151 @@ fn an_app_s_slices_follow_its_readiness_and_services() {
         "a deleted app leaves no slice"
     );
 }
+
+fn route(name: &str, host: &str) -> serde_json::Value {
+    json!({
+        "metadata": { "name": name, "labels": { "tier": "front" } },
+        "spec": {
+            "parentRefs": [{ "name": "gw", "namespace": "infra" }],
+            "hostnames": [host],
+            "rules": [{ "backendRefs": [{ "name": name, "port": 80 }] }],
+        },
+        "status": { "parents": [] },
+    })
+}
+
+#[test]
+fn status_moves_only_through_the_status_subresource_and_spec_moves_the_generation() {
+    let mut o = Objects::default();
+    let created = o
+        .create_obj(HTTP_ROUTES, "apps", route("web", "web.example.com"))
+        .unwrap();
+    assert!(
+        created["status"].is_null(),
+        "create drops status: {created}"
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["apiVersion"], "gateway.networking.k8s.io/v1");
+
+    let accepted = json!({ "status": { "parents": [{ "controllerName": "c" }] } });
+    let after_status = o
+        .replace_part(HTTP_ROUTES, "apps", "web", accepted, Part::Status)
+        .unwrap();
+    assert_eq!(after_status["status"]["parents"][0]["controllerName"], "c");
+    assert_eq!(
+        after_status["spec"], created["spec"],
+        "a status write keeps spec"
+    );
+    assert_eq!(after_status["metadata"]["generation"], 1);
+    assert_ne!(
+        after_status["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+
+    let mut edited = route("web", "www.example.com");
+    edited["status"] = json!({ "parents": [] });
+    let replaced = o.replace_obj(HTTP_ROUTES, "apps", "web", edited).unwrap();
+    assert_eq!(
+        replaced["status"], after_status["status"],
+        "an object write keeps status"
+    );
+    assert_eq!(replaced["spec"]["hostnames"][0], "www.example.com");
+    assert_eq!(replaced["metadata"]["generation"], 2);
+
+    let mut relabelled = replaced.clone();
+    relabelled["metadata"]["labels"]["tier"] = json!("back");
+    let relabelled = o
+        .replace_obj(HTTP_ROUTES, "apps", "web", relabelled)
+        .unwrap();
+    assert_eq!(
+        relabelled["metadata"]["generation"], 2,
+        "labels are not spec"
+    );
+    let again = o
+        .replace_obj(HTTP_ROUTES, "apps", "web", relabelled.clone())
+        .unwrap();
+    assert_eq!(
+        again["metadata"]["resourceVersion"], relabelled["metadata"]["resourceVersion"],
+        "a no-op keeps the version"
+    );
+}
+
+#[test]
+fn a_resource_served_in_two_versions_is_one_set_of_objects() {
+    let mut o = Objects::default();
+    let grant = json!({ "metadata": { "name": "from-infra" }, "spec": { "from": [], "to": [] } });
+    let created = o
+        .create_obj(kinds::REFERENCE_GRANTS_V1BETA1, "apps", grant)
+        .unwrap();
+    assert_eq!(created["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert!(
+        o.get_obj(kinds::REFERENCE_GRANTS, "apps", "from-infra")
+            .is_ok()
+    );
+    assert_eq!(o.list_obj(kinds::REFERENCE_GRANTS_V1BETA1, None).len(), 1);
+    assert_eq!(
+        find("gateway.networking.k8s.io", "v1beta1", "referencegrants")
+            .map(Resource::api_version)
+            .as_deref(),
+        Some("gateway.networking.k8s.io/v1beta1")
+    );
+    assert_eq!(
+        find("gateway.networking.k8s.io", "v1beta1", "httproutes"),
+        None
+    );
+}
+
+#[test]
+fn lists_hold_one_resource_and_one_namespace_exactly() {
+    let mut o = Objects::default();
+    for (ns, name) in [("a", "x"), ("ab", "y"), ("b", "z")] {
+        o.create_obj(HTTP_ROUTES, ns, route(name, "h.example"))
+            .unwrap();
+        let ing = json!({ "metadata": { "name": name }, "spec": { "rules": [] } });
+        o.create_obj(INGRESSES, ns, ing).unwrap();
+    }
+    let names = |items: Vec<&serde_json::Value>| -> Vec<String> {
+        items
+            .iter()
+            .map(|v| v["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(o.list_obj(HTTP_ROUTES, Some("a"))), ["x"]);
+    assert_eq!(names(o.list_obj(INGRESSES, None)), ["x", "y", "z"]);
+    assert!(o.list_obj(GATEWAYS, None).is_empty());
+    assert!(o.list_obj(HTTP_ROUTES, Some("c")).is_empty());
+}
+
+#[test]
+fn tests_put_whole_objects_accept_routes_and_uninstall_the_gateway_api() {
+    let mut o = Objects::default();
+    let mut r = route("web", "web.example.com");
+    r["kind"] = json!("HTTPRoute");
+    r["metadata"]["namespace"] = json!("apps");
+    r["status"] = json!({ "parents": [{ "controllerName": "seeded" }] });
+    let put = o.put_whole(r.clone()).unwrap();
+    assert_eq!(put["status"]["parents"][0]["controllerName"], "seeded");
+    r["spec"]["hostnames"] = json!(["other.example.com"]);
+    let put = o.put_whole(r).unwrap();
+    assert_eq!(put["metadata"]["generation"], 2);
+
+    let accepted = o.accept_route("apps", "web").unwrap();
+    let parent = &accepted["status"]["parents"][0];
+    assert_eq!(parent["parentRef"]["name"], "gw");
+    assert_eq!(parent["conditions"][0]["type"], "Accepted");
+    assert_eq!(parent["conditions"][0]["status"], "True");
+    assert_eq!(parent["conditions"][0]["observedGeneration"], 2);
+
+    let e = o
+        .put_whole(json!({ "kind": "Widget", "metadata": { "name": "w" } }))
+        .unwrap_err();
+    assert_eq!(reason(&e), (400, "BadRequest"));
+
+    o.uninstall_gateway_api();
+    assert!(
+        o.list_obj(HTTP_ROUTES, None).is_empty(),
+        "the CRD took its objects"
+    );
+    let gw = json!({ "kind": "Gateway", "metadata": { "name": "gw" }, "spec": {} });
+    assert_eq!(reason(&o.put_whole(gw).unwrap_err()).0, 404);
+}
