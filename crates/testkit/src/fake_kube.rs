@@ -15,14 +15,24 @@
 //!   watch (one namespace or all, `labelSelector` with `=`, `!=`, `in`, `notin`, existence;
 //!   `fieldSelector` on any field, such as `status.podIP`), replace and patch (a stale
 //!   `resourceVersion` is 409), delete with `uid`/`resourceVersion` preconditions (409);
+//! - `networking.k8s.io/v1` Ingresses, `gateway.networking.k8s.io/v1` Gateways and HTTPRoutes,
+//!   ReferenceGrants in `v1beta1` and `v1` (one set of objects, answered in the version asked
+//!   for): the same operations, plus the `status` subresource of Ingresses, Gateways and
+//!   HTTPRoutes (a create drops `status`, object writes keep it, `.../status` writes change
+//!   only it; `metadata.generation` counts spec changes). The Gateway API is installed by
+//!   default; [`FakeApiServer::uninstall_gateway_api`] is a cluster without its CRDs (absent
+//!   from discovery, 404 on its paths). Lists ignore `limit` (one page, no `continue`) and
+//!   watches send no bookmarks;
 //! - apps with an endpoint ([`FakeApiServer::set_app_endpoint`]): once ready, a Pod with
 //!   that address and, per selecting Service, a slice managed by the EndpointSlice
 //!   controller pointing at it; at 0 replicas the Pod goes and the slices empty;
-//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/{apps,discovery.k8s.io}/v1`, `/version`).
+//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`, `/version`).
 //!
 //! Tests steer it: [`Fault`]s (latency, a status code, a dropped connection, for the next N
 //! matching requests), a latency on every request, a log of every request, and direct
-//! access to the objects ([`FakeApiServer::scale_externally`] is a person or an HPA).
+//! access to the objects ([`FakeApiServer::scale_externally`] is a person or an HPA;
+//! [`FakeApiServer::put_object`] writes any served object, status included, as its controller
+//! would; [`FakeApiServer::accept_http_route`] is a gateway controller accepting a route).
 //! State sits behind a sync mutex: every operation is short and never awaits while locked.
 
 mod apps; // simulated pods and the EndpointSlice controller's slices of ready apps

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::errors::{self, ApiError};
 use super::resources::{Part, Resource};
 use super::routes::{
-    apply_patch, bare_items, error_response, json_response, method_not_allowed, ok, parse_json,
+    apply_patch, error_response, json_response, list_response, method_not_allowed, ok, parse_json,
     path_not_found, wants_table,
 };
 use super::selector::{Fields, Labels};
@@ -161,14 +161,6 @@ fn list(
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::object_table(res, &items, &rv));
     }
-    let items = bare_items(items);
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "kind": format!("{}List", res.kind),
-            "apiVersion": res.api_version(),
-            "metadata": { "resourceVersion": rv },
-            "items": items,
-        }),
-    )
+    let kind = format!("{}List", res.kind);
+    list_response(&kind, &res.api_version(), &rv, &items)
 }

@@ -190,19 +190,48 @@ fn served(shared: &Shared, group: &str, version: &str, plural: &str) -> Option<R
         .filter(|r| !r.is_gateway_api() || !shared.lock().objects.without_gateway_api)
 }
 
-/// Items in a list carry no kind/apiVersion, like the apiserver's.
-pub(super) fn bare_items(items: Vec<&Value>) -> Vec<Value> {
-    items
-        .into_iter()
-        .map(|v| {
-            let mut v = v.clone();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("kind");
-                m.remove("apiVersion");
+/// A `{kind}List` answer, written straight from the stored objects (100,000 of them are
+/// not cloned first); items carry no kind/apiVersion, like the apiserver's.
+pub(super) fn list_response(
+    kind: &str,
+    api_version: &str,
+    rv: &str,
+    items: &[&Value],
+) -> Response<Body> {
+    let head = serde_json::json!({
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": { "resourceVersion": rv },
+    })
+    .to_string();
+    let mut out = Vec::with_capacity(head.len() + items.len() * 512);
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        let fields = item.as_object().into_iter().flatten();
+        let kept = fields.filter(|(k, _)| *k != "kind" && *k != "apiVersion");
+        for (j, (k, v)) in kept.enumerate() {
+            if j > 0 {
+                out.push(b',');
             }
-            v
-        })
-        .collect()
+            // Writing JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, v);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    let mut res = Response::new(Full::new(Bytes::from(out)).boxed_unsync());
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 fn watch_deployments(shared: &Shared, ns: &str, req: &RecordedRequest) -> Response<Body> {
@@ -234,16 +263,7 @@ fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Bo
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::deployment_table(&items, &rv));
     }
-    let items = bare_items(items);
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "kind": "DeploymentList",
-            "apiVersion": "apps/v1",
-            "metadata": { "resourceVersion": rv },
-            "items": items,
-        }),
-    )
+    list_response("DeploymentList", "apps/v1", &rv, &items)
 }
 
 /// A patch is applied to the current Scale under the lock, then written like a PUT, so a
