@@ -27,7 +27,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn parse(raw: &[u8]) -> Result<Self, String> {
+    pub fn parse(raw: &[u8]) -> Result<Self, String> {
         let text = String::from_utf8_lossy(raw);
         let (head, body) = text
             .split_once("\r\n\r\n")

@@ -2,7 +2,7 @@
 //! listener, and a caller that goes through a data plane (endpoints picked from all of the
 //! Service's slices) reaches the app: PostgreSQL, the fake API server, real app servers.
 
-mod world; // apps/web, its Services, callers' pods, the binary with parking on
+pub mod world; // apps/web, its Services, callers' pods, the binary with parking on
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
