@@ -166,20 +166,29 @@ impl App {
 
 /// `POST`s `object` to the fake at `path` (an API collection), as kubectl would.
 pub async fn create(fake: &FakeApiServer, path: &str, object: &Value) {
-    let body = object.to_string();
+    let answer = send(fake, "POST", path, &object.to_string()).await;
+    assert_eq!(answer.status, 201, "creating at {path}: {answer:?}");
+}
+
+/// `DELETE`s the object at `path` on the fake, as kubectl would.
+pub async fn delete(fake: &FakeApiServer, path: &str) {
+    let answer = send(fake, "DELETE", path, "").await;
+    assert_eq!(answer.status, 200, "deleting {path}: {answer:?}");
+}
+
+async fn send(fake: &FakeApiServer, method: &str, path: &str, body: &str) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(fake.addr())
         .await
         .expect("connect fake");
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         fake.addr(),
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
-    let answer = Answer::parse(&raw).expect("fake answer");
-    assert_eq!(answer.status, 201, "creating at {path}: {answer:?}");
+    Answer::parse(&raw).expect("fake answer")
 }
 
 /// A Pod `namespace/name` whose `status.podIP` is `ip`: the caller check's view of a source.

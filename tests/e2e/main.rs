@@ -12,6 +12,7 @@ mod hardening; // hostile connections and input, shutdown mid-wake, a daemon tha
 mod logs; // log lines: JSON fields once, no forged text line, no credential
 mod packaging; // the Containerfile and deploy/ agree (user, port, entrypoint, lean build)
 mod parking; // slept apps parked at the parking listener, reached through the data plane, unparked
+mod parking_reconcile; // the reconcile parks again a slice deleted by hand, unparks an app woken elsewhere
 mod parking_trailers; // a chunked request's trailers to the app and the app's back, through parking
 mod secrets; // a failing exec credential plugin: its output and environment shown nowhere
 mod support; // helpers: running the binary, HTTP, the database URL

@@ -37,6 +37,8 @@ pub struct World {
     pub app: App,
     pub kubeconfig: (TempDir, std::path::PathBuf),
     pub db: String,
+    /// The row of `apps/web`.
+    pub web: uuid::Uuid,
     /// The parking listener's first port.
     pub port: u16,
 }
@@ -47,7 +49,7 @@ pub struct World {
 pub async fn world(opts: &PgConnectOptions) -> World {
     let (store, fake) = setup(opts).await;
     let app = App::start().await;
-    idle_app(&store, &fake, "web", 1).await;
+    let web = idle_app(&store, &fake, "web", 1).await;
     fake.create_service("apps", "web", "web", &[("http", 80)]);
     fake.create_service("apps", "web-admin", "web", &[("http", 8080)]);
     fake.set_app_endpoint("apps", "web", &app.addr.to_string());
@@ -71,6 +73,7 @@ pub async fn world(opts: &PgConnectOptions) -> World {
         kubeconfig: kubeconfig(&fake.url()),
         db: database_url(opts, None),
         port: free_port_block(&["127.0.0.1", WAKER_A, WAKER_B]),
+        web,
         fake,
         _store: store,
         app,
@@ -92,6 +95,19 @@ impl World {
 
     /// [`Self::daemon_at`] pointing slices at `addresses` (a static list).
     pub async fn daemon_with(&self, pod_ip: &str, addresses: &str) -> Daemon {
+        Daemon::start(self.daemon_command(pod_ip, addresses)).await
+    }
+
+    /// [`Self::daemon`] with the shortest reconcile the settings allow (a minute, a tick
+    /// every 10 s), for the tests that wait for the reconcile to park or unpark.
+    pub async fn daemon_reconciling(&self) -> Daemon {
+        let mut cmd = self.daemon_command("127.0.0.1", &format!("127.0.0.1:{}", self.port));
+        cmd.env("DEPLOY_SCALE_TO_ZERO_RECONCILE_MINUTES", "1")
+            .env("DEPLOY_SCALE_TO_ZERO_INTERVAL_SECONDS", "10");
+        Daemon::start(cmd).await
+    }
+
+    fn daemon_command(&self, pod_ip: &str, addresses: &str) -> std::process::Command {
         let mut cmd = job_command(&["run"], &self.db, &self.kubeconfig.1);
         let at = format!("{pod_ip}:{}", self.port);
         cmd.env("DEPLOY_SCALE_TO_ZERO_PARKING", "endpointslices")
@@ -102,7 +118,7 @@ impl World {
         if pod_ip != "127.0.0.1" {
             cmd.env("POD_IP", pod_ip);
         }
-        Daemon::start(cmd).await
+        cmd
     }
 
     pub fn slice(&self, name: &str) -> Option<Value> {
