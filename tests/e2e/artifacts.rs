@@ -78,7 +78,7 @@ fn rules(rbac: &str) -> Vec<[String; 3]> {
 }
 
 #[test]
-fn rbac_grants_the_scale_subresource_the_wakers_watch_and_parking_only() {
+fn rbac_grants_the_scale_subresource_the_wakers_watch_parking_and_the_route_index_only() {
     let rbac = deploy("base/rbac.yaml");
     let expected = [
         // Sleep and wake: the scale subresource only.
@@ -102,6 +102,17 @@ fn rbac_grants_the_scale_subresource_the_wakers_watch_and_parking_only() {
             r#"["get", "list", "watch", "create", "update", "patch", "delete"]"#,
         ],
         [r#"[""]"#, r#"["pods"]"#, r#"["list"]"#],
+        // The route index reads public hostnames' routes and never writes them.
+        [
+            r#"["networking.k8s.io"]"#,
+            r#"["ingresses"]"#,
+            r#"["list", "watch"]"#,
+        ],
+        [
+            r#"["gateway.networking.k8s.io"]"#,
+            r#"["httproutes", "gateways", "referencegrants"]"#,
+            r#"["list", "watch"]"#,
+        ],
     ]
     .map(|rule| rule.map(str::to_owned));
     assert_eq!(rules(&rbac), expected, "{rbac}");
