@@ -7,8 +7,10 @@
 //! **The parking listener** ([`ParkingListener`], ports +0..+7, one per parked Service
 //! port): a slept app's Services are parked, their endpoints point here, so every caller
 //! (gateways, proxies, other apps' pods) arrives. The app is named by `Host` alone (a cluster
-//! DNS form of a parked Service, its ClusterIP, or a bare name in the caller's namespace),
-//! never by a header. The caller is checked before anything is woken: trusted gateways
+//! DNS form of a parked Service, its ClusterIP, a bare name in the caller's namespace, or,
+//! for a trusted gateway only, a public hostname + path through a
+//! [`RouteIndex`](idle_scaler_core::RouteIndex) whose backend is a parked Service), never by
+//! a header. The caller is checked before anything is woken: trusted gateways
 //! (`waker_gateway_namespaces`, `waker_trusted_cidrs`), pods of the app's namespace and of the
 //! namespaces its Service admits pass; anyone else gets the generic `503`. The request is
 //! held until the app has a ready endpoint of its own, then forwarded to it: body streamed,

@@ -8,7 +8,7 @@
 //! only for ports declared `kubernetes.io/h2c`.
 //!
 //! Steps, one file each: `serve` (accept loops, caps, timeouts, drain), `identify` (which
-//! parked Service the `Host` names), `caller` (who may call it), `hold` (wake, wait,
+//! parked Service the `Host` names, by cluster DNS or, for gateways, the route index), `caller` (who may call it), `hold` (wake, wait,
 //! answer), `headers` (hop-by-hop and `X-Forwarded-*`), `gate` (forwards open to one app at
 //! once), `forward` (the request to the app) and `upgrade` (WebSocket and other upgrades).
 
@@ -24,7 +24,7 @@ mod upgrade;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idle_scaler_core::ParkingDirectory;
+use idle_scaler_core::{ParkingDirectory, RouteIndex};
 
 use crate::Waker;
 
@@ -65,6 +65,8 @@ impl Default for ParkingLimits {
 pub struct ParkingListener {
     waker: Arc<Waker>,
     directory: Arc<dyn ParkingDirectory>,
+    /// Public hostnames (+ paths) -> backend Services, for trusted gateways' requests.
+    routes: Option<Arc<dyn RouteIndex>>,
     limits: ParkingLimits,
     trust: caller::Trust,
     held: hold::Held,
@@ -75,6 +77,7 @@ impl std::fmt::Debug for ParkingListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParkingListener")
             .field("limits", &self.limits)
+            .field("routes", &self.routes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +97,18 @@ impl ParkingListener {
             gate: gate::Gate::new(limits.max_forwards_per_app),
             waker,
             directory,
+            routes: None,
             limits,
         }
+    }
+
+    /// Names apps by public hostnames too: a trusted gateway's request whose `Host` is no
+    /// cluster DNS form of a parked Service is resolved (host + path) through `routes`, and
+    /// wakes the first parked backend of the rule the gateway chose. Without it, only the
+    /// cluster DNS forms name an app.
+    #[must_use]
+    pub fn routes(mut self, routes: Arc<dyn RouteIndex>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 }

@@ -119,10 +119,14 @@ pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Response {
             Caller::resolve(conn.peer.ip(), &listener.trust, listener.directory.as_ref())
         })
         .await;
-    let Some(service) = listener
-        .directory
-        .lookup(&host, caller.namespace.as_deref())
-    else {
+    let Some(service) = identify::parked_service(
+        listener.directory.as_ref(),
+        listener.routes.as_deref(),
+        caller,
+        &host,
+        req.uri().path(),
+        conn.offset,
+    ) else {
         metrics::wake_on_request("unknown");
         return generic();
     };

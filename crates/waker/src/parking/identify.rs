@@ -1,7 +1,15 @@
 //! Which parked Service a request is for: its `Host` alone (port removed, lowercase), never
-//! a header a caller or a proxy could set to name another app.
+//! a header a caller or a proxy could set to name another app. A cluster DNS form names a
+//! parked Service directly; a public hostname does through the route index (the rule the
+//! gateway chose, by host and path), and only when a trusted gateway asks.
+
+use std::sync::Arc;
 
 use http::{Request, header};
+use idle_scaler_core::{ParkedServiceInfo, ParkingDirectory, RouteBackend, RouteIndex};
+use tracing::debug;
+
+use super::caller::Caller;
 
 /// The name the request's `Host` gives (or, without one, its absolute URI's host): port,
 /// IPv6 brackets and a final dot removed, lowercase. `None` when there is no usable name.
@@ -39,6 +47,63 @@ pub(super) fn host_name(raw: &str) -> Option<String> {
 
 fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The parked Service a request names: `host` by its cluster DNS forms first (for any
+/// caller; the caller check comes after), then, for a caller trusted as a gateway only, a
+/// public hostname (+ `path`) through the route index. `None`: the generic answer, nothing
+/// woken.
+pub(super) fn parked_service(
+    directory: &dyn ParkingDirectory,
+    routes: Option<&dyn RouteIndex>,
+    caller: &Caller,
+    host: &str,
+    path: &str,
+    offset: u16,
+) -> Option<Arc<ParkedServiceInfo>> {
+    if let Some(service) = directory.lookup(host, caller.namespace.as_deref()) {
+        return Some(service);
+    }
+    // Anyone else naming a public hostname learns nothing and wakes nothing: a gateway
+    // decided the route, a pod did not.
+    let routes = routes.filter(|_| caller.trusted)?;
+    let backends = routes.resolve(host, path);
+    let service = routed(directory, &backends, offset);
+    if service.is_none() && !backends.is_empty() {
+        debug!(
+            host,
+            backends = backends.len(),
+            "parking: the route's backends are not parked"
+        );
+    }
+    service
+}
+
+/// Of a matched rule's `backends`, the parked Service to wake: the first whose parked port
+/// at listener `offset` is the port the route sends to, else the first parked one (a
+/// weighted split: any parked backend may wake). A backend whose Service is not parked
+/// never wakes anything.
+pub(super) fn routed(
+    directory: &dyn ParkingDirectory,
+    backends: &[RouteBackend],
+    offset: u16,
+) -> Option<Arc<ParkedServiceInfo>> {
+    let parked: Vec<_> = backends
+        .iter()
+        .filter_map(|b| {
+            // The `<svc>.<ns>` form names exactly that Service, whoever asks.
+            let service = directory.lookup(&format!("{}.{}", b.service, b.namespace), None)?;
+            (service.namespace == b.namespace && service.name == b.service).then_some((b, service))
+        })
+        .collect();
+    let port_matches = |(b, s): &&(&RouteBackend, Arc<ParkedServiceInfo>)| {
+        b.port.is_some() && s.port_at(offset).map(|p| p.port) == b.port
+    };
+    parked
+        .iter()
+        .find(port_matches)
+        .or_else(|| parked.first())
+        .map(|(_, s)| s.clone())
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use idle_scaler_core::{
-    Config, FixedScalerFactory, Job, ListenerPort, ParkedServiceInfo, SleepState, SystemClock,
-    Target,
+    Config, FixedScalerFactory, Job, ListenerPort, ParkedServiceInfo, RouteIndex, SleepState,
+    SystemClock, Target,
 };
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
@@ -79,6 +79,14 @@ pub async fn parking_world() -> ParkingWorld {
 /// `apps/web` and `apps/other` asleep (restore count 1), `web` parked, pods of `apps` and
 /// `other` at [`APPS_POD`] and [`OTHER_POD`], a parking listener with `config`.
 pub async fn parking_world_with(config: WakerConfig) -> ParkingWorld {
+    parking_world_routed(config, None).await
+}
+
+/// [`parking_world_with`], the listener naming apps by public hostnames through `routes`.
+pub async fn parking_world_routed(
+    config: WakerConfig,
+    routes: Option<Arc<dyn RouteIndex>>,
+) -> ParkingWorld {
     let fake = Arc::new(FakeApiServer::start().await);
     let store = MemoryStore::default();
     let past = Utc::now() - chrono::Duration::hours(2);
@@ -109,11 +117,12 @@ pub async fn parking_world_with(config: WakerConfig) -> ParkingWorld {
     directory.park(web_service());
     directory.set_pod(ip(APPS_POD), "apps");
     directory.set_pod(ip(OTHER_POD), "other");
-    let listener = Arc::new(ParkingListener::new(
-        waker,
-        Arc::new(directory.clone()),
-        ParkingLimits::default(),
-    ));
+    let mut listener =
+        ParkingListener::new(waker, Arc::new(directory.clone()), ParkingLimits::default());
+    if let Some(routes) = routes {
+        listener = listener.routes(routes);
+    }
+    let listener = Arc::new(listener);
     let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
     let shutdown = CancellationToken::new();

@@ -50,3 +50,81 @@ fn the_host_header_names_the_request_and_no_other_header_does() {
         .expect("request");
     assert_eq!(host_of(&none), None);
 }
+
+mod routed {
+    use std::net::IpAddr;
+
+    use idle_scaler_core::{ListenerPort, ParkedServiceInfo, RouteBackend, Target};
+    use idle_scaler_testkit::memory::MemoryDirectory;
+
+    use super::super::routed;
+
+    /// `apps/<name>` parked with `ports` (number, offset).
+    fn parked(name: &str, ports: &[(i32, u16)]) -> ParkedServiceInfo {
+        ParkedServiceInfo {
+            namespace: "apps".to_owned(),
+            name: name.to_owned(),
+            cluster_ip: None,
+            target: Target::new("apps", name),
+            ports: ports
+                .iter()
+                .map(|&(port, offset)| ListenerPort {
+                    offset,
+                    name: None,
+                    port,
+                    app_protocol: None,
+                })
+                .collect(),
+            callers: Vec::new(),
+        }
+    }
+
+    fn backend(namespace: &str, service: &str, port: Option<i32>) -> RouteBackend {
+        RouteBackend {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            port,
+        }
+    }
+
+    fn directory() -> MemoryDirectory {
+        let directory = MemoryDirectory::new("cluster.local");
+        directory.park(parked("blue", &[(8080, 0), (9090, 1)]));
+        directory.park(parked("green", &[(80, 0)]));
+        directory.set_pod("127.0.0.9".parse::<IpAddr>().unwrap(), "apps");
+        directory
+    }
+
+    fn chosen(backends: &[RouteBackend], offset: u16) -> Option<String> {
+        routed(&directory(), backends, offset).map(|s| s.name.clone())
+    }
+
+    #[test]
+    fn the_backend_whose_port_is_parked_at_the_requests_offset_wins() {
+        let split = [
+            backend("apps", "blue", Some(80)),
+            backend("apps", "green", Some(80)),
+        ];
+        assert_eq!(chosen(&split, 0).as_deref(), Some("green"));
+        // At offset 1 only blue has a parked port, and it is not the route's: the first
+        // parked backend.
+        assert_eq!(chosen(&split, 1).as_deref(), Some("blue"));
+        let by_port = [
+            backend("apps", "green", Some(80)),
+            backend("apps", "blue", Some(9090)),
+        ];
+        assert_eq!(chosen(&by_port, 1).as_deref(), Some("blue"));
+    }
+
+    #[test]
+    fn unparked_backends_never_wake_and_a_portless_one_takes_the_first_parked() {
+        let unparked_first = [
+            backend("apps", "gone", Some(80)),
+            backend("shop", "green", Some(80)),
+            backend("apps", "blue", None),
+        ];
+        assert_eq!(chosen(&unparked_first, 0).as_deref(), Some("blue"));
+        assert_eq!(chosen(&[backend("apps", "gone", Some(80))], 0), None);
+        assert_eq!(chosen(&[], 0), None);
+    }
+}
