@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use idle_scaler_core::parking::{ParkReport, ParkedApp, Parker, Unpark};
-use idle_scaler_core::{ClusterName, Error as CoreError, Result, Target};
+use idle_scaler_core::{ClusterName, Error as CoreError, Result, RouteIndex, Target};
 
 use crate::LazyScalerFactory;
 use crate::parking::{
@@ -42,6 +42,7 @@ pub struct KubeParker {
     addresses: AddressFeed,
     protected: Vec<String>,
     cluster: Option<ClusterName>,
+    routes: Option<Arc<dyn RouteIndex>>,
 }
 
 impl std::fmt::Debug for KubeParker {
@@ -50,6 +51,7 @@ impl std::fmt::Debug for KubeParker {
             .field("cluster", &self.cluster)
             .field("protected", &self.protected)
             .field("addresses", &*self.addresses.borrow())
+            .field("routes", &self.routes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -64,7 +66,16 @@ impl KubeParker {
             addresses,
             protected: Vec::new(),
             cluster: None,
+            routes: None,
         }
+    }
+
+    /// Parks the ports routes name too (`HTTPRoute`s, `Ingress`es, through the route index),
+    /// whatever their names say, at every park and the reconcile's re-park.
+    #[must_use]
+    pub fn routes(mut self, routes: Arc<dyn RouteIndex>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 
     /// Namespaces whose Services are never parked (counted `protected_namespace`).

@@ -5,14 +5,16 @@
 //! A Service is parked when it lives in the Deployment's namespace (not a protected one), its
 //! non-empty selector matches the Deployment's pod template labels and no other Deployment's,
 //! it is not `ExternalName`, headless, `Local` in either traffic policy or annotated
-//! `idle-scaler.dev/park: "false"`, and it has an HTTP port. Anything else is skipped with a
-//! [`Skip`] reason.
+//! `idle-scaler.dev/park: "false"`, and it has an HTTP port, or, with the route index, a
+//! port a route (`HTTPRoute`, `Ingress`) sends to, whatever its name says. Anything else is
+//! skipped with a [`Skip`] reason.
 
 mod addresses;
 mod slice;
 
 use std::collections::BTreeMap;
 
+use idle_scaler_core::RouteIndex;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -53,7 +55,7 @@ pub enum Skip {
     LocalTrafficPolicy,
     /// Annotated `idle-scaler.dev/park: "false"`.
     OptedOut,
-    /// No port is HTTP by its `appProtocol` or name.
+    /// No port is HTTP by its `appProtocol` or name, and no route names one.
     NoHttpPort,
 }
 
@@ -94,7 +96,8 @@ pub struct ParkedService {
     pub name: String,
     /// Its parked ports, in the Service's order, at most [`MAX_PORTS`].
     pub ports: Vec<ParkedPort>,
-    /// HTTP ports beyond [`MAX_PORTS`], left unparked (by name, or number when unnamed).
+    /// HTTP (or routed) ports beyond [`MAX_PORTS`], left unparked (by name, or number when
+    /// unnamed).
     pub over_limit: Vec<String>,
     /// One slice per address family of the waker addresses.
     pub slices: Vec<EndpointSlice>,
@@ -130,6 +133,27 @@ pub fn plan(
     waker: &WakerAddresses,
     protected: &[String],
 ) -> ParkPlan {
+    plan_routed(
+        deployment,
+        services,
+        other_deployments,
+        waker,
+        protected,
+        None,
+    )
+}
+
+/// [`plan`], with the ports some route names (`routes`: the route index) parked as well,
+/// even when neither their name nor their `appProtocol` says HTTP: a gateway sends a
+/// public hostname's requests there. Still at most [`MAX_PORTS`], in the Service's order.
+pub fn plan_routed(
+    deployment: &Deployment,
+    services: &[Service],
+    other_deployments: &[Deployment],
+    waker: &WakerAddresses,
+    protected: &[String],
+    routes: Option<&dyn RouteIndex>,
+) -> ParkPlan {
     let namespace = deployment
         .metadata
         .namespace
@@ -149,11 +173,13 @@ pub fn plan(
             continue;
         }
         let service_name = service.metadata.name.clone().unwrap_or_default();
+        let routed = routes.map_or_else(Vec::new, |r| r.route_ports(namespace, &service_name));
         match park(
             service,
             deployment,
             &others,
             protected.iter().any(|p| p == namespace),
+            &routed,
         ) {
             Err(reason) => out.skipped.push(Skipped {
                 name: service_name,
@@ -182,11 +208,13 @@ pub fn plan(
 }
 
 /// The parked ports and the HTTP ports over the limit, or why the Service is skipped.
+/// `routed`: the Service's port numbers some route names.
 fn park(
     service: &Service,
     deployment: &Deployment,
     others: &[&Deployment],
     protected: bool,
+    routed: &[i32],
 ) -> Result<(Vec<ParkedPort>, Vec<String>), Skip> {
     let spec = service.spec.as_ref().ok_or(Skip::NoSelector)?;
     let selector = spec
@@ -220,7 +248,12 @@ fn park(
     {
         return Err(Skip::OptedOut);
     }
-    let http: Vec<&ServicePort> = spec.ports.iter().flatten().filter(|p| is_http(p)).collect();
+    let http: Vec<&ServicePort> = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| is_http(p) || (is_tcp(p) && routed.contains(&p.port)))
+        .collect();
     if http.is_empty() {
         return Err(Skip::NoHttpPort);
     }
@@ -259,7 +292,7 @@ fn selects(selector: &BTreeMap<String, String>, deployment: &Deployment) -> bool
 /// `web`). An `appProtocol` that is set decides alone: `https` or `tcp` on a port named
 /// `http` is not HTTP the listener can read.
 pub fn is_http(port: &ServicePort) -> bool {
-    if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
+    if !is_tcp(port) {
         return false;
     }
     if let Some(protocol) = port.app_protocol.as_deref() {
@@ -272,6 +305,12 @@ pub fn is_http(port: &ServicePort) -> bool {
             || name.starts_with("h2c")
             || name.starts_with("grpc")
     })
+}
+
+/// Whether a port is TCP (the default when `protocol` is unset): a route to a UDP or SCTP
+/// port is nothing the parking listener could serve.
+fn is_tcp(port: &ServicePort) -> bool {
+    port.protocol.as_deref().is_none_or(|p| p == "TCP")
 }
 
 #[cfg(test)]

@@ -42,12 +42,13 @@ impl KubeParker {
             .iter()
             .find(|d| d.metadata.name.as_deref() == Some(target.name.as_str()))
             .ok_or_else(|| CoreError::not_found(format!("deployment {target} does not exist")))?;
-        let plan = parking::plan(
+        let plan = parking::plan_routed(
             deployment,
             &services.items,
             &deployments.items,
             &waker,
             &self.protected,
+            self.routes.as_deref(),
         );
 
         let mut report = ParkReport::default();

@@ -9,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 
+mod routes; // ports a route names
+
 const NS: &str = "apps";
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
