@@ -1,6 +1,7 @@
 //! Parking in the binary: the parker the job parks and unparks with (the waker's own
 //! cluster), the waker addresses it points slices at, the parking listener and its directory,
-//! and `unpark --all`.
+//! the route index both share (public hostnames of `HTTPRoute`s and `Ingress`es), and
+//! `unpark --all`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use idle_scaler_core::parking::Parker;
-use idle_scaler_core::{ClusterName, Parking};
+use idle_scaler_core::{ClusterName, Parking, RouteIndex};
 use idle_scaler_kube::waker_addresses::{AddressFeed, LocalAddresses, watch_waker_service};
 use idle_scaler_kube::{
-    DirectorySettings, KubeClusters, KubeParker, KubeParkingDirectory, LazyScalerFactory,
+    DirectorySettings, KubeClusters, KubeParker, KubeParkingDirectory, KubeRouteIndex,
+    LazyScalerFactory, RouteIndexSettings,
 };
 use idle_scaler_waker::{ParkingLimits, ParkingListener, Waker};
 use tokio::sync::watch;
@@ -26,6 +28,8 @@ use crate::settings::{Settings, WakerAddressSource};
 /// How long the parking directory's first complete read is waited for before the daemon
 /// says it is still reading (requests meanwhile get the generic answer).
 const DIRECTORY_SYNC_WAIT: Duration = Duration::from_secs(60);
+/// The same for the route index (public hostnames meanwhile name no app).
+const ROUTE_INDEX_SYNC_WAIT: Duration = Duration::from_secs(60);
 
 /// The waker's own cluster (`waker_cluster`) and its client.
 fn waker_cluster(
@@ -71,16 +75,67 @@ fn address_feed(
     }
 }
 
+/// The route index of the waker's cluster, one for the parking listener and the parker:
+/// started when `IDLE_SCALER_ROUTE_INDEX` is on and parking is (`parking = endpointslices`
+/// with the flag on) or, with `for_listener`, the parking listener is. Its first complete
+/// read is logged (INFO, with the rule count) from a task of its own.
+pub async fn route_index(
+    settings: &Settings,
+    kube: &KubeClusters,
+    for_listener: bool,
+) -> anyhow::Result<Option<Arc<KubeRouteIndex>>> {
+    let parking = settings.job.enabled && settings.job.parking == Parking::EndpointSlices;
+    let listener = for_listener && settings.parking_listen_addr.is_some();
+    if !(parking || listener) {
+        return Ok(None);
+    }
+    if !settings.route_index {
+        info!(
+            "IDLE_SCALER_ROUTE_INDEX is off: public hostnames of HTTPRoutes and Ingresses name \
+             no parked app, and only ports named like HTTP are parked"
+        );
+        return Ok(None);
+    }
+    let (_, factory) = waker_cluster(settings, kube)?;
+    let client = factory.client().await.context(
+        "the route index needs a Kubernetes client to read HTTPRoutes and Ingresses \
+         (IDLE_SCALER_ROUTE_INDEX=off turns it off)",
+    )?;
+    let index = Arc::new(KubeRouteIndex::start(
+        client,
+        RouteIndexSettings {
+            request_timeout: settings.job.request_timeout(),
+            ..RouteIndexSettings::default()
+        },
+    ));
+    tokio::spawn({
+        let index = index.clone();
+        async move {
+            if index.synced(ROUTE_INDEX_SYNC_WAIT).await {
+                info!(rules = index.rules(), "route index read");
+            } else {
+                warn!(
+                    wait_s = ROUTE_INDEX_SYNC_WAIT.as_secs(),
+                    "route index not read yet; public hostnames name no parked app meanwhile"
+                );
+            }
+        }
+    });
+    Ok(Some(index))
+}
+
 /// The job's parker and the cluster it serves, when the flag is on: with `parking =
 /// endpointslices` it parks and follows the waker addresses until `shutdown`; with `off` it
 /// only unparks what an earlier run left parked. `first_addresses`: wait at most this long
 /// for the watched waker Service's first addresses (a one-shot command, which would
 /// otherwise park before they are known; the daemon parks again on its reconcile).
+/// `routes`: the route index, whose routed ports are parked too.
 pub async fn job_parker(
     settings: &Settings,
     kube: &KubeClusters,
     shutdown: &CancellationToken,
     first_addresses: Option<Duration>,
+    routes: Option<Arc<dyn RouteIndex>>,
 ) -> anyhow::Result<Option<(Arc<KubeParker>, Option<ClusterName>)>> {
     if !settings.job.enabled {
         return Ok(None);
@@ -104,11 +159,13 @@ pub async fn job_parker(
     } else {
         no_addresses()
     };
-    let parker = Arc::new(
-        KubeParker::new(factory, feed)
-            .protected_namespaces(settings.job.protected_namespaces.clone())
-            .cluster(cluster.clone()),
-    );
+    let mut parker = KubeParker::new(factory, feed)
+        .protected_namespaces(settings.job.protected_namespaces.clone())
+        .cluster(cluster.clone());
+    if let Some(routes) = routes {
+        parker = parker.routes(routes);
+    }
+    let parker = Arc::new(parker);
     if parking {
         info!(waker_addresses = %settings.waker_addresses, "parking slept apps at the waker");
         let (follower, token) = (parker.clone(), shutdown.clone());
@@ -150,11 +207,13 @@ impl ParkingServer {
 }
 
 /// Binds the parking listener's eight ports (`IDLE_SCALER_PARKING_LISTEN_ADDR`) and serves
-/// them through `waker`, with a directory of the waker's cluster; `None` when it is off.
+/// them through `waker`, with a directory of the waker's cluster and, when given, the route
+/// index for trusted gateways' public hostnames; `None` when it is off.
 pub async fn serve_listener(
     settings: &Settings,
     kube: &KubeClusters,
     waker: Arc<Waker>,
+    routes: Option<Arc<dyn RouteIndex>>,
 ) -> anyhow::Result<Option<ParkingServer>> {
     let Some(addr) = settings.parking_listen_addr else {
         info!("IDLE_SCALER_PARKING_LISTEN_ADDR is off: parked Services reach no waker here");
@@ -191,9 +250,15 @@ pub async fn serve_listener(
             }
         }
     });
-    let listener = Arc::new(ParkingListener::new(waker, directory, limits.clone()));
+    let mut listener = ParkingListener::new(waker, directory, limits.clone());
+    let routed = routes.is_some();
+    if let Some(routes) = routes {
+        listener = listener.routes(routes);
+    }
+    let listener = Arc::new(listener);
     info!(
         addr = %sockets.base(),
+        route_index = routed,
         ports = idle_scaler_kube::parking::MAX_PORTS,
         max_connections = limits.max_connections,
         max_held_per_app = limits.max_held_per_app,

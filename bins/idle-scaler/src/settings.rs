@@ -50,6 +50,9 @@ pub struct Settings {
     /// Where parked slices point: `IDLE_SCALER_WAKER_ADDRESSES`, or the ready endpoints of
     /// `IDLE_SCALER_WAKER_SERVICE` (default `<POD_NAMESPACE>/idle-scaler`).
     pub waker_addresses: WakerAddressSource,
+    /// `IDLE_SCALER_ROUTE_INDEX` (`on` by default): public hostnames of `HTTPRoute`s and
+    /// `Ingress`es name parked apps, and the ports routes name are parked.
+    pub route_index: bool,
     /// `IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES`: loopback waker addresses and app endpoints
     /// accepted (a test rig on one host only).
     pub local_addresses: LocalAddresses,
@@ -85,6 +88,7 @@ impl std::fmt::Debug for Settings {
             .field("probe_listen_addr", &self.probe_listen_addr)
             .field("parking_listen_addr", &self.parking_listen_addr)
             .field("waker_addresses", &self.waker_addresses)
+            .field("route_index", &self.route_index)
             .field("local_addresses", &self.local_addresses)
             .field("pod_ip", &self.pod_ip)
             .field(
@@ -151,6 +155,8 @@ impl Settings {
             non_empty_env("POD_NAMESPACE")?.as_deref(),
             local_addresses,
         )?;
+        let route_index =
+            parking::route_index(non_empty_env("IDLE_SCALER_ROUTE_INDEX")?.as_deref())?;
         let pod_ip = match non_empty_env("POD_IP")? {
             None => None,
             Some(v) => Some(v.trim().parse::<IpAddr>().with_context(|| {
@@ -239,6 +245,7 @@ impl Settings {
             probe_listen_addr,
             parking_listen_addr,
             waker_addresses,
+            route_index,
             local_addresses,
             pod_ip,
             wake_token,
@@ -280,6 +287,7 @@ impl Settings {
             "probe_listen_addr": self.probe_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "parking_listen_addr": self.parking_listen_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
             "waker_addresses": self.waker_addresses.to_string(),
+            "route_index": if self.route_index { "on" } else { "off" },
             "allow_loopback_addresses": self.local_addresses == LocalAddresses::Allow,
             "pod_ip": self.pod_ip.map(|ip| ip.to_string()),
             "wake_token": self.wake_token.as_ref().map(|_| "<redacted>"),

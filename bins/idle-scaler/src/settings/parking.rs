@@ -62,6 +62,20 @@ pub fn listen_addr(value: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
     Ok(Some(addr))
 }
 
+/// `IDLE_SCALER_ROUTE_INDEX`: `on` (or unset) reads `HTTPRoute`s, `Gateway`s,
+/// `ReferenceGrant`s and `Ingress`es, so public hostnames name parked apps; `off` for a
+/// cluster where idle-scaler may not list them (RBAC not granted).
+pub fn route_index(value: Option<&str>) -> anyhow::Result<bool> {
+    match value.map(str::trim) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => bail!(
+            "invalid IDLE_SCALER_ROUTE_INDEX = {other:?}: expected on or off (off where \
+             idle-scaler may not list HTTPRoutes, Gateways, ReferenceGrants and Ingresses)"
+        ),
+    }
+}
+
 /// `IDLE_SCALER_ALLOW_LOOPBACK_ADDRESSES`: `true` lets the waker addresses and the apps'
 /// endpoints be loopback addresses, for a test rig whose callers, waker and apps share one
 /// host; anything else (or unset) refuses them, as a cluster needs.

@@ -50,6 +50,7 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
             namespace: "idle-scaler".into(),
             name: "idle-scaler".into(),
         }),
+        route_index: false,
         local_addresses: LocalAddresses::Refuse,
         pod_ip: None,
         wake_token: None,
@@ -68,6 +69,7 @@ fn config_output_hides_a_prometheus_password_and_keeps_one_job_object() {
     assert_eq!(v["probe_listen_addr"], "127.0.0.1:9091");
     assert_eq!(v["parking_listen_addr"], "0.0.0.0:8081");
     assert_eq!(v["waker_addresses"], "service idle-scaler/idle-scaler");
+    assert_eq!(v["route_index"], "off");
     assert_eq!(v["http_listen_backlog"], 512);
     assert_eq!(v["http_drain_seconds"], 20);
     assert_eq!(

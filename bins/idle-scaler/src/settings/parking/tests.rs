@@ -180,3 +180,17 @@ fn loopback_waker_addresses_need_the_test_rig_switch() {
         "{e}"
     );
 }
+
+#[test]
+fn the_route_index_is_on_unless_turned_off_and_anything_else_is_an_error() {
+    assert!(route_index(None).expect("default"));
+    assert!(route_index(Some(" on ")).expect("on"));
+    assert!(!route_index(Some("off")).expect("off"));
+    for bad in ["true", "false", "Off", "disabled"] {
+        let message = error(route_index(Some(bad)));
+        assert!(
+            message.contains("IDLE_SCALER_ROUTE_INDEX") && message.contains(&format!("{bad:?}")),
+            "{message}"
+        );
+    }
+}
