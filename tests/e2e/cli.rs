@@ -102,6 +102,7 @@ fn invalid_environment_values_name_variable_and_value() {
             "10.0.0.7",
             "IDLE_SCALER_WAKER_ADDRESSES",
         ),
+        ("IDLE_SCALER_ROUTE_INDEX", "yes", "IDLE_SCALER_ROUTE_INDEX"),
     ];
     for (var, value, needle) in cases {
         let mut cmd = command(&["config"]);
@@ -235,6 +236,11 @@ fn config_shows_where_parked_slices_point() {
     assert_eq!(v["parking_listen_addr"], "off");
     assert_eq!(v["waker_addresses"], "static 10.0.0.7:9000,[fd00::7]:9000");
     assert_eq!(config(&[])["waker_addresses"], "unset");
+    assert_eq!(config(&[])["route_index"], "on");
+    assert_eq!(
+        config(&[("IDLE_SCALER_ROUTE_INDEX", "off")])["route_index"],
+        "off"
+    );
 }
 
 #[test]
