@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use idle_scaler_core::{ClusterName, Job, Outcome, RouteIndex, Store, SystemClock, TickReport};
+use idle_scaler_core::{ClusterName, Job, Outcome, Store, SystemClock, TickReport};
 use idle_scaler_kube::{KubeClusters, KubeParker};
 use idle_scaler_postgres::PgStore;
 use tokio_util::sync::CancellationToken;
@@ -47,21 +47,7 @@ async fn job_parking(
     first_addresses: Option<Duration>,
 ) -> anyhow::Result<Arc<Job>> {
     let kube = KubeClusters::from_config(&settings.job);
-    // A command that parks reads the routes first, so it parks the ports they name as the
-    // daemon would (its reconcile parks them anyway, later).
-    let mut routes: Option<Arc<dyn RouteIndex>> = None;
-    if let Some(wait) = first_addresses
-        && let Some(index) = parking::route_index(settings, &kube, false).await?
-    {
-        if !index.synced(wait).await {
-            warn!(
-                wait_s = wait.as_secs(),
-                "route index not read yet: ports only routes name are parked by the daemon's \
-                 reconcile"
-            );
-        }
-        routes = Some(index);
-    }
+    let routes = parking::read_routes(settings, &kube, first_addresses).await?;
     let parker = parking::job_parker(settings, &kube, stop, first_addresses, routes).await?;
     job_parked(settings, store, &kube, parker)
 }
@@ -102,10 +88,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     // watches.
     let kube = Arc::new(KubeClusters::from_config(&settings.job));
     let shutdown = CancellationToken::new();
-    // One route index for the parker and the parking listener.
-    let routes = parking::route_index(&settings, &kube, true)
-        .await?
-        .map(|r| r as Arc<dyn RouteIndex>);
+    let routes = parking::route_index(&settings, &kube).await?;
     let parker = parking::job_parker(&settings, &kube, &shutdown, None, routes.clone()).await?;
     let job = job_parked(&settings, store.clone(), &kube, parker.clone())?;
     let metrics = server::install_metrics(&shutdown)?;

@@ -75,11 +75,22 @@ fn address_feed(
     }
 }
 
-/// The route index of the waker's cluster, one for the parking listener and the parker:
-/// started when `IDLE_SCALER_ROUTE_INDEX` is on and parking is (`parking = endpointslices`
-/// with the flag on) or, with `for_listener`, the parking listener is. Its first complete
-/// read is logged (INFO, with the rule count) from a task of its own.
+/// The daemon's route index of the waker's cluster, one for the parking listener and the
+/// parker: started when `IDLE_SCALER_ROUTE_INDEX` is on and parking or the parking listener
+/// is. Its first complete read is logged (INFO, with the rule count).
 pub async fn route_index(
+    settings: &Settings,
+    kube: &KubeClusters,
+) -> anyhow::Result<Option<Arc<dyn RouteIndex>>> {
+    Ok(start_routes(settings, kube, true)
+        .await?
+        .map(|index| index as Arc<dyn RouteIndex>))
+}
+
+/// The route index when `IDLE_SCALER_ROUTE_INDEX` is on and parking is (`parking =
+/// endpointslices` with the flag on) or, with `for_listener`, the parking listener is. Its
+/// first complete read is logged (INFO, with the rule count) from a task of its own.
+async fn start_routes(
     settings: &Settings,
     kube: &KubeClusters,
     for_listener: bool,
@@ -121,6 +132,30 @@ pub async fn route_index(
             }
         }
     });
+    Ok(Some(index))
+}
+
+/// The route index for a one-shot command that parks (`tick`, `wait` given), read first (at
+/// most `wait`), so the command parks the ports routes name as the daemon would; the
+/// daemon's reconcile parks them anyway, later. `None` without `wait` (a command that only
+/// unparks).
+pub async fn read_routes(
+    settings: &Settings,
+    kube: &KubeClusters,
+    wait: Option<Duration>,
+) -> anyhow::Result<Option<Arc<dyn RouteIndex>>> {
+    let Some(wait) = wait else {
+        return Ok(None);
+    };
+    let Some(index) = start_routes(settings, kube, false).await? else {
+        return Ok(None);
+    };
+    if !index.synced(wait).await {
+        warn!(
+            wait_s = wait.as_secs(),
+            "route index not read yet: ports only routes name are parked by the daemon's reconcile"
+        );
+    }
     Ok(Some(index))
 }
 
