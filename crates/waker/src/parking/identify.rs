@@ -69,12 +69,16 @@ pub(super) fn parked_service(
     let routes = routes.filter(|_| caller.trusted)?;
     let backends = routes.resolve(host, path);
     let service = routed(directory, &backends, offset);
-    if service.is_none() && !backends.is_empty() {
-        debug!(
+    match &service {
+        Some(s) => debug!(host, path, namespace = %s.namespace, service = %s.name,
+            "parking: a gateway's public hostname routes to this parked Service"),
+        None if !backends.is_empty() => debug!(
             host,
+            path,
             backends = backends.len(),
-            "parking: the route's backends are not parked"
-        );
+            "parking: none of the route's backends is parked"
+        ),
+        None => {}
     }
     service
 }
