@@ -10,7 +10,7 @@
 //! Steps, one file each: `serve` (accept loops, caps, timeouts, drain), `identify` (which
 //! parked Service the `Host` names, by cluster DNS or, for gateways, the route index), `caller` (who may call it), `hold` (wake, wait,
 //! answer), `headers` (hop-by-hop and `X-Forwarded-*`), `gate` (forwards open to one app at
-//! once), `forward` (the request to the app) and `upgrade` (WebSocket and other upgrades).
+//! once), `pool` (kept-alive connections to the apps), `forward` (the request to the app) and `upgrade` (WebSocket and other upgrades).
 
 mod caller;
 mod forward;
@@ -18,6 +18,7 @@ mod gate;
 mod headers;
 mod hold;
 mod identify;
+mod pool;
 mod serve;
 mod upgrade;
 
@@ -42,9 +43,10 @@ pub struct ParkingLimits {
     /// How long a client may take to send a request's headers (also an idle keep-alive
     /// connection's limit).
     pub header_read_timeout: Duration,
-    /// Forwards open to one app at once (each its own connection); the rest wait for one to
-    /// finish. Below the common listen backlog of 128, so the burst of requests released
-    /// when an app turns ready does not overflow the app's backlog.
+    /// Forwards open to one app at once (and connections kept alive to each of its
+    /// endpoints); the rest wait for one to finish. Below the common listen backlog of 128,
+    /// so the burst of requests released when an app turns ready does not overflow the app's
+    /// backlog.
     pub max_forwards_per_app: usize,
 }
 
@@ -71,6 +73,7 @@ pub struct ParkingListener {
     trust: caller::Trust,
     held: hold::Held,
     gate: gate::Gate,
+    pool: Arc<pool::Pool>,
 }
 
 impl std::fmt::Debug for ParkingListener {
@@ -95,6 +98,7 @@ impl ParkingListener {
             trust: caller::Trust::new(&waker.config),
             held: hold::Held::new(limits.max_held_per_app),
             gate: gate::Gate::new(limits.max_forwards_per_app),
+            pool: Arc::new(pool::Pool::new(limits.max_forwards_per_app)),
             waker,
             directory,
             routes: None,

@@ -1,24 +1,29 @@
-//! The forward: one connection to the app's ready endpoint per request (the caller goes to
-//! the app itself once unparked, so there is nothing to pool), the request streamed to it and
-//! its answer streamed back.
+//! The forward: the request streamed to the app's ready endpoint and its answer streamed
+//! back. HTTP/1.1 requests go on kept-alive connections from the listener's [`Pool`] (a
+//! connection per request made the burst released at readiness cost a connect and a close
+//! each); upgrades get a connection of their own.
 //!
 //! A refused connect is retried until the deadline: an endpoint is ready before its process
-//! always listens. Nothing else is retried: once a byte of the request went, it is never sent
-//! again (the app may have acted on it), and a broken exchange is answered `502`.
+//! always listens. A request is sent again only when hyper gives it back unwritten (a kept
+//! connection the app closed meanwhile); once a byte of it went, it is never sent again (the
+//! app may have acted on it), and a broken exchange is answered `502`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode, Version, header};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::gate::{GatedBody, Place};
+use super::pool::Pool;
 use super::{headers, upgrade};
 use crate::answer;
 
@@ -60,6 +65,29 @@ async fn connect(to: SocketAddr, deadline: Instant) -> Result<TcpStream, Unreach
     }
 }
 
+/// A new HTTP/1.1 connection to `to` (upgrades carried), its driver spawned.
+async fn open(to: SocketAddr, deadline: Instant) -> Result<SendRequest<Incoming>, Unreached> {
+    let stream = connect(to, deadline).await?;
+    match hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+    {
+        Ok((sender, conn)) => {
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    debug!(error = %e, "parking: connection to the app ended with an error");
+                }
+            });
+            Ok(sender)
+        }
+        Err(e) => {
+            // The handshake sends nothing: still safe to give up without an exchange.
+            debug!(endpoint = %to, error = %e, "parking: handshake with the app failed");
+            Err(Unreached::NotListening)
+        }
+    }
+}
+
 /// Sends `req` (headers already rewritten) to the app at `to` and gives back its answer,
 /// body and trailers streaming, with `Connection: close`. `Err` only when nothing was sent.
 pub(super) async fn forward(
@@ -67,31 +95,36 @@ pub(super) async fn forward(
     to: SocketAddr,
     deadline: Instant,
     place: Place,
+    pool: &Arc<Pool>,
 ) -> Result<Response, Unreached> {
     let caller_upgrade =
         headers::carried_upgrade(req.headers()).map(|_| hyper::upgrade::on(&mut req));
-    let stream = connect(to, deadline).await?;
-    let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            // The handshake sends nothing: still safe to give up without an exchange.
-            debug!(endpoint = %to, error = %e, "parking: handshake with the app failed");
-            return Err(Unreached::NotListening);
+    // An upgraded connection is never given back: it gets one of its own.
+    let reuse = caller_upgrade.is_none();
+    let (sender, mut res) = loop {
+        let kept = if reuse { pool.take(to) } else { None };
+        let reused = kept.is_some();
+        let mut sender = match kept {
+            Some(sender) => sender,
+            None => open(to, deadline).await?,
+        };
+        if reused && sender.ready().await.is_err() {
+            continue;
         }
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(error = %e, "parking: connection to the app ended with an error");
-        }
-    });
-    let mut res = match sender.send_request(req).await {
-        Ok(res) => res,
-        Err(e) => {
-            warn!(endpoint = %to, error = %e, "parking: the app broke off the forwarded request");
-            return Ok(answer::bad_gateway());
+        match sender.try_send_request(req).await {
+            Ok(res) => break (sender, res),
+            Err(mut e) => match e.take_message() {
+                // Not a byte written: another connection may carry it.
+                Some(unsent) if reused => req = unsent,
+                Some(_) => {
+                    debug!(endpoint = %to, error = %e.into_error(), "parking: a new connection to the app closed before the request went");
+                    return Err(Unreached::NotListening);
+                }
+                None => {
+                    warn!(endpoint = %to, error = %e.into_error(), "parking: the app broke off the forwarded request");
+                    return Ok(answer::bad_gateway());
+                }
+            },
         }
     };
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -107,11 +140,30 @@ pub(super) async fn forward(
         warn!(endpoint = %to, "parking: the app switched protocols unasked");
         return Ok(answer::bad_gateway());
     }
+    let kept = (reuse && !closes(&res)).then_some(sender);
     headers::strip_hop_by_hop(res.headers_mut(), None);
     // The app is ready: the caller's next request should reach it, not the waker.
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Ok(res.map(|body| Body::new(GatedBody::new(body, place))))
+    Ok(res.map(|body| {
+        let gated = GatedBody::new(body, place);
+        match kept {
+            Some(sender) => Body::new(gated.returning(pool.clone(), to, sender)),
+            None => Body::new(gated),
+        }
+    }))
+}
+
+/// Whether the app said it closes the connection after this answer.
+fn closes(res: &Response<Incoming>) -> bool {
+    res.version() < Version::HTTP_11
+        || res
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// [`forward`] over HTTP/2 with prior knowledge, for a port declared `kubernetes.io/h2c`:

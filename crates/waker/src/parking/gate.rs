@@ -4,15 +4,19 @@
 //! Forwards beyond the cap wait for a connection to finish (its answer fully sent).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use idle_scaler_core::Target;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use super::pool::Pool;
 
 /// The open forwards per app, capped.
 #[derive(Debug)]
@@ -56,11 +60,14 @@ pub(super) struct Place {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The app's answer body, holding its forward's [`Place`] until it is done.
+/// The app's answer body, holding its forward's [`Place`] until it is done; a kept-alive
+/// connection goes back to its pool once the answer has been read to the end (and is dropped,
+/// closing it, when the answer broke off or the caller went away).
 #[derive(Debug)]
 pub(super) struct GatedBody {
     body: Incoming,
     place: Option<Place>,
+    give_back: Option<(Arc<Pool>, SocketAddr, SendRequest<Incoming>)>,
 }
 
 impl GatedBody {
@@ -68,6 +75,30 @@ impl GatedBody {
         Self {
             body,
             place: Some(place),
+            give_back: None,
+        }
+    }
+
+    /// Gives `sender`, the connection to `to` the answer comes on, back to `pool` at its end.
+    pub(super) fn returning(
+        mut self,
+        pool: Arc<Pool>,
+        to: SocketAddr,
+        sender: SendRequest<Incoming>,
+    ) -> Self {
+        self.give_back = Some((pool, to, sender));
+        self
+    }
+}
+
+impl Drop for GatedBody {
+    fn drop(&mut self) {
+        // A server stops polling once the body says it is at its end (a `Content-Length`
+        // answer read whole), so the end is not always seen in `poll_frame`.
+        if self.body.is_end_stream()
+            && let Some((pool, to, sender)) = self.give_back.take()
+        {
+            pool.put(to, sender);
         }
     }
 }
@@ -82,8 +113,18 @@ impl Body for GatedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            this.place = None;
+        match polled {
+            Poll::Ready(None) => {
+                if let Some((pool, to, sender)) = this.give_back.take() {
+                    pool.put(to, sender);
+                }
+                this.place = None;
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.give_back = None;
+                this.place = None;
+            }
+            _ => {}
         }
         polled
     }

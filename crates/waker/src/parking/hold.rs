@@ -334,7 +334,7 @@ async fn send(
         conn.close.cancel();
         forwarded
     } else {
-        forward::forward(req, addr, deadline, place).await
+        forward::forward(req, addr, deadline, place, &conn.listener.pool).await
     };
     match forwarded {
         Ok(res) => res,
