@@ -4,13 +4,17 @@
 //! every request through the listener is forwarded. Both data planes see the same clients: a
 //! fixed number of concurrent clients from a pod address, each making one request per new
 //! connection (`Connection: close`, as the listener answers once the app is ready), for a
-//! fixed count of requests; rounds alternate between the two. nginx opens a new upstream
-//! connection per request too (its default: HTTP/1.0 to the upstream, no keep-alive pool), as
-//! the listener does. Skipped, with a message, when nginx is not installed.
+//! fixed count of requests; rounds alternate between the data planes. The listener keeps its
+//! connections to the app alive (its pool); nginx is measured twice, with its default (HTTP/1.0
+//! to the upstream, a new connection per request) and with an upstream keep-alive pool.
+//! The clients and the app run in processes of their own (this binary, started again in
+//! another role), so each data plane has its process(es) to itself, as nginx's workers do.
+//! Skipped, with a message, when nginx is not installed.
 //! Run: `cargo bench -p idle-scaler-waker --bench forwarding`.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +31,8 @@ const CLIENTS: usize = 32;
 const REQUESTS: usize = 4_000;
 const WARM_UP: usize = 500;
 const ROUNDS: usize = 3;
+/// The role this binary runs in when started again by the bench (`load` or `app`).
+const ROLE: &str = "IDLE_SCALER_BENCH_ROLE";
 
 /// nginx on loopback with its own prefix, `proxy_pass` to the app, as many workers as cores.
 struct Nginx {
@@ -56,7 +62,9 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    async fn start(app: SocketAddr) -> Self {
+    /// nginx in front of `app`; with `keepalive`, an upstream pool of kept-alive HTTP/1.1
+    /// connections (`keepalive 100`, the listener's per-app cap).
+    async fn start(app: SocketAddr, keepalive: bool) -> Self {
         let dir =
             std::env::temp_dir().join(format!("idle-scaler-bench-nginx-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(dir.join("logs")).expect("prefix");
@@ -65,6 +73,14 @@ impl Nginx {
             .map(|a| a.port())
             .expect("free port");
         let d = dir.display();
+        let (upstream_pool, upstream_http) = if keepalive {
+            (
+                "keepalive 100;",
+                "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+            )
+        } else {
+            ("", "")
+        };
         // `Host` kept and `X-Forwarded-For` appended, as the listener does; no access log
         // (the listener writes none per request).
         let conf = format!(
@@ -76,12 +92,14 @@ http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream app {{ server {app}; {upstream_pool} }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_pass http://{app};
+      {upstream_http}
+      proxy_pass http://app;
     }}
   }}
 }}
@@ -112,9 +130,35 @@ http {{
     }
 }
 
-/// `count` requests to `to` by `CLIENTS` concurrent clients: each request's latency, and
-/// the wall time of the whole batch.
+/// `count` requests to `to` by `CLIENTS` concurrent clients in a load process of its own:
+/// each request's latency, and the wall time of the whole batch.
 async fn batch(to: SocketAddr, count: usize) -> (Vec<Duration>, Duration) {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(std::env::current_exe().expect("own path"))
+            .env(ROLE, "load")
+            .env("TO", to.to_string())
+            .env("COUNT", count.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("load process")
+    })
+    .await
+    .expect("load process");
+    assert!(out.status.success(), "the load process failed");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = text.lines().map(|l| l.parse::<u64>().expect("a number"));
+    let wall = Duration::from_nanos(lines.next().expect("wall time"));
+    (lines.map(Duration::from_nanos).collect(), wall)
+}
+
+/// The load role: `COUNT` requests to `TO` by [`CLIENTS`] concurrent clients; prints the wall
+/// time, then each latency, in nanoseconds, one per line.
+async fn load() {
+    let to: SocketAddr = std::env::var("TO").expect("TO").parse().expect("TO");
+    let count: usize = std::env::var("COUNT")
+        .expect("COUNT")
+        .parse()
+        .expect("COUNT");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -135,7 +179,47 @@ async fn batch(to: SocketAddr, count: usize) -> (Vec<Duration>, Duration) {
     for c in clients {
         latencies.extend(c.await.expect("client"));
     }
-    (latencies, started.elapsed())
+    let mut out = started.elapsed().as_nanos().to_string();
+    for l in latencies {
+        out.push('\n');
+        out.push_str(&l.as_nanos().to_string());
+    }
+    println!("{out}");
+}
+
+/// The app in a process of its own (killed on drop).
+struct App {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl App {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .env(ROLE, "app")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("app process");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut first)
+            .expect("the app's address");
+        let addr = first.trim().parse().expect("an address");
+        Self { child, addr }
+    }
+}
+
+/// The app role: serves until killed; prints its address first.
+async fn app() {
+    println!("{}", common::app().await);
+    std::future::pending::<()>().await;
 }
 
 /// What one data plane did over all rounds.
@@ -166,7 +250,8 @@ fn ms(d: Duration) -> f64 {
 
 async fn run() {
     let parked = Parked::start().await;
-    let app = common::app().await;
+    let app_process = App::start();
+    let app = app_process.addr;
     // The wake: one held request, the app scaled up, its endpoint published; from then on
     // the app is ready and its Service still parked.
     let first = tokio::spawn(request(parked.addr));
@@ -182,33 +267,33 @@ async fn run() {
         .directory
         .set_endpoint("apps", "web", Some("http"), app);
     first.await.expect("first request");
-    let nginx = Nginx::start(app).await;
-
-    batch(nginx.addr, WARM_UP).await;
-    batch(parked.addr, WARM_UP).await;
-    let (mut through_nginx, mut through_listener) = (Plane::default(), Plane::default());
+    let nginx = Nginx::start(app, false).await;
+    let nginx_kept = Nginx::start(app, true).await;
+    let planes = [nginx.addr, nginx_kept.addr, parked.addr];
+    for to in planes {
+        batch(to, WARM_UP).await;
+    }
+    let mut through = [Plane::default(), Plane::default(), Plane::default()];
     for round in 0..ROUNDS {
-        // Alternate which goes first, so neither always meets the other's leftovers.
-        if round % 2 == 0 {
-            through_nginx.add(batch(nginx.addr, REQUESTS).await);
-            through_listener.add(batch(parked.addr, REQUESTS).await);
-        } else {
-            through_listener.add(batch(parked.addr, REQUESTS).await);
-            through_nginx.add(batch(nginx.addr, REQUESTS).await);
+        // Rotate which goes first, so none always meets another's leftovers.
+        for i in 0..planes.len() {
+            let i = (i + round) % planes.len();
+            through[i].add(batch(planes[i], REQUESTS).await);
         }
     }
+    drop(app_process);
     let writes = parked.scale_writes();
     parked.shutdown.cancel();
 
-    let (n_rps, n_p50, n_p99) = through_nginx.figures();
-    let (l_rps, l_p50, l_p99) = through_listener.figures();
+    let [n, k, l] = through.map(|mut p| p.figures());
     println!(
-        "forwarding to one ready app, {CLIENTS} concurrent clients, a new connection per request, \
-         {ROUNDS} rounds x {REQUESTS} requests per data plane"
+        "forwarding to one ready app, {CLIENTS} concurrent clients (own process), a new connection \
+         per request, {ROUNDS} rounds x {REQUESTS} requests per data plane"
     );
-    for (name, rps, p50, p99) in [
-        ("nginx proxy_pass", n_rps, n_p50, n_p99),
-        ("parking listener", l_rps, l_p50, l_p99),
+    for (name, (rps, p50, p99)) in [
+        ("nginx proxy_pass (new upstream connection per request)", n),
+        ("nginx proxy_pass (upstream keepalive 100)", k),
+        ("parking listener (kept-alive connections to the app)", l),
     ] {
         println!(
             "{name}: {rps:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
@@ -216,15 +301,32 @@ async fn run() {
             ms(p99)
         );
     }
-    println!(
-        "listener / nginx: throughput {:.2}x (goal >= 0.8x)  p50 {:.2}x  p99 {:.2}x (goal <= 2x)  scale writes {writes}",
-        l_rps / n_rps,
-        ms(l_p50) / ms(n_p50),
-        ms(l_p99) / ms(n_p99),
-    );
+    for (name, (rps, p50, p99)) in [("nginx default", n), ("nginx keepalive", k)] {
+        println!(
+            "listener / {name}: throughput {:.2}x (goal >= 0.8x)  p50 {:.2}x  p99 {:.2}x (goal <= 2x)",
+            l.0 / rps,
+            ms(l.1) / ms(p50),
+            ms(l.2) / ms(p99),
+        );
+    }
+    println!("scale writes {writes}");
 }
 
 fn main() {
+    let role = std::env::var(ROLE).ok();
+    if let Some(role) = role.as_deref() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        match role {
+            "load" => rt.block_on(load()),
+            "app" => rt.block_on(app()),
+            other => panic!("{ROLE}={other}: not a role (load, app)"),
+        }
+        return;
+    }
     if !Path::new(NGINX).exists() {
         println!("forwarding bench skipped: {NGINX} is not installed (nginx is the baseline)");
         return;

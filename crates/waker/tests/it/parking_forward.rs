@@ -88,6 +88,28 @@ async fn two_hundred_concurrent_held_requests_make_one_scale_write_and_all_reach
 }
 
 #[tokio::test]
+async fn forwards_to_a_ready_app_reuse_their_connections_to_it() {
+    let w = parking_world().await;
+    let ready = w.app_becomes_ready_when_scaled();
+    let (status, ..) = get_from(APPS_POD, w.addr, "web.apps", &[]).await;
+    assert_eq!(status, 200);
+    ready.await.expect("ready task");
+    // Callers that keep coming through the waker (until the unpark): each on a new
+    // connection to the waker, told to close it; the waker's own connection to the app stays.
+    for _ in 0..20 {
+        let (status, headers, _) = get_from(APPS_POD, w.addr, "web.apps", &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["connection"], "close");
+    }
+    assert_eq!(w.app.received(), 21, "each request forwarded once");
+    assert!(
+        w.app.connections() <= 10,
+        "{} connections to the app for 21 requests one after another",
+        w.app.connections()
+    );
+}
+
+#[tokio::test]
 async fn a_keep_alive_client_across_the_unpark_is_told_to_reconnect() {
     let w = parking_world().await;
     let ready = w.app_becomes_ready_when_scaled();

@@ -181,6 +181,7 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
 pub struct App {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl App {
@@ -193,9 +194,11 @@ impl App {
     pub fn serve_on(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (counter, accepted) = (requests.clone(), connections.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -208,11 +211,19 @@ impl App {
                 });
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            connections,
+        }
     }
 
     pub fn received(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
