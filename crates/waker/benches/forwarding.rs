@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,8 +30,6 @@ const CLIENTS: usize = 32;
 const REQUESTS: usize = 4_000;
 const WARM_UP: usize = 500;
 const ROUNDS: usize = 3;
-/// The role this binary runs in when started again by the bench (`load` or `app`).
-const ROLE: &str = "IDLE_SCALER_BENCH_ROLE";
 
 /// nginx on loopback with its own prefix, `proxy_pass` to the app, as many workers as cores.
 struct Nginx {
@@ -133,20 +130,7 @@ http {{
 /// `count` requests to `to` by `CLIENTS` concurrent clients in a load process of its own:
 /// each request's latency, and the wall time of the whole batch.
 async fn batch(to: SocketAddr, count: usize) -> (Vec<Duration>, Duration) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(std::env::current_exe().expect("own path"))
-            .env(ROLE, "load")
-            .env("TO", to.to_string())
-            .env("COUNT", count.to_string())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("load process")
-    })
-    .await
-    .expect("load process");
-    assert!(out.status.success(), "the load process failed");
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let mut lines = text.lines().map(|l| l.parse::<u64>().expect("a number"));
+    let mut lines = common::run_role("load", to, count).await.into_iter();
     let wall = Duration::from_nanos(lines.next().expect("wall time"));
     (lines.map(Duration::from_nanos).collect(), wall)
 }
@@ -154,11 +138,7 @@ async fn batch(to: SocketAddr, count: usize) -> (Vec<Duration>, Duration) {
 /// The load role: `COUNT` requests to `TO` by [`CLIENTS`] concurrent clients; prints the wall
 /// time, then each latency, in nanoseconds, one per line.
 async fn load() {
-    let to: SocketAddr = std::env::var("TO").expect("TO").parse().expect("TO");
-    let count: usize = std::env::var("COUNT")
-        .expect("COUNT")
-        .parse()
-        .expect("COUNT");
+    let (to, count) = common::role_args();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -185,41 +165,6 @@ async fn load() {
         out.push_str(&l.as_nanos().to_string());
     }
     println!("{out}");
-}
-
-/// The app in a process of its own (killed on drop).
-struct App {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl App {
-    fn start() -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .env(ROLE, "app")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("app process");
-        let mut first = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut first)
-            .expect("the app's address");
-        let addr = first.trim().parse().expect("an address");
-        Self { child, addr }
-    }
-}
-
-/// The app role: serves until killed; prints its address first.
-async fn app() {
-    println!("{}", common::app().await);
-    std::future::pending::<()>().await;
 }
 
 /// What one data plane did over all rounds.
@@ -250,7 +195,7 @@ fn ms(d: Duration) -> f64 {
 
 async fn run() {
     let parked = Parked::start().await;
-    let app_process = App::start();
+    let app_process = common::App::start();
     let app = app_process.addr;
     // The wake: one held request, the app scaled up, its endpoint published; from then on
     // the app is ready and its Service still parked.
@@ -313,18 +258,7 @@ async fn run() {
 }
 
 fn main() {
-    let role = std::env::var(ROLE).ok();
-    if let Some(role) = role.as_deref() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        match role {
-            "load" => rt.block_on(load()),
-            "app" => rt.block_on(app()),
-            other => panic!("{ROLE}={other}: not a role (load, app)"),
-        }
+    if common::play_role("load", load) {
         return;
     }
     if !Path::new(NGINX).exists() {

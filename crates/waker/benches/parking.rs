@@ -3,60 +3,83 @@
 //! app's whole answer, for 1 and for 1,000 concurrent held requests to one app. Everything
 //! over real TCP on loopback: clients from a pod address, the parking listener, the forward
 //! to a real HTTP app; the wake through the real `Job` and Kubernetes adapter against the fake
-//! API server; the in-memory store and directory.
+//! API server; the in-memory store and directory. The clients and the app run in processes
+//! of their own; the moments are compared on the system clock, which all of them share.
 //! Run: `cargo bench -p idle-scaler-waker --bench parking`.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Parked, pct, request};
+use common::{App, Parked, pct, request};
 use tokio::time::Instant;
 
-/// One request from the pod address, held by the listener; when its whole answer arrived.
-async fn client(to: std::net::SocketAddr) -> Instant {
-    request(to).await;
-    Instant::now()
+/// Now on the system clock, in nanoseconds since the epoch.
+fn now_ns() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    u64::try_from(since.as_nanos()).expect("nanoseconds")
 }
 
-/// One round: `held` requests held for a slept app, then its endpoint published. The
-/// overhead of each request, and the scale writes the round made.
-async fn round(held: usize) -> (Vec<Duration>, usize) {
-    let parked = Parked::start().await;
-    let app = common::app().await;
-
-    let clients: Vec<_> = (0..held)
-        .map(|_| tokio::spawn(client(parked.addr)))
+/// The held clients' role: `COUNT` requests to `TO` at once, each on its connection; prints
+/// when each had its whole answer.
+async fn held() {
+    let (to, count) = common::role_args();
+    let clients: Vec<_> = (0..count)
+        .map(|_| {
+            tokio::spawn(async move {
+                request(to).await;
+                now_ns()
+            })
+        })
         .collect();
+    let mut out = String::new();
+    for c in clients {
+        out.push_str(&c.await.expect("client").to_string());
+        out.push('\n');
+    }
+    print!("{out}");
+}
+
+/// One round: `held` requests held for a slept app, then its endpoint (`app`) published. The
+/// overhead of each request, and the scale writes the round made.
+async fn round(held: usize, app: std::net::SocketAddr) -> (Vec<Duration>, usize) {
+    let parked = Parked::start().await;
+    let clients = tokio::spawn(common::run_role("held", parked.addr, held));
     let deadline = Instant::now() + Duration::from_secs(30);
     while parked.directory.waiting() < held || parked.fake.replicas("apps", "web") != Some(1) {
         assert!(Instant::now() < deadline, "requests never all held");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let ready = Instant::now();
+    let ready = now_ns();
     parked
         .directory
         .set_endpoint("apps", "web", Some("http"), app);
-    let mut overheads = Vec::with_capacity(held);
-    for c in clients {
-        overheads.push(c.await.expect("client").saturating_duration_since(ready));
-    }
+    let done = clients.await.expect("clients");
+    assert_eq!(done.len(), held, "every client answered");
+    let overheads = done
+        .into_iter()
+        .map(|at| Duration::from_nanos(at.saturating_sub(ready)))
+        .collect();
     parked.shutdown.cancel();
     (overheads, parked.scale_writes())
 }
 
 fn main() {
+    if common::play_role("held", held) {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let app = App::start();
     println!("parking listener first-request overhead (endpoint ready -> client has the answer)");
     for (held, rounds) in [(1, 100), (1000, 5)] {
         let mut all = Vec::new();
         let mut max_writes = 0;
         for _ in 0..rounds {
-            let (o, writes) = rt.block_on(round(held));
+            let (o, writes) = rt.block_on(round(held, app.addr));
             all.extend(o);
             max_writes = max_writes.max(writes);
         }

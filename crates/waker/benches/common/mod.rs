@@ -1,10 +1,14 @@
 //! What the parking listener's benches share: a slept app parked behind a real parking
 //! listener (the waker with the real `Job` and Kubernetes adapter against the fake API
 //! server, the in-memory store and directory), a small HTTP app, and a client that makes one
-//! request per connection from a pod address.
+//! request per connection from a pod address. The clients and the app run in processes of
+//! their own (the bench binary started again in a role), so the listener's process holds the
+//! listener alone, as in a cluster.
 
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,4 +179,94 @@ pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     // an index into a vector far shorter than 2^52
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// The role the bench binary runs in when it started itself again.
+const ROLE: &str = "IDLE_SCALER_BENCH_ROLE";
+
+/// In a process started by [`run_role`] or [`App::start`]: plays the role (`name` runs
+/// `clients`; `app` serves the app) and says so; `false` in the bench process itself.
+pub fn play_role<F, Fut>(name: &str, clients: F) -> bool
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(role) = std::env::var(ROLE) else {
+        return false;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match role.as_str() {
+        "app" => rt.block_on(async {
+            println!("{}", app().await);
+            std::future::pending::<()>().await;
+        }),
+        r if r == name => rt.block_on(clients()),
+        other => panic!("{ROLE}={other}: not a role (app, {name})"),
+    }
+    true
+}
+
+/// The clients' role's arguments: where to send, and how many requests.
+pub fn role_args() -> (SocketAddr, usize) {
+    let to = std::env::var("TO").expect("TO").parse().expect("TO");
+    let count = std::env::var("COUNT")
+        .expect("COUNT")
+        .parse()
+        .expect("COUNT");
+    (to, count)
+}
+
+/// Runs this binary as the clients' role `name` (`count` requests to `to`) and gives back the
+/// numbers it printed, one per line.
+pub async fn run_role(name: &'static str, to: SocketAddr, count: usize) -> Vec<u64> {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(std::env::current_exe().expect("own path"))
+            .env(ROLE, name)
+            .env("TO", to.to_string())
+            .env("COUNT", count.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("clients' process")
+    })
+    .await
+    .expect("clients' process");
+    assert!(out.status.success(), "the clients' process failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| l.parse().expect("a number"))
+        .collect()
+}
+
+/// The app in a process of its own (killed on drop).
+pub struct App {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl App {
+    pub fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .env(ROLE, "app")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("app process");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut first)
+            .expect("the app's address");
+        let addr = first.trim().parse().expect("an address");
+        Self { child, addr }
+    }
 }
