@@ -202,7 +202,11 @@ impl KubeParkingDirectory {
 #[async_trait]
 impl ParkingDirectory for KubeParkingDirectory {
     fn lookup(&self, host: &str, caller_namespace: Option<&str>) -> Option<Arc<ParkedServiceInfo>> {
-        self.shared.read().lookup(host, caller_namespace)
+        let index = self.shared.read();
+        // A request a data plane sent before it applied an unpark still reaches the app.
+        index
+            .lookup(host, caller_namespace)
+            .or_else(|| index.lookup_unparked(host, caller_namespace))
     }
 
     async fn pod_namespace(&self, ip: IpAddr) -> idle_scaler_core::Result<Option<String>> {

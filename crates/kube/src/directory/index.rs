@@ -8,6 +8,7 @@ use std::sync::Arc;
 use idle_scaler_core::{ClusterName, ListenerPort, ParkedServiceInfo, Target};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use tokio::time::{Duration, Instant};
 
 use crate::parking::{DEPLOYMENT_LABEL, MAX_PORTS, SERVICE_NAME_LABEL};
 
@@ -15,6 +16,11 @@ use crate::parking::{DEPLOYMENT_LABEL, MAX_PORTS, SERVICE_NAME_LABEL};
 pub const CALLERS_ANNOTATION: &str = "idle-scaler.dev/callers";
 
 type Key = (String, String);
+
+/// How long a Service stays known after its parked slices went: kube-proxy and the gateways
+/// apply a deleted slice a moment later, and a request they sent the waker meanwhile still
+/// reaches the app (now ready) instead of the generic answer.
+pub(super) const UNPARKED_GRACE: Duration = Duration::from_secs(30);
 
 /// What the index keeps of one of idle-scaler's slices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,14 @@ pub(super) struct ParkedIndex {
     /// Namespace -> Service name -> what the listener needs.
     parked: HashMap<String, HashMap<String, Arc<ParkedServiceInfo>>>,
     by_ip: HashMap<IpAddr, Arc<ParkedServiceInfo>>,
+    /// Services unparked in the last [`UNPARKED_GRACE`], and when.
+    unparked: HashMap<Key, (Arc<ParkedServiceInfo>, Instant)>,
+}
+
+/// What a `Host` names: a ClusterIP, or a Service by namespace and name.
+enum Named<'a> {
+    Ip(IpAddr),
+    Service(&'a str, &'a str),
 }
 
 impl ParkedIndex {
@@ -120,30 +134,59 @@ impl ParkedIndex {
             services: HashMap::new(),
             parked: HashMap::new(),
             by_ip: HashMap::new(),
+            unparked: HashMap::new(),
         }
     }
 
     /// The parked Service `host` names (see [`idle_scaler_core::ParkingDirectory::lookup`]).
     pub fn lookup(&self, host: &str, caller_ns: Option<&str>) -> Option<Arc<ParkedServiceInfo>> {
+        match self.named(host, caller_ns)? {
+            Named::Ip(ip) => self.by_ip.get(&ip).cloned(),
+            Named::Service(svc, ns) => self.parked.get(ns)?.get(svc).cloned(),
+        }
+    }
+
+    /// The Service `host` names among those unparked in the last [`UNPARKED_GRACE`].
+    pub fn lookup_unparked(
+        &self,
+        host: &str,
+        caller_ns: Option<&str>,
+    ) -> Option<Arc<ParkedServiceInfo>> {
+        let fresh = |(info, at): &(Arc<ParkedServiceInfo>, Instant)| {
+            (at.elapsed() < UNPARKED_GRACE).then(|| info.clone())
+        };
+        match self.named(host, caller_ns)? {
+            Named::Ip(ip) => self
+                .unparked
+                .values()
+                .filter(|(info, _)| info.cluster_ip == Some(ip))
+                .find_map(fresh),
+            Named::Service(svc, ns) => self
+                .unparked
+                .get(&(ns.to_owned(), svc.to_owned()))
+                .and_then(fresh),
+        }
+    }
+
+    fn named<'a>(&self, host: &'a str, caller_ns: Option<&'a str>) -> Option<Named<'a>> {
         let host = host.trim_end_matches('.');
         let bare_ip = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if let Ok(ip) = bare_ip.parse::<IpAddr>() {
-            return self.by_ip.get(&ip).cloned();
+            return Some(Named::Ip(ip));
         }
         let rest = host
             .strip_suffix(self.domain_suffix.as_str())
             .or_else(|| host.strip_suffix(".svc"))
             .unwrap_or(host);
-        let (svc, ns) = match rest.split_once('.') {
-            Some((svc, ns)) if !ns.contains('.') => (svc, ns),
-            Some(_) => return None,
+        match rest.split_once('.') {
+            Some((svc, ns)) if !ns.contains('.') => Some(Named::Service(svc, ns)),
+            Some(_) => None,
             // A bare name is the caller's own namespace's Service, nobody else's.
-            None => (rest, caller_ns?),
-        };
-        self.parked.get(ns)?.get(svc).cloned()
+            None => Some(Named::Service(rest, caller_ns?)),
+        }
     }
 
     /// Parked Services now.
@@ -252,29 +295,38 @@ impl ParkedIndex {
     }
 
     fn rebuild(&mut self) {
-        self.parked.clear();
+        let before = std::mem::take(&mut self.parked);
         self.by_ip.clear();
         let keys: Vec<Key> = self.by_service.keys().cloned().collect();
         for k in keys {
             self.recompute(&k);
+        }
+        for (ns, services) in before {
+            for (name, info) in services {
+                if self.parked.get(&ns).is_none_or(|m| !m.contains_key(&name)) {
+                    self.unparked
+                        .insert((ns.clone(), name), (info, Instant::now()));
+                }
+            }
         }
     }
 
     /// Brings the entries of Service `k` in line with its slices and its data.
     fn recompute(&mut self, k: &Key) {
         let (ns, name) = k;
-        if let Some(ip) = self
-            .parked
-            .get_mut(ns)
-            .and_then(|m| m.remove(name))
-            .and_then(|old| old.cluster_ip)
-        {
+        let old = self.parked.get_mut(ns).and_then(|m| m.remove(name));
+        if let Some(ip) = old.as_ref().and_then(|old| old.cluster_ip) {
             self.by_ip.remove(&ip);
         }
+        self.unparked
+            .retain(|key, (_, at)| key != k && at.elapsed() < UNPARKED_GRACE);
         let info = self.info(k);
         let Some(info) = info else {
             if self.parked.get(ns).is_some_and(HashMap::is_empty) {
                 self.parked.remove(ns);
+            }
+            if let Some(old) = old {
+                self.unparked.insert(k.clone(), (old, Instant::now()));
             }
             return;
         };

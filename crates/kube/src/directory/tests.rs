@@ -7,7 +7,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
 use super::endpoints::{Forbidden, pick};
-use super::index::ParkedIndex;
+use super::index::{ParkedIndex, UNPARKED_GRACE};
 use super::pods::namespace_of;
 
 const BASE: u16 = 8081;
@@ -153,6 +153,28 @@ fn the_index_follows_slices_and_services() {
     index.remove_service("apps", "other");
     assert!(index.lookup("other.apps", None).is_none());
     assert_eq!(index.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unparked_service_is_still_named_for_a_grace_period_then_forgotten() {
+    let mut index = index();
+    index.remove_slice(&parked_slice("apps", "web", "web-deploy"));
+    assert!(index.lookup("web.apps", None).is_none(), "no longer parked");
+    for host in ["web.apps", "web.apps.svc.cluster.local", "10.96.0.10"] {
+        let info = index.lookup_unparked(host, None).expect(host);
+        assert_eq!(info.target.name, "web-deploy");
+    }
+    assert!(index.lookup_unparked("web", Some("apps")).is_some());
+    assert!(index.lookup_unparked("web", Some("other")).is_none());
+    tokio::time::advance(UNPARKED_GRACE).await;
+    assert!(
+        index.lookup_unparked("web.apps", None).is_none(),
+        "forgotten"
+    );
+    // Parked again: it is parked, not remembered.
+    index.upsert_slice(&parked_slice("apps", "web", "web-deploy"));
+    index.upsert_service(&service("apps", "web", "10.96.0.10", None));
+    assert!(index.lookup("web.apps", None).is_some());
 }
 
 fn port() -> ListenerPort {
