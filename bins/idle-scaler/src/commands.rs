@@ -48,7 +48,7 @@ async fn job_parking(
 ) -> anyhow::Result<Arc<Job>> {
     let kube = KubeClusters::from_config(&settings.job);
     let routes = parking::read_routes(settings, &kube, first_addresses).await?;
-    let parker = parking::job_parker(settings, &kube, stop, first_addresses, routes).await?;
+    let parker = parking::job_parker(settings, &kube, stop, first_addresses, routes, None).await?;
     job_parked(settings, store, &kube, parker)
 }
 
@@ -88,8 +88,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     // watches.
     let kube = Arc::new(KubeClusters::from_config(&settings.job));
     let shutdown = CancellationToken::new();
-    let routes = parking::route_index(&settings, &kube).await?;
-    let parker = parking::job_parker(&settings, &kube, &shutdown, None, routes.clone()).await?;
+    let (routes, parker, (read, listening)) = parking::daemon(&settings, &kube, &shutdown).await?;
     let job = job_parked(&settings, store.clone(), &kube, parker.clone())?;
     let metrics = server::install_metrics(&shutdown)?;
     idle_scaler_core::metrics::prime_clusters(job.served_clusters());
@@ -99,6 +98,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         metrics,
         wake_token: settings.wake_token.as_deref().map(Arc::from),
         rejected: Arc::default(),
+        listening: Some(listening),
     };
     let http_stop = Shutdown::default();
     // Bound first: the kubelet's probes find it while the other listeners start.
@@ -154,7 +154,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         }
     };
     let parking_server = match waker {
-        Some(waker) => parking::serve_listener(&settings, &kube, waker, routes).await?,
+        Some(waker) => parking::serve_listener(&settings, &kube, waker, routes, read).await?,
         None => None,
     };
     info!(

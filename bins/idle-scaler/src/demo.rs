@@ -98,6 +98,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         wake_token: Some(token.as_str().into()),
         rejected: Arc::default(),
+        listening: None,
     };
     let limits = settings.http_limits;
     let (addr, http) = match server::serve(

@@ -164,13 +164,17 @@ pub async fn read_routes(
 /// only unparks what an earlier run left parked. `first_addresses`: wait at most this long
 /// for the watched waker Service's first addresses (a one-shot command, which would
 /// otherwise park before they are known; the daemon parks again on its reconcile).
-/// `routes`: the route index, whose routed ports are parked too.
+/// `routes`: the route index, whose routed ports are parked too. `listening`: this process's
+/// parking listener has read its directory (see [`serve_listener`]); the slices are pointed
+/// at the waker addresses only then, so a new waker pod is not sent requests for apps it
+/// cannot name yet.
 pub async fn job_parker(
     settings: &Settings,
     kube: &KubeClusters,
     shutdown: &CancellationToken,
     first_addresses: Option<Duration>,
     routes: Option<Arc<dyn RouteIndex>>,
+    listening: Option<watch::Receiver<bool>>,
 ) -> anyhow::Result<Option<(Arc<KubeParker>, Option<ClusterName>)>> {
     if !settings.job.enabled {
         return Ok(None);
@@ -204,9 +208,42 @@ pub async fn job_parker(
     if parking {
         info!(waker_addresses = %settings.waker_addresses, "parking slept apps at the waker");
         let (follower, token) = (parker.clone(), shutdown.clone());
-        tokio::spawn(async move { follower.follow_addresses(token).await });
+        tokio::spawn(async move {
+            if let Some(mut listening) = listening {
+                // Closed: no listener in this process, nothing to wait for.
+                let _ = listening.wait_for(|read| *read).await;
+            }
+            follower.follow_addresses(token).await;
+        });
     }
     Ok(Some((parker, cluster)))
+}
+
+/// What the daemon parks with: the route index, the job's parker (following the waker
+/// addresses once this process's listener has read its directory), and the channel that
+/// says it has (its sender for [`serve_listener`]).
+#[allow(clippy::type_complexity)] // a tuple the daemon takes apart at once
+pub async fn daemon(
+    settings: &Settings,
+    kube: &KubeClusters,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(
+    Option<Arc<dyn RouteIndex>>,
+    Option<(Arc<KubeParker>, Option<ClusterName>)>,
+    (watch::Sender<bool>, watch::Receiver<bool>),
+)> {
+    let routes = route_index(settings, kube).await?;
+    let (read, listening) = watch::channel(false);
+    let parker = job_parker(
+        settings,
+        kube,
+        shutdown,
+        None,
+        routes.clone(),
+        Some(listening.clone()),
+    )
+    .await?;
+    Ok((routes, parker, (read, listening)))
 }
 
 /// The parking listener, serving until its stop token is cancelled.
@@ -243,12 +280,15 @@ impl ParkingServer {
 
 /// Binds the parking listener's eight ports (`IDLE_SCALER_PARKING_LISTEN_ADDR`) and serves
 /// them through `waker`, with a directory of the waker's cluster and, when given, the route
-/// index for trusted gateways' public hostnames; `None` when it is off.
+/// index for trusted gateways' public hostnames; `None` when it is off. `listening` turns
+/// true once the directory has been read (or its first read was waited for in vain: the
+/// listener serves what it knows), and is dropped unset when there is no listener.
 pub async fn serve_listener(
     settings: &Settings,
     kube: &KubeClusters,
     waker: Arc<Waker>,
     routes: Option<Arc<dyn RouteIndex>>,
+    listening: watch::Sender<bool>,
 ) -> anyhow::Result<Option<ParkingServer>> {
     let Some(addr) = settings.parking_listen_addr else {
         info!("IDLE_SCALER_PARKING_LISTEN_ADDR is off: parked Services reach no waker here");
@@ -283,6 +323,7 @@ pub async fn serve_listener(
                     "parking directory not read yet; parked apps get the generic answer meanwhile"
                 );
             }
+            listening.send_replace(true);
         }
     });
     let mut listener = ParkingListener::new(waker, directory, limits.clone());

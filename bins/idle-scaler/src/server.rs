@@ -70,6 +70,9 @@ pub struct AppState {
     pub wake_token: Option<Arc<str>>,
     /// Logs refused wake requests, at most one line per period.
     pub rejected: Arc<rejected::RejectedLog>,
+    /// The parking listener's directory has been read (`None` or closed: no listener): a
+    /// waker pod that cannot name parked apps yet is not ready for their requests.
+    pub listening: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The router.
@@ -186,6 +189,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "reason": format!("no successful tick in the last {}s", stale_after.as_secs())})),
+        )
+            .into_response();
+    }
+    if let Some(listening) = &state.listening
+        && !*listening.borrow()
+        && listening.has_changed().is_ok()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "parking directory not read yet"})),
         )
             .into_response();
     }
