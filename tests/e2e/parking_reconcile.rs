@@ -137,11 +137,14 @@ async fn the_reconcile_unparks_an_app_woken_elsewhere_once_its_own_endpoints_are
     );
     watched.expect("the watcher saw the unpark");
 
-    assert!(
-        daemon.output().contains("unparked an app woken elsewhere"),
-        "{}",
-        daemon.output()
-    );
+    // The line follows the delete: the slice may be seen gone before it is written.
+    eventually(DEADLINE, "the daemon's log of the unpark", || async {
+        daemon
+            .output()
+            .contains("unparked an app woken elsewhere")
+            .then_some(())
+    })
+    .await;
     // The data plane sends callers to the app itself now.
     assert_eq!(
         dataplane::endpoints(&w.fake, "apps", "web", "http"),
