@@ -11,7 +11,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{App, Parked, pct, request};
+use common::{App, HOST, POD, Parked, pct};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
 /// Now on the system clock, in nanoseconds since the epoch.
@@ -20,18 +22,33 @@ fn now_ns() -> u64 {
     u64::try_from(since.as_nanos()).expect("nanoseconds")
 }
 
+/// One request on its own connection from the pod address, written and read as bytes (the
+/// listener closes the connection after the app's answer, so its end is the answer's end):
+/// the lightest client, so the clients' process takes little of the cores from the listener.
+async fn raw_request(to: std::net::SocketAddr) -> u64 {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(POD.parse().expect("ip"), 0))
+        .expect("bind source");
+    let mut stream = socket.connect(to).await.expect("connect");
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::with_capacity(512);
+    stream.read_to_end(&mut answer).await.expect("read");
+    let at = now_ns();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello from the app\n"),
+        "not the app's answer: {answer}"
+    );
+    at
+}
+
 /// The held clients' role: `COUNT` requests to `TO` at once, each on its connection; prints
 /// when each had its whole answer.
 async fn held() {
     let (to, count) = common::role_args();
-    let clients: Vec<_> = (0..count)
-        .map(|_| {
-            tokio::spawn(async move {
-                request(to).await;
-                now_ns()
-            })
-        })
-        .collect();
+    let clients: Vec<_> = (0..count).map(|_| tokio::spawn(raw_request(to))).collect();
     let mut out = String::new();
     for c in clients {
         out.push_str(&c.await.expect("client").to_string());
