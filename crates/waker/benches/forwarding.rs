@@ -21,8 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Parked, pct, request};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use common::{HOST, POD, Parked, pct};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -125,6 +128,30 @@ http {{
         }
         nginx
     }
+}
+
+/// One request on a new connection from the pod address (`Connection: close`: one request
+/// per connection, whoever answers), read to the end of the app's answer.
+pub async fn request(to: SocketAddr) {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(POD.parse().expect("ip"), 0))
+        .expect("bind source");
+    let stream = socket.connect(to).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/")
+        .header("host", HOST)
+        .header("connection", "close")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = sender.send_request(req).await.expect("answer");
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"hello from the app\n");
 }
 
 /// `count` requests to `to` by `CLIENTS` concurrent clients in a load process of its own:

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use idle_scaler_core::{
@@ -54,30 +54,6 @@ pub async fn app() -> SocketAddr {
         }
     });
     addr
-}
-
-/// One request on a new connection from the pod address (`Connection: close`: one request
-/// per connection, whoever answers), read to the end of the app's answer.
-pub async fn request(to: SocketAddr) {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(POD.parse().expect("ip"), 0))
-        .expect("bind source");
-    let stream = socket.connect(to).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .uri("/")
-        .header("host", HOST)
-        .header("connection", "close")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let res = sender.send_request(req).await.expect("answer");
-    assert_eq!(res.status(), 200);
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    assert_eq!(&body[..], b"hello from the app\n");
 }
 
 /// A slept app (`apps/web`, asleep with 1 replica to restore) whose Service is parked
