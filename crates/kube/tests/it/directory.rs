@@ -137,12 +137,11 @@ async fn the_index_follows_slices_created_and_deleted() {
         .delete("idle-scaler-web", &DeleteParams::default())
         .await
         .expect("delete");
-    until("the unparked service", || {
-        dir.lookup("web.apps", None).is_none()
-    })
-    .await;
-    assert!(dir.lookup(&ip, None).is_none());
-    assert_eq!(dir.parked_services(), 0);
+    until("the unparked service", || dir.parked_services() == 0).await;
+    // Still named for a grace period: a data plane that has not applied the unpark yet may
+    // still send its requests here.
+    assert!(dir.lookup("web.apps", None).is_some());
+    assert!(dir.lookup(&ip, None).is_some());
 }
 
 fn pod_lists(fake: &FakeApiServer) -> usize {
