@@ -28,3 +28,9 @@ pub trait RouteIndex: Send + Sync {
     /// when their name does not say HTTP.
     fn route_ports(&self, namespace: &str, service: &str) -> Vec<i32>;
 }
+
+mod matching;
+mod table;
+
+pub use matching::{gateway_host_matches, intersect_hostnames};
+pub use table::{PathMatch, Route, RouteKind, RouteRule, RouteTable};

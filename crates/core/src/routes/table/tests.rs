@@ -1,0 +1,242 @@
+use super::*;
+
+fn backend(ns: &str, svc: &str, port: Option<i32>) -> RouteBackend {
+    RouteBackend {
+        namespace: ns.into(),
+        service: svc.into(),
+        port,
+    }
+}
+
+fn rule(hosts: &[&str], path: PathMatch, svc: &str) -> RouteRule {
+    RouteRule {
+        hostnames: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        path,
+        rewrites: false,
+        default_backend: false,
+        backends: vec![backend("apps", svc, Some(80))],
+    }
+}
+
+fn prefix(p: &str) -> PathMatch {
+    PathMatch::Prefix(p.into())
+}
+
+fn exact(p: &str) -> PathMatch {
+    PathMatch::Exact(p.into())
+}
+
+fn route(kind: RouteKind, name: &str, created: i64, rules: Vec<RouteRule>) -> Route {
+    Route {
+        kind,
+        namespace: "apps".into(),
+        name: name.into(),
+        created,
+        rules,
+    }
+}
+
+fn http(name: &str, created: i64, rules: Vec<RouteRule>) -> Route {
+    route(RouteKind::HttpRoute, name, created, rules)
+}
+
+fn ingress(name: &str, created: i64, rules: Vec<RouteRule>) -> Route {
+    route(RouteKind::Ingress, name, created, rules)
+}
+
+/// The Service names `resolve` answers.
+fn services(t: &RouteTable, host: &str, path: &str) -> Vec<String> {
+    t.resolve(host, path)
+        .into_iter()
+        .map(|b| b.service)
+        .collect()
+}
+
+#[test]
+fn gateway_exact_host_wins_over_wildcards_and_the_longer_wildcard_first() {
+    let mut t = RouteTable::new();
+    t.upsert(http("any", 1, vec![rule(&[], prefix("/"), "any")]));
+    t.upsert(http("wide", 1, vec![rule(&["*.com"], prefix("/"), "wide")]));
+    t.upsert(http(
+        "wild",
+        2,
+        vec![rule(&["*.example.com"], prefix("/"), "wild")],
+    ));
+    t.upsert(http(
+        "shop",
+        3,
+        vec![rule(&["shop.example.com"], prefix("/"), "shop")],
+    ));
+    assert_eq!(services(&t, "shop.example.com", "/"), ["shop"]);
+    assert_eq!(services(&t, "a.b.example.com", "/x"), ["wild"]);
+    assert_eq!(services(&t, "b.example.com", "/"), ["wild"]);
+    // Never the bare suffix.
+    assert_eq!(services(&t, "example.com", "/"), ["wide"]);
+    assert_eq!(services(&t, "other.org", "/"), ["any"]);
+}
+
+#[test]
+fn gateway_path_precedence_exact_then_longest_prefix_on_segments() {
+    let mut t = RouteTable::new();
+    t.upsert(http(
+        "r",
+        1,
+        vec![
+            rule(&["h.test"], prefix("/"), "root"),
+            rule(&["h.test"], prefix("/foo"), "foo"),
+            rule(&["h.test"], prefix("/foo/bar"), "foobar"),
+        ],
+    ));
+    t.upsert(http(
+        "e",
+        5,
+        vec![rule(&["h.test"], exact("/foo"), "exact")],
+    ));
+    assert_eq!(services(&t, "h.test", "/foo"), ["exact"]);
+    assert_eq!(services(&t, "h.test", "/foo/"), ["foo"]);
+    assert_eq!(services(&t, "h.test", "/foo/bar/baz"), ["foobar"]);
+    assert_eq!(services(&t, "h.test", "/foobar"), ["root"]);
+    assert_eq!(services(&t, "h.test", ""), ["root"]);
+}
+
+#[test]
+fn ties_go_to_the_oldest_route_then_namespace_and_name() {
+    let mut t = RouteTable::new();
+    t.upsert(http("b", 10, vec![rule(&["h.test"], prefix("/"), "b")]));
+    t.upsert(http("c", 5, vec![rule(&["h.test"], prefix("/"), "c")]));
+    assert_eq!(services(&t, "h.test", "/"), ["c"]);
+    t.upsert(http("a", 5, vec![rule(&["h.test"], prefix("/"), "a")]));
+    assert_eq!(services(&t, "h.test", "/"), ["a"]);
+    // A later rule of the same route loses to its first.
+    t.upsert(http(
+        "a",
+        5,
+        vec![
+            rule(&["h.test"], prefix("/"), "first"),
+            rule(&["h.test"], prefix("/"), "second"),
+        ],
+    ));
+    assert_eq!(services(&t, "h.test", "/"), ["first"]);
+}
+
+#[test]
+fn a_rewriting_rule_matches_any_path_after_the_rules_that_match_it() {
+    let mut t = RouteTable::new();
+    let mut api = rule(&["h.test"], prefix("/api"), "api");
+    api.rewrites = true;
+    t.upsert(http(
+        "r",
+        1,
+        vec![api, rule(&["h.test"], prefix("/web"), "web")],
+    ));
+    // The waker sees `/v1/x` after `/api/v1/x` was rewritten.
+    assert_eq!(services(&t, "h.test", "/v1/x"), ["api"]);
+    assert_eq!(services(&t, "h.test", "/web/x"), ["web"]);
+}
+
+#[test]
+fn a_weighted_split_gives_every_backend_and_its_ports_are_counted() {
+    let mut t = RouteTable::new();
+    let mut split = rule(&["h.test"], prefix("/"), "blue");
+    split.backends.push(backend("apps", "green", Some(8080)));
+    split.backends.push(backend("apps", "blue", Some(9000)));
+    t.upsert(http("r", 1, vec![split]));
+    assert_eq!(services(&t, "h.test", "/"), ["blue", "green", "blue"]);
+    assert_eq!(t.route_ports("apps", "blue"), [80, 9000]);
+    assert_eq!(t.route_ports("apps", "green"), [8080]);
+    assert!(t.route_ports("apps", "red").is_empty());
+}
+
+#[test]
+fn ingress_wildcards_cover_one_label_and_the_longest_path_wins() {
+    let mut t = RouteTable::new();
+    t.upsert(ingress(
+        "i",
+        1,
+        vec![
+            rule(&["*.foo.com"], prefix("/"), "wild"),
+            rule(&["bar.foo.com"], prefix("/a"), "a"),
+            rule(&["bar.foo.com"], prefix("/a/b"), "ab"),
+            rule(&["bar.foo.com"], exact("/a/b"), "ab-exact"),
+            rule(&[], prefix("/"), "anyhost"),
+        ],
+    ));
+    assert_eq!(services(&t, "bar.foo.com", "/a/b"), ["ab-exact"]);
+    assert_eq!(services(&t, "bar.foo.com", "/a/b/c"), ["ab"]);
+    assert_eq!(services(&t, "bar.foo.com", "/a/bc"), ["a"]);
+    // The exact host has no rule for `/z`: the wildcard's.
+    assert_eq!(services(&t, "bar.foo.com", "/z"), ["wild"]);
+    assert_eq!(services(&t, "baz.bar.foo.com", "/"), ["anyhost"]);
+    assert_eq!(services(&t, "foo.com", "/"), ["anyhost"]);
+}
+
+#[test]
+fn the_ingress_default_backend_comes_after_rules_for_any_host() {
+    let mut t = RouteTable::new();
+    let mut default = rule(&[], prefix("/"), "default");
+    default.default_backend = true;
+    t.upsert(ingress("d", 1, vec![default]));
+    t.upsert(ingress("p", 9, vec![rule(&[], prefix("/p"), "p")]));
+    assert_eq!(services(&t, "x.test", "/p"), ["p"]);
+    assert_eq!(services(&t, "x.test", "/q"), ["default"]);
+}
+
+#[test]
+fn an_http_route_wins_over_an_ingress_for_the_same_host() {
+    let mut t = RouteTable::new();
+    t.upsert(ingress(
+        "i",
+        1,
+        vec![rule(&["h.test"], prefix("/"), "ingress")],
+    ));
+    t.upsert(http("r", 9, vec![rule(&["*.test"], prefix("/"), "route")]));
+    assert_eq!(services(&t, "h.test", "/"), ["route"]);
+    t.remove(RouteKind::HttpRoute, "apps", "r");
+    assert_eq!(services(&t, "h.test", "/"), ["ingress"]);
+}
+
+#[test]
+fn replacing_and_removing_a_route_leaves_nothing_of_its_old_rules() {
+    let mut t = RouteTable::new();
+    t.upsert(http(
+        "r",
+        1,
+        vec![rule(&["old.test", "*.old.test"], prefix("/"), "web")],
+    ));
+    t.upsert(http("r", 1, vec![rule(&["new.test"], prefix("/"), "web")]));
+    assert!(services(&t, "old.test", "/").is_empty());
+    assert!(services(&t, "a.old.test", "/").is_empty());
+    assert_eq!(services(&t, "new.test", "/"), ["web"]);
+    assert_eq!((t.len(), t.rules()), (1, 1));
+    assert!(t.remove(RouteKind::HttpRoute, "apps", "r"));
+    assert!(!t.remove(RouteKind::HttpRoute, "apps", "r"));
+    assert!(services(&t, "new.test", "/").is_empty());
+    assert!(t.route_ports("apps", "web").is_empty());
+    assert!(t.is_empty() && t.exact.is_empty() && t.wildcard.is_empty() && t.ports.is_empty());
+}
+
+#[test]
+fn replace_kind_swaps_one_kind_and_keeps_the_other() {
+    let mut t = RouteTable::new();
+    t.upsert(http("r1", 1, vec![rule(&["a.test"], prefix("/"), "a")]));
+    t.upsert(ingress("i", 1, vec![rule(&["i.test"], prefix("/"), "i")]));
+    t.replace_kind(
+        RouteKind::HttpRoute,
+        [http("r2", 1, vec![rule(&["b.test"], prefix("/"), "b")])],
+    );
+    assert!(services(&t, "a.test", "/").is_empty());
+    assert_eq!(services(&t, "b.test", "/"), ["b"]);
+    assert_eq!(services(&t, "i.test", "/"), ["i"]);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn ports_stay_while_another_rule_names_them() {
+    let mut t = RouteTable::new();
+    t.upsert(http("r1", 1, vec![rule(&["a.test"], prefix("/"), "web")]));
+    t.upsert(http("r2", 1, vec![rule(&["b.test"], prefix("/"), "web")]));
+    t.remove(RouteKind::HttpRoute, "apps", "r1");
+    assert_eq!(t.route_ports("apps", "web"), [80]);
+    t.remove(RouteKind::HttpRoute, "apps", "r2");
+    assert!(t.route_ports("apps", "web").is_empty());
+}
