@@ -18,7 +18,6 @@
 mod endpoints;
 mod index;
 mod pods;
-mod reflect;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -37,10 +36,10 @@ pub use endpoints::CONTROLLER;
 pub use index::CALLERS_ANNOTATION;
 
 use crate::parking::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::reflect::{Change, reflect};
 use endpoints::Forbidden;
 use index::ParkedIndex;
 use pods::PodNamespaces;
-use reflect::{Change, reflect};
 
 /// What a [`KubeParkingDirectory`] needs besides its client.
 #[derive(Debug, Clone)]

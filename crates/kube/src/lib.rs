@@ -50,6 +50,7 @@ mod mapping; // Kubernetes errors -> the core's outcomes, and one bounded reques
 mod parker; // KubeParker: writes, unparks and re-points the parked slices
 pub mod parking; // which Services a sleep parks at the waker, and their slices (pure)
 mod readiness;
+mod reflect; // list then watch one resource, resumed, listed again on 410
 pub mod routes; // public hostnames of HTTPRoutes and Ingresses -> their backend Services
 pub mod waker_addresses; // where parked slices point: static, watched, or a host's channel
 

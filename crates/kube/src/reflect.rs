@@ -1,5 +1,5 @@
 //! List, then watch from the list's `resourceVersion`, resume after a watch ends, list again
-//! after `410 Gone`: one resource kept current for the directory.
+//! after `410 Gone`: one resource kept current for the parking directory and the route index.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -22,7 +22,7 @@ const PAUSE_MAX: Duration = Duration::from_secs(10);
 
 /// What the watched set did.
 #[derive(Debug)]
-pub(super) enum Change<K> {
+pub(crate) enum Change<K> {
     /// A complete list: replaces everything known.
     Listed(Vec<K>),
     /// Added or modified.
@@ -33,22 +33,37 @@ pub(super) enum Change<K> {
 
 /// Keeps `api`'s objects (narrowed by `labels`) current through `on`, until the task is
 /// dropped. `what` names the resource in logs.
-pub(super) async fn reflect<K>(
+pub(crate) async fn reflect<K>(
     api: Api<K>,
     labels: Option<String>,
     timeout: Duration,
     what: &'static str,
-    mut on: impl FnMut(Change<K>) + Send,
+    on: impl FnMut(Change<K>) + Send,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    reflect_kept(api, labels, timeout, what, |k| k, on).await;
+}
+
+/// [`reflect`] passing on what `keep` makes of each object, applied as each list page
+/// arrives: a complete list holds only the kept forms, never every object at once.
+pub(crate) async fn reflect_kept<K, T>(
+    api: Api<K>,
+    labels: Option<String>,
+    timeout: Duration,
+    what: &'static str,
+    mut keep: impl FnMut(K) -> T + Send,
+    mut on: impl FnMut(Change<T>) + Send,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut pause = PAUSE_FIRST;
     let mut failing = false;
     'list: loop {
-        let mut version = match list(&api, labels.as_deref(), timeout, what).await {
+        let mut version = match list(&api, labels.as_deref(), timeout, what, &mut keep).await {
             Ok((items, version)) => {
                 if failing {
-                    info!(resource = what, "parking directory: listing works again");
+                    info!(resource = what, "watch: listing works again");
                     failing = false;
                 }
                 on(Change::Listed(items));
@@ -57,7 +72,7 @@ pub(super) async fn reflect<K>(
             }
             Err(e) => {
                 if !failing {
-                    warn!(resource = what, error = %idle_scaler_core::error_chain(&e), "parking directory: list failed; retrying");
+                    warn!(resource = what, error = %idle_scaler_core::error_chain(&e), "watch: list failed; retrying");
                     failing = true;
                 }
                 tokio::time::sleep(pause).await;
@@ -73,7 +88,7 @@ pub(super) async fn reflect<K>(
             let stream = match api.watch(&wp, &version).await {
                 Ok(s) => s,
                 Err(e) => {
-                    debug!(resource = what, error = %e, "parking directory: watch refused; listing again");
+                    debug!(resource = what, error = %e, "watch: watch refused; listing again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(PAUSE_MAX);
                     continue 'list;
@@ -85,7 +100,7 @@ pub(super) async fn reflect<K>(
                 let event = match event {
                     Ok(e) => e,
                     Err(e) => {
-                        debug!(resource = what, error = %e, "parking directory: watch broke; resuming");
+                        debug!(resource = what, error = %e, "watch: watch broke; resuming");
                         break;
                     }
                 };
@@ -95,13 +110,13 @@ pub(super) async fn reflect<K>(
                         if let Some(v) = o.meta().resource_version.clone() {
                             version = v;
                         }
-                        on(Change::Applied(o));
+                        on(Change::Applied(keep(o)));
                     }
                     WatchEvent::Deleted(o) => {
                         if let Some(v) = o.meta().resource_version.clone() {
                             version = v;
                         }
-                        on(Change::Deleted(o));
+                        on(Change::Deleted(keep(o)));
                     }
                     WatchEvent::Bookmark(b) => version = b.metadata.resource_version,
                     WatchEvent::Error(status) => {
@@ -109,7 +124,7 @@ pub(super) async fn reflect<K>(
                         debug!(
                             resource = what,
                             code = status.code,
-                            "parking directory: watch error; listing again"
+                            "watch: watch error; listing again"
                         );
                         if status.code != 410 {
                             tokio::time::sleep(pause).await;
@@ -130,13 +145,14 @@ pub(super) async fn reflect<K>(
     }
 }
 
-/// Every object, page by page, and the list's version.
-async fn list<K>(
+/// Every object, page by page, kept by `keep`, and the list's version.
+async fn list<K, T>(
     api: &Api<K>,
     labels: Option<&str>,
     timeout: Duration,
     what: &'static str,
-) -> idle_scaler_core::Result<(Vec<K>, String)>
+    keep: &mut impl FnMut(K) -> T,
+) -> idle_scaler_core::Result<(Vec<T>, String)>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -156,10 +172,13 @@ where
                 .with_reach(idle_scaler_core::Reach::NoAnswer));
             }
         };
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(&mut *keep));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
