@@ -11,6 +11,8 @@ mod parking_park; // park: the planned slices, their writes and preconditions, s
 mod parking_unpark; // unpark only once the app's own endpoints are ready; parked()
 mod pool; // the client's connection pool: idle connections bounded and closed
 mod readiness; // the watch until a replica is ready, and the RBAC it needs
+mod routes; // the route index: hostnames of Ingresses and accepted HTTPRoutes -> backends
+mod routes_rss; // memory and time to index 100,000 HTTPRoutes (ignored)
 mod scale; // happy paths and the resourceVersion precondition
 mod tls; // https: CA, platform roots, skip-verify, server name, client and exec certificates, proxy-url
 
