@@ -10,7 +10,8 @@
 //!    that rewrites the path matches every path (the waker sees the rewritten one) and
 //!    comes after the rules that match the path as written. Ingress: the longest matching
 //!    path, `Exact` before `Prefix` at equal length.
-//! 4. The oldest route, then `namespace/name` alphabetically, then the rule's order.
+//! 4. The oldest route, then the string `namespace/name` alphabetically (as the Gateway
+//!    API words it), then the rule's order.
 //!
 //! Header, query and method matches are not kept: the waker only needs to know which app a
 //! request may be for, so a rule with them matches on host and path alone.
@@ -19,7 +20,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::RouteBackend;
-use super::matching::prefix_matches;
+use lookup::{Step, best};
+
+mod lookup;
 
 /// Which API a route comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,28 +74,76 @@ pub struct Route {
     pub rules: Vec<RouteRule>,
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct RouteId {
-    kind: RouteKind,
-    namespace: Box<str>,
-    name: Box<str>,
+/// A kept rule: strings shared (hostnames with the host maps, namespaces and paths
+/// interned, Services with the port counts), so 100,000 routes stay small.
+#[derive(Debug)]
+struct Rule {
+    hostnames: Box<[Arc<str>]>,
+    path: Arc<str>,
+    exact: bool,
+    rewrites: bool,
+    default_backend: bool,
+    backends: Box<[Backend]>,
+}
+
+#[derive(Debug)]
+struct Backend {
+    namespace: Arc<str>,
+    service: Arc<str>,
+    port: Option<i32>,
 }
 
 #[derive(Debug)]
 struct Stored {
     created: i64,
-    rules: Box<[RouteRule]>,
+    rules: Box<[Rule]>,
 }
 
-/// Which rules a lookup step considers.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    /// Rules naming this hostname (exact, or the `*.` pattern).
-    Host(&'a str),
-    /// Rules for any host.
-    AnyHost,
-    /// Ingress default backends.
-    Default,
+/// The routes of one host key: nearly always one.
+#[derive(Debug)]
+enum Ids {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Ids {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<str>> {
+        match self {
+            Self::One(k) => std::slice::from_ref(k).iter(),
+            Self::Many(v) => v.iter(),
+        }
+    }
+
+    fn add(&mut self, key: &Arc<str>) {
+        if self.iter().any(|k| k == key) {
+            return;
+        }
+        match self {
+            Self::One(k) => *self = Self::Many(vec![k.clone(), key.clone()]),
+            Self::Many(v) => v.push(key.clone()),
+        }
+    }
+
+    /// Removes `key`; whether none is left.
+    fn remove(&mut self, key: &str) -> bool {
+        match self {
+            Self::One(k) => **k == *key,
+            Self::Many(v) => {
+                v.retain(|k| **k != *key);
+                v.is_empty()
+            }
+        }
+    }
+}
+
+/// One kind's routes, by `namespace/name`, and their keys by host.
+#[derive(Debug, Default)]
+struct KindTable {
+    routes: HashMap<Arc<str>, Stored>,
+    exact: HashMap<Arc<str>, Ids>,
+    /// By the suffix after `*.`.
+    wildcard: HashMap<Arc<str>, Ids>,
+    any_host: HashSet<Arc<str>>,
 }
 
 /// The route index's table: every route by its key, and the keys by exact hostname, by
@@ -100,14 +151,42 @@ enum Step<'a> {
 /// and a lookup reads only the routes of the request's host.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: HashMap<Arc<RouteId>, Stored>,
-    exact: HashMap<Box<str>, Vec<Arc<RouteId>>>,
-    /// By the suffix after `*.`.
-    wildcard: HashMap<Box<str>, Vec<Arc<RouteId>>>,
-    any_host: HashSet<Arc<RouteId>>,
+    kinds: [KindTable; 2],
     /// namespace -> Service -> (port, how many rules name it).
-    ports: HashMap<String, HashMap<String, Vec<(i32, u32)>>>,
+    ports: HashMap<Arc<str>, HashMap<Arc<str>, Vec<(i32, u32)>>>,
+    /// Namespaces and paths, shared.
+    strings: HashSet<Arc<str>>,
     rules: usize,
+}
+
+fn slot(kind: RouteKind) -> usize {
+    match kind {
+        RouteKind::HttpRoute => 0,
+        RouteKind::Ingress => 1,
+    }
+}
+
+fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = strings.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = Arc::from(s);
+    strings.insert(a.clone());
+    a
+}
+
+/// The key of `host` in `map` (shared with the rule that names it), added with `key`.
+fn register(map: &mut HashMap<Arc<str>, Ids>, host: &str, key: &Arc<str>) -> Arc<str> {
+    let shared = map.get_key_value(host).map(|(h, _)| h.clone());
+    if let Some(h) = shared {
+        if let Some(ids) = map.get_mut(host) {
+            ids.add(key);
+        }
+        return h;
+    }
+    let h: Arc<str> = Arc::from(host);
+    map.insert(h.clone(), Ids::One(key.clone()));
+    h
 }
 
 impl RouteTable {
@@ -118,12 +197,12 @@ impl RouteTable {
 
     /// Routes in the table.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.kinds.iter().map(|k| k.routes.len()).sum()
     }
 
     /// Whether the table holds no route.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len() == 0
     }
 
     /// Rules in the table.
@@ -134,60 +213,110 @@ impl RouteTable {
     /// Adds `route`, or replaces the route of the same kind, namespace and name. A route
     /// without rules is removed.
     pub fn upsert(&mut self, route: Route) {
-        let id = Arc::new(RouteId {
-            kind: route.kind,
-            namespace: route.namespace.into(),
-            name: route.name.into(),
-        });
-        self.remove_id(&id);
+        let key: Arc<str> = Arc::from(format!("{}/{}", route.namespace, route.name));
+        self.remove_key(route.kind, &key);
         if route.rules.is_empty() {
             return;
         }
-        for rule in &route.rules {
-            for h in &rule.hostnames {
-                let (map, key) = match h.strip_prefix("*.") {
-                    Some(suffix) => (&mut self.wildcard, suffix),
-                    None => (&mut self.exact, h.as_str()),
-                };
-                let ids = map.entry(key.into()).or_default();
-                if !ids.contains(&id) {
-                    ids.push(id.clone());
-                }
-            }
+        let n = route.rules.len();
+        let mut rules = Vec::with_capacity(n);
+        for rule in route.rules {
+            let kt = &mut self.kinds[slot(route.kind)];
+            let hostnames = rule
+                .hostnames
+                .iter()
+                .map(|h| match h.strip_prefix("*.") {
+                    Some(suffix) => {
+                        register(&mut kt.wildcard, suffix, &key);
+                        Arc::from(h.as_str())
+                    }
+                    None => register(&mut kt.exact, h, &key),
+                })
+                .collect();
             if rule.hostnames.is_empty() {
-                self.any_host.insert(id.clone());
+                kt.any_host.insert(key.clone());
             }
+            let (path, exact) = match &rule.path {
+                PathMatch::Exact(p) => (p, true),
+                PathMatch::Prefix(p) => (p, false),
+            };
+            let path = intern(&mut self.strings, path);
+            let backends = rule.backends.iter().map(|b| self.add_backend(b)).collect();
+            rules.push(Rule {
+                hostnames,
+                path,
+                exact,
+                rewrites: rule.rewrites,
+                default_backend: rule.default_backend,
+                backends,
+            });
         }
-        self.count_ports(&route.rules, true);
-        self.rules += route.rules.len();
-        self.routes.insert(
-            id,
+        self.rules += n;
+        self.kinds[slot(route.kind)].routes.insert(
+            key,
             Stored {
                 created: route.created,
-                rules: route.rules.into_boxed_slice(),
+                rules: rules.into_boxed_slice(),
             },
         );
     }
 
+    /// A backend kept: its namespace interned, its Service shared with its port count.
+    fn add_backend(&mut self, b: &RouteBackend) -> Backend {
+        let namespace = intern(&mut self.strings, &b.namespace);
+        let Some(port) = b.port else {
+            return Backend {
+                namespace,
+                service: Arc::from(b.service.as_str()),
+                port: None,
+            };
+        };
+        let by_service = self.ports.entry(namespace.clone()).or_default();
+        let service = match by_service.get_key_value(b.service.as_str()) {
+            Some((s, _)) => s.clone(),
+            None => Arc::from(b.service.as_str()),
+        };
+        let counts = by_service.entry(service.clone()).or_default();
+        match counts.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((port, 1)),
+        }
+        Backend {
+            namespace,
+            service,
+            port: Some(port),
+        }
+    }
+
+    fn remove_backend(&mut self, b: &Backend) {
+        let Some(port) = b.port else { return };
+        let Some(by_service) = self.ports.get_mut(&b.namespace) else {
+            return;
+        };
+        if let Some(counts) = by_service.get_mut(&b.service) {
+            if let Some((_, n)) = counts.iter_mut().find(|(p, _)| *p == port) {
+                *n -= 1;
+            }
+            counts.retain(|(_, n)| *n > 0);
+            if counts.is_empty() {
+                by_service.remove(&b.service);
+            }
+        }
+        if by_service.is_empty() {
+            self.ports.remove(&b.namespace);
+        }
+    }
+
     /// Removes the route `kind` `namespace/name`; whether it was there.
     pub fn remove(&mut self, kind: RouteKind, namespace: &str, name: &str) -> bool {
-        self.remove_id(&RouteId {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        })
+        self.remove_key(kind, &format!("{namespace}/{name}"))
     }
 
     /// Replaces every route of `kind` by `routes` (a complete list).
     pub fn replace_kind(&mut self, kind: RouteKind, routes: impl IntoIterator<Item = Route>) {
-        let old: Vec<Arc<RouteId>> = self
-            .routes
-            .keys()
-            .filter(|id| id.kind == kind)
-            .cloned()
-            .collect();
-        for id in old {
-            self.remove_id(&id);
+        let old: Vec<Arc<str>> = self.kinds[slot(kind)].routes.keys().cloned().collect();
+        for key in old {
+            self.remove_key(kind, &key);
         }
         for r in routes {
             debug_assert_eq!(r.kind, kind);
@@ -195,49 +324,38 @@ impl RouteTable {
         }
     }
 
-    fn remove_id(&mut self, id: &RouteId) -> bool {
-        let Some((id, stored)) = self.routes.remove_entry(id) else {
+    fn remove_key(&mut self, kind: RouteKind, key: &str) -> bool {
+        let kt = &mut self.kinds[slot(kind)];
+        let Some(stored) = kt.routes.remove(key) else {
             return false;
         };
+        let mut shared = Vec::new();
         for rule in &stored.rules {
             for h in &rule.hostnames {
-                let (map, key) = match h.strip_prefix("*.") {
-                    Some(suffix) => (&mut self.wildcard, suffix),
-                    None => (&mut self.exact, h.as_str()),
+                let (map, host) = match h.strip_prefix("*.") {
+                    Some(suffix) => (&mut kt.wildcard, suffix),
+                    None => (&mut kt.exact, &**h),
                 };
-                if let Some(ids) = map.get_mut(key) {
-                    ids.retain(|i| *i != id);
-                    if ids.is_empty() {
-                        map.remove(key);
-                    }
+                if map.get_mut(host).is_some_and(|ids| ids.remove(key)) {
+                    map.remove(host);
                 }
             }
+            shared.push(rule.path.clone());
         }
-        self.any_host.remove(&id);
-        self.count_ports(&stored.rules, false);
+        kt.any_host.remove(key);
+        for b in stored.rules.iter().flat_map(|r| &r.backends) {
+            shared.push(b.namespace.clone());
+            self.remove_backend(b);
+        }
         self.rules -= stored.rules.len();
-        true
-    }
-
-    fn count_ports(&mut self, rules: &[RouteRule], add: bool) {
-        for b in rules.iter().flat_map(|r| &r.backends) {
-            let Some(port) = b.port else { continue };
-            let by_service = self.ports.entry(b.namespace.clone()).or_default();
-            let counts = by_service.entry(b.service.clone()).or_default();
-            match counts.iter_mut().find(|(p, _)| *p == port) {
-                Some((_, n)) if add => *n += 1,
-                Some((_, n)) => *n -= 1,
-                None if add => counts.push((port, 1)),
-                None => {}
-            }
-            counts.retain(|(_, n)| *n > 0);
-            if counts.is_empty() {
-                by_service.remove(&b.service);
-                if by_service.is_empty() {
-                    self.ports.remove(&b.namespace);
-                }
+        drop(stored);
+        // Ours and the interner's: no rule holds it any more.
+        for s in shared {
+            if Arc::strong_count(&s) == 2 && !self.ports.contains_key(&s) {
+                self.strings.remove(&s);
             }
         }
+        true
     }
 
     /// The ports of `namespace/service` some rule names, ascending.
@@ -263,10 +381,11 @@ impl RouteTable {
     }
 
     fn resolve_kind(&self, kind: RouteKind, host: &str, path: &str) -> Option<Vec<RouteBackend>> {
-        if let Some(b) = self
+        let kt = &self.kinds[slot(kind)];
+        if let Some(b) = kt
             .exact
             .get(host)
-            .and_then(|ids| self.best(kind, ids, Step::Host(host), path))
+            .and_then(|ids| best(kind, kt, ids.iter(), Step::Host(host), path))
         {
             return Some(b);
         }
@@ -276,9 +395,9 @@ impl RouteTable {
             if label.is_empty() {
                 break;
             }
-            if let Some(ids) = self.wildcard.get(suffix) {
+            if let Some(ids) = kt.wildcard.get(suffix) {
                 let pattern = format!("*.{suffix}");
-                if let Some(b) = self.best(kind, ids, Step::Host(&pattern), path) {
+                if let Some(b) = best(kind, kt, ids.iter(), Step::Host(&pattern), path) {
                     return Some(b);
                 }
             }
@@ -287,68 +406,8 @@ impl RouteTable {
             }
             rest = suffix;
         }
-        self.best(kind, &self.any_host, Step::AnyHost, path)
-            .or_else(|| self.best(kind, &self.any_host, Step::Default, path))
-    }
-
-    /// The backends of the best rule of `ids` (routes of `kind`) that `step` and `path`
-    /// select.
-    fn best<'a>(
-        &self,
-        kind: RouteKind,
-        ids: impl IntoIterator<Item = &'a Arc<RouteId>>,
-        step: Step<'_>,
-        path: &str,
-    ) -> Option<Vec<RouteBackend>> {
-        let mut best: Option<(Rank<'_>, &RouteRule)> = None;
-        for id in ids.into_iter().filter(|id| id.kind == kind) {
-            let Some(stored) = self.routes.get(id) else {
-                continue;
-            };
-            for (i, rule) in stored.rules.iter().enumerate() {
-                let selected = match step {
-                    Step::Host(h) => rule.hostnames.iter().any(|n| n == h),
-                    Step::AnyHost => rule.hostnames.is_empty() && !rule.default_backend,
-                    Step::Default => rule.default_backend,
-                };
-                if !selected {
-                    continue;
-                }
-                let Some(path_rank) = path_rank(kind, rule, path) else {
-                    continue;
-                };
-                let rank = (path_rank, stored.created, &*id.namespace, &*id.name, i);
-                if best.as_ref().is_none_or(|(b, _)| rank < *b) {
-                    best = Some((rank, rule));
-                }
-            }
-        }
-        best.map(|(_, rule)| rule.backends.clone())
-    }
-}
-
-/// Lower ranks first: (path rank, created, namespace, name, rule index).
-type Rank<'a> = ((i64, i64), i64, &'a str, &'a str, usize);
-
-/// How well `rule`'s path match fits `path` (lower is better); `None`: it does not match.
-fn path_rank(kind: RouteKind, rule: &RouteRule, path: &str) -> Option<(i64, i64)> {
-    let len = |p: &str| i64::try_from(p.trim_end_matches('/').len()).unwrap_or(i64::MAX);
-    match kind {
-        RouteKind::HttpRoute => {
-            if rule.rewrites {
-                return Some((2, 0));
-            }
-            match &rule.path {
-                PathMatch::Exact(p) => (p == path).then_some((0, 0)),
-                PathMatch::Prefix(p) => prefix_matches(p, path).then(|| (1, -len(p))),
-            }
-        }
-        RouteKind::Ingress => match &rule.path {
-            PathMatch::Exact(p) => {
-                (p == path).then(|| (-i64::try_from(p.len()).unwrap_or(i64::MAX), 0))
-            }
-            PathMatch::Prefix(p) => prefix_matches(p, path).then(|| (-len(p), 1)),
-        },
+        best(kind, kt, &kt.any_host, Step::AnyHost, path)
+            .or_else(|| best(kind, kt, &kt.any_host, Step::Default, path))
     }
 }
 

@@ -219,3 +219,25 @@ async fn a_forbidden_kind_is_skipped_and_the_others_indexed() {
     assert_eq!(services(&idx, "shop.example.test", "/"), ["apps/shop"]);
     assert!(services(&idx, "legacy.example.org", "/").is_empty());
 }
+
+#[tokio::test]
+async fn a_list_of_many_pages_is_indexed_whole() {
+    let fake = FakeApiServer::start().await;
+    let n = 1_201;
+    fake.put_objects(
+        (0..n).map(|i| ingress(&format!("i-{i}"), &format!("h{i}.example.org"), "web", 80)),
+    );
+    let idx = index(&fake, Duration::from_secs(180));
+    assert!(idx.synced(TIMEOUT).await);
+    assert_eq!(idx.routes(), n);
+    assert_eq!(services(&idx, "h1200.example.org", "/"), ["apps/web"]);
+    let pages = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.ends_with("/ingresses")
+                && r.query.as_deref().is_some_and(|q| q.contains("continue="))
+        })
+        .count();
+    assert_eq!(pages, 2, "pages of 500 after the first");
+}

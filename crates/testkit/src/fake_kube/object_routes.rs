@@ -45,9 +45,7 @@ pub(super) fn route(
                     api_version: res.api_version(),
                     namespace: ns.map(str::to_owned),
                 };
-                watch::watch(shared, target, req, selected, |o| {
-                    o.list_obj(res, ns).into_iter().cloned().collect()
-                })
+                watch::watch(shared, target, req, selected, |o| o.list_obj(res, ns))
             }
             Ok(selected) => list(shared, res, ns, req, selected),
         },
@@ -151,16 +149,43 @@ fn list(
     selected: impl Fn(&Value) -> bool,
 ) -> Response<Body> {
     let st = shared.lock();
-    let items: Vec<&Value> = st
+    // Pages as the apiserver serves them (`limit`, then `continue`): the token names the
+    // next page's first object as `namespace/name` (objects are kept in that order).
+    let from = req.query_param("continue").map(|t| {
+        let t = watch::decode(&t);
+        let (ns, name) = t.split_once('/').unwrap_or_default();
+        (ns.to_owned(), name.to_owned())
+    });
+    let mut items: Vec<&Value> = st
         .objects
         .list_obj(res, ns)
         .into_iter()
-        .filter(|v| selected(v))
+        .filter(|v| {
+            from.as_ref()
+                .is_none_or(|(n, m)| key(v) >= (n.as_str(), m.as_str()))
+                && selected(v)
+        })
         .collect();
+    let limit = req
+        .query_param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let next = limit.filter(|l| items.len() > *l).map(|l| {
+        let (ns, name) = key(items[l]);
+        items.truncate(l);
+        format!("{ns}/{name}")
+    });
     let rv = st.objects.revision();
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::object_table(res, &items, &rv));
     }
     let kind = format!("{}List", res.kind);
-    list_response(&kind, &res.api_version(), &rv, &items)
+    list_response(&kind, &res.api_version(), &rv, next.as_deref(), &items)
+}
+
+/// An object's place in list order: (namespace, name).
+fn key(v: &Value) -> (&str, &str) {
+    let m = &v["metadata"];
+    let f = |k: &str| m[k].as_str().unwrap_or_default();
+    (f("namespace"), f("name"))
 }

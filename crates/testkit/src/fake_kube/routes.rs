@@ -191,17 +191,23 @@ fn served(shared: &Shared, group: &str, version: &str, plural: &str) -> Option<R
 }
 
 /// A `{kind}List` answer, written straight from the stored objects (100,000 of them are
-/// not cloned first); items carry no kind/apiVersion, like the apiserver's.
+/// not cloned first); items carry no kind/apiVersion, like the apiserver's. `next`: the
+/// `continue` token of the next page.
 pub(super) fn list_response(
     kind: &str,
     api_version: &str,
     rv: &str,
+    next: Option<&str>,
     items: &[&Value],
 ) -> Response<Body> {
+    let mut meta = serde_json::json!({ "resourceVersion": rv });
+    if let Some(token) = next {
+        meta["continue"] = token.into();
+    }
     let head = serde_json::json!({
         "kind": kind,
         "apiVersion": api_version,
-        "metadata": { "resourceVersion": rv },
+        "metadata": meta,
     })
     .to_string();
     let mut out = Vec::with_capacity(head.len() + items.len() * 512);
@@ -246,9 +252,7 @@ fn watch_deployments(shared: &Shared, ns: &str, req: &RecordedRequest) -> Respon
         namespace: Some(ns.to_owned()),
     };
     let selected = move |d: &Value| name.as_deref().is_none_or(|n| d["metadata"]["name"] == n);
-    watch::watch(shared, target, req, selected, |o| {
-        o.list(Some(ns)).into_iter().cloned().collect()
-    })
+    watch::watch(shared, target, req, selected, |o| o.list(Some(ns)))
 }
 
 fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Body> {
@@ -263,7 +267,7 @@ fn list(shared: &Shared, ns: Option<&str>, req: &RecordedRequest) -> Response<Bo
     if wants_table(req) {
         return json_response(StatusCode::OK, &table::deployment_table(&items, &rv));
     }
-    list_response("DeploymentList", "apps/v1", &rv, &items)
+    list_response("DeploymentList", "apps/v1", &rv, None, &items)
 }
 
 /// A patch is applied to the current Scale under the lock, then written like a PUT, so a

@@ -89,13 +89,15 @@ fn line(target: &Target, kind: &str, object: &Value) -> Bytes {
 
 /// The watch answer: first the current state of the selected objects newer than the
 /// version asked for (the events a real apiserver would replay), then every later event.
-/// `selected` filters by selectors; `current` lists the objects under the store's lock.
+/// `selected` filters by selectors; `current` lists the objects under the store's lock
+/// (borrowed: only those replayed are encoded, so a watch of 100,000 objects from a recent
+/// version copies none of them).
 pub(super) fn watch(
     shared: &Shared,
     target: Target,
     req: &RecordedRequest,
     selected: impl Fn(&Value) -> bool + Send + Sync + 'static,
-    current: impl FnOnce(&Objects) -> Vec<Value>,
+    current: impl for<'a> FnOnce(&'a Objects) -> Vec<&'a Value>,
 ) -> Response<Body> {
     let since: u64 = req
         .query_param("resourceVersion")
