@@ -42,17 +42,21 @@ pub(crate) async fn reflect<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    reflect_kept(api, labels, timeout, what, |k| k, on).await;
+    reflect_kept(api, labels, timeout, what, |k| k, |items, _| items, on).await;
 }
 
 /// [`reflect`] passing on what `keep` makes of each object, applied as each list page
-/// arrives: a complete list holds only the kept forms, never every object at once.
+/// arrives: a complete list holds only the kept forms, never every object at once. `page`
+/// sees each page's kept forms (and whether it is a list's first) and returns those the
+/// complete list carries: a caller that applies pages as they come returns none, so a list
+/// of 100,000 objects is never held whole.
 pub(crate) async fn reflect_kept<K, T>(
     api: Api<K>,
     labels: Option<String>,
     timeout: Duration,
     what: &'static str,
     mut keep: impl FnMut(K) -> T + Send,
+    mut page: impl FnMut(Vec<T>, bool) -> Vec<T> + Send,
     mut on: impl FnMut(Change<T>) + Send,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
@@ -60,7 +64,9 @@ pub(crate) async fn reflect_kept<K, T>(
     let mut pause = PAUSE_FIRST;
     let mut failing = false;
     'list: loop {
-        let mut version = match list(&api, labels.as_deref(), timeout, what, &mut keep).await {
+        let mut version = match list(&api, labels.as_deref(), timeout, what, &mut keep, &mut page)
+            .await
+        {
             Ok((items, version)) => {
                 if failing {
                     info!(resource = what, "watch: listing works again");
@@ -152,11 +158,13 @@ async fn list<K, T>(
     timeout: Duration,
     what: &'static str,
     keep: &mut impl FnMut(K) -> T,
+    page_hook: &mut impl FnMut(Vec<T>, bool) -> Vec<T>,
 ) -> idle_scaler_core::Result<(Vec<T>, String)>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let mut items = Vec::new();
+    let mut first = true;
     let mut lp = ListParams::default().limit(PAGE);
     if let Some(l) = labels {
         lp = lp.labels(l);
@@ -172,7 +180,9 @@ where
                 .with_reach(idle_scaler_core::Reach::NoAnswer));
             }
         };
-        items.extend(page.items.into_iter().map(&mut *keep));
+        let kept: Vec<T> = page.items.into_iter().map(&mut *keep).collect();
+        items.extend(page_hook(kept, first));
+        first = false;
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => return Ok((items, page.metadata.resource_version.unwrap_or_default())),

@@ -96,6 +96,8 @@ struct Backend {
 #[derive(Debug)]
 struct Stored {
     created: i64,
+    /// The list (of its kind) that last wrote it.
+    generation: u32,
     rules: Box<[Rule]>,
 }
 
@@ -144,6 +146,8 @@ struct KindTable {
     /// By the suffix after `*.`.
     wildcard: HashMap<Arc<str>, Ids>,
     any_host: HashSet<Arc<str>>,
+    /// The list in progress or last completed.
+    generation: u32,
 }
 
 /// The route index's table: every route by its key, and the keys by exact hostname, by
@@ -256,6 +260,7 @@ impl RouteTable {
             key,
             Stored {
                 created: route.created,
+                generation: self.kinds[slot(route.kind)].generation,
                 rules: rules.into_boxed_slice(),
             },
         );
@@ -314,13 +319,34 @@ impl RouteTable {
 
     /// Replaces every route of `kind` by `routes` (a complete list).
     pub fn replace_kind(&mut self, kind: RouteKind, routes: impl IntoIterator<Item = Route>) {
-        let old: Vec<Arc<str>> = self.kinds[slot(kind)].routes.keys().cloned().collect();
-        for key in old {
-            self.remove_key(kind, &key);
-        }
+        self.start_list(kind);
         for r in routes {
             debug_assert_eq!(r.kind, kind);
             self.upsert(r);
+        }
+        self.finish_list(kind);
+    }
+
+    /// A complete list of `kind` starts: it comes through [`RouteTable::upsert`] a page at
+    /// a time (lookups meanwhile see old and new routes), and
+    /// [`RouteTable::finish_list`] removes the routes it did not bring.
+    pub fn start_list(&mut self, kind: RouteKind) {
+        let kt = &mut self.kinds[slot(kind)];
+        kt.generation = kt.generation.wrapping_add(1);
+    }
+
+    /// The list [`RouteTable::start_list`] started is complete: routes of `kind` it did
+    /// not write are removed.
+    pub fn finish_list(&mut self, kind: RouteKind) {
+        let kt = &self.kinds[slot(kind)];
+        let stale: Vec<Arc<str>> = kt
+            .routes
+            .iter()
+            .filter(|(_, s)| s.generation != kt.generation)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.remove_key(kind, &key);
         }
     }
 

@@ -48,9 +48,10 @@ impl Shared {
 
     fn apply(&self, kind: RouteKind, change: Change<Reduced>) {
         match change {
-            Change::Listed(all) => {
+            // Pages were applied as they came (`page`): remove what the list did not bring.
+            Change::Listed(_) => {
                 let mut table = self.write();
-                table.replace_kind(kind, all.into_iter().filter_map(|r| r.route));
+                table.finish_list(kind);
                 debug!(
                     ?kind,
                     routes = table.len(),
@@ -63,6 +64,23 @@ impl Shared {
                 self.write().remove(kind, &r.namespace, &r.name);
             }
         }
+    }
+
+    /// One page of a list of `kind`, applied at once so a list is never held whole.
+    fn page(&self, kind: RouteKind, items: Vec<Reduced>, first: bool) -> Vec<Reduced> {
+        let mut table = self.write();
+        if first {
+            table.start_list(kind);
+        }
+        for r in items {
+            match r.route {
+                Some(route) => table.upsert(route),
+                None => {
+                    table.remove(kind, &r.namespace, &r.name);
+                }
+            }
+        }
+        Vec::new()
     }
 
     fn mark(&self, f: impl FnOnce(&mut Synced)) {
@@ -153,6 +171,7 @@ pub(super) async fn ingresses(
         settings.request_timeout,
         "ingresses",
         keep,
+        |items, first| shared.page(RouteKind::Ingress, items, first),
         |c| {
             let listed = matches!(c, Change::Listed(_));
             shared.apply(RouteKind::Ingress, c);
@@ -210,13 +229,22 @@ pub(super) async fn gateway_api(
         loop {
             relist.borrow_and_update();
             let keep = |r: HttpRoute| shared.reduce_route(&r);
-            let follow = reflect_kept(routes.clone(), None, timeout, "httproutes", keep, |c| {
-                let listed = matches!(c, Change::Listed(_));
-                shared.apply(RouteKind::HttpRoute, c);
-                if listed {
-                    shared.mark(|s| s.http_routes = true);
-                }
-            });
+            let page = |items, first| shared.page(RouteKind::HttpRoute, items, first);
+            let follow = reflect_kept(
+                routes.clone(),
+                None,
+                timeout,
+                "httproutes",
+                keep,
+                page,
+                |c| {
+                    let listed = matches!(c, Change::Listed(_));
+                    shared.apply(RouteKind::HttpRoute, c);
+                    if listed {
+                        shared.mark(|s| s.http_routes = true);
+                    }
+                },
+            );
             tokio::select! {
                 () = follow => {}
                 changed = relist.changed() => {
@@ -259,25 +287,33 @@ async fn follow_gateways(
         );
         (key, reduce::listeners(&g))
     };
-    reflect_kept(api, None, timeout, "gateways", keep, |c| {
-        let mut guard = shared.gateways.lock().unwrap_or_else(|e| e.into_inner());
-        let map = guard.get_or_insert_with(Gateways::new);
-        let changed = match c {
-            Change::Listed(all) => {
-                let new: Gateways = all.into_iter().collect();
-                let changed = *map != new;
-                *map = new;
-                changed
+    reflect_kept(
+        api,
+        None,
+        timeout,
+        "gateways",
+        keep,
+        |p, _| p,
+        |c| {
+            let mut guard = shared.gateways.lock().unwrap_or_else(|e| e.into_inner());
+            let map = guard.get_or_insert_with(Gateways::new);
+            let changed = match c {
+                Change::Listed(all) => {
+                    let new: Gateways = all.into_iter().collect();
+                    let changed = *map != new;
+                    *map = new;
+                    changed
+                }
+                Change::Applied((k, v)) => map.insert(k, v.clone()).as_ref() != Some(&v),
+                Change::Deleted((k, _)) => map.remove(&k).is_some(),
+            };
+            drop(guard);
+            listed.send_replace(true);
+            if changed {
+                shared.relist.send_modify(|n| *n += 1);
             }
-            Change::Applied((k, v)) => map.insert(k, v.clone()).as_ref() != Some(&v),
-            Change::Deleted((k, _)) => map.remove(&k).is_some(),
-        };
-        drop(guard);
-        listed.send_replace(true);
-        if changed {
-            shared.relist.send_modify(|n| *n += 1);
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -316,23 +352,31 @@ async fn follow_grants(
         );
         (key, reduce::grants(&g))
     };
-    reflect_kept(api, None, timeout, "referencegrants", keep, |c| {
-        let mut map = shared.grants.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = match c {
-            Change::Listed(all) => {
-                let new: Grants = all.into_iter().collect();
-                let changed = *map != new;
-                *map = new;
-                changed
+    reflect_kept(
+        api,
+        None,
+        timeout,
+        "referencegrants",
+        keep,
+        |p, _| p,
+        |c| {
+            let mut map = shared.grants.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = match c {
+                Change::Listed(all) => {
+                    let new: Grants = all.into_iter().collect();
+                    let changed = *map != new;
+                    *map = new;
+                    changed
+                }
+                Change::Applied((k, v)) => map.insert(k, v.clone()).as_ref() != Some(&v),
+                Change::Deleted((k, _)) => map.remove(&k).is_some(),
+            };
+            drop(map);
+            listed.send_replace(true);
+            if changed {
+                shared.relist.send_modify(|n| *n += 1);
             }
-            Change::Applied((k, v)) => map.insert(k, v.clone()).as_ref() != Some(&v),
-            Change::Deleted((k, _)) => map.remove(&k).is_some(),
-        };
-        drop(map);
-        listed.send_replace(true);
-        if changed {
-            shared.relist.send_modify(|n| *n += 1);
-        }
-    })
+        },
+    )
     .await;
 }

@@ -304,3 +304,37 @@ fn the_name_tie_compares_the_string_namespace_slash_name() {
     // "a-b/y" < "a/x": '-' sorts before '/'.
     assert_eq!(services(&t, "h.test", "/"), ["a-b"]);
 }
+
+#[test]
+fn a_list_applied_page_by_page_removes_only_what_it_did_not_bring() {
+    let mut t = RouteTable::new();
+    t.upsert(http(
+        "old",
+        1,
+        vec![rule(&["old.test"], prefix("/"), "old")],
+    ));
+    t.upsert(http(
+        "kept",
+        1,
+        vec![rule(&["kept.test"], prefix("/"), "kept")],
+    ));
+    t.upsert(ingress("i", 1, vec![rule(&["i.test"], prefix("/"), "i")]));
+    t.start_list(RouteKind::HttpRoute);
+    t.upsert(http(
+        "kept",
+        1,
+        vec![rule(&["kept.test"], prefix("/"), "kept2")],
+    ));
+    // Mid-list, the old route still answers.
+    assert_eq!(services(&t, "old.test", "/"), ["old"]);
+    t.upsert(http(
+        "new",
+        1,
+        vec![rule(&["new.test"], prefix("/"), "new")],
+    ));
+    t.finish_list(RouteKind::HttpRoute);
+    assert!(services(&t, "old.test", "/").is_empty());
+    assert_eq!(services(&t, "kept.test", "/"), ["kept2"]);
+    assert_eq!(services(&t, "new.test", "/"), ["new"]);
+    assert_eq!(services(&t, "i.test", "/"), ["i"], "the other kind stays");
+}
