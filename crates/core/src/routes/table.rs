@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use super::RouteBackend;
 use lookup::{Step, best};
+use store::{Backend, Hosts, Ids, PortCounts, Rule, Stored, intern, register};
 
 mod lookup;
+mod store;
 
 /// Which API a route comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,70 +76,6 @@ pub struct Route {
     pub rules: Vec<RouteRule>,
 }
 
-/// A kept rule: strings shared (hostnames with the host maps, namespaces and paths
-/// interned, Services with the port counts), so 100,000 routes stay small.
-#[derive(Debug)]
-struct Rule {
-    hostnames: Box<[Arc<str>]>,
-    path: Arc<str>,
-    exact: bool,
-    rewrites: bool,
-    default_backend: bool,
-    backends: Box<[Backend]>,
-}
-
-#[derive(Debug)]
-struct Backend {
-    namespace: Arc<str>,
-    service: Arc<str>,
-    port: Option<i32>,
-}
-
-#[derive(Debug)]
-struct Stored {
-    created: i64,
-    /// The list (of its kind) that last wrote it.
-    generation: u32,
-    rules: Box<[Rule]>,
-}
-
-/// The routes of one host key: nearly always one.
-#[derive(Debug)]
-enum Ids {
-    One(Arc<str>),
-    Many(Vec<Arc<str>>),
-}
-
-impl Ids {
-    fn iter(&self) -> std::slice::Iter<'_, Arc<str>> {
-        match self {
-            Self::One(k) => std::slice::from_ref(k).iter(),
-            Self::Many(v) => v.iter(),
-        }
-    }
-
-    fn add(&mut self, key: &Arc<str>) {
-        if self.iter().any(|k| k == key) {
-            return;
-        }
-        match self {
-            Self::One(k) => *self = Self::Many(vec![k.clone(), key.clone()]),
-            Self::Many(v) => v.push(key.clone()),
-        }
-    }
-
-    /// Removes `key`; whether none is left.
-    fn remove(&mut self, key: &str) -> bool {
-        match self {
-            Self::One(k) => **k == *key,
-            Self::Many(v) => {
-                v.retain(|k| **k != *key);
-                v.is_empty()
-            }
-        }
-    }
-}
-
 /// One kind's routes, by `namespace/name`, and their keys by host.
 #[derive(Debug, Default)]
 struct KindTable {
@@ -157,7 +95,7 @@ struct KindTable {
 pub struct RouteTable {
     kinds: [KindTable; 2],
     /// namespace -> Service -> (port, how many rules name it).
-    ports: HashMap<Arc<str>, HashMap<Arc<str>, Vec<(i32, u32)>>>,
+    ports: HashMap<Arc<str>, HashMap<Arc<str>, PortCounts>>,
     /// Namespaces and paths, shared.
     strings: HashSet<Arc<str>>,
     rules: usize,
@@ -168,29 +106,6 @@ fn slot(kind: RouteKind) -> usize {
         RouteKind::HttpRoute => 0,
         RouteKind::Ingress => 1,
     }
-}
-
-fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
-    if let Some(a) = strings.get(s) {
-        return a.clone();
-    }
-    let a: Arc<str> = Arc::from(s);
-    strings.insert(a.clone());
-    a
-}
-
-/// The key of `host` in `map` (shared with the rule that names it), added with `key`.
-fn register(map: &mut HashMap<Arc<str>, Ids>, host: &str, key: &Arc<str>) -> Arc<str> {
-    let shared = map.get_key_value(host).map(|(h, _)| h.clone());
-    if let Some(h) = shared {
-        if let Some(ids) = map.get_mut(host) {
-            ids.add(key);
-        }
-        return h;
-    }
-    let h: Arc<str> = Arc::from(host);
-    map.insert(h.clone(), Ids::One(key.clone()));
-    h
 }
 
 impl RouteTable {
@@ -237,6 +152,7 @@ impl RouteTable {
                     None => register(&mut kt.exact, h, &key),
                 })
                 .collect();
+            let hostnames = Hosts::new(hostnames);
             if rule.hostnames.is_empty() {
                 kt.any_host.insert(key.clone());
             }
@@ -281,11 +197,10 @@ impl RouteTable {
             Some((s, _)) => s.clone(),
             None => Arc::from(b.service.as_str()),
         };
-        let counts = by_service.entry(service.clone()).or_default();
-        match counts.iter_mut().find(|(p, _)| *p == port) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((port, 1)),
-        }
+        by_service
+            .entry(service.clone())
+            .and_modify(|c| c.add(port))
+            .or_insert(PortCounts::One(port, 1));
         Backend {
             namespace,
             service,
@@ -298,14 +213,11 @@ impl RouteTable {
         let Some(by_service) = self.ports.get_mut(&b.namespace) else {
             return;
         };
-        if let Some(counts) = by_service.get_mut(&b.service) {
-            if let Some((_, n)) = counts.iter_mut().find(|(p, _)| *p == port) {
-                *n -= 1;
-            }
-            counts.retain(|(_, n)| *n > 0);
-            if counts.is_empty() {
-                by_service.remove(&b.service);
-            }
+        if by_service
+            .get_mut(&b.service)
+            .is_some_and(|c| c.remove(port))
+        {
+            by_service.remove(&b.service);
         }
         if by_service.is_empty() {
             self.ports.remove(&b.namespace);
@@ -357,7 +269,7 @@ impl RouteTable {
         };
         let mut shared = Vec::new();
         for rule in &stored.rules {
-            for h in &rule.hostnames {
+            for h in rule.hostnames.as_slice() {
                 let (map, host) = match h.strip_prefix("*.") {
                     Some(suffix) => (&mut kt.wildcard, suffix),
                     None => (&mut kt.exact, &**h),
@@ -390,7 +302,7 @@ impl RouteTable {
             .ports
             .get(namespace)
             .and_then(|s| s.get(service))
-            .map(|c| c.iter().map(|(p, _)| *p).collect())
+            .map(PortCounts::ports)
             .unwrap_or_default();
         ports.sort_unstable();
         ports

@@ -33,8 +33,8 @@ pub(super) fn best<'a>(
         };
         for (i, rule) in stored.rules.iter().enumerate() {
             let selected = match step {
-                Step::Host(h) => rule.hostnames.iter().any(|n| **n == *h),
-                Step::AnyHost => rule.hostnames.is_empty() && !rule.default_backend,
+                Step::Host(h) => rule.hostnames.as_slice().iter().any(|n| **n == *h),
+                Step::AnyHost => rule.hostnames.as_slice().is_empty() && !rule.default_backend,
                 Step::Default => rule.default_backend,
             };
             if !selected {
