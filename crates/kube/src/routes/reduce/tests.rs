@@ -239,6 +239,9 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
     }
 }
 
+/// A rule as the Ingress test compares it: hostnames, path, default backend, Service, port.
+type RuleView = (Vec<String>, PathMatch, bool, String, Option<i32>);
+
 #[test]
 fn ingress_rules_paths_ports_and_default_backend() {
     let i: Ingress = serde_json::from_value(json!({
@@ -259,7 +262,7 @@ fn ingress_rules_paths_ports_and_default_backend() {
     }))
     .expect("an Ingress");
     let got = ingress(&i).route.expect("indexed");
-    let view: Vec<(Vec<String>, PathMatch, bool, String, Option<i32>)> = got
+    let view: Vec<RuleView> = got
         .rules
         .into_iter()
         .map(|r| {
