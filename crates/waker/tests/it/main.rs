@@ -11,6 +11,8 @@ mod parking_callers; // parking listener: Host alone names the app; the caller c
 mod parking_forward; // parking listener: held requests forwarded to the app, unchanged, once
 mod parking_h2c; // parking listener: HTTP/2 cleartext only for h2c ports, with curl
 mod parking_hold; // parking listener: browsers' page, timeouts, the drain
+#[path = "../common/parking_rig.rs"]
+mod parking_rig; // shared with the simulation: asleep apps, the waker, clients from pods
 mod parking_routes; // parking listener: public hostnames through the route index, gateways only
 mod parking_upgrade; // parking listener: WebSocket carried to the app
 mod parking_world; // the parking listener's setup: directory, app server, clients from pods

@@ -1,32 +1,32 @@
 //! The parking listener's test world: `apps/web` asleep (the real `Job` over the in-memory
 //! store and the Kubernetes adapter against the fake API server), its Service `web` parked in
 //! the in-memory directory, a real local HTTP server as the app, and raw HTTP clients that
-//! connect from a chosen loopback address, so the caller check sees different pods.
+//! connect from a chosen loopback address (the rig in `common/parking_rig.rs`, which the
+//! simulation shares), so the caller check sees different pods.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use idle_scaler_core::{
-    Config, FixedScalerFactory, Job, ListenerPort, ParkedServiceInfo, RouteIndex, SleepState,
-    SystemClock, Target,
-};
+use idle_scaler_core::{ListenerPort, ParkedServiceInfo, RouteIndex, Target};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::host::{HostOps, NewDeployment};
 use idle_scaler_testkit::memory::{MemoryDirectory, MemoryStore};
-use idle_scaler_waker::{ParkingLimits, ParkingListener, Waker, WakerConfig};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use idle_scaler_waker::{ParkingLimits, ParkingListener, WakerConfig};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use crate::parking_rig::{
+    Served, asleep_app, client_from, connect_from, ip, serve, until, waker_over,
+};
 
 /// A pod of `apps`, the app's own namespace.
 pub const APPS_POD: &str = "127.0.0.2";
@@ -44,10 +44,6 @@ pub struct ParkingWorld {
     pub app: App,
     pub shutdown: CancellationToken,
     pub served: tokio::task::JoinHandle<()>,
-}
-
-pub fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
 }
 
 /// The parked Service `apps/web` (ClusterIP 10.96.0.7), port `http` 80 at offset 0.
@@ -89,30 +85,11 @@ pub async fn parking_world_routed(
 ) -> ParkingWorld {
     let fake = Arc::new(FakeApiServer::start().await);
     let store = MemoryStore::default();
-    let past = Utc::now() - chrono::Duration::hours(2);
     for name in ["web", "other"] {
-        fake.create_deployment("apps", name, 0);
-        store
-            .insert(NewDeployment::k8s("apps", name, past).sleep_state(
-                SleepState::Asleep,
-                past,
-                Some(1),
-            ))
-            .await
-            .expect("insert");
+        asleep_app(&fake, &store, "apps", name).await;
     }
     let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
-    let clock = Arc::new(SystemClock);
-    let job = Arc::new(
-        Job::builder(
-            Config::default(),
-            Arc::new(store.clone()),
-            Arc::new(FixedScalerFactory(kube.clone())),
-        )
-        .clock(clock.clone())
-        .build(),
-    );
-    let waker = Arc::new(Waker::new(job, Arc::new(store), kube, clock, config));
+    let waker = waker_over(&store, kube.clone(), kube, config);
     let directory = MemoryDirectory::new("cluster.local");
     directory.park(web_service());
     directory.set_pod(ip(APPS_POD), "apps");
@@ -122,16 +99,11 @@ pub async fn parking_world_routed(
     if let Some(routes) = routes {
         listener = listener.routes(routes);
     }
-    let listener = Arc::new(listener);
-    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let served = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            listener.serve(vec![socket], shutdown).await.expect("serve");
-        }
-    });
+    let Served {
+        addr,
+        shutdown,
+        served,
+    } = serve(listener).await;
     ParkingWorld {
         fake,
         directory,
@@ -164,15 +136,6 @@ impl ParkingWorld {
             .iter()
             .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
             .count()
-    }
-}
-
-/// Waits (10 s at most) until `done` holds, looking every few milliseconds.
-pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -256,39 +219,6 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Echo>, Infallible> {
         .body(StreamBody::new(futures::stream::iter(frames)))
         .expect("response");
     Ok(res)
-}
-
-/// A TCP connection to `to` from the loopback address `from` (a "pod" of the directory).
-pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(ip(from), 0))
-        .expect("bind source");
-    socket.connect(to).await.expect("connect")
-}
-
-/// An HTTP/1.1 client connection from `from`; the task driving it ends when the connection
-/// closes (its handle tells).
-pub async fn client_from<B>(
-    from: &str,
-    to: SocketAddr,
-) -> (
-    hyper::client::conn::http1::SendRequest<B>,
-    tokio::task::JoinHandle<()>,
-)
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let stream = connect_from(from, to).await;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    (sender, driver)
 }
 
 /// One request from `from` with `Host: host`, the answer's status, headers and body.
