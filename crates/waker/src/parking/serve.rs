@@ -5,13 +5,15 @@
 //! `Retry-After`), and every connection closes after its answer.
 //!
 //! A connection speaks HTTP/1.1, or HTTP/2 with prior knowledge (its first bytes tell);
-//! HTTP/2 requests are served only for ports declared `kubernetes.io/h2c`.
+//! HTTP/2 requests are served only for ports declared `kubernetes.io/h2c`. An HTTP/1.1
+//! answer given with the request's body unread says `Connection: close`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use http::{HeaderValue, Version, header};
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -116,7 +118,19 @@ impl ParkingListener {
         });
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(hold::handle(&conn, req).await) }
+            async move {
+                // An HTTP/1 request whose body is not read (every answer but a forward's)
+                // leaves that body between it and the next request: hyper then closes the
+                // connection, and without a word a kept-alive caller's next request would
+                // meet a closed connection instead of an answer.
+                let unread = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
+                let mut res = hold::handle(&conn, req).await;
+                if unread && !res.headers().contains_key(header::CONNECTION) {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(res)
+            }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder

@@ -103,3 +103,52 @@ async fn a_trusted_gateways_forwarded_headers_are_kept_and_appended_to() {
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
     assert!(body.contains("x-forwarded-host: shop.example\n"), "{body}");
 }
+
+#[tokio::test]
+async fn an_answer_given_without_reading_the_body_closes_the_connection_and_says_so() {
+    // Found by the simulation: a refused caller's 200 KB PUT was answered 503 with its body
+    // unread; hyper then closed the kept-alive connection without a word, and the caller's
+    // next request on it met a closed connection instead of an answer.
+    let w = parking_world().await;
+    let (mut sender, driver) = client_from(OTHER_POD, w.addr).await;
+    let put = http::Request::builder()
+        .method("PUT")
+        .uri("/upload")
+        .header("host", "web.apps")
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            200_000
+        ])))
+        .expect("request");
+    let res = sender.send_request(put).await.expect("answer");
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "the caller is told the connection ends"
+    );
+    drop(res);
+    tokio::time::timeout(std::time::Duration::from_secs(5), driver)
+        .await
+        .expect("the connection was closed")
+        .expect("driver");
+    // Without a body nothing stands between two requests: the connection is kept.
+    let (mut sender, _driver) = client_from(OTHER_POD, w.addr).await;
+    for _ in 0..2 {
+        let get = http::Request::builder()
+            .uri("/")
+            .header("host", "web.apps")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let res = sender
+            .send_request(get)
+            .await
+            .expect("answer on the same connection");
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get("connection").is_none());
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .expect("body");
+    }
+    assert_eq!(w.scale_writes("web"), 0);
+}
