@@ -34,7 +34,8 @@ pub struct Stats {
     pub scale_writes: u64,
     pub drains: u64,
     pub crashes: u64,
-    pub crashes_missed: u64,
+    /// Armed crash points the wake never reached (it ended before), by point.
+    pub crashes_missed: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]

@@ -144,14 +144,19 @@ impl Sim {
         self.world.crash.arm(Some(point));
         self.request(Some(a)).await?;
         // The point comes within milliseconds, unless the wake ends before it.
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_millis(500);
         while self.world.crash.hung() == hung && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         self.world.crash.arm(None);
         if self.world.crash.hung() == hung {
             // The wake ended before the point (it failed, or the app was already up).
-            self.ledger.stats.crashes_missed += 1;
+            *self
+                .ledger
+                .stats
+                .crashes_missed
+                .entry(format!("{point:?}"))
+                .or_default() += 1;
         } else {
             self.ledger.stats.crashes += 1;
         }
