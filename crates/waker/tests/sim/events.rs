@@ -46,17 +46,16 @@ impl Sim {
         match self.rng.below(100) {
             0..=49 => self.request(None).await?,
             50..=59 => {
-                let pod = &self.world.pods[2 * a + self.rng.index(2)];
-                self.world.set_endpoint(a, Some(pod.addr));
+                let pod = 2 * a + self.rng.index(2);
+                self.world.set_endpoint(a, Some(pod));
             }
             60..=65 => self.world.set_endpoint(a, None),
             66..=70 => {
                 let p = self.rng.index(self.world.pods.len());
-                let pod = &mut self.world.pods[p];
-                if pod.listens() {
-                    pod.refuse().await;
+                if self.world.pods[p].listens() {
+                    self.world.pods[p].refuse().await;
                 } else {
-                    pod.listen().await;
+                    self.world.listen(p).await;
                 }
             }
             71..=76 => {
@@ -225,13 +224,12 @@ impl Sim {
     /// Every pod healthy and ready, then every client's answer checked.
     pub async fn finish(&mut self) -> Result<(), String> {
         self.world.crash.arm(None);
-        for a in 0..APPS.len() {
-            let addr = self.world.pods[2 * a].addr;
-            self.world.set_endpoint(a, Some(addr));
+        for p in 0..self.world.pods.len() {
+            self.world.pods[p].set_mode(Mode::Normal);
+            self.world.listen(p).await;
         }
-        for pod in &mut self.world.pods {
-            pod.set_mode(Mode::Normal);
-            pod.listen().await;
+        for a in 0..APPS.len() {
+            self.world.set_endpoint(a, Some(2 * a));
         }
         while !self.clients.is_empty() {
             self.settle_one().await?;

@@ -95,13 +95,22 @@ impl Pod {
         }
     }
 
-    /// Listens again on the same address.
-    pub async fn listen(&mut self) {
+    /// Listens again: on the same address, or on a new one if another socket of the machine
+    /// took the port meanwhile (a restarted pod's new address); whether the address changed.
+    pub async fn listen(&mut self) -> bool {
         if self.listening.is_some() {
-            return;
+            return false;
         }
-        let socket = TcpListener::bind(self.addr).await.expect("rebind pod");
+        let (socket, moved) = match TcpListener::bind(self.addr).await {
+            Ok(socket) => (socket, false),
+            Err(_) => {
+                let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind pod");
+                self.addr = socket.local_addr().expect("addr");
+                (socket, true)
+            }
+        };
         self.accept(socket);
+        moved
     }
 
     fn accept(&mut self, socket: TcpListener) {

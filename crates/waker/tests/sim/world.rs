@@ -37,6 +37,8 @@ pub struct SimWorld {
     rows: Vec<Uuid>,
     /// Pods `2a` and `2a + 1` are app `a`'s; the last one is the foreign pod.
     pub pods: Vec<Pod>,
+    /// The pod each app's endpoint is, if any.
+    published: [Option<usize>; APPS.len()],
     pub log: Log,
     pub served: Served,
     /// Bumped when a listener is built: a request of an older generation was drained.
@@ -103,6 +105,7 @@ impl SimWorld {
             crash,
             rows,
             pods,
+            published: [None; APPS.len()],
             log,
             served,
             generation: 0,
@@ -126,21 +129,34 @@ impl SimWorld {
         self.pods[2 * APPS.len()].addr
     }
 
-    /// App `a`'s Service has the ready endpoint `addr` (or none).
-    pub fn set_endpoint(&self, a: usize, addr: Option<SocketAddr>) {
+    /// App `a`'s Service has the ready endpoint of pod `pod` (or none).
+    pub fn set_endpoint(&mut self, a: usize, pod: Option<usize>) {
         let app = &APPS[a];
-        match addr {
-            Some(addr) => self
-                .directory
-                .set_endpoint(app.namespace, app.name, Some(PORT), addr),
+        self.published[a] = pod;
+        match pod {
+            Some(p) => {
+                self.directory
+                    .set_endpoint(app.namespace, app.name, Some(PORT), self.pods[p].addr);
+            }
             None => self
                 .directory
                 .clear_endpoint(app.namespace, app.name, Some(PORT)),
         }
     }
 
+    /// Pod `p` listens again; if it had to take a new address, its app's endpoint follows.
+    pub async fn listen(&mut self, p: usize) {
+        if self.pods[p].listen().await {
+            for a in 0..APPS.len() {
+                if self.published[a] == Some(p) {
+                    self.set_endpoint(a, Some(p));
+                }
+            }
+        }
+    }
+
     /// App `a` asleep again: its row `asleep`, its Deployment at 0, no ready endpoint.
-    pub async fn sleep(&self, a: usize) {
+    pub async fn sleep(&mut self, a: usize) {
         let past = Utc::now() - chrono::Duration::hours(1);
         self.store
             .set_sleep_state(self.rows[a], SleepState::Asleep, past, Some(1))
