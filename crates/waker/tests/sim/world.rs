@@ -119,6 +119,9 @@ impl SimWorld {
         directory: &MemoryDirectory,
     ) -> Served {
         let waker = waker_over(store, crash.clone(), kube.clone(), config());
+        // The rows as they are now (an app just put to sleep included), not at the index's
+        // first refresh a moment later: else a first request finds no row and wakes nothing.
+        waker.refresh_index().await.expect("index refresh");
         let listener =
             ParkingListener::new(waker, Arc::new(directory.clone()), ParkingLimits::default());
         serve(listener).await
