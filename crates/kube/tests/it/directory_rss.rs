@@ -16,17 +16,6 @@ use super::*;
 const SERVICES: usize = 10_000;
 const NAMESPACES: usize = 100;
 
-/// Resident memory of this process, in bytes (`/proc/self/statm`, pages of 4 KiB).
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn directory_rss_with_10000_parked_services() {

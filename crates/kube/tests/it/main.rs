@@ -22,6 +22,18 @@ use idle_scaler_core::Target;
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
 
+/// Resident memory of this process, in bytes (`/proc/self/statm`, pages of 4 KiB), for the
+/// memory benches.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
 /// Generous: only the timeout tests rely on a timeout firing, and they set their own.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
