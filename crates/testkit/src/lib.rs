@@ -9,6 +9,8 @@ pub mod fake_kube;
 pub use idle_scaler_core::host;
 pub mod liveness;
 pub mod memory;
+#[cfg(feature = "programs")]
+pub mod programs;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "tls")]
