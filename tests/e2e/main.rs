@@ -9,6 +9,7 @@ mod clusters; // several clusters: two kubeconfigs, a third cluster's rows, one 
 mod crash; // kill -9 mid-sleep, then a restart
 mod daemon; // the daemon against PostgreSQL and the fake API server
 mod dataplane; // parking's world: a data-plane stand-in, the app, pods and slices on the fake
+mod gateway; // a real nginx as the gateway, by public hostname: curl, Chromium, WebSocket, trust
 mod haproxy; // HAProxy with the fallback listener as backup server, curl following the 307
 mod hardening; // hostile connections and input, shutdown mid-wake, a daemon that never worked
 mod logs; // log lines: JSON fields once, no forged text line, no credential
