@@ -68,16 +68,15 @@ frontend stats
         );
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, conf).expect("haproxy.cfg");
-        let child = Command::new(HAPROXY)
+        let mut command = Command::new(HAPROXY);
+        command
             .arg("-db")
             .arg("-f")
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start haproxy");
+            .stderr(Stdio::inherit());
         let haproxy = Self {
-            _process: Process::new(child),
+            _process: Process::spawn(command),
             dir,
             port,
             stats,

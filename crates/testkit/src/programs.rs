@@ -7,8 +7,9 @@
 //! installs them all.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub mod http;
@@ -53,31 +54,39 @@ pub fn available(test: &str, programs: &[&str]) -> bool {
     false
 }
 
-/// A child process killed (and reaped) when this drops, so a failing test leaves none behind.
+/// A child process killed (and reaped) when this drops, so a failing test leaves none behind;
+/// started in a process group of its own, whose every member (nginx's workers, the Chromium
+/// chromedriver starts) is killed with it.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
 }
 
 impl Process {
-    /// Guards `child`.
-    pub fn new(child: Child) -> Self {
+    /// Spawns `command` in a new process group.
+    ///
+    /// # Panics
+    /// If it cannot be spawned.
+    pub fn spawn(mut command: Command) -> Self {
+        command.process_group(0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
         Self { child }
     }
 
-    /// The process id.
+    /// The process id (and its group's).
     pub fn id(&self) -> u32 {
         self.child.id()
-    }
-
-    /// `Some(status)` once it has exited.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -17,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// A running nginx; dropping it kills it and removes its directory.
 #[derive(Debug)]
 pub struct Nginx {
-    process: Process,
+    _process: Process,
     dir: PathBuf,
     control: u16,
     generation: u64,
@@ -25,11 +25,6 @@ pub struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // The master, then what it left: its workers die with it (they watch the master).
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.process.id())])
-            .stderr(Stdio::null())
-            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -60,11 +55,8 @@ impl Nginx {
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // Its own process group, so the guard can kill the master and its workers at once.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let process = Process::new(command.spawn().expect("start nginx"));
         let nginx = Self {
-            process,
+            _process: Process::spawn(command),
             dir,
             control,
             generation: 0,

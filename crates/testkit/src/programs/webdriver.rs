@@ -25,8 +25,8 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Blocking on purpose: Drop cannot await, and chromedriver must close Chromium
-        // before it dies, or Chromium outlives the test.
+        // Blocking on purpose (Drop cannot await): chromedriver closes Chromium cleanly; the
+        // process group's kill then takes whatever is left.
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let req = format!(
@@ -48,13 +48,12 @@ impl Browser {
     /// When chromedriver does not start or refuses the session.
     pub async fn start(args: &[String]) -> Self {
         let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
+        let mut command = Command::new(CHROMEDRIVER);
+        command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let process = Process::new(child);
+            .stderr(Stdio::null());
+        let process = Process::spawn(command);
         until_listening(
             SocketAddr::from(([127, 0, 0, 1], port)),
             "chromedriver",
