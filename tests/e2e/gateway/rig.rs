@@ -94,8 +94,8 @@ impl World {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// Waits until `web` is slept and parked, the waker knows it asleep, and nginx sends
-    /// its hostname to the parking listener.
+    /// Waits until `web` is slept and parked, the waker knows it asleep, the route index has
+    /// read the HTTPRoute, and nginx sends its hostname to the parking listener.
     async fn parked(&mut self) {
         let fake = self.fake.clone();
         eventually(DEADLINE, "web parked", || async {
@@ -116,6 +116,10 @@ impl World {
                 .then_some(())
         })
         .await;
+        // The route index read the HTTPRoute (created before the daemon started).
+        let read = self.daemon.wait_for_log("route index read", DEADLINE).await;
+        let read: serde_json::Value = serde_json::from_str(&read).expect("a JSON log line");
+        assert!(read["rules"].as_u64() >= Some(1), "{read}");
         self.gateway
             .until_upstream(HOST, &[self.parking()], DEADLINE)
             .await;
