@@ -33,6 +33,11 @@ pub const CURL: &str = "/usr/bin/curl";
 /// # Panics
 /// Under CI, when a program is missing.
 pub fn available(test: &str, programs: &[&str]) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    check(test, programs, ci)
+}
+
+fn check(test: &str, programs: &[&str], ci: bool) -> bool {
     let missing: Vec<&str> = programs
         .iter()
         .copied()
@@ -41,7 +46,6 @@ pub fn available(test: &str, programs: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     assert!(
         !ci,
         "{test}: {} missing under CI (scripts/test installs them)",
@@ -136,3 +140,6 @@ pub fn artifacts() -> PathBuf {
 
 /// `127.0.0.1`.
 pub const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+#[cfg(test)]
+mod tests;
