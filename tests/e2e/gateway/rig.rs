@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use super::plane::{GATEWAY_SOURCE, Gateway};
 use crate::apps::{AppProcess, Kind};
 use crate::dataplane::{self, free_port_block};
-use crate::support::{Daemon, database_url, eventually, idle_app, job_command, kubeconfig, setup};
+use crate::support::{Daemon, database_url, idle_app, job_command, kubeconfig, setup};
 
 /// The app's public hostname.
 pub const HOST: &str = "shop.example.test";
@@ -97,23 +97,18 @@ impl World {
     /// Waits until `web` is slept and parked, the waker knows it asleep, the route index has
     /// read the HTTPRoute, and nginx sends its hostname to the parking listener.
     async fn parked(&mut self) {
-        let fake = self.fake.clone();
-        eventually(DEADLINE, "web parked", || async {
-            fake.endpoint_slices("apps")
+        self.until("web parked", |w| {
+            w.fake
+                .endpoint_slices("apps")
                 .iter()
                 .any(|s| s["metadata"]["name"] == "idle-scaler-web")
-                .then_some(())
         })
         .await;
-        self.daemon
-            .wait_for_log("app index refreshed", DEADLINE)
-            .await;
-        eventually(DEADLINE, "the waker's index to know web asleep", || async {
-            self.daemon
+        self.until("the waker's index to know web asleep", |w| {
+            w.daemon
                 .output()
                 .lines()
                 .any(|l| l.contains("app index refreshed") && l.contains("\"apps\":1"))
-                .then_some(())
         })
         .await;
         // The route index read the HTTPRoute (created before the daemon started).
@@ -124,6 +119,19 @@ impl World {
             .until_upstream(HOST, &[self.parking()], DEADLINE)
             .await;
         assert_eq!(self.fake.replicas("apps", "web"), Some(0));
+    }
+
+    /// Polls `check` until it holds, failing with the daemon's output after [`DEADLINE`].
+    async fn until(&self, what: &str, check: impl Fn(&Self) -> bool) {
+        let until = tokio::time::Instant::now() + DEADLINE;
+        while !check(self) {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "timed out waiting for {what}:\n{}",
+                self.daemon.output()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// A request to nginx for `HOST`.
