@@ -4,18 +4,14 @@
 //! cost. Real adapter over real HTTP to the fake, in-memory store, the waker's router called
 //! in process. Run: `cargo bench -p idle-scaler-waker --bench overhead`.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use chrono::Utc;
 use http::Request;
-use idle_scaler_core::{Config, FixedScalerFactory, Job, SleepState, SystemClock};
-use idle_scaler_kube::KubeScaler;
 use idle_scaler_testkit::fake_kube::FakeApiServer;
-use idle_scaler_testkit::host::{HostOps, NewDeployment};
-use idle_scaler_testkit::memory::MemoryStore;
-use idle_scaler_waker::{Waker, WakerConfig};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -32,34 +28,7 @@ async fn run(concurrent: usize) -> (Vec<Duration>, usize) {
             *seen.lock().expect("lock") = Some(Instant::now());
         }
     }));
-    let store = MemoryStore::default();
-    let past = Utc::now() - chrono::Duration::hours(2);
-    store
-        .insert(NewDeployment::k8s("apps", "web", past).sleep_state(
-            SleepState::Asleep,
-            past,
-            Some(1),
-        ))
-        .await
-        .expect("insert");
-    let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
-    let job = Arc::new(
-        Job::builder(
-            Config::default(),
-            Arc::new(store.clone()),
-            Arc::new(FixedScalerFactory(kube.clone())),
-        )
-        .clock(Arc::new(SystemClock))
-        .build(),
-    );
-    let router = Arc::new(Waker::new(
-        job,
-        Arc::new(store),
-        kube,
-        Arc::new(SystemClock),
-        WakerConfig::default(),
-    ))
-    .router();
+    let router = common::slept_waker(&fake).await.router();
     let answered = futures::future::join_all((0..concurrent).map(|_| {
         let router = router.clone();
         tokio::spawn(async move {

@@ -1,9 +1,11 @@
-//! What the parking listener's benches share: a slept app parked behind a real parking
-//! listener (the waker with the real `Job` and Kubernetes adapter against the fake API
-//! server, the in-memory store and directory), a small HTTP app, and a client that makes one
-//! request per connection from a pod address. The clients and the app run in processes of
-//! their own (the bench binary started again in a role), so the listener's process holds the
-//! listener alone, as in a cluster.
+//! What the waker's benches share: the waker over a slept app (the real `Job` and Kubernetes
+//! adapter against the fake API server, the in-memory store), that app parked behind a real
+//! parking listener (the in-memory directory), and a small HTTP app. The parking benches run
+//! their clients and the app in processes of their own (the bench binary started again in a
+//! role), so the listener's process holds the listener alone, as in a cluster.
+
+// Each bench uses a part of this module.
+#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -56,6 +58,38 @@ pub async fn app() -> SocketAddr {
     addr
 }
 
+/// The waker over a slept app (`apps/web`, asleep with 1 replica to restore, in an in-memory
+/// store) whose Deployment `fake` holds: the real `Job` and Kubernetes adapter against it.
+pub async fn slept_waker(fake: &FakeApiServer) -> Arc<Waker> {
+    let store = MemoryStore::default();
+    let past = Utc::now() - chrono::Duration::hours(2);
+    store
+        .insert(NewDeployment::k8s("apps", "web", past).sleep_state(
+            SleepState::Asleep,
+            past,
+            Some(1),
+        ))
+        .await
+        .expect("insert");
+    let kube = Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
+    let job = Arc::new(
+        Job::builder(
+            Config::default(),
+            Arc::new(store.clone()),
+            Arc::new(FixedScalerFactory(kube.clone())),
+        )
+        .clock(Arc::new(SystemClock))
+        .build(),
+    );
+    Arc::new(Waker::new(
+        job,
+        Arc::new(store),
+        kube,
+        Arc::new(SystemClock),
+        WakerConfig::default(),
+    ))
+}
+
 /// A slept app (`apps/web`, asleep with 1 replica to restore) whose Service is parked
 /// behind a serving parking listener; no endpoint of the app is published yet.
 pub struct Parked {
@@ -70,34 +104,7 @@ impl Parked {
     pub async fn start() -> Self {
         let fake = FakeApiServer::start().await;
         fake.create_deployment("apps", "web", 0);
-        let store = MemoryStore::default();
-        let past = Utc::now() - chrono::Duration::hours(2);
-        store
-            .insert(NewDeployment::k8s("apps", "web", past).sleep_state(
-                SleepState::Asleep,
-                past,
-                Some(1),
-            ))
-            .await
-            .expect("insert");
-        let kube =
-            Arc::new(KubeScaler::from_url(&fake.url(), Duration::from_secs(10)).expect("kube"));
-        let job = Arc::new(
-            Job::builder(
-                Config::default(),
-                Arc::new(store.clone()),
-                Arc::new(FixedScalerFactory(kube.clone())),
-            )
-            .clock(Arc::new(SystemClock))
-            .build(),
-        );
-        let waker = Arc::new(Waker::new(
-            job,
-            Arc::new(store),
-            kube,
-            Arc::new(SystemClock),
-            WakerConfig::default(),
-        ));
+        let waker = slept_waker(&fake).await;
         let directory = MemoryDirectory::default();
         directory.park(ParkedServiceInfo {
             namespace: "apps".to_owned(),
