@@ -79,6 +79,45 @@ pub struct Config {
     /// configuration of an earlier version: off, as then.
     #[serde(default)]
     pub parking: Parking,
+    /// How long an idle app stays up: the fixed window, or learned per app. Absent from a
+    /// serialized configuration of an earlier version: fixed, as then.
+    #[serde(default)]
+    pub policy: SleepPolicy,
+    /// Under the adaptive policy, how long before an app's expected request it is woken
+    /// (0: never pre-warmed).
+    #[serde(default = "default_prewarm_minutes")]
+    pub prewarm_minutes: u32,
+    /// Under the adaptive policy, the longest a prediction keeps an app up (past its last
+    /// activity, or past a pre-warm).
+    #[serde(default = "default_max_keep_minutes")]
+    pub max_keep_minutes: u32,
+    /// The IANA time zone the adaptive policy learns times of day and week in.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// How long an idle app stays up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SleepPolicy {
+    /// Every app gets the idle window.
+    #[default]
+    Fixed,
+    /// Each app's own rhythm keeps it up past the window, sleeps it at the floor, or wakes it
+    /// before its next expected request; the window where its history says nothing.
+    Adaptive,
+}
+
+fn default_prewarm_minutes() -> u32 {
+    5
+}
+
+fn default_max_keep_minutes() -> u32 {
+    120
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
 }
 
 /// Whether slept apps are parked: their Services pointed at the waker's parking listener.
@@ -218,6 +257,12 @@ impl Config {
     /// The drift period: every `asleep` row is checked once within it.
     pub fn reconcile_period(&self) -> chrono::Duration {
         chrono::Duration::minutes(self.reconcile_minutes.into())
+    }
+
+    /// The time zone of `timezone` (UTC if a configuration built in code names none known:
+    /// [`Config::validate`] refuses that).
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        chrono_tz::Tz::from_str_insensitive(&self.timezone).unwrap_or(chrono_tz::Tz::UTC)
     }
 
     /// Whether the job must never touch `namespace`.

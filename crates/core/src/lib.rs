@@ -24,6 +24,7 @@ mod ports;
 mod readiness;
 pub mod redact;
 pub mod report;
+pub mod rhythm;
 pub mod routes;
 mod target;
 
@@ -38,12 +39,13 @@ pub mod reexports {
 
 pub use cluster::{PerCluster, ScalerFactories, ServedClusters, fair_share};
 pub use config::{
-    ActivitySourceKind, ClusterConfig, Config, ConfigError, Parking, UnknownActivity,
+    ActivitySourceKind, ClusterConfig, Config, ConfigError, Parking, SleepPolicy, UnknownActivity,
 };
 pub use error::{Cause, Error, Reach, Result, chain as error_chain};
 pub use job::Job;
 pub use model::{
     AsleepRow, BackOff, BackedOff, Candidate, DeploymentRecord, Drift, SleepState, StaleIntent,
+    WakeReason,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use parking::MockParker;
@@ -51,11 +53,13 @@ pub use parking::{
     ListenerPort, ParkReport, ParkedApp, ParkedServiceInfo, Parker, ParkingDirectory, Unpark,
 };
 pub use ports::{
-    ActivitySource, Clock, ConfirmOutcome, FixedScalerFactory, Scale, Scaler, ScalerFactory, Store,
-    SystemClock, Traffic,
+    ActivitySource, Clock, ConfirmOutcome, FixedScalerFactory, Kept, RhythmStore, Scale, Scaler,
+    ScalerFactory, Store, SystemClock, Traffic,
 };
 #[cfg(any(test, feature = "test-util"))]
-pub use ports::{MockActivitySource, MockClock, MockScaler, MockScalerFactory, MockStore};
+pub use ports::{
+    MockActivitySource, MockClock, MockRhythmStore, MockScaler, MockScalerFactory, MockStore,
+};
 #[cfg(any(test, feature = "test-util"))]
 pub use readiness::MockReadiness;
 pub use readiness::{Readiness, ReadyState};

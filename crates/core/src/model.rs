@@ -186,3 +186,32 @@ impl StaleIntent {
         self.last_activity_at > self.sleep_state_changed_at
     }
 }
+
+/// Why an app is woken: what the adaptive policy learns from, and what counts as a cold start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WakeReason {
+    /// A visitor's request reached the waker.
+    Visitor,
+    /// The library call, the CLI or the HTTP wake API (a host wakes an app for a request).
+    Api,
+    /// The policy woke it before its expected request: no activity, no cold start.
+    Prewarm,
+}
+
+impl WakeReason {
+    /// Whether a request is behind the wake: one that finds its app asleep is a cold start,
+    /// and the policy learns the request's time.
+    pub fn is_request(self) -> bool {
+        !matches!(self, Self::Prewarm)
+    }
+
+    /// Its name in logs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visitor => "visitor",
+            Self::Api => "api",
+            Self::Prewarm => "prewarm",
+        }
+    }
+}

@@ -55,12 +55,34 @@ impl Backoff {
     }
 }
 
+/// A keep the adaptive policy recorded on a row (a prediction that a request comes soon, or a
+/// pre-warm waiting for its request), as the sleep rule reads it. Its own columns, never the
+/// backoff's: a keep is no failure and grows no exponent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// No candidate before this time (`sleep_keep_until`); None: no keep.
+    pub until: Option<DateTime<Utc>>,
+    /// The row's activity when the keep was recorded (`sleep_keep_activity_at`).
+    pub activity_at: Option<DateTime<Utc>>,
+}
+
+impl Keep {
+    /// Whether the keep still holds the row back at `now`: its time has not come and no
+    /// activity arrived after it (the request it waited for ends it).
+    pub fn holds(&self, last_activity_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.until.is_some_and(|u| u > now)
+            && self.activity_at.is_none_or(|at| last_activity_at <= at)
+    }
+}
+
 /// Whether the tick may sleep `row` at `now`: [`sleepable`], [`unexpired`], idle since
-/// `idle_before` or longer, and not held back by its `backoff`. The store's candidate and
-/// claim predicate; [`out_of_reach`] applies on top, to the row's target.
+/// `idle_before` or longer, and held back neither by its `backoff` nor by a `keep`. The
+/// store's candidate and claim predicate; [`out_of_reach`] applies on top, to the row's
+/// target.
 pub fn may_sleep(
     row: &DeploymentRecord,
     backoff: &Backoff,
+    keep: &Keep,
     now: DateTime<Utc>,
     idle_before: DateTime<Utc>,
 ) -> bool {
@@ -68,6 +90,7 @@ pub fn may_sleep(
         && unexpired(row, now)
         && row.last_activity_at <= idle_before
         && !backoff.holds(row.last_activity_at, now)
+        && !keep.holds(row.last_activity_at, now)
 }
 
 /// Why this instance must neither sleep nor wake `target`, whatever its row says: a cluster it

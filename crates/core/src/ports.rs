@@ -280,3 +280,106 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// A keep recorded on an `awake` row (a prediction, or a pre-warm's wait for its request) that
+/// the tick must settle: a request ended it (the row's activity moved past it), or its time ran
+/// out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Row id.
+    pub id: Uuid,
+    /// Where the app runs.
+    pub provider_id: String,
+    /// The row's activity now.
+    pub last_activity_at: DateTime<Utc>,
+    /// The activity the keep was recorded against (the app's activity before its request).
+    pub keep_activity_at: DateTime<Utc>,
+    /// When the keep runs out.
+    pub keep_until: DateTime<Utc>,
+    /// When a pre-warm woke the app this keep waits for a request of (None: a keep-alive).
+    pub prewarmed_at: Option<DateTime<Utc>>,
+}
+
+/// What the adaptive policy keeps per row, beside the sleep protocol's columns: each app's
+/// rhythm, whether it may sleep at the floor, keeps, and pre-warms. Every write is a
+/// compare-and-set like the [`Store`]'s; none of them moves `last_activity_at`.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait RhythmStore: Send + Sync {
+    /// The early path: rows that may sleep at the floor (their rhythm says so) and that
+    /// [`crate::policy::may_sleep`] at `now` with `early_before`, but whose activity is after
+    /// `idle_before` (older ones are [`Store::select_candidates`]'s); of the `served` clusters,
+    /// oldest activity first, at most `limit`.
+    async fn select_early(
+        &self,
+        served: &ServedClusters,
+        now: DateTime<Utc>,
+        early_before: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Candidate>>;
+
+    /// The rhythms of `ids` (a row without one is missing from the answer).
+    async fn rhythms(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, crate::rhythm::Rhythm>>;
+
+    /// Saves a row's rhythm and whether it may sleep at the floor. False when the row is gone.
+    async fn save_rhythm(
+        &self,
+        id: Uuid,
+        rhythm: &crate::rhythm::Rhythm,
+        sleeps_early: bool,
+    ) -> Result<bool>;
+
+    /// Keeps an `awake` row whose activity is still `seen_activity` out of the candidates
+    /// until `until` (a request, which moves its activity, ends the keep at once). False when
+    /// the row changed.
+    async fn keep(
+        &self,
+        id: Uuid,
+        seen_activity: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Keeps to settle at `now`: activity moved past them, or their time is at or before
+    /// `now`; of the `served` clusters, at most `limit`.
+    async fn keeps_to_settle(
+        &self,
+        served: &ServedClusters,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Kept>>;
+
+    /// Clears the keep recorded against `keep_activity_at`, and its pre-warm mark. False when
+    /// the row holds no such keep.
+    async fn end_keep(&self, id: Uuid, keep_activity_at: DateTime<Utc>) -> Result<bool>;
+
+    /// Sets (None: clears) when to pre-warm an `asleep` row still stamped `state_at`. False
+    /// when the row changed.
+    async fn set_prewarm(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
+
+    /// `asleep` rows whose pre-warm time is at or before `now`, soonest first, of the `served`
+    /// clusters, at most `limit`.
+    async fn prewarms_due(
+        &self,
+        served: &ServedClusters,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AsleepRow>>;
+
+    /// A pre-warm's end of wake: `asleep -> awake` for a row still stamped `state_at`, like
+    /// [`Store::finish_wake`] but leaving `last_activity_at` as it is (a pre-warm is no
+    /// activity); keeps the row until `keep_until` against that activity, marks it
+    /// pre-warmed at `now`, and clears its pre-warm time. False when the row changed.
+    async fn finish_prewarm(
+        &self,
+        id: Uuid,
+        state_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        keep_until: DateTime<Utc>,
+    ) -> Result<bool>;
+}

@@ -24,6 +24,7 @@ use crate::host::{HostOps, NewDeployment};
 
 mod directory; // the in-memory parking directory (the parking listener's view of the cluster)
 mod parker; // the in-memory `Parker`
+mod rhythm; // the `RhythmStore` impl
 mod store; // the `Store` impl; the state, the host fixtures and the helpers stay here
 
 pub use directory::MemoryDirectory;
@@ -54,6 +55,15 @@ pub enum StoreMethod {
     AsleepToCheck,
     MarkChecked,
     ReconcileAwake,
+    SelectEarly,
+    Rhythms,
+    SaveRhythm,
+    Keep,
+    KeepsToSettle,
+    EndKeep,
+    SetPrewarm,
+    PrewarmsDue,
+    FinishPrewarm,
 }
 
 impl StoreMethod {
@@ -73,6 +83,11 @@ impl StoreMethod {
                 | Self::BeginWake
                 | Self::MarkChecked
                 | Self::ReconcileAwake
+                | Self::SaveRhythm
+                | Self::Keep
+                | Self::EndKeep
+                | Self::SetPrewarm
+                | Self::FinishPrewarm
         )
     }
 }
@@ -90,9 +105,20 @@ struct Liveness {
     flaps: u32,
     flaps_since: Option<DateTime<Utc>>,
     wake_started_at: Option<DateTime<Utc>>,
+    // The adaptive policy's keep and pre-warm: a wake or a sleep ends them.
+    keep_until: Option<DateTime<Utc>>,
+    keep_activity_at: Option<DateTime<Utc>>,
+    prewarmed_at: Option<DateTime<Utc>>,
+    prewarm_at: Option<DateTime<Utc>>,
 }
 
 impl Liveness {
+    fn clear_keep(&mut self) {
+        self.keep_until = None;
+        self.keep_activity_at = None;
+        self.prewarmed_at = None;
+    }
+
     fn clear_backoff(&mut self) {
         self.retry_after = None;
         self.retry_key = None;
@@ -102,11 +128,14 @@ impl Liveness {
     }
 }
 
-/// A stored row: what `get` returns, plus the liveness columns.
+/// A stored row: what `get` returns, plus the liveness columns and the adaptive policy's
+/// rhythm (which outlives wakes and sleeps).
 #[derive(Debug, Clone)]
 struct Stored {
     rec: DeploymentRecord,
     live: Liveness,
+    rhythm: Option<idle_scaler_core::rhythm::Rhythm>,
+    sleeps_early: bool,
 }
 
 impl std::ops::Deref for Stored {
@@ -129,6 +158,14 @@ impl Stored {
         policy::Backoff {
             retry_after: self.live.retry_after,
             activity_at: self.live.backoff_activity_at,
+        }
+    }
+
+    /// The row's keep, as the sleep rule reads it.
+    fn keep(&self) -> policy::Keep {
+        policy::Keep {
+            until: self.live.keep_until,
+            activity_at: self.live.keep_activity_at,
         }
     }
 
@@ -225,7 +262,7 @@ fn is_candidate(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) ->
 
 /// The claim's predicate (the candidate predicate without the sort key).
 fn is_claimable(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) -> bool {
-    policy::may_sleep(row, &row.backoff(), now, idle_before)
+    policy::may_sleep(row, &row.backoff(), &row.keep(), now, idle_before)
 }
 
 /// `ORDER BY sleep_state_changed_at, id` and the like: ties broken by id as in SQL.
@@ -256,6 +293,8 @@ impl HostOps for MemoryStore {
             Stored {
                 rec: record,
                 live: Liveness::default(),
+                rhythm: None,
+                sleeps_early: false,
             },
         );
         Ok(id)

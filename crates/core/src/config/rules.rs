@@ -36,6 +36,8 @@ pub enum Rule {
     Namespaces,
     /// The named clusters: the environment's entry list or a table (see `ClusterConfig`).
     Clusters,
+    /// An IANA time zone name (`UTC`, `Europe/Berlin`), as written.
+    TimeZone,
 }
 
 /// One key of the job configuration.
@@ -61,7 +63,7 @@ impl Setting {
 const BOOLEAN: &str = "a boolean: true/false, 1/0, yes/no or on/off";
 
 /// Every key the job reads, in the order they are checked (the first bad one is reported).
-pub const SETTINGS: [Setting; 17] = [
+pub const SETTINGS: [Setting; 21] = [
     Setting {
         key: "enabled",
         rule: Rule::Bool,
@@ -185,6 +187,30 @@ pub const SETTINGS: [Setting; 17] = [
         default: "off",
         allowed: "off or endpointslices",
     },
+    Setting {
+        key: "policy",
+        rule: Rule::OneOf(&["fixed", "adaptive"]),
+        default: "fixed",
+        allowed: "fixed or adaptive",
+    },
+    Setting {
+        key: "prewarm_minutes",
+        rule: Rule::Int { min: 0, max: 60 },
+        default: "5",
+        allowed: "an integer from 0 to 60 (minutes; 0: never pre-warm)",
+    },
+    Setting {
+        key: "max_keep_minutes",
+        rule: Rule::Int { min: 5, max: 1440 },
+        default: "120",
+        allowed: "an integer from 5 to 1440 (minutes)",
+    },
+    Setting {
+        key: "timezone",
+        rule: Rule::TimeZone,
+        default: "UTC",
+        allowed: "an IANA time zone name such as UTC or Europe/Berlin",
+    },
 ];
 
 /// Who wrote the values being read.
@@ -279,6 +305,7 @@ impl Reader {
             Rule::Namespaces => self.namespaces(key, origin, allowed)?.into(),
             Rule::Clusters => Value::serialize(self.clusters(key)?)
                 .map_err(|e| ConfigError::Source(e.to_string()))?,
+            Rule::TimeZone => self.time_zone(key, allowed)?.into(),
         })
     }
 
@@ -299,6 +326,16 @@ impl Reader {
             _ => None,
         };
         parsed.ok_or_else(|| self.refuse(key, &value, allowed))
+    }
+
+    /// The zone's canonical name (its case corrected), so the field always parses.
+    fn time_zone(&self, key: &'static str, allowed: &'static str) -> Result<String, ConfigError> {
+        let value = self.find(key)?;
+        value
+            .as_str()
+            .and_then(|s| chrono_tz::Tz::from_str_insensitive(s.trim()).ok())
+            .map(|tz| tz.name().to_owned())
+            .ok_or_else(|| self.refuse(key, &value, allowed))
     }
 
     fn one_of(

@@ -431,6 +431,7 @@ fn refused(rule: Rule) -> Vec<String> {
         Rule::OneOf(_) => texts(&["datadog", "none,sleep"]),
         Rule::Namespaces => texts(&["Kube_System", "ops,-bad", "", ","]),
         Rule::Clusters => texts(&["East=/k.yaml", "east=", "east=#", "default=/k.yaml"]),
+        Rule::TimeZone => texts(&["Mars/Olympus", "+02:00", ""]),
     }
 }
 
@@ -445,6 +446,7 @@ fn accepted(rule: Rule) -> Vec<String> {
         Rule::OneOf(words) => texts(words),
         Rule::Namespaces => texts(&["ops, billing", "a"]),
         Rule::Clusters => texts(&["east=/k.yaml#ctx", "west=#w"]),
+        Rule::TimeZone => texts(&["UTC", "Europe/Berlin"]),
     }
 }
 
@@ -458,7 +460,7 @@ fn as_built(rule: Rule, text: &str) -> serde_json::Value {
         Rule::Bool => text
             .parse::<bool>()
             .map_or_else(|_| json!(text), |b| json!(b)),
-        Rule::OneOf(_) => json!(text),
+        Rule::OneOf(_) | Rule::TimeZone => json!(text),
         Rule::Namespaces => json!(text.split(',').map(str::trim).collect::<Vec<_>>()),
         Rule::Clusters => {
             let mut clusters = serde_json::Map::new();
@@ -629,10 +631,32 @@ fn the_readme_has_a_row_for_every_key_with_its_variable_default_and_bounds() {
             Rule::Int { min, max } => vec![format!("{min} to {max}")],
             Rule::Floored { floor, max } => vec![max.to_string(), format!("below {floor}")],
             Rule::OneOf(words) => words.iter().map(|w| format!("`{w}`")).collect(),
-            Rule::Bool | Rule::Namespaces | Rule::Clusters => Vec::new(),
+            Rule::Bool | Rule::Namespaces | Rule::Clusters | Rule::TimeZone => Vec::new(),
         };
         for word in words {
             assert!(rule.contains(&word), "{}: no {word:?} in {rule}", s.key);
         }
     }
+}
+
+#[test]
+fn the_adaptive_policy_keys_default_to_todays_behaviour_and_name_a_bad_zone() {
+    figment::Jail::expect_with(|jail| {
+        let c = load().unwrap().0;
+        assert_eq!(c.policy, crate::SleepPolicy::Fixed);
+        assert_eq!((c.prewarm_minutes, c.max_keep_minutes), (5, 120));
+        assert_eq!(c.time_zone(), chrono_tz::Tz::UTC);
+        jail.set_env("DEPLOY_SCALE_TO_ZERO_POLICY", "Adaptive");
+        jail.set_env("DEPLOY_SCALE_TO_ZERO_TIMEZONE", "europe/berlin");
+        let c = load().unwrap().0;
+        assert_eq!(c.policy, crate::SleepPolicy::Adaptive);
+        assert_eq!(c.timezone, "Europe/Berlin");
+        jail.set_env("DEPLOY_SCALE_TO_ZERO_TIMEZONE", "Mars/Olympus");
+        let e = load().unwrap_err().to_string();
+        assert!(
+            e.contains("DEPLOY_SCALE_TO_ZERO_TIMEZONE") && e.contains("Mars/Olympus"),
+            "{e}"
+        );
+        Ok(())
+    });
 }

@@ -26,10 +26,11 @@ fn only_healthy_awake_unpinned_unexpired_idle_cluster_rows_may_sleep() {
     let none = Backoff::default();
     let (now, idle_before) = (at(60), at(30));
     let ok = row("k8s:apps/web");
-    assert!(may_sleep(&ok, &none, now, idle_before));
+    assert!(may_sleep(&ok, &none, &Keep::default(), now, idle_before));
     assert!(may_sleep(
         &row("k8s@east:apps/web"),
         &none,
+        &Keep::default(),
         now,
         idle_before
     ));
@@ -45,11 +46,20 @@ fn only_healthy_awake_unpinned_unexpired_idle_cluster_rows_may_sleep() {
     for change in changed {
         let mut r = ok.clone();
         change(&mut r);
-        assert!(!may_sleep(&r, &none, now, idle_before), "{r:?}");
+        assert!(
+            !may_sleep(&r, &none, &Keep::default(), now, idle_before),
+            "{r:?}"
+        );
     }
     let mut future_expiry = ok.clone();
     future_expiry.expires_at = Some(at(61));
-    assert!(may_sleep(&future_expiry, &none, now, idle_before));
+    assert!(may_sleep(
+        &future_expiry,
+        &none,
+        &Keep::default(),
+        now,
+        idle_before
+    ));
 }
 
 #[test]
@@ -59,12 +69,35 @@ fn a_backoff_holds_until_its_retry_time_or_new_activity() {
         retry_after: Some(at(90)),
         activity_at: Some(at(0)),
     };
-    assert!(!may_sleep(&r, &backoff, at(89), at(30)));
-    assert!(may_sleep(&r, &backoff, at(90), at(30)));
+    assert!(!may_sleep(&r, &backoff, &Keep::default(), at(89), at(30)));
+    assert!(may_sleep(&r, &backoff, &Keep::default(), at(90), at(30)));
     let mut redeployed = r.clone();
     redeployed.last_activity_at = at(1);
     assert!(backoff.ended_by(redeployed.last_activity_at));
-    assert!(may_sleep(&redeployed, &backoff, at(89), at(30)));
+    assert!(may_sleep(
+        &redeployed,
+        &backoff,
+        &Keep::default(),
+        at(89),
+        at(30)
+    ));
+}
+
+#[test]
+fn a_keep_holds_a_row_until_its_time_or_the_request_it_waits_for() {
+    let r = row("k8s:apps/web");
+    let none = Backoff::default();
+    let keep = Keep {
+        until: Some(at(90)),
+        activity_at: Some(at(0)),
+    };
+    assert!(!may_sleep(&r, &none, &keep, at(89), at(30)));
+    assert!(may_sleep(&r, &none, &keep, at(90), at(30)));
+    // A request moved the activity: the keep is over, and the window runs from the request.
+    let mut used = r.clone();
+    used.last_activity_at = at(1);
+    assert!(!keep.holds(used.last_activity_at, at(2)));
+    assert!(may_sleep(&used, &none, &keep, at(89), at(30)));
 }
 
 #[test]

@@ -60,6 +60,7 @@ impl Store for MemoryStore {
         row.sleep_state_changed_at = now;
         row.replicas_before_sleep = replicas;
         row.live.clear_backoff();
+        row.live.clear_keep();
         row.live.checked_at = None;
         Ok(true)
     }

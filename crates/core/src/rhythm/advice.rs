@@ -1,0 +1,186 @@
+//! What a rhythm advises. Percentiles over the gaps are the hybrid-histogram idea of
+//! "Serverless in the Wild" (Shahrad et al., USENIX ATC 2020): the head of the gap
+//! distribution says when to pre-warm, its tail how long to keep; a distribution that is too
+//! thin or too wide says nothing.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Rhythm, Settings, local_time, weekday};
+
+/// Fewer gaps than this: no opinion from gaps.
+pub const MIN_GAPS: usize = 6;
+/// A gap distribution is regular when its tail is at most this much longer than its head
+/// (a poller with jitter).
+const REGULAR_SPREAD: f64 = 1.25;
+/// Gaps whose head is at least this many idle windows long: sleeping at the floor costs
+/// (almost) no cold start the window would have saved.
+const LONG_GAP_WINDOWS: i32 = 4;
+/// The share of an app's long gaps (longer than the window) a keep must cover to be worth
+/// its minutes.
+const KEEP_COVERS: f64 = 0.8;
+/// Same weekdays looked back at for a day's first request, and how many of them must agree.
+const SLOT_WEEKS: usize = 4;
+const SLOT_AGREE: usize = 3;
+/// How close agreeing first requests of the day are.
+const SLOT_WIDTH_MINUTES: u16 = 30;
+
+/// A pre-warm: when to wake the app, and until when to keep it up for its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prewarm {
+    /// When to wake it.
+    pub at: DateTime<Utc>,
+    /// No candidate before this time unless a request came (then the window runs as usual).
+    pub keep_until: DateTime<Utc>,
+}
+
+impl Rhythm {
+    /// The gaps' minutes, sorted.
+    fn sorted_gaps(&self) -> Vec<u32> {
+        let mut g: Vec<u32> = self.gaps.iter().map(|g| g.minutes).collect();
+        g.sort_unstable();
+        g
+    }
+
+    /// Whether the app may sleep at the floor instead of the window: enough gaps, and even
+    /// the short ones (the head, 10th percentile) longer than the window, and either regular
+    /// enough to pre-warm for or many windows long.
+    pub fn sleeps_early(&self, s: &Settings) -> bool {
+        let g = self.sorted_gaps();
+        if g.len() < MIN_GAPS {
+            return false;
+        }
+        let head = minutes(pct(&g, 0.1));
+        head > s.window
+            && (regular(&g) && s.prewarm > Duration::zero() || head >= s.window * LONG_GAP_WINDOWS)
+    }
+
+    /// Keep-alive: when the app's long gaps (those past the window) mostly end soon after it,
+    /// the time (after `last_activity`) until which the app stays a non-candidate; None when
+    /// the gaps say nothing, the keep would not be past `now`, or the app sleeps early.
+    pub fn keep_until(
+        &self,
+        last_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+        s: &Settings,
+    ) -> Option<DateTime<Utc>> {
+        if self.sleeps_early(s) {
+            return None;
+        }
+        let window = u32::try_from(s.window.num_minutes()).ok()?;
+        let long: Vec<u32> = self
+            .sorted_gaps()
+            .into_iter()
+            .filter(|m| *m > window)
+            .collect();
+        if long.len() < MIN_GAPS {
+            return None;
+        }
+        // A tick's margin: activity is learned on the tick grid.
+        let keep = minutes(pct(&long, KEEP_COVERS)) + s.tick;
+        if keep > s.max_keep {
+            return None;
+        }
+        Some(last_activity + keep).filter(|t| *t > now)
+    }
+
+    /// The soonest pre-warm after `now` for an app whose last activity was `last_activity`:
+    /// a regular gap's head (early sleepers), or a first-of-the-day slot; None without one, or
+    /// when pre-warm is off.
+    pub fn next_prewarm(
+        &self,
+        last_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+        s: &Settings,
+    ) -> Option<Prewarm> {
+        if s.prewarm <= Duration::zero() {
+            return None;
+        }
+        [
+            self.gap_prewarm(last_activity, s),
+            self.slot_prewarm(last_activity, now, s),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.at > now)
+        .min_by_key(|p| p.at)
+    }
+
+    fn gap_prewarm(&self, last_activity: DateTime<Utc>, s: &Settings) -> Option<Prewarm> {
+        let g = self.sorted_gaps();
+        if g.len() < MIN_GAPS || !regular(&g) || !self.sleeps_early(s) {
+            return None;
+        }
+        let head = minutes(pct(&g, 0.1));
+        let tail = minutes(pct(&g, 0.9));
+        let at = last_activity + head - s.prewarm;
+        let keep_until = (last_activity + tail + s.tick).min(at + s.max_keep);
+        (at >= last_activity + s.floor).then_some(Prewarm { at, keep_until })
+    }
+
+    fn slot_prewarm(
+        &self,
+        last_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+        s: &Settings,
+    ) -> Option<Prewarm> {
+        let today = now.with_timezone(&s.tz).date_naive();
+        (0..8).find_map(|ahead| {
+            let date = today + Duration::days(ahead);
+            let (first, last) = self.slot(weekday(date))?;
+            let from = local_time(&s.tz, date, first.into())?;
+            let to = local_time(&s.tz, date, last.into())?;
+            // The day's first request already came: its slot is behind.
+            if from <= last_activity {
+                return None;
+            }
+            let at = from - s.prewarm;
+            let keep_until = (to + s.tick).min(at + s.max_keep);
+            (at > now).then_some(Prewarm { at, keep_until })
+        })
+    }
+
+    /// The slot the first request of the day came in on most of the last [`SLOT_WEEKS`]
+    /// days of `day`'s weekday: its earliest and latest minute.
+    fn slot(&self, day: chrono::Weekday) -> Option<(u16, u16)> {
+        let mut minutes: Vec<u16> = self
+            .day_starts
+            .iter()
+            .rev()
+            .filter(|d| weekday(d.date) == day)
+            .take(SLOT_WEEKS)
+            .map(|d| d.minute)
+            .collect();
+        if minutes.len() < SLOT_AGREE {
+            return None;
+        }
+        minutes.sort_unstable();
+        minutes
+            .windows(SLOT_AGREE)
+            .find(|w| w[SLOT_AGREE - 1] - w[0] <= SLOT_WIDTH_MINUTES)
+            .map(|w| (w[0], w[SLOT_AGREE - 1]))
+    }
+}
+
+/// Whether sorted gaps cluster: the 90th percentile within [`REGULAR_SPREAD`] of the 10th.
+fn regular(sorted: &[u32]) -> bool {
+    f64::from(pct(sorted, 0.9)) <= f64::from(pct(sorted, 0.1)) * REGULAR_SPREAD
+}
+
+/// The `p` quantile of sorted values (nearest rank); 0 for none.
+fn pct(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    // an index into at most GAP_SAMPLES values
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn minutes(m: u32) -> Duration {
+    Duration::minutes(m.into())
+}

@@ -1,0 +1,149 @@
+use chrono::{TimeZone, Utc};
+
+use super::*;
+
+fn settings() -> Settings {
+    Settings {
+        window: Duration::minutes(30),
+        floor: Duration::minutes(5),
+        tick: Duration::minutes(2),
+        prewarm: Duration::minutes(5),
+        max_keep: Duration::minutes(120),
+        tz: Tz::UTC,
+    }
+}
+
+/// 2026-01-05 was a Monday.
+fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, day, hour, minute, 0).unwrap()
+}
+
+/// A rhythm fed requests `every` minutes apart, `n` of them, from Monday 00:00.
+fn poller(every: i64, n: i64) -> (Rhythm, DateTime<Utc>) {
+    let s = settings();
+    let mut r = Rhythm::default();
+    let mut t = at(5, 0, 0);
+    for _ in 0..n {
+        let next = t + Duration::minutes(every);
+        r.observe(t, next, &s);
+        t = next;
+    }
+    (r, t)
+}
+
+#[test]
+fn gaps_shorter_than_the_floor_are_not_learned() {
+    let s = settings();
+    let mut r = Rhythm::default();
+    assert!(!r.observe(at(5, 10, 0), at(5, 10, 4), &s));
+    assert!(r.gaps.is_empty());
+    assert!(r.observe(at(5, 10, 0), at(5, 10, 40), &s));
+    assert_eq!(r.gaps[0].minutes, 40);
+}
+
+#[test]
+fn the_history_is_bounded_and_forgets_old_weeks() {
+    let (r, last) = poller(40, 500);
+    assert_eq!(r.gaps.len(), GAP_SAMPLES);
+    assert!(r.day_starts.len() <= DAY_STARTS);
+    let mut r = r;
+    r.forget_before(last + Duration::days(HISTORY_DAYS));
+    assert!(r.gaps.is_empty());
+}
+
+#[test]
+fn a_regular_poller_sleeps_early_and_is_prewarmed_before_its_next_request() {
+    let s = settings();
+    let (r, last) = poller(40, 10);
+    assert!(r.sleeps_early(&s));
+    assert_eq!(r.keep_until(last, last + Duration::minutes(30), &s), None);
+    let p = r
+        .next_prewarm(last, last + Duration::minutes(5), &s)
+        .expect("a pre-warm");
+    assert_eq!(p.at, last + Duration::minutes(35));
+    assert_eq!(p.keep_until, last + Duration::minutes(42));
+}
+
+#[test]
+fn too_little_history_or_a_scattered_one_says_nothing() {
+    let s = settings();
+    let (few, last) = poller(40, MIN_GAPS_FOR_TESTS - 1);
+    assert!(!few.sleeps_early(&s));
+    assert_eq!(few.next_prewarm(last, last, &s), None);
+    let mut scattered = Rhythm::default();
+    let mut t = at(5, 0, 0);
+    for m in [35, 300, 50, 900, 41, 2000, 70, 400] {
+        let next = t + Duration::minutes(m);
+        scattered.observe(t, next, &s);
+        t = next;
+    }
+    assert!(!scattered.sleeps_early(&s));
+    assert_eq!(scattered.keep_until(t, t + Duration::minutes(30), &s), None);
+    assert_eq!(scattered.next_prewarm(t, t, &s), None);
+}
+
+#[test]
+fn gaps_just_past_the_window_keep_the_app_up_past_it() {
+    let s = settings();
+    let mut r = Rhythm::default();
+    let mut t = at(5, 0, 0);
+    // Short quiet spells, and long ones that mostly end soon after the window.
+    for m in [10, 34, 12, 45, 38, 8, 50, 36, 40, 55] {
+        let next = t + Duration::minutes(m);
+        r.observe(t, next, &s);
+        t = next;
+    }
+    assert!(!r.sleeps_early(&s));
+    let kept = r
+        .keep_until(t, t + Duration::minutes(30), &s)
+        .expect("kept");
+    // The 80th percentile of the long gaps, and a tick's margin.
+    assert_eq!(kept, t + Duration::minutes(50 + 2));
+    assert!(kept - t <= s.max_keep);
+    // Nothing past the window holds the app once the keep's time has passed.
+    assert_eq!(r.keep_until(t, kept, &s), None);
+}
+
+#[test]
+fn the_first_request_of_the_day_in_the_same_slot_is_prewarmed_for() {
+    let s = settings();
+    let mut r = Rhythm::default();
+    // Mondays 5, 12, 19 and 26 January: the first request at 09:00, 09:10, 08:55, 13:00.
+    for (day, h, m) in [(5, 9, 0), (12, 9, 10), (19, 8, 55), (26, 13, 0)] {
+        r.observe(at(day - 1, 18, 0), at(day, h, m), &s);
+    }
+    // Asleep since Friday evening: the next pre-warm is Monday 2 February, before 08:55.
+    let last = at(30, 18, 0);
+    let p = r.next_prewarm(last, at(31, 12, 0), &s).expect("a pre-warm");
+    assert_eq!(p.at, Utc.with_ymd_and_hms(2026, 2, 2, 8, 50, 0).unwrap());
+    assert_eq!(
+        p.keep_until,
+        Utc.with_ymd_and_hms(2026, 2, 2, 9, 12, 0).unwrap()
+    );
+    // With pre-warm off there is none.
+    let off = Settings {
+        prewarm: Duration::zero(),
+        ..s
+    };
+    assert_eq!(r.next_prewarm(last, at(31, 12, 0), &off), None);
+}
+
+#[test]
+fn days_are_counted_in_the_configured_time_zone() {
+    let s = Settings {
+        tz: chrono_tz::Europe::Berlin,
+        ..settings()
+    };
+    let mut r = Rhythm::default();
+    // 23:30 UTC on 5 January is 00:30 on the 6th in Berlin: the first request of that day.
+    r.observe(at(5, 12, 0), at(5, 23, 30), &s);
+    assert_eq!(
+        r.day_starts,
+        [DayStart {
+            date: NaiveDate::from_ymd_opt(2026, 1, 6).unwrap(),
+            minute: 30
+        }]
+    );
+}
+
+const MIN_GAPS_FOR_TESTS: i64 = advice::MIN_GAPS as i64;
