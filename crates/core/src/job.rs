@@ -162,7 +162,12 @@ impl Job {
     }
 
     async fn sample_idle_apps(&self) -> Option<i64> {
-        let n = sample_idle_apps(self.store.as_ref(), self.config.default_wake_replicas).await;
+        let n = sample_idle_apps(
+            self.store.as_ref(),
+            self.config.default_wake_replicas,
+            self.clock.as_ref(),
+        )
+        .await;
         if let Some(n) = n {
             self.idle_apps_seen
                 .store(n, std::sync::atomic::Ordering::Relaxed);
@@ -183,7 +188,11 @@ impl Job {
 /// count wakes to `default_replicas`, so it counts as that many). A failure is a WARN, never a
 /// failed tick or wake; the replicas are not asked for when the count already failed (the
 /// store is down, and the tick or wake should not wait on it twice).
-async fn sample_idle_apps(store: &dyn Store, default_replicas: i32) -> Option<i64> {
+async fn sample_idle_apps(
+    store: &dyn Store,
+    default_replicas: i32,
+    clock: &dyn Clock,
+) -> Option<i64> {
     let n = match store.count_asleep().await {
         Ok(n) => n,
         Err(e) => {
@@ -193,7 +202,7 @@ async fn sample_idle_apps(store: &dyn Store, default_replicas: i32) -> Option<i6
     };
     metrics::idle_apps(n);
     match store.sum_asleep_replicas(default_replicas).await {
-        Ok(replicas) => metrics::replicas_asleep(replicas),
+        Ok(replicas) => metrics::replicas_asleep(replicas, clock.now()),
         Err(e) => {
             warn!(error = %crate::error_chain(&e), "could not sample the replicas-asleep gauge")
         }

@@ -68,6 +68,22 @@ pub const WAKER_OVERHEAD_SECONDS: &str = "instant_deploy_scale_to_zero_waker_ove
 pub const CLUSTER_UNREACHABLE_TOTAL: &str =
     "instant_deploy_scale_to_zero_cluster_unreachable_total";
 
+/// Counter of requests that found their app asleep (a wake by a visitor or the API of an app
+/// that was asleep or going to sleep): what the adaptive policy reduces.
+pub const COLD_STARTS_TOTAL: &str = "instant_deploy_scale_to_zero_cold_starts_total";
+/// Counter of pre-warms, label `result`: `used` (a request came before the app would have
+/// slept again), `wasted` (none came; the app slept again after its short keep).
+pub const PREWARMS_TOTAL: &str = "instant_deploy_scale_to_zero_prewarms_total";
+/// Counter of keeps the adaptive policy decided: an idle app kept up past the window because
+/// its next request is expected soon (skip reason `predicted_use`).
+pub const KEEP_DECISIONS_TOTAL: &str = "instant_deploy_scale_to_zero_keep_decisions_total";
+/// Counter of replica-seconds asleep: [`REPLICAS_ASLEEP`] integrated over the job's clock
+/// between its samples (each tick, each wake). What sleeping saved.
+pub const REPLICA_SECONDS_ASLEEP_TOTAL: &str =
+    "instant_deploy_scale_to_zero_replica_seconds_asleep_total";
+/// Values of the `result` label of [`PREWARMS_TOTAL`].
+pub const PREWARM_RESULTS: [&str; 2] = ["used", "wasted"];
+
 /// Counter of what parking and unparking did, label `result` (see [`PARKING_RESULTS`]).
 pub const PARKING_TOTAL: &str = "instant_deploy_scale_to_zero_parking_total";
 /// Gauge of Services parked (pointed at the waker), from the list the reconcile takes once
@@ -214,6 +230,23 @@ pub fn describe_metrics() {
         PARKED_SERVICES,
         "Services pointed at the waker (parked), as last listed"
     );
+    describe_counter!(
+        COLD_STARTS_TOTAL,
+        "Requests that found their app asleep (cold starts)"
+    );
+    describe_counter!(
+        PREWARMS_TOTAL,
+        "Apps woken before their expected request, by whether a request used it"
+    );
+    describe_counter!(
+        KEEP_DECISIONS_TOTAL,
+        "Idle apps kept up past the window for an expected request"
+    );
+    describe_counter!(
+        REPLICA_SECONDS_ASLEEP_TOTAL,
+        Unit::Seconds,
+        "Replica-seconds asleep: what sleeping saved"
+    );
 }
 
 /// Makes the unreachable-cluster series of every served cluster exist at 0 (the cluster
@@ -271,6 +304,12 @@ pub fn prime() {
     for result in PARKING_RESULTS {
         counter!(PARKING_TOTAL, "result" => result).absolute(0);
     }
+    counter!(COLD_STARTS_TOTAL).absolute(0);
+    for result in PREWARM_RESULTS {
+        counter!(PREWARMS_TOTAL, "result" => result).absolute(0);
+    }
+    counter!(KEEP_DECISIONS_TOTAL).absolute(0);
+    counter!(REPLICA_SECONDS_ASLEEP_TOTAL).absolute(0);
     gauge!(IDLE_APPS).set(0.0);
     gauge!(REPLICAS_ASLEEP).set(0.0);
     gauge!(PARKED_SERVICES).set(0.0);
@@ -324,9 +363,38 @@ pub(crate) fn idle_apps(count: i64) {
     gauge!(IDLE_APPS).set(count as f64);
 }
 
-pub(crate) fn replicas_asleep(replicas: i64) {
+/// The last replicas-asleep sample, which the replica-seconds counter integrates from.
+static LAST_ASLEEP: std::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, i64)>> =
+    std::sync::Mutex::new(None);
+
+pub(crate) fn replicas_asleep(replicas: i64, now: chrono::DateTime<chrono::Utc>) {
     #[allow(clippy::cast_precision_loss)] // replica counts are far below 2^52
     gauge!(REPLICAS_ASLEEP).set(replicas as f64);
+    let mut last = LAST_ASLEEP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, n)) = *last {
+        // The count held since the last sample; a clock that went back adds nothing.
+        let seconds = u64::try_from((now - at).num_seconds()).unwrap_or(0);
+        let n = u64::try_from(n).unwrap_or(0);
+        counter!(REPLICA_SECONDS_ASLEEP_TOTAL).increment(n.saturating_mul(seconds));
+    }
+    if last.is_none_or(|(at, _)| now >= at) {
+        *last = Some((now, replicas));
+    }
+}
+
+pub(crate) fn cold_start_seen() {
+    counter!(COLD_STARTS_TOTAL).increment(1);
+}
+
+pub(crate) fn prewarm(result: &'static str) {
+    debug_assert!(PREWARM_RESULTS.contains(&result), "{result}");
+    counter!(PREWARMS_TOTAL, "result" => result).increment(1);
+}
+
+pub(crate) fn keep_decided() {
+    counter!(KEEP_DECISIONS_TOTAL).increment(1);
 }
 
 pub(crate) fn tick(

@@ -281,8 +281,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A keep recorded on an `awake` row (a prediction, or a pre-warm's wait for its request) that
-/// the tick must settle: a request ended it (the row's activity moved past it), or its time ran
+/// A keep recorded on an `awake` row (a prediction, or a pre-warm's wait for its request). The
+/// tick settles it once a request ended it (the row's activity moved past it) or its time ran
 /// out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
@@ -340,14 +340,10 @@ pub trait RhythmStore: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// Keeps to settle at `now`: activity moved past them, or their time is at or before
-    /// `now`; of the `served` clusters, at most `limit`.
-    async fn keeps_to_settle(
-        &self,
-        served: &ServedClusters,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Kept>>;
+    /// Every row holding a keep (whether it still holds or not), of the `served` clusters,
+    /// soonest `keep_until` first, at most `limit`: the tick asks the activity source about
+    /// them and settles those a request ended or whose time ran out.
+    async fn keeps(&self, served: &ServedClusters, limit: u32) -> Result<Vec<Kept>>;
 
     /// Clears the keep recorded against `keep_activity_at`, and its pre-warm mark. False when
     /// the row holds no such keep.

@@ -59,7 +59,7 @@ pub enum StoreMethod {
     Rhythms,
     SaveRhythm,
     Keep,
-    KeepsToSettle,
+    Keeps,
     EndKeep,
     SetPrewarm,
     PrewarmsDue,

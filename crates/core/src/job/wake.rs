@@ -138,7 +138,12 @@ impl WakeCtx {
                 }
                 if r.result != WakeResult::AlreadyAwake {
                     // Keep the gauge true between ticks: dashboards watch apps waking.
-                    sample_idle_apps(self.store.as_ref(), self.config.default_wake_replicas).await;
+                    sample_idle_apps(
+                        self.store.as_ref(),
+                        self.config.default_wake_replicas,
+                        self.clock.as_ref(),
+                    )
+                    .await;
                 }
             }
             Err(Error::UnknownDeployment(_) | Error::ClusterNotServed { .. }) => {}

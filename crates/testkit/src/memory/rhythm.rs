@@ -85,26 +85,19 @@ impl RhythmStore for MemoryStore {
         }
     }
 
-    async fn keeps_to_settle(
-        &self,
-        served: &ServedClusters,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Kept>> {
-        let state = self.enter(StoreMethod::KeepsToSettle)?;
-        let now = ts(now);
+    async fn keeps(&self, served: &ServedClusters, limit: u32) -> Result<Vec<Kept>> {
+        let state = self.enter(StoreMethod::Keeps)?;
         let found: Vec<Kept> = state
             .rows
             .values()
             .filter(|r| served.serves_id(&r.provider_id))
             .filter_map(|r| {
-                let (until, activity) = (r.live.keep_until?, r.live.keep_activity_at?);
-                (r.last_activity_at > activity || until <= now).then(|| Kept {
+                Some(Kept {
                     id: r.id,
                     provider_id: r.provider_id.clone(),
                     last_activity_at: r.last_activity_at,
-                    keep_activity_at: activity,
-                    keep_until: until,
+                    keep_activity_at: r.live.keep_activity_at?,
+                    keep_until: r.live.keep_until?,
                     prewarmed_at: r.live.prewarmed_at,
                 })
             })
