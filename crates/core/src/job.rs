@@ -15,6 +15,7 @@ use crate::{
     ServedClusters, Store, Target, TickReport,
 };
 
+mod adaptive;
 mod builder;
 mod clusters;
 mod park;
@@ -50,6 +51,8 @@ pub struct Job {
     owed_restores: sleep::OwedRestores,
     /// The Parker of the cluster parking serves, when one was given.
     parking: Option<Arc<park::Parkings>>,
+    /// The adaptive policy's settings and store, under `policy = adaptive`.
+    adaptive: Option<adaptive::Adaptive>,
 }
 
 impl std::fmt::Debug for Job {

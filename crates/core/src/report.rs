@@ -71,11 +71,14 @@ pub enum SkipReason {
     /// Someone else scales the app back up every time it is slept (a GitOps self-heal, an
     /// autoscaler): not slept again until a wake or new activity.
     FightsBack,
+    /// The adaptive policy expects the app's next request soon after the idle window: kept up
+    /// until then.
+    PredictedUse,
 }
 
 impl SkipReason {
     /// Every reason, for priming.
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         Self::Foreign,
         Self::Malformed,
         Self::ProtectedNamespace,
@@ -86,6 +89,7 @@ impl SkipReason {
         Self::RecentTraffic,
         Self::ActivityUnknown,
         Self::FightsBack,
+        Self::PredictedUse,
     ];
 
     /// The metric label value.
@@ -101,6 +105,7 @@ impl SkipReason {
             Self::RecentTraffic => "recent_traffic",
             Self::ActivityUnknown => "activity_unknown",
             Self::FightsBack => "fights_back",
+            Self::PredictedUse => "predicted_use",
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use idle_scaler_core::flight::{Flight, SingleFlight};
 use idle_scaler_core::{
-    DeploymentRecord, Error, Job, Readiness, ReadyState, SleepState, Target, WakeResult, metrics,
+    DeploymentRecord, Error, Job, Readiness, ReadyState, SleepState, Target, WakeReason,
+    WakeResult, metrics,
 };
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -140,7 +141,8 @@ async fn fly(
     woken: &OnWoken,
 ) -> Landing {
     let deadline = started + timeout;
-    let woke = match tokio::time::timeout_at(deadline, job.wake(id)).await {
+    let woke = match tokio::time::timeout_at(deadline, job.wake_for(id, WakeReason::Visitor)).await
+    {
         Ok(Ok(report)) => {
             woken(&target.provider_id());
             report.result == WakeResult::WokeUp

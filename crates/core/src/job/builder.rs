@@ -7,8 +7,8 @@ use tracing::info;
 
 use super::{Job, park, sleep, wake};
 use crate::{
-    ActivitySource, Clock, ClusterName, Config, ConfigError, Parker, ScalerFactories,
-    ScalerFactory, Store, SystemClock,
+    ActivitySource, Clock, ClusterName, Config, ConfigError, Parker, RhythmStore, ScalerFactories,
+    ScalerFactory, SleepPolicy, Store, SystemClock,
 };
 
 /// Builds a [`Job`]. Defaults: the system clock, no activity source (idleness is
@@ -23,6 +23,7 @@ pub struct JobBuilder {
     clock: Arc<dyn Clock>,
     activity: Option<Arc<dyn ActivitySource>>,
     parking: Option<park::Parkings>,
+    rhythms: Option<Arc<dyn RhythmStore>>,
 }
 
 impl std::fmt::Debug for JobBuilder {
@@ -50,6 +51,7 @@ impl Job {
             clock: Arc::new(SystemClock),
             activity: None,
             parking: None,
+            rhythms: None,
         }
     }
 }
@@ -88,6 +90,13 @@ impl JobBuilder {
         self
     }
 
+    /// Keeps each app's rhythm in `rhythms` (the PostgreSQL and in-memory stores are one):
+    /// needed by `policy = adaptive`, unused under `fixed`.
+    pub fn rhythm_store(mut self, rhythms: Arc<dyn RhythmStore>) -> Self {
+        self.rhythms = Some(rhythms);
+        self
+    }
+
     /// Parks slept apps through `parker` (with `parking = endpointslices`), which serves
     /// `cluster` (the waker's own; `None`: the default cluster). Apps of other clusters are
     /// never parked; the build says once which those are.
@@ -103,10 +112,21 @@ impl JobBuilder {
     /// [`ConfigError`] naming the key, its variable and what is allowed.
     pub fn try_build(self) -> Result<Job, ConfigError> {
         self.config.validate()?;
+        if self.config.policy == SleepPolicy::Adaptive && self.rhythms.is_none() {
+            return Err(ConfigError::Source(
+                "DEPLOY_SCALE_TO_ZERO_POLICY (policy) = adaptive needs a store that keeps each \
+                 app's rhythm: give the job one with JobBuilder::rhythm_store (the PostgreSQL and \
+                 in-memory stores are)"
+                    .to_owned(),
+            ));
+        }
         if !self.config.enabled {
             info!("scale-to-zero is disabled: ticks will do nothing until it is enabled");
         }
         park::log_at_build(&self.config, self.parking.as_ref());
+        let adaptive = crate::rhythm::Settings::of(&self.config)
+            .zip(self.rhythms)
+            .map(|(settings, store)| super::adaptive::Adaptive { settings, store });
         Ok(Job {
             served: self.config.served_clusters(),
             config: self.config,
@@ -119,6 +139,7 @@ impl JobBuilder {
             idle_apps_seen: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
             owed_restores: sleep::OwedRestores::default(),
             parking: self.parking.map(Arc::new),
+            adaptive,
         })
     }
 

@@ -1,12 +1,16 @@
 //! The opening a tick and a dry run share: select the candidates, derive each one's target
 //! once, ask the activity source once, and decide per candidate before any Kubernetes call.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use super::Job;
 use super::traffic::Verdict;
 use crate::report::SleptApp;
+use crate::rhythm::Rhythm;
 use crate::{Candidate, Result, ServedClusters, SkipReason, Target, TargetError, TickReport};
 
 /// How many backing-off rows a dry run lists.
@@ -24,6 +28,8 @@ pub(super) enum Decision {
     /// Traffic unknown, and the policy keeps such apps up; `true` when that will last (the
     /// source has no data for it), `false` when the source failed this tick.
     KeepUnknown(Target, bool),
+    /// The adaptive policy expects a request soon: kept up until this time.
+    Keep(Target, DateTime<Utc>),
 }
 
 /// One tick's candidates, each with its decision.
@@ -33,6 +39,23 @@ pub(super) struct Selection {
     pub idle_before: DateTime<Utc>,
     /// The candidates, oldest activity first, with what to do about each.
     pub candidates: Vec<(Candidate, Decision)>,
+    /// `now - floor` under the adaptive policy: an early candidate's activity is at or
+    /// before it.
+    pub early_before: Option<DateTime<Utc>>,
+    /// The candidates of the early path (their rhythm lets them sleep at the floor).
+    pub early: HashSet<Uuid>,
+    /// The candidates' rhythms (adaptive policy; a candidate without one has none).
+    pub rhythms: HashMap<Uuid, Rhythm>,
+}
+
+impl Selection {
+    /// The activity a candidate's claim re-checks against: the floor's for an early one.
+    pub fn cutoff(&self, id: Uuid) -> DateTime<Utc> {
+        match self.early_before {
+            Some(early) if self.early.contains(&id) => early,
+            _ => self.idle_before,
+        }
+    }
 }
 
 impl Job {
@@ -46,10 +69,43 @@ impl Job {
         ask_traffic: bool,
     ) -> Result<Selection> {
         let idle_before = now - self.config.idle_window();
-        let candidates = self
+        let mut candidates = self
             .store
             .select_candidates(served, now, idle_before, self.config.max_per_tick)
             .await?;
+        let mut early = HashSet::new();
+        let mut rhythms = HashMap::new();
+        let early_before = self.adaptive.as_ref().map(|a| now - a.settings.floor);
+        if let (Some(adaptive), Some(early_before)) = (&self.adaptive, early_before) {
+            let room = self
+                .config
+                .max_per_tick
+                .saturating_sub(u32::try_from(candidates.len()).unwrap_or(u32::MAX));
+            if room > 0 {
+                let found = adaptive
+                    .store
+                    .select_early(served, now, early_before, idle_before, room)
+                    .await?;
+                early.extend(found.iter().map(|c| c.id));
+                candidates.extend(found);
+            }
+            let ids: Vec<Uuid> = candidates.iter().map(|c| c.id).collect();
+            if !ids.is_empty() {
+                // Without its rhythms a tick is a fixed-window tick: a WARN, not a failure.
+                rhythms = adaptive.store.rhythms(&ids).await.unwrap_or_else(|e| {
+                    warn!(error = %crate::error_chain(&e),
+                        "could not read the candidates' rhythms; this tick uses the fixed window");
+                    HashMap::new()
+                });
+            }
+        }
+        let cutoffs: Vec<DateTime<Utc>> = candidates
+            .iter()
+            .map(|c| match early_before {
+                Some(e) if early.contains(&c.id) => e,
+                _ => idle_before,
+            })
+            .collect();
         let targets: Vec<_> = candidates
             .iter()
             .map(|c| {
@@ -59,7 +115,7 @@ impl Job {
             .collect();
         let verdicts = if ask_traffic {
             let answer = self.ask_traffic(&targets, now).await;
-            self.verdicts(&candidates, &targets, &answer, idle_before, now)
+            self.verdicts(&candidates, &targets, &answer, &cutoffs, now)
         } else {
             vec![Verdict::Proceed; candidates.len()]
         };
@@ -68,9 +124,21 @@ impl Job {
             .zip(targets)
             .zip(verdicts)
             .map(|((c, target), verdict)| {
+                let keep = || {
+                    let a = self.adaptive.as_ref()?;
+                    if early.contains(&c.id) {
+                        return None;
+                    }
+                    rhythms
+                        .get(&c.id)?
+                        .keep_until(c.last_activity_at, now, &a.settings)
+                };
                 let decision = match (target, verdict) {
                     (Err(reason), _) => Decision::Skip(reason),
-                    (Ok(t), Verdict::Proceed) => Decision::Attempt(t),
+                    (Ok(t), Verdict::Proceed) => match keep() {
+                        Some(until) => Decision::Keep(t, until),
+                        None => Decision::Attempt(t),
+                    },
                     (Ok(t), Verdict::RecentTraffic(at)) => Decision::RecentTraffic(t, at),
                     (Ok(t), Verdict::KeepUnknown { lasting }) => Decision::KeepUnknown(t, lasting),
                 };
@@ -80,6 +148,9 @@ impl Job {
         Ok(Selection {
             idle_before,
             candidates,
+            early_before,
+            early,
+            rhythms,
         })
     }
 
@@ -110,6 +181,7 @@ impl Job {
                 Decision::Skip(reason) => reason,
                 Decision::RecentTraffic(..) => SkipReason::RecentTraffic,
                 Decision::KeepUnknown(..) => SkipReason::ActivityUnknown,
+                Decision::Keep(..) => SkipReason::PredictedUse,
             };
             *report.skips.entry(skipped).or_default() += 1;
         }

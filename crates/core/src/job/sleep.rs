@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::clusters::TickScalers;
-use super::select::Decision;
+use super::select::{Decision, Selection};
 use super::{Job, log_scale_error};
 use crate::metrics;
 use crate::report::SleptApp;
@@ -63,7 +63,8 @@ struct BlastRadius {
 pub(super) struct TickCtx<'a> {
     job: &'a Job,
     scalers: &'a TickScalers,
-    idle_before: chrono::DateTime<chrono::Utc>,
+    /// The tick's selection: each candidate's cutoff and rhythm.
+    selection: &'a Selection,
     shutdown: &'a CancellationToken,
     /// The blast radius of each cluster with a client this tick.
     guards: std::collections::HashMap<Option<ClusterName>, BlastRadius>,
@@ -93,6 +94,9 @@ impl Job {
             self.pay_owed_restores(scalers).await;
         }
         self.recover(scalers, now, report).await?;
+        if !shutdown.is_cancelled() {
+            self.adaptive_pass(scalers.served(), now).await;
+        }
         let selection = self
             .select(scalers.served(), now, !shutdown.is_cancelled())
             .await?;
@@ -101,7 +105,7 @@ impl Job {
         let ctx = TickCtx {
             job: self,
             scalers,
-            idle_before: selection.idle_before,
+            selection: &selection,
             shutdown,
             guards: scalers
                 .served()
@@ -167,9 +171,10 @@ impl TickCtx<'_> {
     /// The blast radius `c` counts in: its cluster's.
     fn guard(&self, c: &Candidate, decision: &Decision) -> (&BlastRadius, Option<ClusterName>) {
         let cluster = match decision {
-            Decision::Attempt(t) | Decision::RecentTraffic(t, _) | Decision::KeepUnknown(t, _) => {
-                t.cluster.clone()
-            }
+            Decision::Attempt(t)
+            | Decision::RecentTraffic(t, _)
+            | Decision::KeepUnknown(t, _)
+            | Decision::Keep(t, _) => t.cluster.clone(),
             // No target: the cluster its id's scheme names, if any.
             Decision::Skip(_) => crate::scheme_of(&c.provider_id)
                 .and_then(|s| s.strip_prefix("k8s@"))
@@ -200,6 +205,7 @@ impl TickCtx<'_> {
             // Foreign, malformed, protected, fighting back: the same next tick.
             Decision::Skip(reason) => Attempt::SkippedLasting(*reason),
             Decision::RecentTraffic(target, at) => self.keep_serving(c, target, *at).await,
+            Decision::Keep(target, until) => self.keep_for_use(c, target, *until).await,
             Decision::KeepUnknown(target, lasting) => {
                 debug!(deployment_id = %c.id, target = %target, outcome = "activity_unknown",
                     "traffic unknown; kept awake (DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN=keep_awake)");
@@ -248,6 +254,30 @@ impl TickCtx<'_> {
         Attempt::Skipped(SkipReason::RecentTraffic)
     }
 
+    /// The adaptive policy expects the app's next request by `until`: kept up until then (a
+    /// request ends the keep at once), counted once per keep.
+    async fn keep_for_use(
+        &self,
+        c: &Candidate,
+        target: &Target,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Attempt {
+        let Some(adaptive) = &self.job.adaptive else {
+            return Attempt::Skipped(SkipReason::PredictedUse);
+        };
+        match adaptive.store.keep(c.id, c.last_activity_at, until).await {
+            Ok(true) => {
+                metrics::keep_decided();
+                info!(deployment_id = %c.id, target = %target, keep_until = %until,
+                    outcome = "predicted_use", "kept up: its next request is expected soon");
+            }
+            Ok(false) => debug!(deployment_id = %c.id, "row changed since selection; no keep"),
+            Err(e) => warn!(deployment_id = %c.id, error = %crate::error_chain(&e),
+                "recording the keep failed; the app stays up this tick"),
+        }
+        Attempt::Skipped(SkipReason::PredictedUse)
+    }
+
     /// The protocol for one candidate, as named steps.
     async fn sleep_one(&self, c: &Candidate, target: &Target) -> Attempt {
         let steps = async {
@@ -287,7 +317,13 @@ impl TickCtx<'_> {
         let claimed = self
             .job
             .store
-            .claim_sleep(c.id, c.last_activity_at, self.idle_before, restore, at)
+            .claim_sleep(
+                c.id,
+                c.last_activity_at,
+                self.selection.cutoff(c.id),
+                restore,
+                at,
+            )
             .await;
         match claimed {
             Ok(true) => Ok(Intent { id: c.id, at }),
@@ -343,15 +379,22 @@ impl TickCtx<'_> {
         restore: Option<i32>,
     ) -> Attempt {
         let id = c.id;
+        let now = self.job.clock.now();
         match self
             .job
             .store
-            .confirm_sleep(id, c.last_activity_at, intent.at, self.job.clock.now())
+            .confirm_sleep(id, c.last_activity_at, intent.at, now)
             .await
         {
             Ok(ConfirmOutcome::Confirmed) => {
                 info!(deployment_id = %id, target = %target, replicas_before = scale.replicas,
                     outcome = "scaled_down", "app put to sleep");
+                if let Some(adaptive) = &self.job.adaptive {
+                    let rhythm = self.selection.rhythms.get(&id);
+                    adaptive
+                        .plan_prewarm(id, target, rhythm, c.last_activity_at, now)
+                        .await;
+                }
                 Attempt::Slept(
                     SleptApp {
                         id,

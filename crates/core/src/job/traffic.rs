@@ -80,7 +80,7 @@ impl Job {
         candidates: &[Candidate],
         targets: &[Derived],
         answer: &TrafficAnswer,
-        idle_before: DateTime<Utc>,
+        cutoffs: &[DateTime<Utc>],
         now: DateTime<Utc>,
     ) -> Vec<Verdict> {
         let seen = match answer {
@@ -97,7 +97,8 @@ impl Job {
         let verdicts = candidates
             .iter()
             .zip(targets)
-            .map(|(c, target)| {
+            .zip(cutoffs)
+            .map(|((c, target), idle_before)| {
                 // Not ours to sleep: skipped with its own reason, never asked about.
                 let Ok(target) = target else {
                     return Verdict::Proceed;
@@ -108,7 +109,7 @@ impl Job {
                 };
                 match seen.get(target) {
                     // A source clock ahead of ours must not stamp the row in the future.
-                    Some(Traffic::LastSeen(at)) if *at > idle_before => {
+                    Some(Traffic::LastSeen(at)) if at > idle_before => {
                         Verdict::RecentTraffic((*at).min(now))
                     }
                     // Traffic before the window does not make the app less idle.

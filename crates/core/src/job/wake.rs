@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 use uuid::Uuid;
 
+use super::adaptive::Adaptive;
 use super::park::Parkings;
 use super::recover::STALE_INTENT_AFTER;
 use super::{Job, log_scale_error, sample_idle_apps};
@@ -17,7 +18,7 @@ use crate::flight::SingleFlight;
 use crate::metrics;
 use crate::{
     Clock, Config, DeploymentRecord, Error, Outcome, Parking, Reach, Result, Scaler,
-    ScalerFactories, ServedClusters, SleepState, Store, Target, WakeReport, WakeResult,
+    ScalerFactories, ServedClusters, SleepState, Store, Target, WakeReason, WakeReport, WakeResult,
 };
 
 /// How often a wake looks again when its compare-and-set loses to a concurrent transition.
@@ -60,13 +61,27 @@ struct WakeCtx {
     clock: Arc<dyn Clock>,
     /// Unparks the app once it is ready, when the job parks.
     parking: Option<Arc<Parkings>>,
+    /// Why the app is woken (the first caller's reason, for callers that share the wake).
+    reason: WakeReason,
+    /// The adaptive policy, which learns from wakes by request and runs pre-warms.
+    adaptive: Option<Adaptive>,
 }
 
 impl Job {
     /// Wakes one app: restores its recorded replica count (never lowering a running app)
     /// and marks the row awake. Concurrent calls for one app share one attempt, and the
-    /// attempt finishes even if every caller goes away.
+    /// attempt finishes even if every caller goes away. A wake for a request of the host's
+    /// (the library call, the CLI, the HTTP API): [`Job::wake_for`] with [`WakeReason::Api`].
     pub async fn wake(&self, id: Uuid) -> Result<WakeReport> {
+        self.wake_for(id, WakeReason::Api).await
+    }
+
+    /// [`Job::wake`], saying why. A wake by request ([`WakeReason::is_request`]) of an app
+    /// that was asleep is a cold start, and the adaptive policy learns its time; a
+    /// [`WakeReason::Prewarm`] (adaptive policy only) wakes an `asleep` app without counting
+    /// as activity and keeps it up only until its expected request is overdue. Callers that
+    /// join a wake in flight share its reason.
+    pub async fn wake_for(&self, id: Uuid, reason: WakeReason) -> Result<WakeReport> {
         let flight = self.wakes.flights.join(id, |_| {
             let ctx = WakeCtx {
                 intent_wait: self
@@ -82,6 +97,8 @@ impl Job {
                     .parking
                     .clone()
                     .filter(|_| self.config.parking == Parking::EndpointSlices),
+                reason,
+                adaptive: self.adaptive.clone(),
             };
             async move { ctx.wake(id).await }
         });
@@ -170,6 +187,18 @@ impl WakeCtx {
                 .ok_or(Error::UnknownDeployment(id))?;
             self.check_served(&row)?;
             let now = self.clock.now();
+            if self.reason == WakeReason::Prewarm {
+                self.check_prewarm(&row)?;
+                if row.sleep_state == SleepState::Awake {
+                    // Up already (a request woke it): nothing to do, and no activity to record.
+                    let report = WakeReport {
+                        id,
+                        result: WakeResult::AlreadyAwake,
+                        replicas: None,
+                    };
+                    return Ok((report, None));
+                }
+            }
             match row.sleep_state {
                 SleepState::Awake => {
                     if self.store.touch_awake(id, now).await? {
@@ -208,6 +237,60 @@ impl WakeCtx {
         Err(Error::conflict(format!(
             "deployment {id} kept changing during wake"
         )))
+    }
+
+    /// A pre-warm runs under the adaptive policy, for an `asleep` app (or an awake one, which
+    /// needs nothing): a sleep in flight is left to finish.
+    fn check_prewarm(&self, row: &DeploymentRecord) -> Result<()> {
+        if self.adaptive.is_none() {
+            return Err(Error::invalid(format!(
+                "pre-warm of {}: only the adaptive policy pre-warms (policy = adaptive)",
+                row.id
+            )));
+        }
+        if row.sleep_state == SleepState::Sleeping {
+            return Err(Error::conflict(format!(
+                "deployment {} is being put to sleep right now; no pre-warm",
+                row.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends a wake's row transition: a pre-warm keeps the activity as it was and keeps the
+    /// app up for its expected request; any other wake bumps the activity.
+    async fn finish(
+        &self,
+        row: &DeploymentRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let id = row.id;
+        if let (WakeReason::Prewarm, Some(adaptive)) = (self.reason, &self.adaptive) {
+            let s = &adaptive.settings;
+            let rhythm = adaptive.store.rhythms(&[id]).await?.remove(&id);
+            let keep_until = rhythm
+                .and_then(|r| r.due_prewarm(row.last_activity_at, now, s))
+                .map_or(now + s.prewarm + s.tick, |p| p.keep_until)
+                .min(now + s.max_keep);
+            return adaptive
+                .store
+                .finish_prewarm(id, row.sleep_state_changed_at, now, keep_until)
+                .await;
+        }
+        if row.sleep_state == SleepState::Sleeping {
+            // A stale intent. Settle this very intent (a tick may have claimed the row anew
+            // meanwhile, and that live intent must not be marked awake under it), then bump
+            // activity as a wake does.
+            Ok(self
+                .store
+                .settle_intent(id, row.sleep_state_changed_at, SleepState::Awake, now)
+                .await?
+                && self.store.touch_awake(id, now).await?)
+        } else {
+            self.store
+                .finish_wake(id, row.sleep_state, row.sleep_state_changed_at, now)
+                .await
+        }
     }
 
     /// A row of a cluster this instance does not serve is another instance's to wake: refused
@@ -304,23 +387,18 @@ impl WakeCtx {
             }
         };
         let now = self.clock.now();
-        let finished = if row.sleep_state == SleepState::Sleeping {
-            // A stale intent. Settle this very intent (a tick may have claimed the row anew
-            // meanwhile, and that live intent must not be marked awake under it), then bump
-            // activity as a wake does.
-            self.store
-                .settle_intent(id, row.sleep_state_changed_at, SleepState::Awake, now)
-                .await?
-                && self.store.touch_awake(id, now).await?
-        } else {
-            self.store
-                .finish_wake(id, row.sleep_state, row.sleep_state_changed_at, now)
-                .await?
-        };
-        if !finished {
+        if !self.finish(row, now).await? {
             return Ok(None);
         }
-        info!(deployment_id = %id, target = %target, replicas, outcome = result.as_str(), "app woken");
+        info!(deployment_id = %id, target = %target, replicas, outcome = result.as_str(),
+            reason = self.reason.as_str(), "app woken");
+        if result == WakeResult::WokeUp && self.reason.is_request() {
+            // A request found its app down: a cold start, and a request the rhythm learns.
+            metrics::cold_start_seen();
+            if let Some(adaptive) = &self.adaptive {
+                adaptive.learn(id, row.last_activity_at, now).await;
+            }
+        }
         let report = WakeReport {
             id,
             result,

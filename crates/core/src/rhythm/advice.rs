@@ -124,19 +124,51 @@ impl Rhythm {
         s: &Settings,
     ) -> Option<Prewarm> {
         let today = now.with_timezone(&s.tz).date_naive();
-        (0..8).find_map(|ahead| {
-            let date = today + Duration::days(ahead);
-            let (first, last) = self.slot(weekday(date))?;
-            let from = local_time(&s.tz, date, first.into())?;
-            let to = local_time(&s.tz, date, last.into())?;
-            // The day's first request already came: its slot is behind.
-            if from <= last_activity {
-                return None;
-            }
-            let at = from - s.prewarm;
-            let keep_until = (to + s.tick).min(at + s.max_keep);
-            (at > now).then_some(Prewarm { at, keep_until })
+        (0..8)
+            .filter_map(|ahead| self.slot_on(today + Duration::days(ahead), last_activity, s))
+            .find(|p| p.at > now)
+    }
+
+    /// The pre-warm for the first-of-the-day slot of `date`, unless the day's first request
+    /// already came (`last_activity` is at or after the slot's start).
+    fn slot_on(
+        &self,
+        date: chrono::NaiveDate,
+        last_activity: DateTime<Utc>,
+        s: &Settings,
+    ) -> Option<Prewarm> {
+        let (first, last) = self.slot(weekday(date))?;
+        let from = local_time(&s.tz, date, first.into())?;
+        let to = local_time(&s.tz, date, last.into())?;
+        if from <= last_activity {
+            return None;
+        }
+        let at = from - s.prewarm;
+        Some(Prewarm {
+            at,
+            keep_until: (to + s.tick).min(at + s.max_keep),
         })
+    }
+
+    /// The pre-warm due at `now` (its time has come, its keep has not run out), for a
+    /// pre-warm that runs late or whose rhythm moved since it was planned: its keep; None when
+    /// no pre-warm the rhythm advises covers `now`.
+    pub fn due_prewarm(
+        &self,
+        last_activity: DateTime<Utc>,
+        now: DateTime<Utc>,
+        s: &Settings,
+    ) -> Option<Prewarm> {
+        if s.prewarm <= Duration::zero() {
+            return None;
+        }
+        let today = now.with_timezone(&s.tz).date_naive();
+        [today - Duration::days(1), today]
+            .into_iter()
+            .filter_map(|d| self.slot_on(d, last_activity, s))
+            .chain(self.gap_prewarm(last_activity, s))
+            .filter(|p| p.at <= now && p.keep_until > now)
+            .max_by_key(|p| p.keep_until)
     }
 
     /// The slot the first request of the day came in on most of the last [`SLOT_WEEKS`]
