@@ -205,6 +205,18 @@ async fn a_prewarm_nobody_uses_sleeps_again_after_a_short_keep() {
     assert_eq!(row.last_activity_at, start() + Duration::minutes(8 * 60));
 }
 
+#[tokio::test]
+async fn an_app_the_host_stopped_letting_run_is_never_prewarmed() {
+    let mut w = world(SleepPolicy::Adaptive).await;
+    w.run(8 * 60, poller).await;
+    w.run(10, |_| false).await;
+    assert_eq!(w.state().await, SleepState::Asleep);
+    w.store.set_status(w.id, "failed").await.unwrap();
+    w.awake_minutes = 0;
+    w.run(60, |_| false).await;
+    assert_eq!(w.awake_minutes, 0, "no pre-warm of an unhealthy app");
+}
+
 /// Quiet spells that mostly end soon after the window: 10, 34, 12, 45, 38, 8, 50, 36, 40 and
 /// 55 minutes, over and over.
 fn just_past_the_window() -> impl FnMut(i64) -> bool {

@@ -254,6 +254,15 @@ impl WakeCtx {
                 row.id
             )));
         }
+        // An app the host no longer lets run normally (unhealthy, expired) is not woken for
+        // a guess.
+        if !crate::policy::may_wake(row, self.clock.now()) {
+            return Err(Error::invalid(format!(
+                "deployment {} is not one the host lets wake (status {:?}, expires_at {:?}); no \
+                 pre-warm",
+                row.id, row.status, row.expires_at
+            )));
+        }
         Ok(())
     }
 
