@@ -11,9 +11,12 @@ pub struct RouteBackend {
     pub namespace: String,
     /// The Service's name.
     pub service: String,
-    /// The Service port the route names (`None`: the route names none, as an Ingress backend
-    /// by port name that did not resolve, or an `HTTPRoute` to a single-port Service).
+    /// The Service port the route names by number (`None`: by name, or none, as an
+    /// `HTTPRoute` to a single-port Service).
     pub port: Option<i32>,
+    /// The Service port the route names by name (an `Ingress` backend's `port.name`); only
+    /// where `port` is `None`.
+    pub port_name: Option<String>,
 }
 
 /// The route index, kept current by watches. Lookups are in memory: they never wait on an
@@ -27,6 +30,14 @@ pub trait RouteIndex: Send + Sync {
     /// The ports of `namespace/service` that some route names, so parking parks them even
     /// when their name does not say HTTP.
     fn route_ports(&self, namespace: &str, service: &str) -> Vec<i32>;
+
+    /// The port names of `namespace/service` that some route names (an `Ingress` backend by
+    /// `port.name`), parked like [`RouteIndex::route_ports`]. None by default: an index of
+    /// routes that name ports by number only.
+    fn route_port_names(&self, namespace: &str, service: &str) -> Vec<String> {
+        let _ = (namespace, service);
+        Vec::new()
+    }
 }
 
 mod matching;

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use super::RouteBackend;
 use lookup::{Step, best};
-use store::{Backend, Hosts, Ids, PortCounts, Rule, Stored, intern, register};
+use store::{
+    Backend, Hosts, Ids, PortCounts, PortMap, Rule, Stored, count, intern, register, uncount,
+};
 
 mod lookup;
 mod store;
@@ -94,8 +96,10 @@ struct KindTable {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     kinds: [KindTable; 2],
-    /// namespace -> Service -> (port, how many rules name it).
-    ports: HashMap<Arc<str>, HashMap<Arc<str>, PortCounts>>,
+    /// namespace -> Service -> (port number, how many rules name it).
+    ports: PortMap<i32>,
+    /// The same for ports a route names by name (an Ingress backend's `port.name`).
+    port_names: PortMap<Arc<str>>,
     /// Namespaces and paths, shared.
     strings: HashSet<Arc<str>>,
     rules: usize,
@@ -182,45 +186,32 @@ impl RouteTable {
         );
     }
 
-    /// A backend kept: its namespace interned, its Service shared with its port count.
+    /// A backend kept: its namespace interned, its Service (and port name) shared with its
+    /// port count. A port by number wins over one by name (an Ingress has one or the other).
     fn add_backend(&mut self, b: &RouteBackend) -> Backend {
         let namespace = intern(&mut self.strings, &b.namespace);
-        let Some(port) = b.port else {
-            return Backend {
-                namespace,
-                service: Arc::from(b.service.as_str()),
-                port: None,
-            };
+        let (service, port_name) = match (b.port, b.port_name.as_deref()) {
+            (Some(port), _) => (count(&mut self.ports, &namespace, &b.service, port).0, None),
+            (None, Some(name)) => {
+                let name = Arc::from(name);
+                let (service, name) = count(&mut self.port_names, &namespace, &b.service, name);
+                (service, Some(name))
+            }
+            (None, None) => (Arc::from(b.service.as_str()), None),
         };
-        let by_service = self.ports.entry(namespace.clone()).or_default();
-        let service = match by_service.get_key_value(b.service.as_str()) {
-            Some((s, _)) => s.clone(),
-            None => Arc::from(b.service.as_str()),
-        };
-        by_service
-            .entry(service.clone())
-            .and_modify(|c| c.add(port))
-            .or_insert(PortCounts::One(port, 1));
         Backend {
             namespace,
             service,
-            port: Some(port),
+            port: b.port,
+            port_name,
         }
     }
 
     fn remove_backend(&mut self, b: &Backend) {
-        let Some(port) = b.port else { return };
-        let Some(by_service) = self.ports.get_mut(&b.namespace) else {
-            return;
-        };
-        if by_service
-            .get_mut(&b.service)
-            .is_some_and(|c| c.remove(port))
-        {
-            by_service.remove(&b.service);
-        }
-        if by_service.is_empty() {
-            self.ports.remove(&b.namespace);
+        if let Some(port) = b.port {
+            uncount(&mut self.ports, &b.namespace, &b.service, &port);
+        } else if let Some(name) = &b.port_name {
+            uncount(&mut self.port_names, &b.namespace, &b.service, name);
         }
     }
 
@@ -289,7 +280,10 @@ impl RouteTable {
         drop(stored);
         // Ours and the interner's: no rule holds it any more.
         for s in shared {
-            if Arc::strong_count(&s) == 2 && !self.ports.contains_key(&s) {
+            if Arc::strong_count(&s) == 2
+                && !self.ports.contains_key(&s)
+                && !self.port_names.contains_key(&s)
+            {
                 self.strings.remove(&s);
             }
         }
@@ -306,6 +300,18 @@ impl RouteTable {
             .unwrap_or_default();
         ports.sort_unstable();
         ports
+    }
+
+    /// The port names of `namespace/service` some rule names, sorted.
+    pub fn route_port_names(&self, namespace: &str, service: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .port_names
+            .get(namespace)
+            .and_then(|s| s.get(service))
+            .map(|c| c.ports().iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        names
     }
 
     /// The backends of the rule that wins for `host` (lowercase, no port) and `path`, by the

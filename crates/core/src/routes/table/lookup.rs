@@ -56,6 +56,7 @@ pub(super) fn best<'a>(
                 namespace: b.namespace.to_string(),
                 service: b.service.to_string(),
                 port: b.port,
+                port_name: b.port_name.as_deref().map(str::to_owned),
             })
             .collect()
     })

@@ -1,6 +1,7 @@
 //! The compact forms the table keeps: strings shared and the usual single hostname, port
 //! and route of a host stored without an allocation of their own.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub(super) struct Backend {
     pub(super) namespace: Arc<str>,
     pub(super) service: Arc<str>,
     pub(super) port: Option<i32>,
+    /// Shared with the name counts.
+    pub(super) port_name: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -57,35 +60,49 @@ impl Hosts {
     }
 }
 
-/// How many rules name each port of a Service, without an allocation for the usual one.
+/// How many rules name each port of a Service (`P`: its number, or its name), without an
+/// allocation for the usual one.
 #[derive(Debug)]
-pub(super) enum PortCounts {
-    One(i32, u32),
-    Many(Vec<(i32, u32)>),
+pub(super) enum PortCounts<P> {
+    One(P, u32),
+    Many(Vec<(P, u32)>),
 }
 
-impl PortCounts {
-    pub(super) fn add(&mut self, port: i32) {
+impl<P: PartialEq + Clone> PortCounts<P> {
+    /// One rule more names `port`; the port as kept (a name shared with the count's).
+    pub(super) fn add(&mut self, port: P) -> P {
         match self {
-            Self::One(p, n) if *p == port => *n += 1,
-            Self::One(p, n) => *self = Self::Many(vec![(*p, *n), (port, 1)]),
+            Self::One(p, n) if *p == port => {
+                *n += 1;
+                p.clone()
+            }
+            Self::One(p, n) => {
+                *self = Self::Many(vec![(p.clone(), *n), (port.clone(), 1)]);
+                port
+            }
             Self::Many(v) => match v.iter_mut().find(|(p, _)| *p == port) {
-                Some((_, n)) => *n += 1,
-                None => v.push((port, 1)),
+                Some((p, n)) => {
+                    *n += 1;
+                    p.clone()
+                }
+                None => {
+                    v.push((port.clone(), 1));
+                    port
+                }
             },
         }
     }
 
     /// One rule less names `port`; whether no port is left.
-    pub(super) fn remove(&mut self, port: i32) -> bool {
+    pub(super) fn remove(&mut self, port: &P) -> bool {
         match self {
-            Self::One(p, n) if *p == port => {
+            Self::One(p, n) if p == port => {
                 *n -= 1;
                 *n == 0
             }
             Self::One(..) => false,
             Self::Many(v) => {
-                if let Some((_, n)) = v.iter_mut().find(|(p, _)| *p == port) {
+                if let Some((_, n)) = v.iter_mut().find(|(p, _)| p == port) {
                     *n -= 1;
                 }
                 v.retain(|(_, n)| *n > 0);
@@ -94,11 +111,54 @@ impl PortCounts {
         }
     }
 
-    pub(super) fn ports(&self) -> Vec<i32> {
+    pub(super) fn ports(&self) -> Vec<P> {
         match self {
-            Self::One(p, _) => vec![*p],
-            Self::Many(v) => v.iter().map(|(p, _)| *p).collect(),
+            Self::One(p, _) => vec![p.clone()],
+            Self::Many(v) => v.iter().map(|(p, _)| p.clone()).collect(),
         }
+    }
+}
+
+/// namespace -> Service -> (port, how many rules name it).
+pub(super) type PortMap<P> = HashMap<Arc<str>, HashMap<Arc<str>, PortCounts<P>>>;
+
+/// Counts one rule more naming `port` of `namespace/service`; the Service and the port as
+/// kept, shared with the counts.
+pub(super) fn count<P: PartialEq + Clone>(
+    map: &mut PortMap<P>,
+    namespace: &Arc<str>,
+    service: &str,
+    port: P,
+) -> (Arc<str>, P) {
+    let by_service = map.entry(namespace.clone()).or_default();
+    let s = by_service
+        .get_key_value(service)
+        .map_or_else(|| Arc::from(service), |(s, _)| s.clone());
+    let kept = match by_service.entry(s.clone()) {
+        Entry::Occupied(mut e) => e.get_mut().add(port),
+        Entry::Vacant(e) => {
+            e.insert(PortCounts::One(port.clone(), 1));
+            port
+        }
+    };
+    (s, kept)
+}
+
+/// Counts one rule less naming `port` of `namespace/service`, dropping what is left empty.
+pub(super) fn uncount<P: PartialEq + Clone>(
+    map: &mut PortMap<P>,
+    namespace: &str,
+    service: &str,
+    port: &P,
+) {
+    let Some(by_service) = map.get_mut(namespace) else {
+        return;
+    };
+    if by_service.get_mut(service).is_some_and(|c| c.remove(port)) {
+        by_service.remove(service);
+    }
+    if by_service.is_empty() {
+        map.remove(namespace);
     }
 }
 

@@ -5,6 +5,14 @@ fn backend(ns: &str, svc: &str, port: Option<i32>) -> RouteBackend {
         namespace: ns.into(),
         service: svc.into(),
         port,
+        port_name: None,
+    }
+}
+
+fn by_name(ns: &str, svc: &str, name: &str) -> RouteBackend {
+    RouteBackend {
+        port_name: Some(name.into()),
+        ..backend(ns, svc, None)
     }
 }
 
@@ -241,6 +249,44 @@ fn ports_stay_while_another_rule_names_them() {
     assert_eq!(t.route_ports("apps", "web"), [80]);
     t.remove(RouteKind::HttpRoute, "apps", "r2");
     assert!(t.route_ports("apps", "web").is_empty());
+}
+
+#[test]
+fn a_port_by_name_is_returned_and_counted_apart_from_the_numbers() {
+    let mut t = RouteTable::new();
+    let mut named = rule(&["a.test"], prefix("/"), "web");
+    named.backends = vec![by_name("apps", "web", "api")];
+    t.upsert(ingress("i1", 1, vec![named.clone()]));
+    let mut mixed = rule(&["b.test"], prefix("/"), "web");
+    mixed.backends.push(by_name("apps", "web", "admin"));
+    t.upsert(ingress("i2", 1, vec![mixed, named]));
+    assert_eq!(t.resolve("a.test", "/"), [by_name("apps", "web", "api")]);
+    assert_eq!(t.route_ports("apps", "web"), [80]);
+    assert_eq!(t.route_port_names("apps", "web"), ["admin", "api"]);
+    assert!(t.route_port_names("apps", "other").is_empty());
+    // `api` stays while i2 still names it.
+    t.remove(RouteKind::Ingress, "apps", "i1");
+    assert_eq!(t.route_port_names("apps", "web"), ["admin", "api"]);
+    t.upsert(ingress(
+        "i2",
+        1,
+        vec![rule(&["b.test"], prefix("/"), "web")],
+    ));
+    assert!(t.route_port_names("apps", "web").is_empty());
+    assert_eq!(t.route_ports("apps", "web"), [80]);
+    t.remove(RouteKind::Ingress, "apps", "i2");
+    assert!(t.is_empty() && t.ports.is_empty() && t.port_names.is_empty());
+    assert!(t.strings.is_empty());
+}
+
+#[test]
+fn a_port_by_number_wins_over_one_by_name() {
+    let mut t = RouteTable::new();
+    let mut both = rule(&["a.test"], prefix("/"), "web");
+    both.backends[0].port_name = Some("api".into());
+    t.upsert(ingress("i", 1, vec![both]));
+    assert_eq!(t.resolve("a.test", "/"), [backend("apps", "web", Some(80))]);
+    assert!(t.route_port_names("apps", "web").is_empty());
 }
 
 /// Resident memory of this process, in bytes (`/proc/self/statm`, pages of 4 KiB).
