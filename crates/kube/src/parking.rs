@@ -143,9 +143,10 @@ pub fn plan(
     )
 }
 
-/// [`plan`], with the ports some route names (`routes`: the route index) parked as well,
-/// even when neither their name nor their `appProtocol` says HTTP: a gateway sends a
-/// public hostname's requests there. Still at most [`MAX_PORTS`], in the Service's order.
+/// [`plan`], with the ports some route names (`routes`: the route index; by number, or by
+/// name for an `Ingress`) parked as well, even when neither their name nor their
+/// `appProtocol` says HTTP: a gateway sends a public hostname's requests there. Still at
+/// most [`MAX_PORTS`], in the Service's order.
 pub fn plan_routed(
     deployment: &Deployment,
     services: &[Service],
@@ -173,7 +174,7 @@ pub fn plan_routed(
             continue;
         }
         let service_name = service.metadata.name.clone().unwrap_or_default();
-        let routed = routes.map_or_else(Vec::new, |r| r.route_ports(namespace, &service_name));
+        let routed = Routed::of(routes, namespace, &service_name);
         match park(
             service,
             deployment,
@@ -207,14 +208,36 @@ pub fn plan_routed(
     out
 }
 
+/// The ports of one Service that routes name.
+#[derive(Debug, Default)]
+struct Routed {
+    numbers: Vec<i32>,
+    /// Names an `Ingress` gives instead of a number.
+    names: Vec<String>,
+}
+
+impl Routed {
+    fn of(routes: Option<&dyn RouteIndex>, namespace: &str, service: &str) -> Self {
+        routes.map_or_else(Self::default, |r| Self {
+            numbers: r.route_ports(namespace, service),
+            names: r.route_port_names(namespace, service),
+        })
+    }
+
+    /// Whether a route names `port`, by its number or by its name.
+    fn names(&self, port: &ServicePort) -> bool {
+        self.numbers.contains(&port.port)
+            || port.name.as_ref().is_some_and(|n| self.names.contains(n))
+    }
+}
+
 /// The parked ports and the HTTP ports over the limit, or why the Service is skipped.
-/// `routed`: the Service's port numbers some route names.
 fn park(
     service: &Service,
     deployment: &Deployment,
     others: &[&Deployment],
     protected: bool,
-    routed: &[i32],
+    routed: &Routed,
 ) -> Result<(Vec<ParkedPort>, Vec<String>), Skip> {
     let spec = service.spec.as_ref().ok_or(Skip::NoSelector)?;
     let selector = spec
@@ -252,7 +275,7 @@ fn park(
         .ports
         .iter()
         .flatten()
-        .filter(|p| is_http(p) || (is_tcp(p) && routed.contains(&p.port)))
+        .filter(|p| is_http(p) || (is_tcp(p) && routed.names(p)))
         .collect();
     if http.is_empty() {
         return Err(Skip::NoHttpPort);

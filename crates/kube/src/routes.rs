@@ -14,8 +14,9 @@
 //!   not list (403): one WARN, that kind skipped (Gateways: routes keep their own hostnames;
 //!   grants: no cross-namespace backend).
 //!
-//! Only what names an app is kept: hostnames, path matches and backend Service ports, by
-//! route (the table in `idle_scaler_core::routes`, whose documentation gives the precedence).
+//! Only what names an app is kept: hostnames, path matches and backend Service ports (by
+//! number, or by name for an `Ingress`), by route (the table in `idle_scaler_core::routes`,
+//! whose documentation gives the precedence).
 //!
 //! RBAC: `list`, `watch` on `ingresses`, `httproutes`, `gateways` and `referencegrants`.
 
@@ -104,5 +105,9 @@ impl RouteIndex for KubeRouteIndex {
 
     fn route_ports(&self, namespace: &str, service: &str) -> Vec<i32> {
         self.shared.read().route_ports(namespace, service)
+    }
+
+    fn route_port_names(&self, namespace: &str, service: &str) -> Vec<String> {
+        self.shared.read().route_port_names(namespace, service)
     }
 }

@@ -194,6 +194,7 @@ fn backend(b: &BackendRef, ns: &str, grants: &Grants, notes: &mut Notes) -> Opti
         namespace,
         service: b.name.clone(),
         port: b.port,
+        port_name: None,
     })
 }
 
@@ -259,8 +260,7 @@ pub(crate) fn http_route(r: &HttpRoute, ctx: &Context<'_>, notes: &mut Notes) ->
 }
 
 /// An `Ingress`'s rules: host (none: any), paths (`ImplementationSpecific` as `Prefix`),
-/// Service backends by port number (a port by name gives `None`), and its
-/// `defaultBackend`.
+/// Service backends by port number or name, and its `defaultBackend`.
 pub(crate) fn ingress(i: &Ingress) -> Reduced {
     let ns = i.namespace().unwrap_or_default();
     let name = i.name_any();
@@ -269,6 +269,7 @@ pub(crate) fn ingress(i: &Ingress) -> Reduced {
             namespace: ns.clone(),
             service: s.name.clone(),
             port: s.port.as_ref().and_then(|p| p.number),
+            port_name: s.port.as_ref().and_then(|p| p.name.clone()),
         })
     };
     let mut rules = Vec::new();

@@ -1,13 +1,18 @@
 //! The route index over real HTTP against the fake: Ingresses and accepted HTTPRoutes
 //! resolved by host and path, kept current by watches; Gateways' listeners and
-//! ReferenceGrants applied; a cluster without the Gateway API; a kind it may not list.
+//! ReferenceGrants applied; a cluster without the Gateway API; a kind it may not list; a
+//! port an Ingress names by name, parked.
 
+use std::sync::Arc;
+
+use idle_scaler_core::parking::Parker;
 use idle_scaler_core::{RouteBackend, RouteIndex};
 use idle_scaler_kube::{KubeRouteIndex, RouteIndexSettings};
 use idle_scaler_testkit::fake_kube::Fault;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::parking::{parker, slice, target};
 use super::*;
 
 fn index(fake: &FakeApiServer, crd_recheck: Duration) -> KubeRouteIndex {
@@ -104,6 +109,7 @@ async fn accepted_routes_and_ingresses_resolve_and_follow_their_changes() {
             namespace: "apps".into(),
             service: "shop".into(),
             port: Some(8080),
+            port_name: None,
         }],
         "the route takes its listener's wildcard hostname"
     );
@@ -240,4 +246,35 @@ async fn a_list_of_many_pages_is_indexed_whole() {
         })
         .count();
     assert_eq!(pages, 2, "pages of 500 after the first");
+}
+
+#[tokio::test]
+async fn a_port_an_ingress_names_by_name_is_parked() {
+    let fake = FakeApiServer::start().await;
+    fake.create_deployment("apps", "web", 0);
+    // Neither name says HTTP: only a route makes either parked.
+    fake.create_service("apps", "web", "web", &[("metrics", 9090), ("app", 3000)]);
+    let mut by_name = ingress("web", "web.example.org", "web", 0);
+    by_name["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] =
+        json!({ "name": "app" });
+    fake.put_object(by_name);
+    let idx = index(&fake, Duration::from_secs(180));
+    assert!(idx.synced(TIMEOUT).await);
+    assert_eq!(idx.route_port_names("apps", "web"), ["app"]);
+    assert!(idx.route_ports("apps", "web").is_empty());
+    assert_eq!(
+        idx.resolve("web.example.org", "/")[0].port_name.as_deref(),
+        Some("app")
+    );
+
+    let report = parker(&fake)
+        .routes(Arc::new(idx))
+        .park(&target("apps", "web"))
+        .await
+        .expect("park");
+    assert_eq!(report.count("parked"), 1, "{report:?}");
+    let parked = slice(&fake, "apps", "idle-scaler-web").expect("parked slice");
+    let ports: Vec<&Value> = parked["ports"].as_array().expect("ports").iter().collect();
+    assert_eq!(ports.len(), 1, "{parked}");
+    assert_eq!(ports[0]["name"], "app", "metrics stays unparked: {parked}");
 }

@@ -1,5 +1,5 @@
-//! With the route index: a port a route names is parked whatever its name says, in the
-//! Service's port order, at most eight.
+//! With the route index: a port a route names (by number, or an `Ingress` by name) is parked
+//! whatever its name says, in the Service's port order, at most eight.
 
 use std::collections::HashMap;
 
@@ -9,13 +9,19 @@ use k8s_openapi::api::core::v1::Service;
 use super::{NS, port, shop, v4, with_spec};
 use crate::parking::{ParkPlan, Skip, plan_routed};
 
-/// Route ports per `namespace/service`.
+/// Route ports per `namespace/service`: numbers, and names.
 #[derive(Default)]
-struct Routes(HashMap<String, Vec<i32>>);
+struct Routes(HashMap<String, Vec<i32>>, HashMap<String, Vec<String>>);
 
 impl Routes {
     fn to(mut self, service: &str, ports: &[i32]) -> Self {
         self.0.insert(format!("{NS}/{service}"), ports.to_vec());
+        self
+    }
+
+    fn by_name(mut self, service: &str, names: &[&str]) -> Self {
+        let names = names.iter().map(|n| (*n).to_owned()).collect();
+        self.1.insert(format!("{NS}/{service}"), names);
         self
     }
 }
@@ -27,6 +33,13 @@ impl RouteIndex for Routes {
 
     fn route_ports(&self, namespace: &str, service: &str) -> Vec<i32> {
         self.0
+            .get(&format!("{namespace}/{service}"))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn route_port_names(&self, namespace: &str, service: &str) -> Vec<String> {
+        self.1
             .get(&format!("{namespace}/{service}"))
             .cloned()
             .unwrap_or_default()
@@ -79,13 +92,51 @@ fn routed_ports_keep_the_services_order_among_the_http_ones() {
 }
 
 #[test]
+fn a_port_an_ingress_names_by_name_is_parked_like_one_by_number() {
+    // Neither `app` nor `metrics` says HTTP.
+    let two = with_spec(|s| {
+        s.ports = Some(vec![
+            port(Some("metrics"), 9090, None),
+            port(Some("app"), 3000, None),
+        ]);
+    });
+    let unrouted = routed_plan(std::slice::from_ref(&two), &Routes::default());
+    assert_eq!(unrouted.skipped[0].reason, Skip::NoHttpPort);
+    let plan = routed_plan(
+        std::slice::from_ref(&two),
+        &Routes::default().by_name("shop", &["app"]),
+    );
+    assert_eq!(
+        parked_ports(&plan),
+        vec![(3000, 0)],
+        "metrics stays unparked"
+    );
+    assert_eq!(plan.parked[0].ports[0].name.as_deref(), Some("app"));
+    // A name and a number together, in the Service's order; a name on another Service
+    // parks nothing here.
+    let routes = Routes::default()
+        .to("shop", &[9090])
+        .by_name("shop", &["app"])
+        .by_name("cart", &["metrics"]);
+    let plan = routed_plan(&[two], &routes);
+    assert_eq!(parked_ports(&plan), vec![(9090, 0), (3000, 1)]);
+    let plan = routed_plan(&[mixed()], &Routes::default().by_name("cart", &["metrics"]));
+    assert_eq!(parked_ports(&plan), vec![(80, 0)]);
+}
+
+#[test]
 fn a_routed_udp_port_is_not_parked() {
     let udp = with_spec(|s| {
         let mut dns = port(Some("dns"), 53, None);
         dns.protocol = Some("UDP".into());
         s.ports = Some(vec![dns]);
     });
-    let plan = routed_plan(&[udp], &Routes::default().to("shop", &[53]));
+    let plan = routed_plan(
+        std::slice::from_ref(&udp),
+        &Routes::default().to("shop", &[53]),
+    );
+    assert_eq!(plan.skipped[0].reason, Skip::NoHttpPort);
+    let plan = routed_plan(&[udp], &Routes::default().by_name("shop", &["dns"]));
     assert_eq!(plan.skipped[0].reason, Skip::NoHttpPort);
 }
 

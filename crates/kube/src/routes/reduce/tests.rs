@@ -98,6 +98,7 @@ fn a_route_without_hostnames_takes_its_listeners_and_defaults_apply() {
                 namespace: "apps".into(),
                 service: "web".into(),
                 port: Some(8080),
+                port_name: None,
             }],
         }]
     );
@@ -239,8 +240,15 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
     }
 }
 
-/// A rule as the Ingress test compares it: hostnames, path, default backend, Service, port.
-type RuleView = (Vec<String>, PathMatch, bool, String, Option<i32>);
+/// A rule as the Ingress test compares it: hostnames, path, default backend, Service, port
+/// (by number, or by name).
+type RuleView = (
+    Vec<String>,
+    PathMatch,
+    bool,
+    String,
+    (Option<i32>, Option<String>),
+);
 
 #[test]
 fn ingress_rules_paths_ports_and_default_backend() {
@@ -251,7 +259,7 @@ fn ingress_rules_paths_ports_and_default_backend() {
             "rules": [
                 { "host": "*.Foo.com", "http": { "paths": [
                     { "path": "/a", "pathType": "Exact", "backend": { "service": { "name": "a", "port": { "number": 8080 } } } },
-                    { "path": "/b", "pathType": "ImplementationSpecific", "backend": { "service": { "name": "b", "port": { "name": "http" } } } },
+                    { "path": "/b", "pathType": "ImplementationSpecific", "backend": { "service": { "name": "b", "port": { "name": "app" } } } },
                     { "path": "/c", "pathType": "Prefix", "backend": { "resource": { "kind": "Bucket", "name": "c" } } },
                 ]}},
                 { "http": { "paths": [
@@ -267,7 +275,8 @@ fn ingress_rules_paths_ports_and_default_backend() {
         .into_iter()
         .map(|r| {
             let b = r.backends[0].clone();
-            (r.hostnames, r.path, r.default_backend, b.service, b.port)
+            let port = (b.port, b.port_name);
+            (r.hostnames, r.path, r.default_backend, b.service, port)
         })
         .collect();
     let wild = vec!["*.foo.com".to_owned()];
@@ -279,28 +288,28 @@ fn ingress_rules_paths_ports_and_default_backend() {
                 PathMatch::Exact("/a".into()),
                 false,
                 "a".into(),
-                Some(8080)
+                (Some(8080), None)
             ),
             (
                 wild,
                 PathMatch::Prefix("/b".into()),
                 false,
                 "b".into(),
-                None
+                (None, Some("app".into()))
             ),
             (
                 vec![],
                 PathMatch::Prefix("/".into()),
                 false,
                 "any".into(),
-                Some(80)
+                (Some(80), None)
             ),
             (
                 vec![],
                 PathMatch::Prefix("/".into()),
                 true,
                 "fallback".into(),
-                Some(80)
+                (Some(80), None)
             ),
         ]
     );
