@@ -84,9 +84,9 @@ pub(super) fn parked_service(
 }
 
 /// Of a matched rule's `backends`, the parked Service to wake: the first whose parked port
-/// at listener `offset` is the port the route sends to, else the first parked one (a
-/// weighted split: any parked backend may wake). A backend whose Service is not parked
-/// never wakes anything.
+/// at listener `offset` is the port the route sends to (by number, or by name for an
+/// `Ingress`), else the first parked one (a weighted split: any parked backend may wake). A
+/// backend whose Service is not parked never wakes anything.
 pub(super) fn routed(
     directory: &dyn ParkingDirectory,
     backends: &[RouteBackend],
@@ -101,7 +101,12 @@ pub(super) fn routed(
         })
         .collect();
     let port_matches = |(b, s): &&(&RouteBackend, Arc<ParkedServiceInfo>)| {
-        b.port.is_some() && s.port_at(offset).map(|p| p.port) == b.port
+        s.port_at(offset)
+            .is_some_and(|p| match (b.port, &b.port_name) {
+                (Some(number), _) => p.port == number,
+                (None, Some(name)) => p.name.as_ref() == Some(name),
+                (None, None) => false,
+            })
     };
     parked
         .iter()

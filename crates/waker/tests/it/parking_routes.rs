@@ -29,9 +29,25 @@ impl Routes {
                 namespace: "apps".to_owned(),
                 service: (*service).to_owned(),
                 port: Some(*port),
+                port_name: None,
             })
             .collect();
         self.rules.push((host, prefix, backends));
+        self
+    }
+
+    /// A rule whose backends name their port by name, as an `Ingress` may.
+    fn rule_by_name(mut self, host: &'static str, backends: &[(&str, &str)]) -> Self {
+        let backends = backends
+            .iter()
+            .map(|(service, name)| RouteBackend {
+                namespace: "apps".to_owned(),
+                service: (*service).to_owned(),
+                port: None,
+                port_name: Some((*name).to_owned()),
+            })
+            .collect();
+        self.rules.push((host, "/", backends));
         self
     }
 }
@@ -136,4 +152,19 @@ async fn a_split_with_one_parked_backend_wakes_that_one() {
         0,
         "the unparked backend stays asleep"
     );
+}
+
+#[tokio::test]
+async fn a_backend_naming_its_port_by_name_wakes_its_parked_app() {
+    // `other` is not parked; `web` is, its port `http` at offset 0. (Which of two parked
+    // backends a name picks: the unit tests of `identify`.)
+    let by_name = Routes::default().rule_by_name(SHOP, &[("other", "http"), ("web", "http")]);
+    let (w, _) = routed_world(by_name).await;
+    let ready = w.app_becomes_ready_when_scaled();
+    let (status, headers, body) = get_from(GATEWAY, w.addr, SHOP, &[]).await;
+    ready.await.expect("ready task");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-app"], "web");
+    assert_eq!(w.scale_writes("web"), 1);
+    assert_eq!(w.scale_writes("other"), 0);
 }

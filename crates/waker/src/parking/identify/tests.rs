@@ -59,7 +59,7 @@ mod routed {
 
     use super::super::routed;
 
-    /// `apps/<name>` parked with `ports` (number, offset).
+    /// `apps/<name>` parked with `ports` (number, offset), named `p<number>`.
     fn parked(name: &str, ports: &[(i32, u16)]) -> ParkedServiceInfo {
         ParkedServiceInfo {
             namespace: "apps".to_owned(),
@@ -70,7 +70,7 @@ mod routed {
                 .iter()
                 .map(|&(port, offset)| ListenerPort {
                     offset,
-                    name: None,
+                    name: Some(format!("p{port}")),
                     port,
                     app_protocol: None,
                 })
@@ -84,6 +84,14 @@ mod routed {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             port,
+            port_name: None,
+        }
+    }
+
+    fn by_name(service: &str, name: &str) -> RouteBackend {
+        RouteBackend {
+            port_name: Some(name.to_owned()),
+            ..backend("apps", service, None)
         }
     }
 
@@ -114,6 +122,16 @@ mod routed {
             backend("apps", "blue", Some(9090)),
         ];
         assert_eq!(chosen(&by_port, 1).as_deref(), Some("blue"));
+    }
+
+    #[test]
+    fn a_port_named_by_name_matches_the_parked_port_of_that_name() {
+        let split = [by_name("green", "p80"), by_name("blue", "p9090")];
+        assert_eq!(chosen(&split, 1).as_deref(), Some("blue"));
+        assert_eq!(chosen(&split, 0).as_deref(), Some("green"));
+        // No parked port of that name at the offset: the first parked backend.
+        let split = [by_name("green", "other"), by_name("blue", "p8080")];
+        assert_eq!(chosen(&split, 1).as_deref(), Some("green"));
     }
 
     #[test]
