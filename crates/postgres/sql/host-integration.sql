@@ -30,7 +30,16 @@ ALTER TABLE deployments
     ADD COLUMN IF NOT EXISTS sleep_checked_at          timestamptz NULL,
     ADD COLUMN IF NOT EXISTS sleep_flaps               integer     NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS sleep_flaps_since         timestamptz NULL,
-    ADD COLUMN IF NOT EXISTS sleep_wake_started_at     timestamptz NULL;
+    ADD COLUMN IF NOT EXISTS sleep_wake_started_at     timestamptz NULL,
+    -- The adaptive policy: a keep (no candidate before sleep_keep_until unless activity moves
+    -- past sleep_keep_activity_at), a pre-warm's mark and time, and whether the row may sleep
+    -- at the floor. The app's rhythm lives in idle-scaler's own table, which the migration
+    -- creates.
+    ADD COLUMN IF NOT EXISTS sleep_keep_until          timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_keep_activity_at    timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_prewarmed_at        timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_prewarm_at          timestamptz NULL,
+    ADD COLUMN IF NOT EXISTS sleep_early               boolean     NOT NULL DEFAULT false;
 
 -- ADD CONSTRAINT has no IF NOT EXISTS: look the names up so a second run is a no-op.
 DO $$
@@ -99,3 +108,20 @@ CREATE INDEX IF NOT EXISTS deployments_sleep_backoff_idx
 
 -- The waker's lookup of the app a request is for.
 CREATE INDEX IF NOT EXISTS deployments_provider_id_idx ON deployments (provider_id);
+
+-- The adaptive policy's early path: sleepable rows that may sleep at the floor, by cluster,
+-- then activity. Like the candidate index, the expressions and the WHERE must stay as written.
+CREATE INDEX IF NOT EXISTS deployments_sleep_early_idx
+    ON deployments ((split_part(provider_id, ':', 1)), last_activity_at, id)
+    WHERE status = 'healthy' AND sleep_state = 'awake' AND NOT always_on
+      AND provider_id LIKE 'k8s%:%' AND sleep_early;
+
+-- Keeps to settle each tick: only rows holding one.
+CREATE INDEX IF NOT EXISTS deployments_sleep_keep_idx
+    ON deployments ((split_part(provider_id, ':', 1)), sleep_keep_until, id)
+    WHERE sleep_keep_activity_at IS NOT NULL;
+
+-- Pre-warms due: only asleep rows with a pre-warm time.
+CREATE INDEX IF NOT EXISTS deployments_sleep_prewarm_idx
+    ON deployments ((split_part(provider_id, ':', 1)), sleep_prewarm_at, id)
+    WHERE sleep_state = 'asleep' AND sleep_prewarm_at IS NOT NULL;

@@ -109,13 +109,16 @@ async fn script_is_additive_idempotent_and_keeps_existing_rows(pool: PgPool) {
 }
 
 /// The indexes of an integrated table, as of the reference schema.
-const INDEXES: [&str; 7] = [
+const INDEXES: [&str; 10] = [
     "deployments_pkey",
     "deployments_provider_id_idx",
     "deployments_sleep_asleep_replicas_idx",
     "deployments_sleep_backoff_idx",
     "deployments_sleep_drift_idx",
+    "deployments_sleep_early_idx",
     "deployments_sleep_eligible_idx",
+    "deployments_sleep_keep_idx",
+    "deployments_sleep_prewarm_idx",
     "deployments_sleep_state_idx",
 ];
 
@@ -248,3 +251,50 @@ macro_rules! integrated_case {
 }
 
 idle_scaler_testkit::contract_cases!(integrated_case);
+
+/// The definitions of the `deployments` indexes in `schema` but the primary key, with the
+/// schema's name taken out.
+async fn index_defs(pool: &PgPool, schema: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT indexname::text, replace(indexdef, schemaname || '.', '') FROM pg_indexes \
+         WHERE tablename = 'deployments' AND schemaname = $1 AND indexname <> 'deployments_pkey' \
+         ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .expect("pg_indexes")
+}
+
+/// The script builds every index exactly as the migrations build it on the reference table
+/// (same expressions, same `WHERE`): a host table's plans are the reference table's.
+#[sqlx::test(migrations = false)]
+async fn script_builds_the_indexes_the_migrations_build(pool: PgPool) {
+    // The reference schema in a schema of its own, on one connection.
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::raw_sql("CREATE SCHEMA reference; SET search_path = reference")
+        .execute(&mut *conn)
+        .await
+        .expect("reference schema");
+    idle_scaler_postgres::MIGRATOR
+        .run(&mut *conn)
+        .await
+        .expect("migrations");
+    sqlx::raw_sql("RESET search_path")
+        .execute(&mut *conn)
+        .await
+        .expect("reset");
+    drop(conn);
+    sqlx::raw_sql(HOST_TABLE)
+        .execute(&pool)
+        .await
+        .expect("host table");
+    sqlx::raw_sql(HOST_SCRIPT)
+        .execute(&pool)
+        .await
+        .expect("host-integration.sql");
+
+    let reference = index_defs(&pool, "reference").await;
+    assert_eq!(reference.len(), INDEXES.len() - 1, "{reference:?}");
+    assert_eq!(index_defs(&pool, "public").await, reference);
+}

@@ -25,7 +25,10 @@ async fn migrate_creates_the_reference_schema_and_is_idempotent(pool: PgPool) {
             "deployments_sleep_asleep_replicas_idx",
             "deployments_sleep_backoff_idx",
             "deployments_sleep_drift_idx",
+            "deployments_sleep_early_idx",
             "deployments_sleep_eligible_idx",
+            "deployments_sleep_keep_idx",
+            "deployments_sleep_prewarm_idx",
             "deployments_sleep_state_idx"
         ]
     );
