@@ -39,6 +39,7 @@ mod host;
 mod host_sql;
 mod migrate;
 pub mod queries;
+mod rhythm;
 #[cfg(feature = "host-ops")]
 mod scratch;
 mod store;

@@ -68,12 +68,33 @@ macro_rules! not_backing_off {
     };
 }
 
+/// Not held by a keep at `$n` (now): no keep, its time ran out, or the request it waited for came
+/// (activity after it was recorded). `policy::Keep::holds`, negated.
+macro_rules! not_kept {
+    ($now:literal) => {
+        concat!(
+            "(sleep_keep_until IS NULL OR sleep_keep_until <= ",
+            $now,
+            " OR last_activity_at > sleep_keep_activity_at)"
+        )
+    };
+}
+
+/// Clears a keep and its pre-warm mark: a sleep, a wake or a drift fix ends it.
+macro_rules! clear_keep {
+    () => {
+        "sleep_keep_until = NULL, sleep_keep_activity_at = NULL, sleep_prewarmed_at = NULL"
+    };
+}
+
 /// $1 now, $2 idle_before, $3 limit, $4 the scheme of one cluster (`k8s`, `k8s@east`). Fixes
 /// the index's leading key and filters and orders by its second, so the planner walks
 /// `deployments_sleep_eligible_idx` from the start of that cluster's entries and stops after
 /// `limit`: a backed-off row sorts at its retry key, beyond every real candidate, and costs
 /// nothing however many there are; other clusters' rows are never read. The explicit terms
 /// after it keep the result exact whatever the idle window was when a backoff was recorded.
+/// A kept row stays in the index at its activity and is filtered out (keeps are few: only
+/// rows the adaptive policy predicts a request for, for at most `max_keep_minutes`).
 /// The store runs it once per served cluster and merges by `eligible_at`, then `id`.
 pub const SELECT_CANDIDATES: &str = concat!(
     "SELECT id, provider_id, last_activity_at, sleep_state_changed_at, sleep_backoff_count, \
@@ -91,6 +112,8 @@ pub const SELECT_CANDIDATES: &str = concat!(
        AND (expires_at IS NULL OR expires_at > $1) \
        AND last_activity_at <= $2 AND ",
     not_backing_off!("$1"),
+    " AND ",
+    not_kept!("$1"),
     " ORDER BY ",
     eligible_at!(),
     ", id LIMIT $3"
@@ -98,17 +121,20 @@ pub const SELECT_CANDIDATES: &str = concat!(
 
 /// CAS 1. $1 id, $2 seen activity, $3 idle_before, $4 replicas (NULL when at 0), $5 now.
 /// Re-checks the whole candidate predicate, plus that activity is exactly what was selected;
-/// `$5` is the intent's stamp. A sleep starts afresh: no backoff, no drift check yet.
+/// `$5` is the intent's stamp. A sleep starts afresh: no backoff, no keep, no drift check yet.
 pub const CLAIM_SLEEP: &str = concat!(
     "UPDATE deployments \
      SET sleep_state = 'sleeping', sleep_state_changed_at = $5, replicas_before_sleep = $4, \
          sleep_retry_after = NULL, sleep_retry_key = NULL, sleep_backoff_activity_at = NULL, \
-         sleep_backoff_count = 0, sleep_skip_reason = NULL, sleep_checked_at = NULL \
-     WHERE id = $1 AND ",
+         sleep_backoff_count = 0, sleep_skip_reason = NULL, sleep_checked_at = NULL, ",
+    clear_keep!(),
+    " WHERE id = $1 AND ",
     sleepable!(),
     " AND (expires_at IS NULL OR expires_at > $5) \
        AND last_activity_at = $2 AND last_activity_at <= $3 AND ",
     not_backing_off!("$5"),
+    " AND ",
+    not_kept!("$5"),
     " RETURNING id"
 );
 
@@ -192,18 +218,21 @@ pub const FIND_BY_PROVIDER_ID: &str = concat!(
 
 /// $1 id, $2 from state, $3 now, $4 the state's change time as the wake read it (the row
 /// must still be in that very state). The state change time moves only when the state does. A
-/// wake is a fresh start: no backoff, no flaps, no wake mark, no drift check.
-pub const FINISH_WAKE: &str = "\
-    UPDATE deployments \
-    SET sleep_state = 'awake', last_activity_at = $3, replicas_before_sleep = NULL, \
-        sleep_state_changed_at = CASE WHEN sleep_state = 'awake' \
-                                      THEN sleep_state_changed_at ELSE $3 END, \
-        sleep_retry_after = NULL, sleep_retry_key = NULL, sleep_backoff_activity_at = NULL, \
-        sleep_backoff_count = 0, sleep_skip_reason = NULL, \
-        sleep_flaps = 0, sleep_flaps_since = NULL, \
-        sleep_wake_started_at = NULL, sleep_checked_at = NULL \
-    WHERE id = $1 AND sleep_state = $2 AND sleep_state_changed_at = $4 \
-    RETURNING id";
+/// wake is a fresh start: no backoff, no flaps, no wake mark, no drift check, no keep, no
+/// pre-warm.
+pub const FINISH_WAKE: &str = concat!(
+    "UPDATE deployments \
+     SET sleep_state = 'awake', last_activity_at = $3, replicas_before_sleep = NULL, \
+         sleep_state_changed_at = CASE WHEN sleep_state = 'awake' \
+                                       THEN sleep_state_changed_at ELSE $3 END, \
+         sleep_retry_after = NULL, sleep_retry_key = NULL, sleep_backoff_activity_at = NULL, \
+         sleep_backoff_count = 0, sleep_skip_reason = NULL, \
+         sleep_flaps = 0, sleep_flaps_since = NULL, \
+         sleep_wake_started_at = NULL, sleep_checked_at = NULL, sleep_prewarm_at = NULL, ",
+    clear_keep!(),
+    " WHERE id = $1 AND sleep_state = $2 AND sleep_state_changed_at = $4 \
+     RETURNING id"
+);
 
 /// $1 id, $2 the state's stamp, $3 now.
 pub const BEGIN_WAKE: &str = "\
@@ -252,12 +281,15 @@ pub const MARK_CHECKED: &str = "\
 
 /// $1 id, $2 the asleep stamp, $3 whether someone else scaled it up (a flap), $4 now. A flap
 /// restarts the count at 1 once its 24 h window is over; other drift leaves the count alone.
-/// The app was started: a fresh idle window, so the next tick does not sleep it at once.
-pub const RECONCILE_AWAKE: &str = "\
-    UPDATE deployments \
+/// The app was started: a fresh idle window, so the next tick does not sleep it at once, and
+/// no pre-warm is pending for it any more.
+pub const RECONCILE_AWAKE: &str = concat!(
+    "UPDATE deployments \
     SET sleep_state = 'awake', sleep_state_changed_at = $4, replicas_before_sleep = NULL, \
         last_activity_at = GREATEST(last_activity_at, $4), \
-        sleep_wake_started_at = NULL, sleep_checked_at = NULL, \
+        sleep_wake_started_at = NULL, sleep_checked_at = NULL, sleep_prewarm_at = NULL, ",
+    clear_keep!(),
+    ", \
         sleep_flaps = CASE WHEN NOT $3 THEN sleep_flaps \
                            WHEN sleep_flaps_since IS NULL \
                              OR sleep_flaps_since <= $4 - interval '24 hours' THEN 1 \
@@ -267,7 +299,8 @@ pub const RECONCILE_AWAKE: &str = "\
                                    OR sleep_flaps_since <= $4 - interval '24 hours' THEN $4 \
                                  ELSE sleep_flaps_since END \
     WHERE id = $1 AND sleep_state = 'asleep' AND sleep_state_changed_at = $2 \
-    RETURNING id";
+    RETURNING id"
+);
 
 /// $1 id, $2 now.
 pub const TOUCH_AWAKE: &str = "\
@@ -301,6 +334,9 @@ pub const SUM_ASLEEP_REPLICAS: &str = "SELECT COALESCE(SUM(COALESCE(replicas_bef
 
 /// A status summary; scans the table, so it is for commands, not for the tick.
 pub const STATE_COUNTS: &str = "SELECT sleep_state, count(*) FROM deployments GROUP BY sleep_state";
+
+mod rhythm; // the adaptive policy's statements (`RhythmStore`)
+pub use rhythm::*;
 
 #[cfg(feature = "host-ops")]
 pub(crate) mod host {

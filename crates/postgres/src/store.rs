@@ -7,7 +7,7 @@ use idle_scaler_core::fair_share;
 
 /// One ordered walk per served cluster (each stops after `limit` rows), then each cluster's
 /// fair share of `limit` in `order`.
-async fn per_cluster<R, K: Ord, F>(
+pub(crate) async fn per_cluster<R, K: Ord, F>(
     served: &ServedClusters,
     limit: u32,
     walk: impl Fn(String) -> F,
