@@ -1,4 +1,4 @@
-//! The `Store` contract, written once and run against every store: the in-memory one (in
+//! The `Store` (and `RhythmStore`) contract, written once and run against every store: the in-memory one (in
 //! this crate's tests) and `PgStore` (in `idle-scaler-postgres`'s tests, one fresh database
 //! per case). Each case starts from an empty store and panics on a violation.
 //!
@@ -7,8 +7,8 @@
 //!
 //! # Adding a case
 //!
-//! Write `pub async fn <name><S: Store + HostOps>(s: &S)` in the module of the port method it
-//! is about, and add `<name>` to the list in [`contract_cases!`](crate::contract_cases): every
+//! Write `pub async fn <name><S: Store + HostOps>(s: &S)` (add `RhythmStore` to the bounds for
+//! the adaptive policy's methods) in the module of the port method it is about, and add `<name>` to the list in [`contract_cases!`](crate::contract_cases): every
 //! runner then runs it on its store. A case left out of the list fails this crate's test
 //! `contract::tests::every_case_is_in_the_list`, so none can be written and silently skipped.
 
@@ -19,9 +19,11 @@ mod clusters; // several clusters: rows of clusters not served never leave the s
 mod confirm; // CAS 2 of a sleep and its undo: `confirm_sleep`, `revert_sleep`
 mod drift; // drift checks: `begin_wake`, `asleep_to_check`, `mark_checked`, `reconcile_awake`
 mod host; // the `HostOps` fixtures themselves
+mod keep; // the adaptive policy's keeps: `keep`, `keeps`, `end_keep`, and how claims honour them
 mod liveness; // backed-off and foreign rows never starve real candidates
 mod read; // `get`, `find_by_provider_id`, `count_asleep`, `sum_asleep_replicas`, `list_sleeping`
 mod recovery; // `stale_intents`, `settle_intent`
+mod rhythm; // `select_early`, `rhythms`, `save_rhythm`, `set_prewarm`, `prewarms_due`, `finish_prewarm`
 mod select; // `select_candidates`
 mod wake; // `finish_wake`, `touch_awake`, `record_traffic`
 
@@ -31,9 +33,11 @@ pub use clusters::*;
 pub use confirm::*;
 pub use drift::*;
 pub use host::*;
+pub use keep::*;
 pub use liveness::*;
 pub use read::*;
 pub use recovery::*;
+pub use rhythm::*;
 pub use select::*;
 pub use wake::*;
 
@@ -95,6 +99,15 @@ macro_rules! contract_cases {
             sum_asleep_replicas_sums_restore_counts_of_asleep_rows,
             list_sleeping_lists_sleeping_and_asleep,
             host_ops_change_what_they_say,
+            keep_holds_a_row_out_of_candidates_and_claim,
+            a_request_ends_a_keep,
+            claim_and_wake_clear_a_keep,
+            keeps_lists_every_keep_soonest_first,
+            select_early_takes_early_rows_between_the_floor_and_the_window,
+            rhythms_round_trip_and_go_with_their_row,
+            prewarms_come_due_in_order,
+            finish_prewarm_wakes_without_activity_and_keeps,
+            wake_and_drift_fix_clear_a_prewarm,
         }
     };
 }

@@ -345,6 +345,9 @@ impl Store for MemoryStore {
                 row.last_activity_at = row.last_activity_at.max(now);
                 row.live.wake_started_at = None;
                 row.live.checked_at = None;
+                // Up again: no pre-warm is pending (nor, were there one, a keep).
+                row.live.prewarm_at = None;
+                row.live.clear_keep();
                 if kind == Drift::WokenExternally {
                     let live = &mut row.live;
                     let window_over = live
