@@ -11,8 +11,9 @@
 //! `max_per_tick` 50 and 500, the drift-check and backoff listings, an idle tick (a real
 //! `Job::tick` with no candidates and a scaler that must never be called) and the asleep
 //! count, plus the plans (`EXPLAIN ANALYZE`, custom and generic) with a check that none scans
-//! `deployments` sequentially and that the candidate query uses
-//! `deployments_sleep_eligible_idx`. Drops its database at the end.
+//! `deployments` sequentially, that the candidate query (which skips 10,000 kept rows among
+//! its candidates) uses `deployments_sleep_eligible_idx` and the adaptive policy's early path
+//! `deployments_sleep_early_idx`. Drops its database at the end.
 
 use idle_scaler_core::ServedClusters;
 use std::sync::Arc;
@@ -22,11 +23,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use idle_scaler_core::{
-    Config, Error, FixedScalerFactory, Job, Result, Scale, Scaler, Store, SystemClock, Target,
+    Config, Error, FixedScalerFactory, Job, Result, RhythmStore, Scale, Scaler, Store, SystemClock,
+    Target,
 };
 use idle_scaler_postgres::{ScratchDatabase, queries};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool};
+
+// Under `store/`, not beside this file: cargo would take any `benches/*.rs` for a bench.
+#[path = "store/explain.rs"]
+mod explain;
+
+use explain::explain;
 
 const ROWS: i64 = 1_000_000;
 const SAMPLES: usize = 500;
@@ -95,82 +103,18 @@ async fn exec(pool: &PgPool, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of a store statement as the tick binds it. `generic`: of the
-/// prepared statement forced to its generic plan, the plan PostgreSQL may cache for sqlx's
-/// prepared statements after a few executions, with the parameters left unknown to the planner.
-async fn explain(pool: &PgPool, title: &str, sql: &str, generic: bool) -> String {
-    let mut conn = pool.acquire().await.expect("connection");
-    let (types, args) = match sql {
-        // The default cluster's walk: the store runs one per served cluster.
-        s if s == queries::SELECT_CANDIDATES => (
-            "(timestamptz, timestamptz, bigint, text)",
-            format!(
-                "(now(), now() - interval '{IDLE_WINDOW_MINUTES} minutes', {}, 'k8s')",
-                // The title names the limit: "candidate query, limit N".
-                title.rsplit(' ').next().unwrap_or("500")
-            ),
-        ),
-        s if s == queries::STALE_INTENTS => (
-            "(timestamptz, text[])",
-            "(now() - interval '5 minutes', '{k8s}')".to_owned(),
-        ),
-        // As the idle tick asks: one interval back, the first tick's slice.
-        // The default cluster's walks: the store runs one per served cluster.
-        s if s == queries::ASLEEP_TO_CHECK && title.ends_with("none due") => (
-            "(timestamptz, bigint, text)",
-            "(now() - interval '2 minutes', 2000, 'k8s')".to_owned(),
-        ),
-        s if s == queries::ANY_ASLEEP_TO_CHECK => (
-            "(timestamptz, text)",
-            "(now() - interval '2 minutes', 'k8s')".to_owned(),
-        ),
-        s if s == queries::ASLEEP_TO_CHECK => (
-            "(timestamptz, bigint, text)",
-            "(now() - interval '10 minutes', 100, 'k8s')".to_owned(),
-        ),
-        s if s == queries::BACKED_OFF => ("(timestamptz, bigint)", "(now(), 100)".to_owned()),
-        s if s == queries::SUM_ASLEEP_REPLICAS => ("(integer)", "(1)".to_owned()),
-        _ => ("", String::new()),
-    };
-    let mode = if generic {
-        "force_generic_plan"
-    } else {
-        "force_custom_plan"
-    };
-    exec_on(&mut conn, &format!("SET plan_cache_mode = {mode}")).await;
-    exec_on(&mut conn, &format!("PREPARE bench_stmt{types} AS {sql}")).await;
-    let rows = sqlx::raw_sql(AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_stmt{args}"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap_or_else(|e| panic!("{title}: {e}"));
-    exec_on(&mut conn, "DEALLOCATE bench_stmt; RESET plan_cache_mode").await;
-    let lines: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
-    let kind = if generic {
-        "generic plan"
-    } else {
-        "custom plan"
-    };
-    format!("-- {title} ({kind})\n{}\n", lines.join("\n"))
-}
-
-async fn exec_on(conn: &mut sqlx::PgConnection, sql: &str) {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(conn)
-        .await
-        .expect(sql);
-}
-
 /// Rows by `i % 100`: 0 idle candidate (1%), 1 asleep (1%), 2 idle but pinned, 3 idle but
-/// unhealthy, 4 idle but expired, 5 another provider's, idle; 10 to 19 (10%, 100,000 rows)
-/// backing off for an hour or more, idle 3 days (longer than every candidate), as `back_off`
-/// leaves them; the rest active within the idle window.
+/// unhealthy, 4 idle but expired, 5 another provider's, idle, 6 idle but kept for an hour by
+/// the adaptive policy (1%, in the candidate index among the candidates); 10 to 19 (10%,
+/// 100,000 rows) backing off for an hour or more, idle 3 days (longer than every candidate),
+/// as `back_off` leaves them; the rest active within the idle window, 20 to 29 of them (10%)
+/// with a rhythm that lets them sleep at the floor (the early path's rows).
 const LOAD: &str = "
 INSERT INTO deployments (id, provider_id, status, always_on, expires_at, last_activity_at,
                          sleep_state, sleep_state_changed_at, replicas_before_sleep,
                          sleep_retry_after, sleep_retry_key, sleep_backoff_activity_at,
-                         sleep_backoff_count, sleep_skip_reason)
+                         sleep_backoff_count, sleep_skip_reason, sleep_keep_until,
+                         sleep_keep_activity_at, sleep_early)
 SELECT gen_random_uuid(),
        CASE WHEN m = 5 THEN 'docker:bench/app-' ELSE 'k8s:bench/app-' END || i,
        CASE WHEN m = 3 THEN 'failed' ELSE 'healthy' END,
@@ -184,12 +128,15 @@ SELECT gen_random_uuid(),
        CASE WHEN b THEN r - interval '30 minutes' END,
        CASE WHEN b THEN a END,
        CASE WHEN b THEN 1 + m % 5 ELSE 0 END,
-       CASE WHEN b THEN 'not_found' END
+       CASE WHEN b THEN 'not_found' END,
+       CASE WHEN m = 6 THEN now() + interval '1 hour' END,
+       CASE WHEN m = 6 THEN a END,
+       m BETWEEN 20 AND 29
 FROM generate_series(1, $1) AS i,
      LATERAL (SELECT i % 100 AS m) mm,
      LATERAL (SELECT m BETWEEN 10 AND 19 AS b,
                      now() + interval '1 hour' + (i % 3600) * interval '1 second' AS r) bb,
-     LATERAL (SELECT CASE WHEN m BETWEEN 0 AND 5
+     LATERAL (SELECT CASE WHEN m BETWEEN 0 AND 6
                           THEN now() - interval '2 days' - i * interval '1 second'
                           WHEN b THEN now() - interval '3 days' - i * interval '1 second'
                           ELSE now() - (i % 1500) * interval '1 second' END AS a) aa";
@@ -284,6 +231,22 @@ async fn main() {
     })
     .await;
     report.push(("backed_off, 100 (plan, status)".to_owned(), s, None));
+    let early_before = now - chrono::Duration::minutes(5);
+    let s = measure(|| async {
+        let early = store
+            .select_early(
+                &ServedClusters::default(),
+                now,
+                early_before,
+                idle_before,
+                50,
+            )
+            .await
+            .expect("select_early");
+        assert_eq!(early.len(), 50);
+    })
+    .await;
+    report.push(("select_early, 50 (adaptive early path)".to_owned(), s, None));
 
     let mut plans = String::new();
     for generic in [false, true] {
@@ -313,6 +276,17 @@ async fn main() {
     )
     .await;
     plans += &explain(&pool, "stale intents", queries::STALE_INTENTS, false).await;
+    for generic in [false, true] {
+        plans += &explain(
+            &pool,
+            "select_early, limit 50",
+            queries::SELECT_EARLY,
+            generic,
+        )
+        .await;
+    }
+    plans += &explain(&pool, "keeps, limit 500", queries::KEEPS, false).await;
+    plans += &explain(&pool, "prewarms_due", queries::PREWARMS_DUE, false).await;
 
     // The idle tick: a redeploy wave made every idle app active again, so nothing is a
     // candidate, and every asleep app was just checked, so no drift check is due; the tick
@@ -398,15 +372,21 @@ async fn main() {
         );
     }
     let seq_scan = plans.contains("Seq Scan on deployments");
-    let eligible_index = plans
-        .split("-- ")
-        .filter(|p| p.starts_with("candidate query"))
-        .all(|p| p.contains("Index Scan using deployments_sleep_eligible_idx"));
+    let walks = |title: &str, index: &str| {
+        plans
+            .split("-- ")
+            .filter(|p| p.starts_with(title))
+            .all(|p| p.contains(&format!("Index Scan using {index}")))
+    };
+    let eligible_index = walks("candidate query", "deployments_sleep_eligible_idx");
+    let early_index = walks("select_early", "deployments_sleep_early_idx");
     println!(
         "\nSeq Scan on deployments in any plan: {}; candidate plans use \
-         deployments_sleep_eligible_idx: {}\n",
+         deployments_sleep_eligible_idx: {}; select_early plans use \
+         deployments_sleep_early_idx: {}\n",
         if seq_scan { "YES" } else { "no" },
-        if eligible_index { "yes" } else { "NO" }
+        if eligible_index { "yes" } else { "NO" },
+        if early_index { "yes" } else { "NO" }
     );
     println!("{plans}");
 
@@ -425,6 +405,10 @@ async fn main() {
     }
     if !eligible_index {
         eprintln!("a candidate plan does not walk deployments_sleep_eligible_idx");
+        std::process::exit(1);
+    }
+    if !early_index {
+        eprintln!("a select_early plan does not walk deployments_sleep_early_idx");
         std::process::exit(1);
     }
 }
