@@ -1,6 +1,7 @@
 //! `PgStore` against a real PostgreSQL (`DATABASE_URL`); `#[sqlx::test]` gives each test a
 //! fresh database. One binary, one module per topic.
 
+mod adaptive; // the adaptive policy through the real job on PostgreSQL
 mod chaos; // both real adapters under concurrency and injected Kubernetes faults
 mod clusters; // several clusters: one ordered index walk per cluster, the index's upgrade
 mod connect; // connecting: timeouts, bad URLs, passwords never echoed
