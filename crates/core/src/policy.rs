@@ -2,8 +2,8 @@
 //! wake restores. The job, recovery, the wake, the waker and the in-memory store decide
 //! through these functions.
 //!
-//! PostgreSQL applies the sleep rule in SQL, term for term: `sleepable!` and
-//! `not_backing_off!` in idle-scaler-postgres's `queries.rs`, and the `WHERE` of the partial
+//! PostgreSQL applies the sleep rule in SQL, term for term: `sleepable!`, `not_backing_off!`
+//! and `not_kept!` in idle-scaler-postgres's `queries.rs`, and the `WHERE` of the partial
 //! index `deployments_sleep_eligible_idx` (its latest migration, and the host-integration
 //! script, which its tests compare with the migration). Changing the rule means changing this
 //! module, those statements and a new migration together; the store contract suite holds both
