@@ -106,6 +106,11 @@ impl ParkingListener {
             }
         };
         let _ = stream.set_nodelay(true);
+        // Every poll of this connection, and of a request it holds, asks whether the listener
+        // stops: on the listener's own token that is a lock all connections share (on both
+        // workers, for each of a burst of released requests); a child token of the
+        // connection's own is asked without contention, and is cancelled with its parent.
+        let shutdown = shutdown.child_token();
         let header_read_timeout = self.limits.header_read_timeout;
         let close = CancellationToken::new();
         let conn = Arc::new(Conn {
