@@ -40,15 +40,25 @@ impl Gate {
             // Forget apps with no forward open, so the map stays as small as the apps being
             // forwarded to now.
             per_app.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < self.max);
-            per_app
-                .entry(target.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.max)))
-                .clone()
+            // Looked up before it is inserted: the key's clone (its strings) only for a new app.
+            match per_app.get(target) {
+                Some(semaphore) => semaphore.clone(),
+                None => {
+                    let semaphore = Arc::new(Semaphore::new(self.max));
+                    per_app.insert(target.clone(), semaphore.clone());
+                    semaphore
+                }
+            }
         };
-        let permit = tokio::time::timeout_at(deadline, semaphore.acquire_owned())
-            .await
-            .ok()?
-            .ok()?;
+        // A free place needs no timer: of a burst released at once, the first `max` take
+        // theirs without one.
+        let permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(deadline, semaphore.acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         Some(Place { _permit: permit })
     }
 }
