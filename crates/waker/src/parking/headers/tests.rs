@@ -106,3 +106,18 @@ fn forwarded_headers_are_kept_from_gateways_and_replaced_from_anyone_else() {
     assert_eq!(h["x-forwarded-for"], "10.0.0.9");
     assert_eq!(h["x-forwarded-host"], "web.apps");
 }
+
+#[test]
+fn a_callers_address_reads_as_display_writes_it() {
+    for ip in [
+        "0.0.0.0",
+        "10.0.0.9",
+        "1.20.100.199",
+        "255.255.255.255",
+        "fd00::1",
+        "::ffff:10.0.0.1",
+    ] {
+        let ip: IpAddr = ip.parse().expect("ip");
+        assert_eq!(ip_text(ip), ip.to_string());
+    }
+}
