@@ -6,6 +6,11 @@
 //! API server; the in-memory store and directory. The clients and the app run in processes
 //! of their own; the moments are compared on the system clock, which all of them share.
 //! Run: `cargo bench -p idle-scaler-waker --bench parking`.
+//!
+//! The listener's instructions in the measured span, repeatably on a busy machine: run the
+//! built bench under `valgrind --tool=callgrind` with `PARKING_BENCH_CALLGRIND=1` (callgrind's
+//! counters are zeroed before the endpoint is published and dumped once every client has its
+//! answer: one dump per round) and `PARKING_BENCH_ROUNDS=<n>` (only n rounds of 1,000 held).
 
 mod common;
 
@@ -67,11 +72,13 @@ async fn round(held: usize, app: std::net::SocketAddr) -> (Vec<Duration>, usize)
         assert!(Instant::now() < deadline, "requests never all held");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    callgrind("-z");
     let ready = now_ns();
     parked
         .directory
         .set_endpoint("apps", "web", Some("http"), app);
     let done = clients.await.expect("clients");
+    callgrind("-d");
     assert_eq!(done.len(), held, "every client answered");
     let overheads = done
         .into_iter()
@@ -79,6 +86,17 @@ async fn round(held: usize, app: std::net::SocketAddr) -> (Vec<Duration>, usize)
         .collect();
     parked.shutdown.cancel();
     (overheads, parked.scale_writes())
+}
+
+/// `callgrind_control <what>` for this process when `PARKING_BENCH_CALLGRIND` is set (the
+/// bench runs under callgrind): `-z` zeroes the counters, `-d` dumps them.
+fn callgrind(what: &str) {
+    if std::env::var_os("PARKING_BENCH_CALLGRIND").is_some() {
+        let _ = std::process::Command::new("callgrind_control")
+            .args([what, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn main() {
@@ -92,7 +110,11 @@ fn main() {
         .expect("runtime");
     let app = App::start();
     println!("parking listener first-request overhead (endpoint ready -> client has the answer)");
-    for (held, rounds) in [(1, 100), (1000, 5)] {
+    let plan = match std::env::var("PARKING_BENCH_ROUNDS") {
+        Ok(n) => vec![(1000, n.parse().expect("PARKING_BENCH_ROUNDS: a number"))],
+        Err(_) => vec![(1, 100), (1000, 5)],
+    };
+    for (held, rounds) in plan {
         let mut all = Vec::new();
         let mut max_writes = 0;
         for _ in 0..rounds {
