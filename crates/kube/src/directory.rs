@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use idle_scaler_core::flight::SingleFlight;
 use idle_scaler_core::{ClusterName, ListenerPort, ParkedServiceInfo, ParkingDirectory};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -120,7 +121,13 @@ pub struct KubeParkingDirectory {
     forbidden: Forbidden,
     pods: PodNamespaces,
     tasks: Vec<JoinHandle<()>>,
+    /// One list-and-watch per Service port at a time, whatever the number of requests held
+    /// for it: a burst of 1,000 held requests is one watch on the API server, not 1,000.
+    waits: SingleFlight<WaitKey, idle_scaler_core::Result<Option<SocketAddr>>>,
 }
+
+/// A Service port the listener waits on: namespace, Service, port name.
+type WaitKey = (String, String, Option<String>);
 
 impl std::fmt::Debug for KubeParkingDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +187,11 @@ impl KubeParkingDirectory {
             client,
             settings,
             tasks,
+            waits: SingleFlight::new(|(ns, name, _), e| {
+                Err(idle_scaler_core::Error::unavailable(format!(
+                    "the wait for a ready endpoint of {ns}/{name} ended: {e}"
+                )))
+            }),
         }
     }
 
@@ -218,15 +230,39 @@ impl ParkingDirectory for KubeParkingDirectory {
         port: &ListenerPort,
         timeout: Duration,
     ) -> idle_scaler_core::Result<Option<SocketAddr>> {
-        endpoints::wait_ready(
-            &self.client,
-            self.settings.request_timeout,
-            &self.forbidden,
-            service,
-            port,
-            timeout,
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        let key: WaitKey = (
+            service.namespace.clone(),
+            service.name.clone(),
+            port.name.clone(),
+        );
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let flight = self.waits.join(key.clone(), |_| {
+                let (client, forbidden) = (self.client.clone(), self.forbidden.clone());
+                let (service, port) = (service.clone(), port.clone());
+                let request_timeout = self.settings.request_timeout;
+                async move {
+                    endpoints::wait_ready(
+                        &client,
+                        request_timeout,
+                        &forbidden,
+                        &service,
+                        &port,
+                        left,
+                    )
+                    .await
+                }
+            });
+            match tokio::time::timeout(left, flight.landing).await {
+                Ok(Ok(None)) => {} // the shared wait ended at its first caller's deadline
+                Ok(found) => return found,
+                Err(_) => return Ok(None),
+            }
+        }
     }
 }
 

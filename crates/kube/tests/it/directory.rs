@@ -315,3 +315,52 @@ async fn the_ready_endpoint_wait_outlasts_an_api_server_that_is_briefly_away() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn many_requests_held_for_one_app_share_one_watch() {
+    let fake = FakeApiServer::start().await;
+    fake.create_deployment("apps", "web", 0);
+    fake.create_service("apps", "web", "web", &[("http", 80)]);
+    fake.set_app_endpoint("apps", "web", "127.0.0.1:4321");
+    let dir = Arc::new(directory(&fake));
+    let held: Vec<_> = (0..200)
+        .map(|_| {
+            let dir = dir.clone();
+            tokio::spawn(async move { dir.ready_endpoint(&info(None), &http(), TIMEOUT).await })
+        })
+        .collect();
+    // Every request is waiting once the first list has been answered and no endpoint found.
+    let lists = || {
+        fake.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && r.path.ends_with("/namespaces/apps/endpointslices")
+                    && !r.query.as_deref().unwrap_or_default().contains("watch")
+            })
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while lists() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never listed");
+        tokio::task::yield_now().await;
+    }
+    fake.scale_externally("apps", "web", 1);
+    for h in held {
+        let got = h.await.expect("join").expect("wait");
+        assert_eq!(got, Some(SocketAddr::from(([127, 0, 0, 1], 4321))));
+    }
+    assert_eq!(lists(), 1, "one list for 200 held requests");
+    let watches = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.query
+                .as_deref()
+                .unwrap_or_default()
+                .contains("watch=true")
+        })
+        .filter(|r| r.path.ends_with("/namespaces/apps/endpointslices"))
+        .count();
+    assert!(watches <= 1, "{watches} watches for 200 held requests");
+}
