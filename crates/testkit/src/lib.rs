@@ -11,7 +11,9 @@ pub mod liveness;
 pub mod memory;
 #[cfg(feature = "programs")]
 pub mod programs;
+pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod workload;

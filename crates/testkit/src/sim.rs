@@ -106,11 +106,10 @@
 mod cluster; // the simulated Deployments (`SimCluster`)
 mod gate; // where port calls wait for the scheduler; the effects they report
 mod ports; // `SimPorts`: the `Store` and `Scaler` an operation sees, each call gated
-mod rng; // the seeded PRNG
 mod world; // the scheduler and the invariant checks
 
+pub use crate::rng::Rng;
 pub use cluster::{SimCluster, SimDeployment};
-pub use rng::Rng;
 
 /// One simulated world.
 #[derive(Debug, Clone)]

@@ -23,11 +23,11 @@ use uuid::Uuid;
 use super::cluster::SimCluster;
 use super::gate::{OpId, Shared};
 use super::ports::SimPorts;
-use super::rng::Rng;
 use super::{SimConfig, SimFailure, SimReport};
 use crate::clock::ManualClock;
 use crate::host::{HostOps, NewDeployment};
 use crate::memory::MemoryStore;
+use crate::rng::Rng;
 use op::{Op, OpOut};
 use parking::ParkingModel;
 

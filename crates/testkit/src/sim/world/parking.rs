@@ -21,9 +21,9 @@ use uuid::Uuid;
 use super::{AwaitNow, Kind, Op, World, ready};
 use crate::host::HostOps;
 use crate::memory::MemoryParker;
+use crate::rng::Rng;
 use crate::sim::SimFailure;
 use crate::sim::gate::OpId;
-use crate::sim::rng::Rng;
 
 /// An app's Services as the Parker knows them.
 struct ParkApp {

@@ -18,3 +18,14 @@ fn ranges_stay_in_bounds() {
         assert!((-2..=4).contains(&r.range(-2, 4)));
     }
 }
+
+#[test]
+fn unit_and_exponential_have_their_means() {
+    let mut r = Rng::new(3);
+    let n = 20_000;
+    let units: f64 = (0..n).map(|_| r.unit()).sum::<f64>() / f64::from(n);
+    assert!((0.48..0.52).contains(&units), "{units}");
+    let exps: f64 = (0..n).map(|_| r.exponential(10.0)).sum::<f64>() / f64::from(n);
+    assert!((9.5..10.5).contains(&exps), "{exps}");
+    assert!((0..1000).all(|_| (0.0..1.0).contains(&r.unit())));
+}

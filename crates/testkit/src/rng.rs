@@ -1,5 +1,6 @@
-//! A small seeded PRNG (SplitMix64): the whole simulation is a function of its seed, with no
-//! dependency whose stream could change under a version bump and break reproduction.
+//! A small seeded PRNG (SplitMix64): the whole simulation, and each synthetic workload of the
+//! policy benchmark, is a function of its seed, with no dependency whose stream could change
+//! under a version bump and break reproduction.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): fast, full period, good enough to pick actions.
 #[derive(Debug, Clone)]
@@ -39,6 +40,19 @@ impl Rng {
     /// True with probability `percent`/100.
     pub fn percent(&mut self, percent: u64) -> bool {
         self.below(100) < percent
+    }
+
+    /// Uniform in `[0, 1)`, from the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64's mantissa exactly
+        let top = (self.next_u64() >> 11) as f64;
+        top / (1_u64 << 53) as f64
+    }
+
+    /// An exponentially distributed value of mean `mean` (the gap between Poisson arrivals).
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        // 1 - unit() is in (0, 1]: its logarithm is finite.
+        -mean * (1.0 - self.unit()).ln()
     }
 
     /// True with probability `per_mille`/1000.
