@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use idle_scaler_core::{
     ActivitySource, ActivitySourceKind, Clock, Config, Error, FixedScalerFactory, Job, Result,
-    Scale, Scaler, SleepPolicy, Target, Traffic,
+    Scale, Scaler, SleepPolicy, Target, Traffic, WakeReason,
 };
 use uuid::Uuid;
 
@@ -187,6 +187,7 @@ pub async fn replay(workload: &Workload, policy: Policy) -> RunResult {
     )
     .clock(Arc::new(clock.clone()))
     .activity_source(source)
+    .rhythm_store(store.clone())
     .build();
 
     let mut figures = vec![Figures::default(); workload.apps.len()];
@@ -213,7 +214,9 @@ pub async fn replay(workload: &Workload, policy: Policy) -> RunResult {
             if asleep {
                 f.request_wakes += 1;
                 pods.lock().waking_for_request = Some(app);
-                job.wake(ids[app]).await.expect("a request's wake");
+                job.wake_for(ids[app], WakeReason::Visitor)
+                    .await
+                    .expect("a request's wake");
                 pods.lock().waking_for_request = None;
             }
         }
