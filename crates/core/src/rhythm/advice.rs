@@ -3,7 +3,7 @@
 //! distribution says when to pre-warm, its tail how long to keep; a distribution that is too
 //! thin or too wide says nothing.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::{Rhythm, Settings, local_time, weekday};
 
@@ -12,16 +12,28 @@ pub const MIN_GAPS: usize = 6;
 /// A gap distribution is regular when its tail is at most this much longer than its head
 /// (a poller with jitter).
 const REGULAR_SPREAD: f64 = 1.25;
+/// Fewer gaps than [`MIN_GAPS`] are enough to sleep at the floor when each is a day or more.
+const DAY_GAPS: usize = 3;
 /// Gaps whose head is at least this many idle windows long: sleeping at the floor costs
 /// (almost) no cold start the window would have saved.
 const LONG_GAP_WINDOWS: i32 = 4;
 /// The share of an app's long gaps (longer than the window) a keep must cover to be worth
 /// its minutes.
 const KEEP_COVERS: f64 = 0.8;
+/// What a keep may cost, in windows of extra awake time per cold start it saves, measured on
+/// the app's own long gaps: every long gap pays the keep's minutes past the window (in full
+/// when no request ends it, as after a working day's last request), only the covered ones
+/// save a cold start. Half a window: a keep costs less than fixed 60 would for the same
+/// saving, and an app whose quiet spells mostly last all night gets none.
+const KEEP_COST_WINDOWS: f64 = 0.5;
 /// Same weekdays looked back at for a day's first request, and how many of them must agree.
 const SLOT_WEEKS: usize = 4;
 const SLOT_AGREE: usize = 3;
-/// How close agreeing first requests of the day are.
+/// Days looked back at for a daily slot (any weekday), and how many of them must agree.
+const DAILY_DAYS: usize = 5;
+const DAILY_AGREE: usize = 4;
+/// How close agreeing first requests of the day are; a slot's keep lasts at least this long
+/// past its earliest minute.
 const SLOT_WIDTH_MINUTES: u16 = 30;
 
 /// A pre-warm: when to wake the app, and until when to keep it up for its request.
@@ -43,13 +55,16 @@ impl Rhythm {
 
     /// Whether the app may sleep at the floor instead of the window: enough gaps, and even
     /// the short ones (the head, 10th percentile) longer than the window, and either regular
-    /// enough to pre-warm for or many windows long.
+    /// enough to pre-warm for or many windows long. An app that comes back once a week
+    /// leaves at most four gaps in [`super::HISTORY_DAYS`]: [`DAY_GAPS`] gaps that are all
+    /// days long are enough for it.
     pub fn sleeps_early(&self, s: &Settings) -> bool {
         let g = self.sorted_gaps();
-        if g.len() < MIN_GAPS {
+        let head = minutes(pct(&g, 0.1));
+        let days_apart = g.len() >= DAY_GAPS && head >= Duration::days(1);
+        if g.len() < MIN_GAPS && !days_apart {
             return false;
         }
-        let head = minutes(pct(&g, 0.1));
         head > s.window
             && (regular(&g) && s.prewarm > Duration::zero() || head >= s.window * LONG_GAP_WINDOWS)
     }
@@ -75,8 +90,15 @@ impl Rhythm {
         if long.len() < MIN_GAPS {
             return None;
         }
+        let covers = pct(&long, KEEP_COVERS);
+        let saved = long.iter().filter(|m| **m <= covers).count();
+        let extra: u32 = long.iter().map(|m| (*m).min(covers) - window).sum();
+        #[allow(clippy::cast_precision_loss)] // at most GAP_SAMPLES gaps of u32 minutes
+        if f64::from(extra) > saved as f64 * f64::from(window) * KEEP_COST_WINDOWS {
+            return None;
+        }
         // A tick's margin: activity is learned on the tick grid.
-        let keep = minutes(pct(&long, KEEP_COVERS)) + s.tick;
+        let keep = minutes(covers) + s.tick;
         if keep > s.max_keep {
             return None;
         }
@@ -137,16 +159,19 @@ impl Rhythm {
         last_activity: DateTime<Utc>,
         s: &Settings,
     ) -> Option<Prewarm> {
-        let (first, last) = self.slot(weekday(date))?;
+        let (first, last) = self.slot(date)?;
         let from = local_time(&s.tz, date, first.into())?;
         let to = local_time(&s.tz, date, last.into())?;
         if from <= last_activity {
             return None;
         }
         let at = from - s.prewarm;
+        // The slot's own spread, but never narrower than an agreeing slot may be: a request
+        // a little later than the history's latest still finds its app up.
+        let until = to.max(from + Duration::minutes(SLOT_WIDTH_MINUTES.into()));
         Some(Prewarm {
             at,
-            keep_until: (to + s.tick).min(at + s.max_keep),
+            keep_until: (until + s.tick).min(at + s.max_keep),
         })
     }
 
@@ -171,10 +196,14 @@ impl Rhythm {
             .max_by_key(|p| p.keep_until)
     }
 
-    /// The slot the first request of the day came in on most of the last [`SLOT_WEEKS`]
-    /// days of `day`'s weekday: its earliest and latest minute.
-    fn slot(&self, day: chrono::Weekday) -> Option<(u16, u16)> {
-        let mut minutes: Vec<u16> = self
+    /// The slot the first request of `date` is expected in: its earliest and latest minute.
+    /// Either the first requests of most of the last [`SLOT_WEEKS`] days of its weekday
+    /// agree (a weekly visitor), or the app's day started on that weekday a week before and
+    /// most of its last [`DAILY_DAYS`] days started alike (a working day: learned within a
+    /// week, and never a weekend the app keeps free).
+    fn slot(&self, date: NaiveDate) -> Option<(u16, u16)> {
+        let day = weekday(date);
+        let same: Vec<u16> = self
             .day_starts
             .iter()
             .rev()
@@ -182,15 +211,35 @@ impl Rhythm {
             .take(SLOT_WEEKS)
             .map(|d| d.minute)
             .collect();
-        if minutes.len() < SLOT_AGREE {
-            return None;
-        }
-        minutes.sort_unstable();
-        minutes
-            .windows(SLOT_AGREE)
-            .find(|w| w[SLOT_AGREE - 1] - w[0] <= SLOT_WIDTH_MINUTES)
-            .map(|w| (w[0], w[SLOT_AGREE - 1]))
+        agreeing(same, SLOT_AGREE).or_else(|| {
+            let week_before = date - Duration::days(7);
+            if !self.day_starts.iter().any(|d| d.date == week_before) {
+                return None;
+            }
+            let daily = self
+                .day_starts
+                .iter()
+                .rev()
+                .filter(|d| d.date < date)
+                .take(DAILY_DAYS)
+                .map(|d| d.minute)
+                .collect();
+            agreeing(daily, DAILY_AGREE)
+        })
     }
+}
+
+/// The first `agree` minutes within [`SLOT_WIDTH_MINUTES`] of each other: their earliest and
+/// latest.
+fn agreeing(mut minutes: Vec<u16>, agree: usize) -> Option<(u16, u16)> {
+    if minutes.len() < agree {
+        return None;
+    }
+    minutes.sort_unstable();
+    minutes
+        .windows(agree)
+        .find(|w| w[agree - 1] - w[0] <= SLOT_WIDTH_MINUTES)
+        .map(|w| (w[0], w[agree - 1]))
 }
 
 /// Whether sorted gaps cluster: the 90th percentile within [`REGULAR_SPREAD`] of the 10th.

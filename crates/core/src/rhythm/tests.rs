@@ -116,9 +116,10 @@ fn the_first_request_of_the_day_in_the_same_slot_is_prewarmed_for() {
     let last = at(30, 18, 0);
     let p = r.next_prewarm(last, at(31, 12, 0), &s).expect("a pre-warm");
     assert_eq!(p.at, Utc.with_ymd_and_hms(2026, 2, 2, 8, 50, 0).unwrap());
+    // Kept a slot's width past its earliest minute (09:10 was the latest), and a tick.
     assert_eq!(
         p.keep_until,
-        Utc.with_ymd_and_hms(2026, 2, 2, 9, 12, 0).unwrap()
+        Utc.with_ymd_and_hms(2026, 2, 2, 9, 27, 0).unwrap()
     );
     // With pre-warm off there is none.
     let off = Settings {
@@ -144,6 +145,76 @@ fn days_are_counted_in_the_configured_time_zone() {
             minute: 30
         }]
     );
+}
+
+#[test]
+fn a_keep_that_costs_more_than_it_saves_is_not_made() {
+    let s = settings();
+    let mut r = Rhythm::default();
+    let mut t = at(5, 8, 0);
+    // Long gaps spread from just past the window to twice it: covering 80% of them costs
+    // about 24 extra minutes per cold start saved, more than half a window.
+    for m in [31, 35, 40, 45, 50, 55, 58, 59, 60, 62] {
+        let next = t + Duration::minutes(m);
+        r.observe(t, next, &s);
+        t = next;
+    }
+    assert!(!r.sleeps_early(&s));
+    assert_eq!(r.keep_until(t, t + Duration::minutes(30), &s), None);
+    // Bunched just past the window (between short quiet spells), long gaps are worth a keep.
+    let mut r = Rhythm::default();
+    for m in [10, 31, 12, 33, 34, 35, 36, 37, 38, 39, 62] {
+        let next = t + Duration::minutes(m);
+        r.observe(t, next, &s);
+        t = next;
+    }
+    assert_eq!(
+        r.keep_until(t, t + Duration::minutes(30), &s),
+        Some(t + Duration::minutes(38 + 2))
+    );
+}
+
+#[test]
+fn a_working_day_start_is_prewarmed_for_from_the_second_week() {
+    let s = settings();
+    let mut r = Rhythm::default();
+    // Monday 5 to Friday 9 January: the first request between 08:50 and 09:10.
+    for (day, m) in [(5, 50), (6, 60 + 5), (7, 55), (8, 60 + 10), (9, 58)] {
+        r.observe(at(day - 1, 18, 0), at(day, 8, 0) + Duration::minutes(m), &s);
+    }
+    // Asleep since Friday evening: no slot on the weekend (the app kept it free a week
+    // before, as far as it knows), Monday 12 January's is before 08:50.
+    let last = at(9, 18, 0);
+    let p = r.next_prewarm(last, at(9, 19, 0), &s).expect("a pre-warm");
+    assert_eq!(p.at, at(12, 8, 45));
+    assert_eq!(p.keep_until, at(12, 9, 22));
+    // Without a start on that weekday a week before, no daily slot: from Thursday evening
+    // the next one is Monday's too, not Friday's.
+    let mut young = Rhythm::default();
+    for (day, m) in [(5, 50), (6, 55), (7, 52), (8, 58)] {
+        young.observe(at(day - 1, 18, 0), at(day, 8, m), &s);
+    }
+    let p = young.next_prewarm(at(8, 18, 0), at(8, 19, 0), &s);
+    assert_eq!(p.map(|p| p.at), Some(at(12, 8, 45)));
+}
+
+#[test]
+fn a_weekly_visitor_sleeps_early_after_three_weeks() {
+    let s = settings();
+    let visits = |days: &[u32]| {
+        let mut r = Rhythm::default();
+        // Mondays at 10:00, each visit's last request at 10:10.
+        for day in days {
+            r.observe(at(*day, 10, 10), at(day + 7, 10, 0), &s);
+        }
+        r
+    };
+    assert!(!visits(&[5, 12]).sleeps_early(&s));
+    let mut r = visits(&[5, 12, 19]);
+    assert!(r.sleeps_early(&s));
+    // A quiet spell of 20 minutes inside a visit: no longer days apart.
+    r.observe(at(26, 10, 10), at(26, 10, 30), &s);
+    assert!(!r.sleeps_early(&s));
 }
 
 const MIN_GAPS_FOR_TESTS: i64 = advice::MIN_GAPS as i64;
