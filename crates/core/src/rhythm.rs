@@ -3,12 +3,14 @@
 //! app was asleep) and from the activity that ended a keep (the app was kept up, or
 //! pre-warmed, for it); a pre-warm is never a request. From the idle gaps before those
 //! requests and the first request of each local day it advises:
-//! - keep: the next request is likely soon after the window, so the app is no candidate
-//!   until then (skip reason `predicted_use`);
+//! - keep: the next request is likely soon after the window, and keeping the app up for it
+//!   costs little per cold start saved, so the app is no candidate until then (skip reason
+//!   `predicted_use`);
 //! - early: its gaps are long (and, for a pre-warm, regular), so it may sleep at the floor;
 //! - pre-warm: wake it `prewarm_minutes` before its next expected request (a regular gap after
 //!   its last activity, or the slot its first request of the day came in on most of the last
-//!   same weekdays), and keep it up only until that request is overdue.
+//!   same weekdays, or on most of its last days when it came that weekday a week before), and
+//!   keep it up only until that request is overdue.
 //!
 //! Where the history says nothing (too few or too scattered gaps) there is no advice, and the
 //! app gets the fixed window exactly. Every advice stays inside the floor and
