@@ -133,7 +133,7 @@ pub const WAKE_ON_REQUEST_RESULTS: [&str; 7] = [
 pub const DRIFT_KINDS: [&str; 3] = ["woken_externally", "redeployed", "wake_interrupted"];
 
 /// Every metric name this crate emits.
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 24] = [
     SCALED_TO_ZERO_TOTAL,
     IDLE_APPS,
     REPLICAS_ASLEEP,
@@ -154,6 +154,10 @@ pub const NAMES: [&str; 20] = [
     CLUSTER_UNREACHABLE_TOTAL,
     PARKING_TOTAL,
     PARKED_SERVICES,
+    COLD_STARTS_TOTAL,
+    PREWARMS_TOTAL,
+    KEEP_DECISIONS_TOTAL,
+    REPLICA_SECONDS_ASLEEP_TOTAL,
 ];
 
 /// Values of the `cause` label of [`ACTIVITY_UNKNOWN_TOTAL`].
