@@ -5,17 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use idle_scaler_core::{ClusterName, Job, Outcome, Store, SystemClock, TickReport};
+use idle_scaler_core::{ClusterName, Job, Outcome, Store, SystemClock};
 use idle_scaler_kube::{KubeClusters, KubeParker};
 use idle_scaler_postgres::PgStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+mod print; // the reports of `tick`, `plan` and `status` as text
+
 use crate::logging;
 use crate::parking;
 use crate::server::{self, AppState, Shutdown};
 use crate::settings::{SHUTDOWN_GRACE_SECONDS, Settings};
+use print::{print_backing_off, print_summary};
 
 /// How long in-flight transitions may take after SIGTERM before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(SHUTDOWN_GRACE_SECONDS);
@@ -53,6 +56,7 @@ async fn job_parking(
 }
 
 /// The job over `clusters`, parking through `parker` (the waker's own cluster's) when given.
+/// A key the job refuses (`policy = adaptive` without a rhythm store) ends the command.
 fn job_parked(
     settings: &Settings,
     store: Arc<dyn Store>,
@@ -65,7 +69,7 @@ fn job_parked(
     }
     let job = idle_scaler_prometheus::attach(job, &settings.prometheus)
         .context("building the Prometheus activity source")?;
-    Ok(Arc::new(job.build()))
+    Ok(Arc::new(job.try_build().context("building the job")?))
 }
 
 fn start_logging(settings: &Settings) {
@@ -164,6 +168,7 @@ pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         idle_minutes = settings.job.idle_minutes,
         activity_source = ?settings.job.activity_source,
         activity_unknown = ?settings.job.activity_unknown,
+        policy = ?settings.job.policy,
         clusters = %job.served_clusters(),
         "idle-scaler started"
     );
@@ -259,46 +264,6 @@ pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_summary(report: &TickReport) {
-    if report.disabled {
-        println!("disabled: DEPLOY_SCALE_TO_ZERO_ENABLED is off; nothing done");
-        return;
-    }
-    if report.no_scaler {
-        println!("no Kubernetes client: nothing done (fail-open)");
-        return;
-    }
-    if !report.clusters_unreachable.is_empty() {
-        println!(
-            "clusters unreachable (their apps left alone): {}",
-            report.clusters_unreachable.join(",")
-        );
-    }
-    println!(
-        "candidates={} scaled_down={} scale_failed={} stopped_early={} idle_apps={} took={}ms",
-        report.candidates,
-        report.outcome(Outcome::ScaledDown),
-        report.outcome(Outcome::ScaleFailed),
-        report.stopped_early,
-        report
-            .idle_apps
-            .map_or_else(|| "?".into(), |n| n.to_string()),
-        report.duration.as_millis(),
-    );
-    for (reason, n) in &report.skips {
-        println!("skipped {}={n}", reason.as_str());
-    }
-    for (result, n) in &report.recovered {
-        println!("recovered {result}={n}");
-    }
-    for (kind, n) in &report.drift {
-        println!("drift {}={n}", kind.as_str());
-    }
-    for (result, n) in &report.parking {
-        println!("parking {result}={n}");
-    }
-}
-
 /// `unpark --all`.
 pub async fn unpark_all(settings: Settings) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
@@ -329,32 +294,6 @@ pub async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
         print_backing_off(&report.backing_off);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Rows a tick will not try before their next attempt, and why.
-fn print_backing_off(rows: &[idle_scaler_core::BackedOff]) {
-    if rows.is_empty() {
-        return;
-    }
-    println!(
-        "{:<36}  {:<20}  {:<25}  {:<8}  TARGET",
-        "BACKING OFF", "REASON", "NEXT ATTEMPT", "BACKOFFS"
-    );
-    for b in rows {
-        println!(
-            "{:<36}  {:<20}  {:<25}  {:<8}  {}",
-            b.id,
-            b.reason,
-            b.retry_after
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            b.backoff_count,
-            b.provider_id.escape_debug()
-        );
-    }
-    println!(
-        "{} backing off (a wake or new activity ends a backoff at once)",
-        rows.len()
-    );
 }
 
 /// How many backing-off rows `status` lists.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use idle_scaler_core::{Config, FixedScalerFactory, Job, Outcome, SleepState, Store, TickReport};
+use idle_scaler_core::{
+    Config, FixedScalerFactory, Job, Outcome, RhythmStore, SleepState, Store, TickReport,
+};
 use idle_scaler_kube::KubeScaler;
 use idle_scaler_postgres::ScratchDatabase;
 use idle_scaler_testkit::clock::ManualClock;
@@ -23,6 +25,15 @@ use uuid::Uuid;
 
 use crate::server::{self, AppState};
 use crate::settings::{LogFormat, Settings};
+
+/// The demo's store as the job and the seeding see it, its rhythm store (the in-memory store
+/// keeps rhythms; PostgreSQL's does not in this build), and the throwaway database if any.
+type Stores = (
+    Arc<dyn Store>,
+    Arc<dyn HostOps>,
+    Option<Arc<dyn RhythmStore>>,
+    Option<ScratchDatabase>,
+);
 
 /// One seeded app and what the demo expects of it.
 struct App {
@@ -45,20 +56,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let t0 = Utc::now();
     let clock = ManualClock::new(t0);
 
-    let (store, host, database): (Arc<dyn Store>, Arc<dyn HostOps>, Option<ScratchDatabase>) =
-        match settings.database_url.as_deref() {
-            Some(url) => {
-                let db = ScratchDatabase::create(url, "idle_scaler_demo", PgPoolOptions::new())
-                    .await
-                    .context("creating the demo database (the DATABASE_URL user needs CREATEDB)")?;
-                let store = Arc::new(db.store());
-                (store.clone(), store, Some(db))
-            }
-            None => {
-                let store = Arc::new(MemoryStore::new());
-                (store.clone(), store, None)
-            }
-        };
+    let (store, host, rhythms, database): Stores = match settings.database_url.as_deref() {
+        Some(url) => {
+            let db = ScratchDatabase::create(url, "idle_scaler_demo", PgPoolOptions::new())
+                .await
+                .context("creating the demo database (the DATABASE_URL user needs CREATEDB)")?;
+            let store = Arc::new(db.store());
+            (store.clone(), store, None, Some(db))
+        }
+        None => {
+            let store = Arc::new(MemoryStore::new());
+            (store.clone(), store.clone(), Some(store), None)
+        }
+    };
     println!(
         "idle-scaler demo: fake Kubernetes API at {}, store: {}, idle window 30 min, tick every 2 min (virtual time)\n",
         fake.url(),
@@ -74,15 +84,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     let scaler = Arc::new(KubeScaler::from_url(&fake.url(), config.request_timeout())?);
-    let job = Arc::new(
-        Job::builder(
-            config,
-            store.clone(),
-            Arc::new(FixedScalerFactory(scaler.clone())),
-        )
-        .clock(Arc::new(clock.clone()))
-        .build(),
-    );
+    let mut job = Job::builder(
+        config,
+        store.clone(),
+        Arc::new(FixedScalerFactory(scaler.clone())),
+    )
+    .clock(Arc::new(clock.clone()));
+    if let Some(rhythms) = rhythms {
+        job = job.rhythm_store(rhythms);
+    }
+    let job = Arc::new(job.build());
 
     let apps = seed(host.as_ref(), &fake, t0).await?;
     println!(
