@@ -2,6 +2,7 @@
 //! Kubernetes API server, over real HTTP, with real signals.
 
 mod activity; // the Prometheus activity source through the binary's wiring
+mod adaptive; // the adaptive policy through the binary: plan and tick say predicted_use
 mod apps; // apps whose process runs while the fake says their pods do (pages, WebSocket echo)
 mod artifacts; // deploy/ agrees with the code (metric names, RBAC)
 mod cli; // command-line behaviour: bad input, secrets, the demo

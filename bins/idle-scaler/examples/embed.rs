@@ -32,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
     store.migrate().await?;
 
     // The lazy in-cluster (or kubeconfig) client: an unreachable cluster fails ticks open.
-    let job = idle_scaler_kube::job_builder(config, Arc::new(store));
+    // The store keeps the rhythms of `policy = adaptive` too.
+    let store = Arc::new(store);
+    let job = idle_scaler_kube::job_builder(config, store.clone()).rhythm_store(store);
     // The traffic source the configuration names, if any.
     let job = Arc::new(idle_scaler_prometheus::attach(job, &prometheus)?.build());
 

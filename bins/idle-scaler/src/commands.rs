@@ -35,7 +35,7 @@ fn connect_lazy(settings: &Settings) -> anyhow::Result<PgStore> {
 
 /// The job over one lazy Kubernetes client per served cluster (the default cluster's
 /// inferred, each named cluster's from its kubeconfig file or context), without parking.
-fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
+fn job(settings: &Settings, store: Arc<PgStore>) -> anyhow::Result<Arc<Job>> {
     let clusters = KubeClusters::from_config(&settings.job);
     job_parked(settings, store, &clusters, None)
 }
@@ -45,7 +45,7 @@ fn job(settings: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Arc<Job>> {
 /// (a command that parks) waits that long at most for a watched waker Service's addresses.
 async fn job_parking(
     settings: &Settings,
-    store: Arc<dyn Store>,
+    store: Arc<PgStore>,
     stop: &CancellationToken,
     first_addresses: Option<Duration>,
 ) -> anyhow::Result<Arc<Job>> {
@@ -56,14 +56,16 @@ async fn job_parking(
 }
 
 /// The job over `clusters`, parking through `parker` (the waker's own cluster's) when given.
-/// A key the job refuses (`policy = adaptive` without a rhythm store) ends the command.
+/// The store keeps the rhythms too (`policy = adaptive`; the fixed policy never reads them).
 fn job_parked(
     settings: &Settings,
-    store: Arc<dyn Store>,
+    store: Arc<PgStore>,
     clusters: &KubeClusters,
     parker: Option<(Arc<KubeParker>, Option<ClusterName>)>,
 ) -> anyhow::Result<Arc<Job>> {
-    let mut job = clusters.job_builder(settings.job.clone(), store);
+    let mut job = clusters
+        .job_builder(settings.job.clone(), store.clone())
+        .rhythm_store(store);
     if let Some((parker, cluster)) = parker {
         job = job.parker(parker, cluster);
     }
@@ -82,12 +84,12 @@ fn start_logging(settings: &Settings) {
 /// `run`: the daemon.
 pub async fn daemon(settings: Settings) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
-    let store: Arc<dyn Store> = if settings.job.enabled {
-        Arc::new(connect(&settings).await?)
+    let store = Arc::new(if settings.job.enabled {
+        connect(&settings).await?
     } else {
         info!("DEPLOY_SCALE_TO_ZERO_ENABLED is off: ticks do nothing; wake still works");
-        Arc::new(connect_lazy(&settings)?)
-    };
+        connect_lazy(&settings)?
+    });
     // One Kubernetes client per cluster for the ticks, the wakes and the waker's readiness
     // watches.
     let kube = Arc::new(KubeClusters::from_config(&settings.job));
@@ -239,11 +241,11 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 /// `tick`: one tick; exit 1 when any scale-down failed.
 pub async fn tick(settings: Settings) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
-    let store: Arc<dyn Store> = if settings.job.enabled {
-        Arc::new(connect(&settings).await?)
+    let store = Arc::new(if settings.job.enabled {
+        connect(&settings).await?
     } else {
-        Arc::new(connect_lazy(&settings)?)
-    };
+        connect_lazy(&settings)?
+    });
     let stop = CancellationToken::new();
     let report = job_parking(
         &settings,
@@ -274,7 +276,7 @@ pub async fn unpark_all(settings: Settings) -> anyhow::Result<ExitCode> {
 /// `plan`: a dry run.
 pub async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
     start_logging(&settings);
-    let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
+    let store = Arc::new(connect(&settings).await?);
     let report = job(&settings, store)?.plan().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -355,7 +357,7 @@ pub async fn wake(settings: Settings, id: &str) -> anyhow::Result<ExitCode> {
         );
     };
     start_logging(&settings);
-    let store: Arc<dyn Store> = Arc::new(connect(&settings).await?);
+    let store = Arc::new(connect(&settings).await?);
     let stop = CancellationToken::new();
     let report = job_parking(&settings, store, &stop, None)
         .await?

@@ -26,12 +26,12 @@ use uuid::Uuid;
 use crate::server::{self, AppState};
 use crate::settings::{LogFormat, Settings};
 
-/// The demo's store as the job and the seeding see it, its rhythm store (the in-memory store
-/// keeps rhythms; PostgreSQL's does not in this build), and the throwaway database if any.
+/// The demo's store as the job, the seeding and the adaptive policy see it, and the throwaway
+/// database if any.
 type Stores = (
     Arc<dyn Store>,
     Arc<dyn HostOps>,
-    Option<Arc<dyn RhythmStore>>,
+    Arc<dyn RhythmStore>,
     Option<ScratchDatabase>,
 );
 
@@ -62,11 +62,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 .await
                 .context("creating the demo database (the DATABASE_URL user needs CREATEDB)")?;
             let store = Arc::new(db.store());
-            (store.clone(), store, None, Some(db))
+            (store.clone(), store.clone(), store, Some(db))
         }
         None => {
             let store = Arc::new(MemoryStore::new());
-            (store.clone(), store.clone(), Some(store), None)
+            (store.clone(), store.clone(), store, None)
         }
     };
     println!(
@@ -84,15 +84,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     let scaler = Arc::new(KubeScaler::from_url(&fake.url(), config.request_timeout())?);
-    let mut job = Job::builder(
+    let job = Job::builder(
         config,
         store.clone(),
         Arc::new(FixedScalerFactory(scaler.clone())),
     )
-    .clock(Arc::new(clock.clone()));
-    if let Some(rhythms) = rhythms {
-        job = job.rhythm_store(rhythms);
-    }
+    .clock(Arc::new(clock.clone()))
+    .rhythm_store(rhythms);
     let job = Arc::new(job.build());
 
     let apps = seed(host.as_ref(), &fake, t0).await?;

@@ -109,14 +109,16 @@ impl Worker {
         let builder = match &settings.kube_url {
             Some(url) => Job::builder(
                 config.clone(),
-                store,
+                store.clone(),
                 Arc::new(LazyScalerFactory::from_url(
                     url.clone(),
                     config.request_timeout(),
                 )),
             ),
-            None => idle_scaler_kube::job_builder(config, store),
+            None => idle_scaler_kube::job_builder(config, store.clone()),
         };
+        // The same store keeps the rhythms `policy = adaptive` learns.
+        let builder = builder.rhythm_store(store);
         // After the host installed its recorder: the series exist at 0 from now on.
         idle_scaler_core::metrics::describe_metrics();
         idle_scaler_core::metrics::prime();
