@@ -82,10 +82,16 @@ impl Job {
                 .max_per_tick
                 .saturating_sub(u32::try_from(candidates.len()).unwrap_or(u32::MAX));
             if room > 0 {
+                // Without the early path a tick is a fixed-window tick: a WARN, not a failure.
                 let found = adaptive
                     .store
                     .select_early(served, now, early_before, idle_before, room)
-                    .await?;
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!(error = %crate::error_chain(&e),
+                            "could not select the apps that sleep at the floor; they wait for the window this tick");
+                        Vec::new()
+                    });
                 early.extend(found.iter().map(|c| c.id));
                 candidates.extend(found);
             }
@@ -94,7 +100,7 @@ impl Job {
                 // Without its rhythms a tick is a fixed-window tick: a WARN, not a failure.
                 rhythms = adaptive.store.rhythms(&ids).await.unwrap_or_else(|e| {
                     warn!(error = %crate::error_chain(&e),
-                        "could not read the candidates' rhythms; this tick uses the fixed window");
+                        "could not read the candidates' rhythms; this tick keeps no app up for an expected request and plans no pre-warm");
                     HashMap::new()
                 });
             }

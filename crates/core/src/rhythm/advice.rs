@@ -118,9 +118,12 @@ impl Rhythm {
         if s.prewarm <= Duration::zero() {
             return None;
         }
+        // Only what is still history at `now`: an app nobody uses any more stops being
+        // pre-warmed once its last requests are older than the history keeps.
+        let fresh = self.fresh(now);
         [
-            self.gap_prewarm(last_activity, s),
-            self.slot_prewarm(last_activity, now, s),
+            fresh.gap_prewarm(last_activity, s),
+            fresh.slot_prewarm(last_activity, now, s),
         ]
         .into_iter()
         .flatten()
@@ -188,10 +191,11 @@ impl Rhythm {
         if s.prewarm <= Duration::zero() {
             return None;
         }
+        let fresh = self.fresh(now);
         let today = now.with_timezone(&s.tz).date_naive();
         [today - Duration::days(1), today]
             .into_iter()
-            .filter_map(|d| self.slot_on(d, last_activity, s))
+            .filter_map(|d| fresh.slot_on(d, last_activity, s))
             .chain(self.gap_prewarm(last_activity, s))
             .filter(|p| p.at <= now && p.keep_until > now)
             .max_by_key(|p| p.keep_until)
@@ -202,6 +206,13 @@ impl Rhythm {
     /// agree (a weekly visitor), or the app's day started on that weekday a week before and
     /// most of its last [`DAILY_DAYS`] days started alike (a working day: learned within a
     /// week, and never a weekend the app keeps free).
+    /// The rhythm without what is older than [`super::HISTORY_DAYS`] before `now`.
+    fn fresh(&self, now: DateTime<Utc>) -> Rhythm {
+        let mut fresh = self.clone();
+        fresh.forget_before(now - Duration::days(super::HISTORY_DAYS));
+        fresh
+    }
+
     fn slot(&self, date: NaiveDate) -> Option<(u16, u16)> {
         let day = weekday(date);
         let same: Vec<u16> = self

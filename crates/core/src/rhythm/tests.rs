@@ -127,6 +127,11 @@ fn the_first_request_of_the_day_in_the_same_slot_is_prewarmed_for() {
         ..s
     };
     assert_eq!(r.next_prewarm(last, at(31, 12, 0), &off), None);
+    // Nobody came back: once the day starts are older than the history keeps, no more
+    // pre-warms (an abandoned app is not woken every week for ever).
+    let later = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    assert_eq!(r.next_prewarm(last, later, &s), None);
+    assert_eq!(r.due_prewarm(last, later, &s), None);
 }
 
 #[test]
