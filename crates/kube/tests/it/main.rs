@@ -12,7 +12,7 @@ mod parking_unpark; // unpark only once the app's own endpoints are ready; parke
 mod pool; // the client's connection pool: idle connections bounded and closed
 mod readiness; // the watch until a replica is ready, and the RBAC it needs
 mod routes; // the route index: hostnames of Ingresses and accepted HTTPRoutes -> backends
-mod routes_rss; // memory and time to index 100,000 HTTPRoutes (ignored)
+mod routes_rss; // memory and time to index 100,000 HTTPRoutes, the fake in its own process (ignored)
 mod scale; // happy paths and the resourceVersion precondition
 mod tls; // https: CA, platform roots, skip-verify, server name, client and exec certificates, proxy-url
 
