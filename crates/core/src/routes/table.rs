@@ -22,7 +22,8 @@ use std::sync::Arc;
 use super::RouteBackend;
 use lookup::{Step, best};
 use store::{
-    Backend, Hosts, Ids, PortCounts, PortMap, Rule, Stored, count, intern, register, uncount,
+    Backend, Backends, Hosts, Ids, PortCounts, PortMap, Rule, Rules, Stored, count, intern,
+    namespace_of, register, uncount,
 };
 
 mod lookup;
@@ -81,7 +82,7 @@ pub struct Route {
 /// One kind's routes, by `namespace/name`, and their keys by host.
 #[derive(Debug, Default)]
 struct KindTable {
-    routes: HashMap<Arc<str>, Stored>,
+    routes: HashMap<Arc<str>, Box<Stored>>,
     exact: HashMap<Arc<str>, Ids>,
     /// By the suffix after `*.`.
     wildcard: HashMap<Arc<str>, Ids>,
@@ -166,6 +167,7 @@ impl RouteTable {
             };
             let path = intern(&mut self.strings, path);
             let backends = rule.backends.iter().map(|b| self.add_backend(b)).collect();
+            let backends = Backends::new(backends, &route.namespace);
             rules.push(Rule {
                 hostnames,
                 path,
@@ -178,11 +180,11 @@ impl RouteTable {
         self.rules += n;
         self.kinds[slot(route.kind)].routes.insert(
             key,
-            Stored {
+            Box::new(Stored {
                 created: route.created,
                 generation: self.kinds[slot(route.kind)].generation,
-                rules: rules.into_boxed_slice(),
-            },
+                rules: Rules::new(rules),
+            }),
         );
     }
 
@@ -207,11 +209,11 @@ impl RouteTable {
         }
     }
 
-    fn remove_backend(&mut self, b: &Backend) {
-        if let Some(port) = b.port {
-            uncount(&mut self.ports, &b.namespace, &b.service, &port);
-        } else if let Some(name) = &b.port_name {
-            uncount(&mut self.port_names, &b.namespace, &b.service, name);
+    fn remove_backend(&mut self, (namespace, service, port, name): store::BackendView<'_>) {
+        if let Some(port) = port {
+            uncount(&mut self.ports, namespace, service, &port);
+        } else if let Some(name) = name {
+            uncount(&mut self.port_names, namespace, service, name);
         }
     }
 
@@ -259,7 +261,7 @@ impl RouteTable {
             return false;
         };
         let mut shared = Vec::new();
-        for rule in &stored.rules {
+        for rule in stored.rules.as_slice() {
             for h in rule.hostnames.as_slice() {
                 let (map, host) = match h.strip_prefix("*.") {
                     Some(suffix) => (&mut kt.wildcard, suffix),
@@ -272,13 +274,17 @@ impl RouteTable {
             shared.push(rule.path.clone());
         }
         kt.any_host.remove(key);
-        for b in stored.rules.iter().flat_map(|r| &r.backends) {
-            shared.push(b.namespace.clone());
-            self.remove_backend(b);
+        let route_ns = namespace_of(key);
+        for r in stored.rules.as_slice() {
+            for b in r.backends.iter(route_ns) {
+                shared.extend(self.strings.get(b.0).cloned());
+                self.remove_backend(b);
+            }
         }
-        self.rules -= stored.rules.len();
+        self.rules -= stored.rules.as_slice().len();
         drop(stored);
-        // Ours and the interner's: no rule holds it any more.
+        // Ours and the interner's: no rule holds it any more (a local backend holds no
+        // namespace; the port counts may, checked here).
         for s in shared {
             if Arc::strong_count(&s) == 2
                 && !self.ports.contains_key(&s)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::super::RouteBackend;
 use super::super::matching::prefix_matches;
-use super::{KindTable, RouteKind, Rule};
+use super::{KindTable, RouteKind, Rule, namespace_of};
 
 /// Which rules a lookup step considers.
 #[derive(Clone, Copy)]
@@ -31,7 +31,7 @@ pub(super) fn best<'a>(
         let Some((key, stored)) = kt.routes.get_key_value(&**key) else {
             continue;
         };
-        for (i, rule) in stored.rules.iter().enumerate() {
+        for (i, rule) in stored.rules.as_slice().iter().enumerate() {
             let selected = match step {
                 Step::Host(h) => rule.hostnames.as_slice().iter().any(|n| **n == *h),
                 Step::AnyHost => rule.hostnames.as_slice().is_empty() && !rule.default_backend,
@@ -49,14 +49,14 @@ pub(super) fn best<'a>(
             }
         }
     }
-    best.map(|(_, rule)| {
+    best.map(|((_, _, key, _), rule)| {
         rule.backends
-            .iter()
-            .map(|b| RouteBackend {
-                namespace: b.namespace.to_string(),
-                service: b.service.to_string(),
-                port: b.port,
-                port_name: b.port_name.as_deref().map(str::to_owned),
+            .iter(namespace_of(key))
+            .map(|(namespace, service, port, port_name)| RouteBackend {
+                namespace: namespace.to_owned(),
+                service: service.to_string(),
+                port,
+                port_name: port_name.map(|n| n.to_string()),
             })
             .collect()
     })

@@ -1,12 +1,14 @@
-//! The compact forms the table keeps: strings shared and the usual single hostname, port
-//! and route of a host stored without an allocation of their own.
+//! The compact forms the table keeps: strings shared and the usual single hostname,
+//! backend, port and route of a host stored without an allocation of their own (and in 16
+//! bytes where a hash map holds them: a map keeps about a third more slots than entries).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A kept rule: strings shared (hostnames with the host maps, namespaces and paths
-/// interned, Services with the port counts), so 100,000 routes stay small.
+/// interned, Services with the port counts), so 100,000 routes stay small. 72 bytes: with
+/// the allocator's 8 a usual route's `Stored` fits a 96-byte chunk.
 #[derive(Debug)]
 pub(super) struct Rule {
     pub(super) hostnames: Hosts,
@@ -14,7 +16,7 @@ pub(super) struct Rule {
     pub(super) exact: bool,
     pub(super) rewrites: bool,
     pub(super) default_backend: bool,
-    pub(super) backends: Box<[Backend]>,
+    pub(super) backends: Backends,
 }
 
 #[derive(Debug)]
@@ -26,12 +28,92 @@ pub(super) struct Backend {
     pub(super) port_name: Option<Arc<str>>,
 }
 
+/// A route as kept, boxed in its map (a map keeps about a third more slots than entries, so
+/// a slot holds a pointer, not the usual single rule).
 #[derive(Debug)]
 pub(super) struct Stored {
     pub(super) created: i64,
     /// The list (of its kind) that last wrote it.
     pub(super) generation: u32,
-    pub(super) rules: Box<[Rule]>,
+    pub(super) rules: Rules,
+}
+
+/// A rule's backends without an allocation of their own for the usual one: a single Service
+/// in the route's own namespace by port number (or none), which does not repeat the namespace
+/// (a weighted split, a cross-namespace backend or a port by name keeps every backend whole).
+#[derive(Debug)]
+pub(super) enum Backends {
+    Local {
+        service: Arc<str>,
+        port: Option<i32>,
+    },
+    Many(Box<[Backend]>),
+}
+
+/// A kept backend as a lookup reads it: namespace, Service, port, port name.
+pub(super) type BackendView<'a> = (&'a str, &'a Arc<str>, Option<i32>, Option<&'a Arc<str>>);
+
+impl Backends {
+    /// `v`, the backends of a rule of a route in `route_ns`.
+    pub(super) fn new(mut v: Vec<Backend>, route_ns: &str) -> Self {
+        match v.pop() {
+            Some(b) if v.is_empty() && *b.namespace == *route_ns && b.port_name.is_none() => {
+                Self::Local {
+                    service: b.service,
+                    port: b.port,
+                }
+            }
+            Some(b) => {
+                v.push(b);
+                Self::Many(v.into_boxed_slice())
+            }
+            None => Self::Many(Box::default()),
+        }
+    }
+
+    /// Every backend, `route_ns` being a local one's namespace.
+    pub(super) fn iter<'a>(&'a self, route_ns: &'a str) -> impl Iterator<Item = BackendView<'a>> {
+        let (local, many) = match self {
+            Self::Local { service, port } => (Some((route_ns, service, *port, None)), &[][..]),
+            Self::Many(v) => (None, &v[..]),
+        };
+        local.into_iter().chain(
+            many.iter()
+                .map(|b| (&*b.namespace, &b.service, b.port, b.port_name.as_ref())),
+        )
+    }
+}
+
+/// A route's rules without an allocation of their own for the usual one.
+#[derive(Debug)]
+pub(super) enum Rules {
+    One(Rule),
+    Many(Box<[Rule]>),
+}
+
+impl Rules {
+    pub(super) fn new(mut v: Vec<Rule>) -> Self {
+        match v.pop() {
+            Some(r) if v.is_empty() => Self::One(r),
+            Some(r) => {
+                v.push(r);
+                Self::Many(v.into_boxed_slice())
+            }
+            None => Self::Many(Box::default()),
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[Rule] {
+        match self {
+            Self::One(r) => std::slice::from_ref(r),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// The namespace of a route's key `namespace/name` (a namespace has no `/`).
+pub(super) fn namespace_of(key: &str) -> &str {
+    key.split_once('/').map_or("", |(ns, _)| ns)
 }
 
 /// A rule's hostnames without an allocation of their own for the usual one.
@@ -61,11 +143,12 @@ impl Hosts {
 }
 
 /// How many rules name each port of a Service (`P`: its number, or its name), without an
-/// allocation for the usual one.
+/// allocation for the usual one. `Many` is boxed (a `Vec` would make every entry by number
+/// 24 bytes, not 16): several ports are rare.
 #[derive(Debug)]
 pub(super) enum PortCounts<P> {
     One(P, u32),
-    Many(Vec<(P, u32)>),
+    Many(Box<[(P, u32)]>),
 }
 
 impl<P: PartialEq + Clone> PortCounts<P> {
@@ -77,7 +160,7 @@ impl<P: PartialEq + Clone> PortCounts<P> {
                 p.clone()
             }
             Self::One(p, n) => {
-                *self = Self::Many(vec![(p.clone(), *n), (port.clone(), 1)]);
+                *self = Self::Many(Box::new([(p.clone(), *n), (port.clone(), 1)]));
                 port
             }
             Self::Many(v) => match v.iter_mut().find(|(p, _)| *p == port) {
@@ -86,7 +169,9 @@ impl<P: PartialEq + Clone> PortCounts<P> {
                     p.clone()
                 }
                 None => {
-                    v.push((port.clone(), 1));
+                    let mut grown = std::mem::take(v).into_vec();
+                    grown.push((port.clone(), 1));
+                    *v = grown.into_boxed_slice();
                     port
                 }
             },
@@ -105,7 +190,11 @@ impl<P: PartialEq + Clone> PortCounts<P> {
                 if let Some((_, n)) = v.iter_mut().find(|(p, _)| p == port) {
                     *n -= 1;
                 }
-                v.retain(|(_, n)| *n > 0);
+                if v.iter().any(|(_, n)| *n == 0) {
+                    let mut kept = std::mem::take(v).into_vec();
+                    kept.retain(|(_, n)| *n > 0);
+                    *v = kept.into_boxed_slice();
+                }
                 v.is_empty()
             }
         }
@@ -162,11 +251,13 @@ pub(super) fn uncount<P: PartialEq + Clone>(
     }
 }
 
-/// The routes of one host key: nearly always one.
+/// The routes of one host key: nearly always one. `Many` is boxed so that an entry is 16
+/// bytes, not 24.
 #[derive(Debug)]
 pub(super) enum Ids {
     One(Arc<str>),
-    Many(Vec<Arc<str>>),
+    #[allow(clippy::box_collection)] // a bare `Vec` would make the usual `One` 24 bytes
+    Many(Box<Vec<Arc<str>>>),
 }
 
 impl Ids {
@@ -182,7 +273,7 @@ impl Ids {
             return;
         }
         match self {
-            Self::One(k) => *self = Self::Many(vec![k.clone(), key.clone()]),
+            Self::One(k) => *self = Self::Many(Box::new(vec![k.clone(), key.clone()])),
             Self::Many(v) => v.push(key.clone()),
         }
     }

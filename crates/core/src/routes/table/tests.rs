@@ -382,3 +382,75 @@ fn a_list_applied_page_by_page_removes_only_what_it_did_not_bring() {
     assert_eq!(services(&t, "new.test", "/"), ["new"]);
     assert_eq!(services(&t, "i.test", "/"), ["i"], "the other kind stays");
 }
+
+#[test]
+fn a_services_ports_are_counted_one_by_one_as_routes_come_and_go() {
+    let mut t = RouteTable::new();
+    t.upsert(http("r1", 1, vec![rule(&["a.test"], prefix("/"), "blue")]));
+    let mut r2 = rule(&["b.test"], prefix("/"), "blue");
+    r2.backends[0].port = Some(9000);
+    t.upsert(http("r2", 1, vec![r2]));
+    let mut r3 = rule(&["c.test"], prefix("/"), "blue");
+    r3.backends.push(backend("apps", "blue", Some(7000)));
+    t.upsert(http("r3", 1, vec![r3]));
+    assert_eq!(t.route_ports("apps", "blue"), [80, 7000, 9000]);
+    t.remove(RouteKind::HttpRoute, "apps", "r1");
+    assert_eq!(
+        t.route_ports("apps", "blue"),
+        [80, 7000, 9000],
+        "r3 names 80"
+    );
+    t.remove(RouteKind::HttpRoute, "apps", "r3");
+    assert_eq!(t.route_ports("apps", "blue"), [9000]);
+    t.remove(RouteKind::HttpRoute, "apps", "r2");
+    assert!(t.route_ports("apps", "blue").is_empty() && t.ports.is_empty());
+}
+
+#[test]
+fn the_kept_forms_stay_small() {
+    use std::mem::size_of;
+    // A hash map entry's value: a map keeps about a third more slots than entries.
+    assert_eq!(size_of::<store::Ids>(), 16);
+    assert_eq!(size_of::<store::PortCounts<i32>>(), 16);
+    // The usual single backend inline without its namespace, and a rule in a 96-byte chunk
+    // with its route (the allocator adds 8 bytes and rounds to 16).
+    assert_eq!(size_of::<store::Backends>(), 24);
+    assert_eq!(size_of::<store::Rule>(), 72);
+    assert!(size_of::<store::Stored>() <= 88);
+}
+
+#[test]
+fn a_backend_in_another_namespace_keeps_its_namespace() {
+    let mut t = RouteTable::new();
+    let mut r = rule(&["h.test"], prefix("/"), "web");
+    r.backends[0].namespace = "shared".into();
+    t.upsert(http("r", 1, vec![r]));
+    let b = t.resolve("h.test", "/");
+    assert_eq!(
+        (b[0].namespace.as_str(), b[0].service.as_str()),
+        ("shared", "web")
+    );
+    assert_eq!(t.route_ports("shared", "web"), [80]);
+    assert!(t.route_ports("apps", "web").is_empty());
+    assert_eq!(services(&t, "h.test", "/"), ["web"]);
+    t.remove(RouteKind::HttpRoute, "apps", "r");
+    assert!(t.ports.is_empty() && t.strings.is_empty());
+}
+
+#[test]
+fn a_local_backend_resolves_in_its_routes_namespace() {
+    let mut t = RouteTable::new();
+    let mut r = rule(&["h.test"], prefix("/"), "web");
+    r.backends[0].port = None;
+    t.upsert(http("r", 1, vec![r]));
+    let b = t.resolve("h.test", "/");
+    assert_eq!(
+        (b[0].namespace.as_str(), b[0].service.as_str(), b[0].port),
+        ("apps", "web", None)
+    );
+    t.remove(RouteKind::HttpRoute, "apps", "r");
+    assert!(
+        t.is_empty() && t.strings.is_empty(),
+        "nothing interned is left"
+    );
+}
