@@ -29,6 +29,8 @@ mod store; // the `Store` impl; the state, the host fixtures and the helpers sta
 
 pub use directory::MemoryDirectory;
 pub use parker::{MemoryParker, ParkerCall, ParkerMethod};
+#[cfg(feature = "sim")]
+pub(crate) use rhythm::AdaptiveColumns;
 
 /// A [`Store`] method, to inject a failure into or to count calls of (and, in the
 /// simulation, to gate).

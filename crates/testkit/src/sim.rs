@@ -16,6 +16,16 @@
 //! its app up but not yet flipped its row (its future is dropped); or the clock moving (1 s
 //! to 10 min). Some worlds start with one Deployment answering 403.
 //!
+//! Half the worlds (even seeds) run `policy = adaptive`, the job's `RhythmStore` gated like its
+//! `Store` (every call can be delayed, fail before or after its effect, or crash). Three apps
+//! there have visitors instead of random wakes and redeploys: two pollers (every 25 and 40
+//! minutes after their last answer, now and then skipping a run) and a person (every 12 to 50
+//! minutes). A request is a wake by a visitor in a slot of its own, sent when its time comes
+//! (a clock move stops there), tried again until answered or a quarter of an hour late, and
+//! let through ahead of other operations half the time. So rhythms form: the pollers' apps
+//! sleep at the floor and are pre-warmed inside ticks, the person's app is kept up for its
+//! next request; a tick can also be cut between a pre-warm's scale-up and its row flip.
+//!
 //! Every granted port call may be given a fault: fail before its effect (500, connection
 //! reset), fail after it (the write committed or was applied, the answer was lost: a timeout),
 //! time out while the apiserver still holds the request (a Kubernetes write that lands, or is
@@ -41,7 +51,10 @@
 //!
 //! - **2** At every successful claim (`awake -> sleeping`), the row just before the write was
 //!   healthy, awake, not pinned, not expired at the tick's `now`, idle before the window, and
-//!   its activity stamp equalled the one this tick selected it with. At every confirm
+//!   its activity stamp equalled the one this tick selected it with. The cutoff counts from
+//!   the tick's selection: the window, or the 5-minute floor for a row whose `sleeps_early`
+//!   was set at the claim; and no keep held the row at the claim (`keep_until` after the
+//!   claim's `now` with no activity after `keep_activity_at`). At every confirm
 //!   (`sleeping -> asleep`, by the tick or by recovery), the row was `sleeping`, with the stamp
 //!   the confirm carried and no activity after its intent
 //!   (`last_activity_at <= sleep_state_changed_at`).
@@ -52,7 +65,13 @@
 //!   intents).
 //! - **4** When a wake reports `woke_up` with `n` replicas: `n > 0`, `n` is the row's restore
 //!   count as the wake read it (or `default_wake_replicas`), the row is `awake`, and the
-//!   Deployment is at `n` unless it is gone or someone outside the job wrote it since.
+//!   Deployment is at `n` unless it is gone or someone outside the job wrote it since. A
+//!   pre-warm (a wake inside a tick, whose report the tick keeps) is checked at its row flip:
+//!   the row was `asleep` (also when it marked it as being woken), is `awake` with the same
+//!   `last_activity_at` and no restore count, and the Deployment is at the restore count if
+//!   the pre-warm wrote it, or still runs if it found it running (unless someone outside the
+//!   job wrote it since). No tick ever bumps activity through a wake's row writes
+//!   (`touch_awake`, `finish_wake`): a pre-warm is no request.
 //! - **3** When a *clean* tick completes (one that ran to its end with no fault injected in
 //!   any of its own calls): no Deployment is at 0 while its row is `awake` if that 0 was
 //!   written by an operation that had ended (completed or crashed) before the clean tick
@@ -62,7 +81,7 @@
 //!   the job's to undo and is exempt.
 //! - **7** (liveness) A clean tick's candidate whose read answered 403 has a backoff recorded
 //!   after the failure (its backoff count went up), unless its activity moved; and no tick
-//!   selects a row whose backoff is running.
+//!   selects a row whose backoff is running, or (main or early selection) one a keep holds.
 //! - **8** (drift) An `asleep` row over a running app the job can read is set `awake` before
 //!   `ceil(reconcile period / interval) + 2` clean ticks have started with it due for a check
 //!   (not checked within an interval) and ended with it still drifting; ticks whose slice
@@ -72,11 +91,12 @@
 //!   before the row slept. The sim's job ticks every 60 s with a 5-minute period.
 //! - **9** Every scale-up the job writes (wake, restore, recovery) goes from 0: it never
 //!   overrides a running app; and a wake writes at most once, unless someone else wrote the
-//!   Deployment after its first write.
+//!   Deployment after its first write (a pre-warm too, per app within its tick).
 //! - **4'** A row the job scaled down from `n > 0` keeps `replicas_before_sleep = n` for as
 //!   long as it is `asleep` (no restore count lost).
 //! - **10** A wake cut after its scale-up leaves the app running under an `asleep` row marked
-//!   as being woken: 8 checks that the drift check finishes it.
+//!   as being woken: 8 checks that the drift check finishes it. Ticks are cut the same way
+//!   between a pre-warm's scale-up and its row flip.
 //! - **6** (also checked) a tick with no fault injected never fails.
 //! - **11** (parking; the job parks with `parking = endpointslices` through a
 //!   [`MemoryParker`](crate::memory::MemoryParker) behind the gated ports, so park, unpark and
@@ -126,6 +146,9 @@ pub struct SimConfig {
     pub fault_per_mille: u64,
     /// Per mille of port calls in which the process dies.
     pub crash_per_mille: u64,
+    /// `policy = adaptive`, with visitors whose requests form rhythms (keeps, early sleeps,
+    /// pre-warms); otherwise `fixed`.
+    pub adaptive: bool,
 }
 
 impl SimConfig {
@@ -137,6 +160,8 @@ impl SimConfig {
             apps: 10,
             fault_per_mille: 40,
             crash_per_mille: 15,
+            // Half the worlds, by seed.
+            adaptive: seed.is_multiple_of(2),
         }
     }
 }
@@ -221,6 +246,20 @@ pub struct SimReport {
     pub sweeps_checked: u64,
     /// Steps at which the hand-written slices were checked untouched (11c).
     pub hand_written_checked: u64,
+    /// Visitors' requests answered (adaptive worlds).
+    pub visits: u64,
+    /// Keeps recorded for a predicted request.
+    pub keeps: u64,
+    /// Claims of rows idle less than the window (at the floor: their rhythm sleeps early).
+    pub early_claims: u64,
+    /// Pre-warms that flipped their row awake.
+    pub prewarms_run: u64,
+    /// Pre-warm keeps ended after a request came.
+    pub prewarms_used: u64,
+    /// Pre-warm keeps ended with no request.
+    pub prewarms_wasted: u64,
+    /// Ticks dropped between a pre-warm's scale-up and its row flip (invariant 10).
+    pub prewarms_cut: u64,
 }
 
 impl SimReport {
@@ -276,7 +315,14 @@ impl SimReport {
             parks_checked,
             sleeps_parked_checked,
             sweeps_checked,
-            hand_written_checked
+            hand_written_checked,
+            visits,
+            keeps,
+            early_claims,
+            prewarms_run,
+            prewarms_used,
+            prewarms_wasted,
+            prewarms_cut
         );
         self.max_drift_strikes = self.max_drift_strikes.max(o.max_drift_strikes);
         self.max_park_strikes = self.max_park_strikes.max(o.max_park_strikes);

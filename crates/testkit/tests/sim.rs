@@ -69,6 +69,18 @@ fn invariants_hold_in_every_simulated_world() {
                 && total.hand_written_checked > 0,
             "{total:#?}"
         );
+        // The adaptive worlds: visitors answered, keeps recorded, claims at the floor, and
+        // pre-warms run, used, wasted and cut after their scale-up.
+        assert!(
+            total.visits > 0
+                && total.keeps > 0
+                && total.early_claims > 0
+                && total.prewarms_run > 0
+                && total.prewarms_used > 0
+                && total.prewarms_wasted > 0
+                && total.prewarms_cut > 0,
+            "{total:#?}"
+        );
     }
 }
 

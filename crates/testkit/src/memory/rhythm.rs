@@ -203,3 +203,40 @@ impl RhythmStore for MemoryStore {
         }
     }
 }
+
+/// A row's adaptive columns, for a harness that checks the policy from outside the job.
+#[cfg(feature = "sim")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AdaptiveColumns {
+    pub(crate) sleeps_early: bool,
+    pub(crate) keep_until: Option<DateTime<Utc>>,
+    pub(crate) keep_activity_at: Option<DateTime<Utc>>,
+    pub(crate) prewarmed_at: Option<DateTime<Utc>>,
+    pub(crate) prewarm_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(feature = "sim")]
+impl AdaptiveColumns {
+    /// Whether the keep holds the row out of the candidates at `now`: its time has not run
+    /// out and no activity came after it was recorded.
+    pub(crate) fn holds(&self, last_activity_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.keep_until.is_some_and(|u| u > now)
+            && self.keep_activity_at.is_some_and(|a| last_activity_at <= a)
+    }
+}
+
+#[cfg(feature = "sim")]
+impl MemoryStore {
+    /// The adaptive columns of a row, read without counting as a `Store` call.
+    pub(crate) fn adaptive_of(&self, id: Uuid) -> Option<AdaptiveColumns> {
+        let state = self.lock();
+        let r = state.rows.get(&id)?;
+        Some(AdaptiveColumns {
+            sleeps_early: r.sleeps_early,
+            keep_until: r.live.keep_until,
+            keep_activity_at: r.live.keep_activity_at,
+            prewarmed_at: r.live.prewarmed_at,
+            prewarm_at: r.live.prewarm_at,
+        })
+    }
+}

@@ -14,7 +14,7 @@ use idle_scaler_core::{AsleepRow, ConfirmOutcome, DeploymentRecord, SleepState, 
 use uuid::Uuid;
 
 use super::cluster::SimDeployment;
-use crate::memory::{ParkerMethod, StoreMethod};
+use crate::memory::{AdaptiveColumns, ParkerMethod, StoreMethod};
 
 /// An operation (one tick or one wake) in the simulation.
 pub(super) type OpId = u64;
@@ -99,6 +99,8 @@ pub(super) enum Event {
         idle_before: DateTime<Utc>,
         now: DateTime<Utc>,
         before: Option<DeploymentRecord>,
+        /// The row's adaptive columns just before the write.
+        adaptive: Option<AdaptiveColumns>,
         won: bool,
     },
     Confirm {
@@ -135,6 +137,47 @@ pub(super) enum Event {
         target: Target,
         replicas: i32,
         before: Option<SimDeployment>,
+    },
+    /// The adaptive policy's early candidates (merged into the tick's selection).
+    SelectedEarly {
+        op: OpId,
+        now: DateTime<Utc>,
+        found: Vec<(Uuid, DateTime<Utc>)>,
+        backoffs: Vec<(Uuid, u32)>,
+    },
+    /// A wake marked the row as being woken (for a tick: one of its pre-warms).
+    BeginWake {
+        op: OpId,
+        id: Uuid,
+        before: Option<DeploymentRecord>,
+        done: bool,
+    },
+    /// A wake bumped the activity of an awake row.
+    TouchAwake {
+        op: OpId,
+        id: Uuid,
+        done: bool,
+    },
+    /// A keep recorded (`won`) against the activity it was decided on.
+    Keep {
+        op: OpId,
+        id: Uuid,
+        won: bool,
+    },
+    /// A keep ended, with the row's activity and adaptive columns just before.
+    EndKeep {
+        op: OpId,
+        id: Uuid,
+        before: Option<(DateTime<Utc>, AdaptiveColumns)>,
+        done: bool,
+    },
+    /// A pre-warm's row flip, with the row just before and just after.
+    FinishPrewarm {
+        op: OpId,
+        id: Uuid,
+        before: Option<DeploymentRecord>,
+        after: Option<DeploymentRecord>,
+        done: bool,
     },
     /// A Parker list of the parked apps answered: the tick's sweep ran (invariant 11).
     Listed {

@@ -20,6 +20,7 @@ use crate::host::HostOps;
 use crate::memory::{MemoryParker, MemoryStore, StoreMethod};
 
 mod parker; // the `Parker` calls, gated like the others
+mod rhythm; // the `RhythmStore` calls, gated like the others
 
 /// The `Store`, `Scaler` and `Parker` of one job instance, on behalf of its operation in flight.
 #[derive(Clone)]
@@ -129,6 +130,7 @@ impl Store for SimPorts {
     ) -> Result<bool> {
         let f = self.enter(Call::Store(StoreMethod::ClaimSleep)).await?;
         let before = self.row(id).await;
+        let adaptive = self.store.adaptive_of(id);
         let r = self
             .store
             .claim_sleep(id, seen, idle_before, replicas, now)
@@ -141,6 +143,7 @@ impl Store for SimPorts {
                 idle_before,
                 now,
                 before,
+                adaptive,
                 won: *won,
             });
         }
@@ -270,7 +273,16 @@ impl Store for SimPorts {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let f = self.enter(Call::Store(StoreMethod::BeginWake)).await?;
+        let before = self.row(id).await;
         let r = self.store.begin_wake(id, state_at, now).await;
+        if let Ok(done) = &r {
+            self.record(Event::BeginWake {
+                op: self.op(),
+                id,
+                before,
+                done: *done,
+            });
+        }
         self.leave(f, r).await
     }
 
@@ -316,6 +328,13 @@ impl Store for SimPorts {
     async fn touch_awake(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
         let f = self.enter(Call::Store(StoreMethod::TouchAwake)).await?;
         let r = self.store.touch_awake(id, now).await;
+        if let Ok(done) = &r {
+            self.record(Event::TouchAwake {
+                op: self.op(),
+                id,
+                done: *done,
+            });
+        }
         self.leave(f, r).await
     }
 

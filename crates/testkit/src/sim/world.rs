@@ -6,6 +6,8 @@ mod op; // one tick or wake in flight and what the checks track of it
 mod ops; // ticks and wakes in flight: start, grant a port call, poll, end
 mod outside; // host events, outside scaling, delayed Kubernetes writes, the clock
 mod parking; // the apps' Services and slices, readiness, and invariant 11
+mod settle; // the end of a run and its final checks
+mod visitors; // the adaptive worlds' visitors, whose requests form rhythms
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -14,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use idle_scaler_core::job::STALE_INTENT_AFTER;
 use idle_scaler_core::{
-    Clock, Config, DeploymentRecord, FixedScalerFactory, Job, Parking, Result, SleepState, Target,
+    Clock, Config, DeploymentRecord, FixedScalerFactory, Job, Parking, Result, SleepPolicy, Target,
 };
 use uuid::Uuid;
 
@@ -117,6 +118,8 @@ pub(super) struct World {
     drifting: BTreeMap<Uuid, Drifting>,
     /// Rows a tick scaled down from `n > 0`: while `asleep`, they must keep `n` to restore.
     restore_expect: BTreeMap<Uuid, i32>,
+    /// The adaptive world's visitors (None: a fixed world).
+    visitors: Option<visitors::Visitors>,
     /// Scale-ups per wake operation, kept after it ends (a delayed write can land later).
     wake_ups: BTreeMap<OpId, u32>,
     parking: ParkingModel,
@@ -177,6 +180,11 @@ impl World {
             interval_seconds: 60,
             reconcile_minutes: 5,
             parking: Parking::EndpointSlices,
+            policy: if cfg.adaptive {
+                SleepPolicy::Adaptive
+            } else {
+                SleepPolicy::Fixed
+            },
             ..Config::default()
         };
         let parking = ParkingModel::new(
@@ -192,6 +200,10 @@ impl World {
         {
             cluster.forbid(t);
         }
+        let visitors = (cfg.adaptive && apps.len() > 6).then(|| {
+            let ids = [apps[4].id, apps[5].id, apps[6].id];
+            visitors::Visitors::new(&mut rng, ids, t0(), &store, &config)
+        });
         Self {
             report: SimReport {
                 seed: cfg.seed,
@@ -216,6 +228,7 @@ impl World {
             tick_jobs: [None, None],
             drifting: BTreeMap::new(),
             restore_expect: BTreeMap::new(),
+            visitors,
             wake_ups: BTreeMap::new(),
             parking,
             faults_on: true,
@@ -288,7 +301,8 @@ impl World {
                 Arc::new(FixedScalerFactory(ports.clone())),
             )
             .clock(Arc::new(self.clock.clone()))
-            .parker(ports, None)
+            .parker(ports.clone(), None)
+            .rhythm_store(ports)
             .build()
             // The scheduler polls every operation itself and decides when to look again.
             .with_inline_wakes()
@@ -318,6 +332,9 @@ impl World {
     }
 
     async fn act(&mut self) -> std::result::Result<(), SimFailure> {
+        if self.visit()? {
+            return Ok(());
+        }
         let cancellable = self.cancellable_wakes();
         if !cancellable.is_empty() && self.rng.percent(5) {
             let op = cancellable[self.rng.index(cancellable.len())];
@@ -353,70 +370,12 @@ impl World {
             65..=76 => {
                 let slot = self.rng.index(2);
                 let app = self.rng.index(self.apps.len());
-                self.start_wake(slot, self.apps[app].id)?;
+                if !self.visited(self.apps[app].id) {
+                    self.start_wake(slot, self.apps[app].id)?;
+                }
             }
             77..=88 => self.host_event().await?,
             _ => self.advance_clock()?,
-        }
-        Ok(())
-    }
-
-    /// The end: every operation dies, faults stop, time passes beyond the stale threshold, and
-    /// one tick runs to completion. Then nothing may be half done.
-    async fn settle(&mut self) -> std::result::Result<(), SimFailure> {
-        self.step += 1;
-        let in_flight: Vec<OpId> = self.ops.keys().copied().collect();
-        for op in in_flight {
-            self.log(format!("settle: op {op} dropped"));
-            self.report.crashes += 1;
-            self.end(op);
-        }
-        self.faults_on = false;
-        self.land_delayed(true)?;
-        self.clock
-            .advance(STALE_INTENT_AFTER + Duration::minutes(1));
-        self.start_tick(0)?;
-        while let Some(op) = self.ops.keys().next().copied() {
-            self.advance(op)?;
-        }
-        let rows = self.store.rows().await.unwrap_or_default();
-        let cluster = self.cluster.clone();
-        let forbidden = move |row: &DeploymentRecord| {
-            Target::parse(&row.provider_id).is_ok_and(|t| cluster.is_forbidden(&t))
-        };
-        for row in &rows {
-            if forbidden(row) {
-                continue;
-            }
-            if row.sleep_state == SleepState::Sleeping {
-                return Err(self.fail(3, format!("after settling, row still sleeping: {row:?}")));
-            }
-            if let Ok(t) = Target::parse(&row.provider_id)
-                && row.sleep_state == SleepState::Awake
-                && self.cluster.get(&t).is_some_and(|d| d.replicas == 0)
-                && matches!(self.last_writer.get(&t.to_string()), Some(Writer::Op(_)))
-            {
-                return Err(self.fail(
-                    3,
-                    format!("after settling, {t} is at 0 with its row awake: {row:?}"),
-                ));
-            }
-        }
-        // Every app asleep wakes to its count.
-        for row in rows {
-            if row.sleep_state == SleepState::Asleep
-                && !forbidden(&row)
-                && Target::parse(&row.provider_id).is_ok_and(|t| self.cluster.get(&t).is_some())
-            {
-                self.start_wake(0, row.id)?;
-                while let Some(op) = self.ops.keys().next().copied() {
-                    self.advance(op)?;
-                }
-                let woke = self.store.read(row.id).await_now();
-                if woke.is_none_or(|r| r.sleep_state != SleepState::Awake) {
-                    return Err(self.fail(4, format!("fault-free wake of {} failed", row.id)));
-                }
-            }
         }
         Ok(())
     }

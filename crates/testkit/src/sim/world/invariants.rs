@@ -1,6 +1,7 @@
 //! The invariant checks (see [`crate::sim`] for what each number means): per effect, per
 //! step, when a wake succeeds and when a clean tick completes.
 
+mod adaptive; // the adaptive policy: keeps, early claims, pre-warms (a pre-warm is a wake)
 mod clean_tick; // a clean tick completed: invariant 3, recovery, drift fixed, backoff
 mod step; // after every step: drift tracking, restore counts, fights; a wake's own checks
 
@@ -48,11 +49,19 @@ impl World {
                         format!("op {op} selected {}, which backs off: {b:?}", b.id),
                     ));
                 }
+                self.check_not_kept(op, now, &found)?;
                 if let Some(o) = self.ops.get_mut(&op) {
                     o.selected = found.into_iter().collect();
                     o.backoffs = backoffs.into_iter().collect();
+                    o.selected_at = Some(now);
                 }
             }
+            e @ (Event::SelectedEarly { .. }
+            | Event::BeginWake { .. }
+            | Event::TouchAwake { .. }
+            | Event::Keep { .. }
+            | Event::EndKeep { .. }
+            | Event::FinishPrewarm { .. }) => self.on_adaptive_event(e)?,
             Event::ToCheck {
                 op,
                 checked_before,
@@ -105,6 +114,7 @@ impl World {
                 idle_before,
                 now,
                 before,
+                adaptive,
                 won: true,
             } => {
                 self.report.claims += 1;
@@ -144,6 +154,7 @@ impl World {
                         format!("op {op} claimed {id} while op {holder} holds its intent"),
                     ));
                 }
+                self.check_claim_cutoff(op, &b, adaptive, now)?;
                 self.claims.insert(id, op);
                 self.restore_expect.remove(&id);
                 if let Some(o) = self.ops.get_mut(&op) {
@@ -212,6 +223,7 @@ impl World {
                 from: SleepState::Sleeping,
                 done: true,
             } => {
+                self.check_no_tick_activity(op, id, "finish_wake")?;
                 if let Some(holder) = self.claims.get(&id)
                     && self.live(*holder)
                 {
@@ -221,6 +233,9 @@ impl World {
                     ));
                 }
             }
+            Event::FinishWake {
+                op, id, done: true, ..
+            } => self.check_no_tick_activity(op, id, "finish_wake")?,
             Event::FinishWake { .. } => {}
             Event::Listed { op } => self.on_listed(op),
             Event::Unparked {
@@ -299,6 +314,7 @@ impl World {
                 ),
             ));
         }
+        self.check_prewarm_scale_up(op, target, previous)?;
         if let Some(Kind::Wake(..)) = self.kinds.get(&op) {
             if let Some(o) = self.ops.get_mut(&op) {
                 o.scaled_up = true;

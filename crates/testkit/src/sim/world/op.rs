@@ -24,6 +24,8 @@ pub(super) struct Op {
     pub(super) started_clock: DateTime<Utc>,
     pub(super) faulted: bool,
     pub(super) selected: BTreeMap<Uuid, DateTime<Utc>>,
+    /// The `now` this tick selected its candidates at (their cutoffs count from it).
+    pub(super) selected_at: Option<DateTime<Utc>>,
     pub(super) last_read: Option<DeploymentRecord>,
     /// The intents this tick wrote, with their stamps (the transition bound counts from them).
     pub(super) claimed: BTreeMap<Uuid, DateTime<Utc>>,
@@ -57,6 +59,9 @@ pub(super) struct Op {
     pub(super) sweep_due: bool,
     /// Awake, ready apps still parked when this tick started with its sweep due (11b).
     pub(super) stuck: Vec<(Uuid, DateTime<Utc>)>,
+    /// This tick's pre-warms that marked their row (a pre-warm is a wake): whether each has
+    /// scaled its app up (invariants 9 and 10).
+    pub(super) prewarms: BTreeMap<Uuid, bool>,
 }
 
 impl Op {
@@ -68,6 +73,7 @@ impl Op {
             started_clock: clock,
             faulted: false,
             selected: BTreeMap::new(),
+            selected_at: None,
             last_read: None,
             claimed: BTreeMap::new(),
             claiming: BTreeMap::new(),
@@ -82,6 +88,7 @@ impl Op {
             unparked: Vec::new(),
             sweep_due: false,
             stuck: Vec::new(),
+            prewarms: BTreeMap::new(),
         }
     }
 }

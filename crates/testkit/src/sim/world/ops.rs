@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use idle_scaler_core::job::STALE_INTENT_AFTER;
-use idle_scaler_core::{Outcome, SleepState, WakeResult};
+use idle_scaler_core::{Outcome, SleepState, WakeReason, WakeResult};
 use uuid::Uuid;
 
 use super::{AwaitNow, Ended, Kind, Op, OpOut, World};
@@ -42,6 +42,15 @@ impl World {
         slot: usize,
         id: Uuid,
     ) -> std::result::Result<(), SimFailure> {
+        self.start_wake_for(slot, id, WakeReason::Api)
+    }
+
+    pub(super) fn start_wake_for(
+        &mut self,
+        slot: usize,
+        id: Uuid,
+        reason: WakeReason,
+    ) -> std::result::Result<(), SimFailure> {
         if self
             .ops
             .values()
@@ -54,12 +63,12 @@ impl World {
         let job = self.job(op);
         self.report.wakes_started += 1;
         self.kinds.insert(op, Kind::Wake(slot, id));
-        self.log(format!("op {op}: wake {id} starts"));
+        self.log(format!("op {op}: wake {id} starts ({reason:?})"));
         self.ops.insert(
             op,
             Op::new(
                 Kind::Wake(slot, id),
-                Box::pin(async move { OpOut::Wake(job.wake(id).await) }),
+                Box::pin(async move { OpOut::Wake(job.wake_for(id, reason).await) }),
                 self.step,
                 self.now(),
             ),
@@ -67,19 +76,23 @@ impl World {
         self.poll(op)
     }
 
-    /// Wakes in flight that have scaled their app up and not yet flipped the row.
+    /// Wakes in flight that have scaled their app up and not yet flipped the row, and ticks
+    /// with such a pre-warm (a pre-warm is a wake: invariant 10 applies to it).
     pub(super) fn cancellable_wakes(&self) -> Vec<OpId> {
+        let not_awake = |id: Uuid| {
+            self.store
+                .read(id)
+                .await_now()
+                .is_some_and(|r| r.sleep_state != SleepState::Awake)
+        };
         self.ops
             .iter()
-            .filter(|(_, o)| o.scaled_up)
-            .filter(|(_, o)| {
-                let Kind::Wake(_, id) = o.kind else {
-                    return false;
-                };
-                self.store
-                    .read(id)
-                    .await_now()
-                    .is_some_and(|r| r.sleep_state != SleepState::Awake)
+            .filter(|(_, o)| match o.kind {
+                Kind::Wake(_, id) => o.scaled_up && not_awake(id),
+                Kind::Tick(_) => o
+                    .prewarms
+                    .iter()
+                    .any(|(id, scaled)| *scaled && not_awake(*id)),
             })
             .map(|(op, _)| *op)
             .collect()
@@ -88,7 +101,12 @@ impl World {
     /// Drops a wake between its scale-up and its row flip (its process died): the app runs
     /// under a row still `asleep` and marked as being woken, which the drift check settles.
     pub(super) fn cancel_wake(&mut self, op: OpId) -> std::result::Result<(), SimFailure> {
-        self.log(format!("op {op}: wake cancelled after its scale-up"));
+        if matches!(self.ops.get(&op).map(|o| o.kind), Some(Kind::Tick(_))) {
+            self.log(format!("op {op}: tick cut after a pre-warm's scale-up"));
+            self.report.prewarms_cut += 1;
+        } else {
+            self.log(format!("op {op}: wake cancelled after its scale-up"));
+        }
         self.report.wakes_cancelled += 1;
         self.end(op);
         self.check()
@@ -258,6 +276,7 @@ impl World {
             }
             OpOut::Wake(Ok(r)) => {
                 self.report.wakes_completed += 1;
+                self.visit_answered(op);
                 self.log(format!(
                     "op {op}: wake done: {:?} {:?}",
                     r.result, r.replicas

@@ -15,6 +15,12 @@ impl World {
         let target = self.apps[app].target.clone();
         let now = self.now();
         let what = self.rng.below(100);
+        if self.visited(id) && !(60..=79).contains(&what) {
+            // The host leaves a visited app's row and Deployment alone (its activity is its
+            // visitor's, and a pin, a failed status or a deletion would stop its rhythm);
+            // outside scalings still hit it.
+            return Ok(());
+        }
         self.report.host_events += 1;
         let line = match what {
             0..=24 => {
@@ -173,7 +179,9 @@ impl World {
             60..=94 => self.rng.range(30, 240),
             _ => self.rng.range(180, 600),
         };
-        let to = self.now() + Duration::seconds(secs);
+        // Stopped at a visitor's request, which comes on time.
+        let to = self.clock_stop(self.now() + Duration::seconds(secs));
+        let secs = (to - self.now()).num_seconds();
         // A wake is one transition from its start; a tick is bounded per transition, from
         // each intent it wrote and still holds, so the tick itself may outlast the stale age.
         let expired: Vec<OpId> = self
