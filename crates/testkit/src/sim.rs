@@ -20,11 +20,16 @@
 //! `Store` (every call can be delayed, fail before or after its effect, or crash). Three apps
 //! there have visitors instead of random wakes and redeploys: two pollers (every 25 and 40
 //! minutes after their last answer, now and then skipping a run) and a person (every 12 to 50
-//! minutes). A request is a wake by a visitor in a slot of its own, sent when its time comes
-//! (a clock move stops there), tried again until answered or a quarter of an hour late, and
-//! let through ahead of other operations half the time. So rhythms form: the pollers' apps
-//! sleep at the floor and are pre-warmed inside ticks, the person's app is kept up for its
-//! next request; a tick can also be cut between a pre-warm's scale-up and its row flip.
+//! minutes); the host leaves their activity, pins and Deployments alone (outside scalings and
+//! a quarter of the expiry and status changes drawn for them still come). A request is a wake
+//! by a visitor in a slot of its own, sent when its time comes (a clock move stops there),
+//! tried again until answered or a quarter of an hour late, and let through ahead of other
+//! operations half the time. Each of the three starts with the rhythm a day of its visitor's
+//! requests would have left in the store (a world lasts a few simulated hours, too few
+//! requests to learn one from nothing); the world's requests go on teaching it. So the
+//! pollers' apps sleep at the floor and are pre-warmed inside ticks, the person's app is kept
+//! up for its next request, and a tick can be cut between a pre-warm's scale-up and its row
+//! flip.
 //!
 //! Every granted port call may be given a fault: fail before its effect (500, connection
 //! reset), fail after it (the write committed or was applied, the answer was lost: a timeout),

@@ -2,8 +2,9 @@
 //! checked after every step, over many seeded worlds.
 //!
 //! `IDLE_SCALER_SIM_STEPS` (default 100,000) is the total number of steps, spread over worlds
-//! of 2,500 steps with seeds 1, 2, 3, ...; `IDLE_SCALER_SIM_SEED` runs that one world for
-//! `IDLE_SCALER_SIM_STEPS` steps instead (what a failure prints to reproduce it).
+//! of 2,500 steps with seeds 1, 2, 3, ... (even seeds under `policy = adaptive`);
+//! `IDLE_SCALER_SIM_SEED` runs that one world for `IDLE_SCALER_SIM_STEPS` steps instead (what
+//! a failure prints to reproduce it).
 
 use idle_scaler_testkit::sim::{self, SimConfig, SimReport};
 

@@ -15,10 +15,14 @@ impl World {
         let target = self.apps[app].target.clone();
         let now = self.now();
         let what = self.rng.below(100);
-        if self.visited(id) && !(60..=79).contains(&what) {
-            // The host leaves a visited app's row and Deployment alone (its activity is its
-            // visitor's, and a pin, a failed status or a deletion would stop its rhythm);
-            // outside scalings still hit it.
+        if self.visited(id)
+            && !(60..=79).contains(&what)
+            && !((40..=59).contains(&what) && self.rng.percent(25))
+        {
+            // The host leaves a visited app's activity to its visitor, and its pin and its
+            // Deployment alone (either would stop its rhythm for the rest of the world);
+            // outside scalings still hit it, and now and then its expiry or status (a
+            // pre-warm due then must not wake it).
             return Ok(());
         }
         self.report.host_events += 1;
