@@ -19,7 +19,7 @@
 //! Half the worlds (even seeds) run `policy = adaptive`, the job's `RhythmStore` gated like its
 //! `Store` (every call can be delayed, fail before or after its effect, or crash). Three apps
 //! there have visitors instead of random wakes and redeploys: two pollers (every 25 and 40
-//! minutes after their last answer, now and then skipping a run) and a person (every 12 to 50
+//! minutes after their last answer, now and then skipping a run) and a person (every 11 to 16
 //! minutes); the host leaves their activity, pins and Deployments alone (outside scalings and
 //! a quarter of the expiry and status changes drawn for them still come). A request is a wake
 //! by a visitor in a slot of its own, sent when its time comes (a clock move stops there),

@@ -335,9 +335,16 @@ impl World {
         if self.visit()? {
             return Ok(());
         }
-        let cancellable = self.cancellable_wakes();
+        let cancellable = self.cancellable_wakes(false);
         if !cancellable.is_empty() && self.rng.percent(5) {
             let op = cancellable[self.rng.index(cancellable.len())];
+            return self.cancel_wake(op);
+        }
+        // A pre-warm is up for a call or two between its scale-up and its row flip: cut
+        // more often than a wake, or hardly ever.
+        let cuttable = self.cancellable_wakes(true);
+        if !cuttable.is_empty() && self.rng.percent(25) {
+            let op = cuttable[self.rng.index(cuttable.len())];
             return self.cancel_wake(op);
         }
         if !self.shared.lock().delayed.is_empty() && self.rng.percent(15) {

@@ -76,9 +76,9 @@ impl World {
         self.poll(op)
     }
 
-    /// Wakes in flight that have scaled their app up and not yet flipped the row, and ticks
-    /// with such a pre-warm (a pre-warm is a wake: invariant 10 applies to it).
-    pub(super) fn cancellable_wakes(&self) -> Vec<OpId> {
+    /// Wakes in flight that have scaled their app up and not yet flipped the row (`prewarms`:
+    /// ticks with such a pre-warm; a pre-warm is a wake, invariant 10 applies to it).
+    pub(super) fn cancellable_wakes(&self, prewarms: bool) -> Vec<OpId> {
         let not_awake = |id: Uuid| {
             self.store
                 .read(id)
@@ -88,11 +88,13 @@ impl World {
         self.ops
             .iter()
             .filter(|(_, o)| match o.kind {
-                Kind::Wake(_, id) => o.scaled_up && not_awake(id),
-                Kind::Tick(_) => o
-                    .prewarms
-                    .iter()
-                    .any(|(id, scaled)| *scaled && not_awake(*id)),
+                Kind::Wake(_, id) => !prewarms && o.scaled_up && not_awake(id),
+                Kind::Tick(_) => {
+                    prewarms
+                        && o.prewarms
+                            .iter()
+                            .any(|(id, scaled)| *scaled && not_awake(*id))
+                }
             })
             .map(|(op, _)| *op)
             .collect()

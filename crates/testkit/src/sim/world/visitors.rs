@@ -1,12 +1,14 @@
 //! The visitors of an adaptive world (`policy = adaptive`): requests shaped so that rhythms
 //! form. A poller comes back a fixed period after its last answer (regular gaps: the app
-//! sleeps at the floor and is pre-warmed); a person comes back after a gap drawn from a wide
-//! range past the window (irregular gaps: the app is kept up for its next request). Each
+//! sleeps at the floor and is pre-warmed); a person comes back after a gap drawn from a range
+//! just past the window (irregular gaps that mostly end soon after it: keeping the app up
+//! costs less than its cold starts, so it is kept up for its next request). Each
 //! request is a wake by a visitor ([`WakeReason::Visitor`]) in a wake slot of its own, tried
 //! again until it is answered or a quarter of an hour late, as a browser or a poller would.
 //! Their apps get no other activity from the world (no random wakes, redeploys or
-//! recreations that bump it), so the gaps the job learns are the visitors' own; everything
-//! else (pins, expiry, health, deletions, 403s, outside scaling, faults) still hits them.
+//! recreations that bump it), no pins, deletions or 403s (any of them would stop the rhythm
+//! for the rest of the world), so the gaps the job learns are the visitors' own; outside
+//! scalings, faults and now and then an expiry or status change still hit them.
 
 use std::collections::BTreeSet;
 
@@ -49,7 +51,7 @@ pub(in crate::sim) struct Visitors {
 }
 
 impl Visitors {
-    /// Two pollers (every 25 and 40 minutes) and a person (every 12 to 50 minutes) on the
+    /// Two pollers (every 25 and 40 minutes) and a person (every 11 to 16 minutes) on the
     /// apps `ids` names, their first requests within the first hour. A world lasts a few
     /// simulated hours, too few requests to learn a rhythm from nothing, so each app starts
     /// with the rhythm a day of its visitor's requests would have left in the store (as after
@@ -61,7 +63,7 @@ impl Visitors {
         store: &MemoryStore,
         config: &Config,
     ) -> Self {
-        let gaps = [(25, 25), (40, 40), (12, 50)];
+        let gaps = [(25, 25), (40, 40), (11, 16)];
         let settings = Settings::of(config);
         let list: Vec<Visitor> = ids
             .into_iter()
