@@ -177,8 +177,9 @@ where
     let Ok(role) = std::env::var(ROLE) else {
         return false;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread each: in a cluster the clients and the app run on other nodes; here they
+    // share the listener's two cores, so they take as little of them as they can.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
