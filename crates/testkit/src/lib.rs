@@ -9,6 +9,7 @@ pub mod fake_kube;
 pub use idle_scaler_core::host;
 pub mod liveness;
 pub mod memory;
+pub mod one_app;
 #[cfg(feature = "programs")]
 pub mod programs;
 pub mod rng;

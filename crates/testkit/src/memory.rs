@@ -171,6 +171,28 @@ impl Stored {
         }
     }
 
+    /// The row as a candidate query returns it.
+    fn candidate(&self) -> Candidate {
+        Candidate {
+            sleep_state_changed_at: self.sleep_state_changed_at,
+            backoff_count: self.live.backoff_count,
+            flaps: self.live.flaps,
+            flaps_since: self.live.flaps_since,
+            ..Candidate::new(self.id, self.provider_id.clone(), self.last_activity_at)
+        }
+    }
+
+    /// The row as the drift check and the pre-warms read an `asleep` one.
+    fn asleep_row(&self) -> AsleepRow {
+        AsleepRow {
+            id: self.id,
+            provider_id: self.provider_id.clone(),
+            last_activity_at: self.last_activity_at,
+            sleep_state_changed_at: self.sleep_state_changed_at,
+            wake_started_at: self.live.wake_started_at,
+        }
+    }
+
     /// The candidate index's key: when the row becomes eligible.
     fn eligible_at(&self) -> DateTime<Utc> {
         match self.live.retry_key {

@@ -2,170 +2,18 @@
 //! app's requests replayed minute by minute, traffic reaching the job through an activity
 //! source as in production, a request for an asleep app waking it as the waker does.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use idle_scaler_core::{
-    ActivitySource, ActivitySourceKind, Clock, Config, FixedScalerFactory, Job, Result, Scale,
-    Scaler, SkipReason, SleepPolicy, SleepState, Target, Traffic, WakeReason,
-};
-use idle_scaler_testkit::clock::ManualClock;
-use idle_scaler_testkit::host::{HostOps, NewDeployment};
+use chrono::Duration;
+use idle_scaler_core::{Config, FixedScalerFactory, Job, SkipReason, SleepPolicy, SleepState};
+use idle_scaler_testkit::host::HostOps;
 use idle_scaler_testkit::memory::MemoryStore;
-use uuid::Uuid;
+use idle_scaler_testkit::one_app::{Deployment, OneApp, poller, start};
 
-/// Deployments and their replicas; a write bumps the version.
-#[derive(Default)]
-struct Fleet(Mutex<HashMap<Target, (i32, u64)>>);
-
-#[async_trait]
-impl Scaler for Fleet {
-    async fn get_scale(&self, target: &Target) -> Result<Scale> {
-        let (replicas, version) = *self
-            .0
-            .lock()
-            .unwrap()
-            .entry(target.clone())
-            .or_insert((1, 1));
-        Ok(Scale {
-            replicas,
-            resource_version: version.to_string(),
-        })
-    }
-
-    async fn set_replicas<'a>(
-        &self,
-        target: &Target,
-        replicas: i32,
-        _: Option<&'a str>,
-    ) -> Result<()> {
-        let mut fleet = self.0.lock().unwrap();
-        let entry = fleet.entry(target.clone()).or_insert((1, 1));
-        *entry = (replicas, entry.1 + 1);
-        Ok(())
-    }
-}
-
-/// The latest request of each app, as a request counter in Prometheus would tell it.
-#[derive(Default)]
-struct Requests(Mutex<HashMap<Target, DateTime<Utc>>>);
-
-#[async_trait]
-impl ActivitySource for Requests {
-    async fn traffic(
-        &self,
-        targets: &[Target],
-        lookback: Duration,
-        at: DateTime<Utc>,
-    ) -> Result<HashMap<Target, Traffic>> {
-        let seen = self.0.lock().unwrap();
-        Ok(targets
-            .iter()
-            .map(|t| {
-                let traffic = match seen.get(t) {
-                    Some(last) if *last >= at - lookback => Traffic::LastSeen(*last),
-                    _ => Traffic::Quiet,
-                };
-                (t.clone(), traffic)
-            })
-            .collect())
-    }
-}
-
-struct World {
-    job: Job,
-    store: MemoryStore,
-    clock: ManualClock,
-    fleet: Arc<Fleet>,
-    requests: Arc<Requests>,
-    id: Uuid,
-    target: Target,
-    cold_starts: u32,
-    awake_minutes: u32,
-}
-
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap()
-}
+type World = OneApp<MemoryStore>;
 
 async fn world(policy: SleepPolicy) -> World {
-    let clock = ManualClock::new(start());
-    let store = MemoryStore::new();
-    let id = store
-        .insert(NewDeployment::k8s("apps", "web", start()))
-        .await
-        .unwrap();
-    let fleet = Arc::new(Fleet::default());
-    let requests = Arc::new(Requests::default());
-    let config = Config {
-        enabled: true,
-        policy,
-        activity_source: ActivitySourceKind::Prometheus,
-        ..Config::default()
-    };
-    let job = Job::builder(
-        config,
-        Arc::new(store.clone()),
-        Arc::new(FixedScalerFactory(fleet.clone())),
-    )
-    .clock(Arc::new(clock.clone()))
-    .activity_source(requests.clone())
-    .rhythm_store(Arc::new(store.clone()))
-    .build();
-    World {
-        job,
-        store,
-        clock,
-        fleet,
-        requests,
-        id,
-        target: Target::new("apps", "web"),
-        cold_starts: 0,
-        awake_minutes: 0,
-    }
-}
-
-impl World {
-    async fn state(&self) -> SleepState {
-        self.store.read(self.id).await.unwrap().unwrap().sleep_state
-    }
-
-    /// Runs `minutes` minutes: a request at each minute `requests_at` says, a tick every
-    /// second minute, the awake minutes counted from the Deployment's replicas.
-    async fn run(&mut self, minutes: i64, mut requests_at: impl FnMut(i64) -> bool) {
-        for _ in 0..minutes {
-            self.clock.advance(Duration::minutes(1));
-            let now = self.clock.now();
-            let minute = (now - start()).num_minutes();
-            if requests_at(minute) {
-                if self.state().await == SleepState::Awake {
-                    self.requests
-                        .0
-                        .lock()
-                        .unwrap()
-                        .insert(self.target.clone(), now);
-                } else {
-                    self.cold_starts += 1;
-                    self.job
-                        .wake_for(self.id, WakeReason::Visitor)
-                        .await
-                        .unwrap();
-                }
-            }
-            if minute % 2 == 0 {
-                self.job.tick().await.unwrap();
-            }
-            let up = self.fleet.get_scale(&self.target).await.unwrap().replicas > 0;
-            self.awake_minutes += u32::from(up);
-        }
-    }
-}
-
-/// A request every 40 minutes, from minute 40.
-fn poller(minute: i64) -> bool {
-    minute % 40 == 0
+    OneApp::new(MemoryStore::new(), policy).await
 }
 
 #[tokio::test]
@@ -174,7 +22,7 @@ async fn a_poller_stops_meeting_cold_starts_and_costs_less_than_the_window() {
     let mut adaptive = world(SleepPolicy::Adaptive).await;
     for w in [&mut fixed, &mut adaptive] {
         w.run(8 * 60, poller).await; // learning
-        (w.cold_starts, w.awake_minutes) = (0, 0);
+        w.reset();
         w.run(8 * 60, poller).await;
     }
     // Every one of the 12 polls of the second 8 hours finds the fixed window's app asleep.
@@ -193,7 +41,7 @@ async fn a_prewarm_nobody_uses_sleeps_again_after_a_short_keep() {
     let mut w = world(SleepPolicy::Adaptive).await;
     w.run(8 * 60, poller).await;
     // The poller stops: the next pre-warm is wasted, and the app sleeps again at once.
-    (w.cold_starts, w.awake_minutes) = (0, 0);
+    w.reset();
     w.run(3 * 60, |_| false).await;
     assert_eq!(w.state().await, SleepState::Asleep);
     assert_eq!(w.cold_starts, 0);
@@ -254,7 +102,7 @@ async fn gaps_just_past_the_window_keep_the_app_up_and_plan_says_why() {
     let mut requests = just_past_the_window();
     w.run(12 * 60, &mut requests).await;
     let last = w.store.read(w.id).await.unwrap().unwrap().last_activity_at;
-    w.requests.0.lock().unwrap().clear();
+    w.requests.clear();
     w.clock.set(last + Duration::minutes(31));
     assert_eq!(w.state().await, SleepState::Awake);
     let plan = w.job.plan().await.unwrap();
@@ -291,7 +139,7 @@ fn the_adaptive_policy_without_a_rhythm_store_is_refused_naming_the_key() {
             ..Config::default()
         },
         Arc::new(store),
-        Arc::new(FixedScalerFactory(Arc::new(Fleet::default()))),
+        Arc::new(FixedScalerFactory(Arc::new(Deployment::default()))),
     )
     .try_build()
     .unwrap_err();

@@ -25,13 +25,7 @@ impl RhythmStore for MemoryStore {
                     && r.last_activity_at > idle_before
                     && is_claimable(r, now, early_before)
             })
-            .map(|r| Candidate {
-                sleep_state_changed_at: r.sleep_state_changed_at,
-                backoff_count: r.live.backoff_count,
-                flaps: r.live.flaps,
-                flaps_since: r.live.flaps_since,
-                ..Candidate::new(r.id, r.provider_id.clone(), r.last_activity_at)
-            })
+            .map(|r| r.candidate())
             .collect();
         Ok(fair_share(
             found,
@@ -154,13 +148,7 @@ impl RhythmStore for MemoryStore {
             .filter(|r| r.sleep_state == SleepState::Asleep && served.serves_id(&r.provider_id))
             .filter_map(|r| {
                 let at = r.live.prewarm_at.filter(|at| *at <= now)?;
-                let row = AsleepRow {
-                    id: r.id,
-                    provider_id: r.provider_id.clone(),
-                    last_activity_at: r.last_activity_at,
-                    sleep_state_changed_at: r.sleep_state_changed_at,
-                    wake_started_at: r.live.wake_started_at,
-                };
+                let row = r.asleep_row();
                 Some((at, row))
             })
             .collect();

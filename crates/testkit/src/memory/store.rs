@@ -19,13 +19,7 @@ impl Store for MemoryStore {
             .values()
             .filter(|r| served.serves_id(&r.provider_id) && is_candidate(r, now, idle_before))
             .map(|r| {
-                let c = Candidate {
-                    sleep_state_changed_at: r.sleep_state_changed_at,
-                    backoff_count: r.live.backoff_count,
-                    flaps: r.live.flaps,
-                    flaps_since: r.live.flaps_since,
-                    ..Candidate::new(r.id, r.provider_id.clone(), r.last_activity_at)
-                };
+                let c = r.candidate();
                 (r.eligible_at(), c)
             })
             .collect();
@@ -293,13 +287,7 @@ impl Store for MemoryStore {
             .filter(|r| r.sleep_state == SleepState::Asleep && served.serves_id(&r.provider_id))
             .map(|r| {
                 let due = r.live.checked_at.unwrap_or(r.sleep_state_changed_at);
-                let row = AsleepRow {
-                    id: r.id,
-                    provider_id: r.provider_id.clone(),
-                    last_activity_at: r.last_activity_at,
-                    sleep_state_changed_at: r.sleep_state_changed_at,
-                    wake_started_at: r.live.wake_started_at,
-                };
+                let row = r.asleep_row();
                 (due, row)
             })
             .filter(|(due, _)| *due <= checked_before)
