@@ -60,6 +60,21 @@ impl Adaptive {
         }
     }
 
+    /// Keeps `c` up until `until`, when its next request is expected (a request ends the keep
+    /// at once); counted once per keep.
+    pub async fn keep(&self, c: &crate::Candidate, target: &Target, until: DateTime<Utc>) {
+        match self.store.keep(c.id, c.last_activity_at, until).await {
+            Ok(true) => {
+                metrics::keep_decided();
+                info!(deployment_id = %c.id, target = %target, keep_until = %until,
+                    outcome = "predicted_use", "kept up: its next request is expected soon");
+            }
+            Ok(false) => debug!(deployment_id = %c.id, "row changed since selection; no keep"),
+            Err(e) => warn!(deployment_id = %c.id, error = %crate::error_chain(&e),
+                "recording the keep failed; the app stays up this tick"),
+        }
+    }
+
     /// After a sleep confirmed at `state_at`: when to pre-warm the app, from its rhythm
     /// (`rhythm`, as the tick read it) and its activity before the sleep.
     pub async fn plan_prewarm(
@@ -82,6 +97,22 @@ impl Adaptive {
             Err(e) => warn!(deployment_id = %id, error = %crate::error_chain(&e),
                 "could not plan the pre-warm; the app wakes on its first request"),
         }
+    }
+}
+
+/// After `c`'s sleep, confirmed at `state_at`: its pre-warm, under the adaptive policy.
+pub(super) async fn after_sleep(
+    job: &Job,
+    selection: &super::select::Selection,
+    c: &crate::Candidate,
+    target: &Target,
+    state_at: DateTime<Utc>,
+) {
+    if let Some(adaptive) = &job.adaptive {
+        let rhythm = selection.rhythms.get(&c.id);
+        adaptive
+            .plan_prewarm(c.id, target, rhythm, c.last_activity_at, state_at)
+            .await;
     }
 }
 

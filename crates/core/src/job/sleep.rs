@@ -205,7 +205,12 @@ impl TickCtx<'_> {
             // Foreign, malformed, protected, fighting back: the same next tick.
             Decision::Skip(reason) => Attempt::SkippedLasting(*reason),
             Decision::RecentTraffic(target, at) => self.keep_serving(c, target, *at).await,
-            Decision::Keep(target, until) => self.keep_for_use(c, target, *until).await,
+            Decision::Keep(target, until) => {
+                if let Some(adaptive) = &self.job.adaptive {
+                    adaptive.keep(c, target, *until).await;
+                }
+                Attempt::Skipped(SkipReason::PredictedUse)
+            }
             Decision::KeepUnknown(target, lasting) => {
                 debug!(deployment_id = %c.id, target = %target, outcome = "activity_unknown",
                     "traffic unknown; kept awake (DEPLOY_SCALE_TO_ZERO_ACTIVITY_UNKNOWN=keep_awake)");
@@ -252,30 +257,6 @@ impl TickCtx<'_> {
         debug!(deployment_id = %c.id, target = %target, last_traffic_at = %at,
             outcome = "recent_traffic", "serving traffic; kept awake");
         Attempt::Skipped(SkipReason::RecentTraffic)
-    }
-
-    /// The adaptive policy expects the app's next request by `until`: kept up until then (a
-    /// request ends the keep at once), counted once per keep.
-    async fn keep_for_use(
-        &self,
-        c: &Candidate,
-        target: &Target,
-        until: chrono::DateTime<chrono::Utc>,
-    ) -> Attempt {
-        let Some(adaptive) = &self.job.adaptive else {
-            return Attempt::Skipped(SkipReason::PredictedUse);
-        };
-        match adaptive.store.keep(c.id, c.last_activity_at, until).await {
-            Ok(true) => {
-                metrics::keep_decided();
-                info!(deployment_id = %c.id, target = %target, keep_until = %until,
-                    outcome = "predicted_use", "kept up: its next request is expected soon");
-            }
-            Ok(false) => debug!(deployment_id = %c.id, "row changed since selection; no keep"),
-            Err(e) => warn!(deployment_id = %c.id, error = %crate::error_chain(&e),
-                "recording the keep failed; the app stays up this tick"),
-        }
-        Attempt::Skipped(SkipReason::PredictedUse)
     }
 
     /// The protocol for one candidate, as named steps.
@@ -389,12 +370,7 @@ impl TickCtx<'_> {
             Ok(ConfirmOutcome::Confirmed) => {
                 info!(deployment_id = %id, target = %target, replicas_before = scale.replicas,
                     outcome = "scaled_down", "app put to sleep");
-                if let Some(adaptive) = &self.job.adaptive {
-                    let rhythm = self.selection.rhythms.get(&id);
-                    adaptive
-                        .plan_prewarm(id, target, rhythm, c.last_activity_at, now)
-                        .await;
-                }
+                super::adaptive::after_sleep(self.job, self.selection, c, target, now).await;
                 Attempt::Slept(
                     SleptApp {
                         id,
