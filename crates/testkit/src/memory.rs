@@ -289,6 +289,25 @@ fn is_claimable(row: &Stored, now: DateTime<Utc>, idle_before: DateTime<Utc>) ->
     policy::may_sleep(row, &row.backoff(), &row.keep(), now, idle_before)
 }
 
+/// `ORDER BY <key>, id LIMIT limit` across the clusters, as the PostgreSQL store merges its
+/// per-cluster walks: rows keyed by their sort time, shared fairly, the keys dropped.
+fn fair_share_by<T>(
+    found: Vec<(DateTime<Utc>, T)>,
+    limit: u32,
+    provider_id: impl Fn(&T) -> &str,
+    id: impl Fn(&T) -> Uuid,
+) -> Vec<T> {
+    idle_scaler_core::fair_share(
+        found,
+        usize::try_from(limit).unwrap_or(usize::MAX),
+        |(_, r)| provider_id(r),
+        |(at, r)| (*at, id(r)),
+    )
+    .into_iter()
+    .map(|(_, r)| r)
+    .collect()
+}
+
 /// `ORDER BY sleep_state_changed_at, id` and the like: ties broken by id as in SQL.
 fn by_time_then_id<T>(mut v: Vec<T>, key: impl Fn(&T) -> (DateTime<Utc>, Uuid)) -> Vec<T> {
     v.sort_by_key(|x| key(x));

@@ -152,13 +152,7 @@ impl RhythmStore for MemoryStore {
                 Some((at, row))
             })
             .collect();
-        let found = fair_share(
-            found,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-            |(_, r)| &r.provider_id,
-            |(at, r)| (*at, r.id),
-        );
-        Ok(found.into_iter().map(|(_, r)| r).collect())
+        Ok(fair_share_by(found, limit, |r| &r.provider_id, |r| r.id))
     }
 
     async fn finish_prewarm(

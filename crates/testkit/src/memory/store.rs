@@ -1,7 +1,6 @@
 //! The `Store` port in memory, with the PostgreSQL statements' semantics.
 
 use super::*;
-use idle_scaler_core::fair_share;
 
 #[async_trait]
 impl Store for MemoryStore {
@@ -23,13 +22,7 @@ impl Store for MemoryStore {
                 (r.eligible_at(), c)
             })
             .collect();
-        let found = fair_share(
-            found,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-            |(_, c)| &c.provider_id,
-            |(at, c)| (*at, c.id),
-        );
-        Ok(found.into_iter().map(|(_, c)| c).collect())
+        Ok(fair_share_by(found, limit, |c| &c.provider_id, |c| c.id))
     }
 
     async fn claim_sleep(
@@ -292,13 +285,7 @@ impl Store for MemoryStore {
             })
             .filter(|(due, _)| *due <= checked_before)
             .collect();
-        let found = fair_share(
-            found,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-            |(_, r)| &r.provider_id,
-            |(due, r)| (*due, r.id),
-        );
-        Ok(found.into_iter().map(|(_, r)| r).collect())
+        Ok(fair_share_by(found, limit, |r| &r.provider_id, |r| r.id))
     }
 
     async fn mark_checked(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
